@@ -1,0 +1,108 @@
+"""The interface every provider (local, mithril, ssh) implements.
+
+``Flow`` and ``Task`` talk only to this interface. A provider keeps its own state (on disk for local,
+in the cloud API for mithril) so that another process can see and control the same tasks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from flow_backend.models import TaskRecord
+    from flow_backend.settings import FlowSettings
+    from flow_backend.task_config import TaskConfig
+
+__all__ = ["Provider", "VolumeInfo"]
+
+
+class VolumeInfo(tuple[str, float, str]):
+    """(name, size_gb, location) of a persistent volume."""
+
+    __slots__ = ()
+
+    def __new__(cls, name: str, size_gb: float, location: str) -> VolumeInfo:
+        return super().__new__(cls, (name, size_gb, location))
+
+    @property
+    def name(self) -> str:
+        return self[0]
+
+    @property
+    def size_gb(self) -> float:
+        return self[1]
+
+    @property
+    def location(self) -> str:
+        return self[2]
+
+
+class Provider(ABC):
+    """Runs tasks somewhere. Subclasses are constructed with the resolved settings."""
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: FlowSettings) -> None:
+        self.settings = settings
+
+    # -- tasks -------------------------------------------------------------------------------
+    @abstractmethod
+    def submit(self, config: TaskConfig) -> TaskRecord:
+        """Start a task and return its first record (usually ``pending``)."""
+
+    @abstractmethod
+    def get(self, task_id: str) -> TaskRecord:
+        """Current record of one task; raises ``TaskNotFoundError`` for an unknown id."""
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
+        """Current records of many tasks. Remote providers override this with one list call."""
+        return {task_id: self.get(task_id) for task_id in task_ids}
+
+    @abstractmethod
+    def list_tasks(
+        self, *, active_only: bool = False, name_prefix: str | None = None
+    ) -> list[TaskRecord]:
+        """Every task this provider knows, newest first."""
+
+    @abstractmethod
+    def cancel(self, task_id: str) -> TaskRecord:
+        """Stop a task (its whole process tree / its bid) and return the final record."""
+
+    @abstractmethod
+    def logs(self, task_id: str, tail: int | None = None) -> str:
+        """The task's interleaved stdout/stderr so far (last ``tail`` lines when given)."""
+
+    @abstractmethod
+    def follow_logs(self, task_id: str) -> Iterator[str]:
+        """Yield log lines as they come until the task ends."""
+
+    @abstractmethod
+    def shell(self, task_id: str, command: str | None = None) -> str:
+        """Run ``command`` where the task runs and return its output; no command: interactive."""
+
+    def shell_command(self, task_id: str) -> str | None:
+        """The command a user types to get a shell where the task runs, if there is one."""
+        return None
+
+    def download(self, task_id: str, remote_path: str, local_path: Path) -> None:
+        """Copy a file or folder from where the task runs to this machine (no-op when shared)."""
+
+    def price_per_hour(self, instance_type: str) -> float:
+        """What one instance of this type costs per hour on this provider (0.0 locally)."""
+        return 0.0
+
+    # -- volumes -----------------------------------------------------------------------------
+    def list_volumes(self) -> list[VolumeInfo]:
+        return []
+
+    def create_volume(self, name: str, size_gb: float) -> VolumeInfo:
+        raise NotImplementedError(f"provider {self.name!r} has no volumes")
+
+    def delete_volume(self, name: str) -> None:
+        raise NotImplementedError(f"provider {self.name!r} has no volumes")
+
+    def close(self) -> None:
+        """Release connections. Does not stop tasks."""
