@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["TaskRecord", "TaskStatus", "format_price"]
 
 
-class TaskStatus(str, Enum):
+class TaskStatus(StrEnum):
     """Lifecycle: pending → provisioning → running → completed | failed | cancelled (+ preempting)."""
 
     PENDING = "pending"
@@ -25,9 +25,6 @@ class TaskStatus(str, Enum):
     def is_terminal(self) -> bool:
         """Whether the task can no longer change state."""
         return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def format_price(dollars: float) -> str:

@@ -89,6 +89,7 @@ class Provider(ABC):
 
     def download(self, task_id: str, remote_path: str, local_path: Path) -> None:
         """Copy a file or folder from where the task runs to this machine (no-op when shared)."""
+        return None
 
     def price_per_hour(self, instance_type: str) -> float:
         """What one instance of this type costs per hour on this provider (0.0 locally)."""
@@ -106,3 +107,4 @@ class Provider(ABC):
 
     def close(self) -> None:
         """Release connections. Does not stop tasks."""
+        return None
