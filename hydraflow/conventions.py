@@ -115,8 +115,8 @@ def sanitize_key(key: str) -> str:
     while ".." in safe:
         safe = safe.replace("..", "._")
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
-    safe = f"{safe[: MAX_KEY_LENGTH - 10]}~{digest}" if safe else f"key~{digest}"
-    return safe if _key_is_valid(safe) else f"key~{digest}"
+    safe = f"{safe[: MAX_KEY_LENGTH - 10]}_{digest}" if safe else f"key_{digest}"
+    return safe if _key_is_valid(safe) else f"key_{digest}"
 
 
 _INT = re.compile(r"^[+-]?\d+$")
