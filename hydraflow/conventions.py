@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "MAX_PARAM_VALUE_LENGTH",
+    "TAG_CACHE_KEY",
     "TAG_CONFIG_HASH",
     "TAG_COST_PER_HOUR",
     "TAG_INSTANCE_TYPE",
@@ -28,6 +29,7 @@ __all__ = [
     "TAG_PARENT_RUN_ID",
     "TAG_PROVIDER",
     "TAG_ROLE",
+    "TAG_STAGE",
     "TAG_SWEEP_DIR",
     "TAG_SWEEP_ID",
     "TAG_TASK_ID",
@@ -50,6 +52,8 @@ TAG_SWEEP_DIR = "hydraflow.sweep_dir"
 TAG_ROLE = "hydraflow.role"  # "sweep" on the parent run, "job" on a child, "stage" in pipelines
 TAG_KEY_PREFIX = "hydraflow.key."  # hydraflow.key.<sanitised param key> = original key
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"
+TAG_STAGE = "hydraflow.stage"  # a pipeline stage run: the stage's name
+TAG_CACHE_KEY = "hydraflow.cache_key"  # a pipeline stage run: its cache key (re-execution)
 
 TAG_TASK_ID = "flow.task_id"
 TAG_PROVIDER = "flow.provider"
