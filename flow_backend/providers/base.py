@@ -6,6 +6,7 @@ in the cloud API for mithril) so that another process can see and control the sa
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -60,6 +61,14 @@ class Provider(ABC):
     def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
         """Current records of many tasks. Remote providers override this with one list call."""
         return {task_id: self.get(task_id) for task_id in task_ids}
+
+    def wait_for_change(self, task_id: str, timeout: float) -> None:
+        """Block up to ``timeout`` seconds or until the task may have changed (``Task.wait`` uses it).
+
+        The default just sleeps; a provider that can block on the task itself (the local one, on
+        its child processes) returns as soon as it ends.
+        """
+        time.sleep(max(0.0, timeout))
 
     @abstractmethod
     def list_tasks(

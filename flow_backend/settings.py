@@ -1,0 +1,236 @@
+"""Settings: arguments > environment > ``~/.flow/config.yaml`` > defaults.
+
+The config file path is ``$FLOW_CONFIG_PATH`` when set, else ``~/.flow/config.yaml``. Its keys are the
+field names of :class:`FlowSettings`; the short forms ``api_key``, ``project``, ``region``, ``api_url``
+and a nested ``mithril:`` mapping are accepted for the Mithril fields (the Flow SDK's layout).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from flow_backend._pydantic_errors import to_flow_error
+from flow_backend.errors import ValidationError
+
+__all__ = ["ENV_VARS", "PROVIDER_NAMES", "FlowSettings", "config_path", "load_settings"]
+
+PROVIDER_NAMES = ("local", "mithril", "ssh")
+
+#: Environment variable of each setting.
+ENV_VARS: dict[str, str] = {
+    "provider": "FLOW_PROVIDER",
+    "home": "FLOW_HOME",
+    "mithril_api_key": "MITHRIL_API_KEY",
+    "mithril_project": "MITHRIL_PROJECT",
+    "mithril_region": "MITHRIL_REGION",
+    "mithril_api_url": "MITHRIL_API_URL",
+    "ssh_key_path": "FLOW_SSH_KEY_PATH",
+    "ssh_hosts": "FLOW_SSH_HOSTS",
+    "poll_interval": "FLOW_POLL_INTERVAL",
+    "stop_grace_seconds": "FLOW_STOP_GRACE_SECONDS",
+    "local_gpus": "FLOW_LOCAL_GPUS",
+}
+
+_FILE_ALIASES = {
+    "api_key": "mithril_api_key",
+    "project": "mithril_project",
+    "region": "mithril_region",
+    "api_url": "mithril_api_url",
+}
+_SECRET_FIELDS = frozenset({"mithril_api_key"})
+
+
+class FlowSettings(BaseModel):
+    """Resolved settings of one :class:`flow_backend.Flow` client.
+
+    Attributes:
+        provider: ``local`` (default), ``mithril`` or ``ssh``.
+        home: Where local state lives (tasks, volumes); default ``~/.flow``.
+        mithril_api_key: The Mithril API key (never shown in reprs or logs).
+        mithril_project: Mithril project name or id.
+        mithril_region: Mithril region, e.g. ``us-central1-a``.
+        mithril_api_url: Base URL of the Mithril API.
+        ssh_key_path: Private key for SSH (mithril instances, ssh hosts).
+        ssh_hosts: ``user@host[:port]`` destinations of the ssh provider.
+        poll_interval: Longest pause between two status checks while waiting, in seconds.
+        stop_grace_seconds: Time between SIGTERM and SIGKILL when stopping a local task.
+        local_gpus: GPU indices the local provider may hand out, e.g. ``"0,1"``; ``None`` asks
+            ``nvidia-smi``; ``""`` means none.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = "local"
+    home: Path = Field(default_factory=lambda: Path("~/.flow").expanduser())
+    mithril_api_key: SecretStr | None = None
+    mithril_project: str | None = None
+    mithril_region: str | None = None
+    mithril_api_url: str = "https://api.mithril.ai"
+    ssh_key_path: Path | None = None
+    ssh_hosts: list[str] = Field(default_factory=list)
+    poll_interval: float = Field(default=1.0, gt=0)
+    stop_grace_seconds: float = Field(default=10.0, ge=0)
+    local_gpus: str | None = None
+
+    @field_validator("provider")
+    @classmethod
+    def _check_provider(cls, name: str) -> str:
+        name = name.strip().lower()
+        if name not in PROVIDER_NAMES:
+            raise ValueError(f"unknown provider; valid providers are {', '.join(PROVIDER_NAMES)}")
+        return name
+
+    @field_validator("home", "ssh_key_path")
+    @classmethod
+    def _expand(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser()
+
+    @field_validator("ssh_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, hosts: Any) -> Any:
+        if isinstance(hosts, str):
+            return [host.strip() for host in hosts.split(",") if host.strip()]
+        return hosts
+
+    @field_validator("local_gpus", mode="before")
+    @classmethod
+    def _gpus_to_text(cls, gpus: Any) -> Any:
+        if isinstance(gpus, list | tuple):
+            return ",".join(str(gpu) for gpu in gpus)
+        if isinstance(gpus, int):
+            return str(gpus)
+        return gpus
+
+    @field_validator("local_gpus")
+    @classmethod
+    def _check_gpus(cls, gpus: str | None) -> str | None:
+        if gpus is not None and gpus.strip():
+            for part in gpus.split(","):
+                if not part.strip().isdigit():
+                    raise ValueError("give GPU indices separated by commas, e.g. '0,1'")
+        return gpus
+
+    @property
+    def local_gpu_ids(self) -> list[str] | None:
+        """The configured GPU indices, or ``None`` when they are to be detected."""
+        if self.local_gpus is None:
+            return None
+        return [part.strip() for part in self.local_gpus.split(",") if part.strip()]
+
+    @property
+    def tasks_dir(self) -> Path:
+        """Where the local provider keeps one folder per task."""
+        return self.home / "tasks"
+
+    @property
+    def volumes_dir(self) -> Path:
+        """Where the local provider keeps volumes."""
+        return self.home / "volumes"
+
+
+def config_path() -> Path:
+    """The config file in effect: ``$FLOW_CONFIG_PATH`` or ``~/.flow/config.yaml``."""
+    override = os.environ.get("FLOW_CONFIG_PATH")
+    return Path(override).expanduser() if override else Path("~/.flow/config.yaml").expanduser()
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        first_line = str(error).splitlines()[0] if str(error) else "syntax error"
+        mark = getattr(error, "problem_mark", None)
+        if mark is not None:
+            first_line += f" at line {mark.line + 1}, column {mark.column + 1}"
+        raise ValidationError(
+            f"Config file {str(path)!r} is not valid YAML ({first_line})",
+            field="config_file",
+            value=str(path),
+            hint="Fix its syntax, or point FLOW_CONFIG_PATH at another file",
+        ) from None
+    except OSError as error:
+        raise ValidationError(
+            f"Cannot read config file {str(path)!r}: {error.strerror}",
+            field="config_file",
+            value=str(path),
+            hint="Check its permissions, or point FLOW_CONFIG_PATH at another file",
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValidationError(
+            f"Config file {str(path)!r} must hold a mapping of settings, not {type(data).__name__}",
+            field="config_file",
+            value=str(path),
+            hint="Write one 'key: value' per line, e.g. 'provider: local'",
+        )
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "mithril" and isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                flat[_FILE_ALIASES.get(str(sub_key), f"mithril_{sub_key}")] = sub_value
+        else:
+            flat[_FILE_ALIASES.get(str(key), str(key))] = value
+    unknown = sorted(set(flat) - set(FlowSettings.model_fields))
+    if unknown:
+        raise ValidationError(
+            f"Config file {str(path)!r} has unknown setting {unknown[0]!r}",
+            field=unknown[0],
+            value=str(path),
+            hint=f"Valid settings: {', '.join(FlowSettings.model_fields)}",
+        )
+    return flat
+
+
+def _read_environment() -> dict[str, Any]:
+    return {
+        field: os.environ[var]
+        for field, var in ENV_VARS.items()
+        if var in os.environ and os.environ[var] != ""
+    }
+
+
+def load_settings(**overrides: Any) -> FlowSettings:
+    """Resolve settings: keyword arguments > environment > config file > defaults.
+
+    Arguments that are ``None`` are ignored (so CLI options left unset fall through).
+
+    Raises:
+        ValidationError: An unknown provider, a malformed config file or a bad value; the message
+            names the source (argument, environment variable or file), the field and the value.
+    """
+    unknown = sorted(set(overrides) - set(FlowSettings.model_fields))
+    if unknown:
+        raise ValidationError(
+            f"Unknown setting {unknown[0]!r}",
+            field=unknown[0],
+            hint=f"Valid settings: {', '.join(FlowSettings.model_fields)}",
+        )
+    path = config_path()
+    layers: list[tuple[str, dict[str, Any]]] = [
+        (f"config file {str(path)!r}", _read_config_file(path)),
+        ("environment", _read_environment()),
+        ("arguments", {key: value for key, value in overrides.items() if value is not None}),
+    ]
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for source, values in layers:
+        for key, value in values.items():
+            merged[key] = value
+            origin[key] = source if source != "environment" else f"environment ({ENV_VARS[key]})"
+    try:
+        return FlowSettings.model_validate(merged)
+    except pydantic.ValidationError as error:
+        problems = error.errors(include_url=False)
+        loc = problems[0].get("loc", ()) if problems else ()
+        field = str(loc[0]) if loc else ""
+        where = f"settings from {origin.get(field, 'defaults')}"
+        raise to_flow_error(error, where=where, secret_fields=_SECRET_FIELDS) from None
