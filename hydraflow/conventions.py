@@ -18,16 +18,24 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ENV_COST_PER_HOUR",
+    "ENV_INSTANCE_TYPE",
+    "ENV_PARENT_RUN_ID",
+    "ENV_PROVIDER",
+    "ENV_SWEEP_ID",
+    "ENV_TASK_NAME",
     "MAX_PARAM_VALUE_LENGTH",
     "TAG_CACHE_KEY",
     "TAG_CONFIG_HASH",
     "TAG_COST_PER_HOUR",
+    "TAG_ERROR",
     "TAG_INSTANCE_TYPE",
     "TAG_JOB_NUM",
     "TAG_KEY_PREFIX",
     "TAG_OVERRIDES",
     "TAG_PARENT_RUN_ID",
     "TAG_PROVIDER",
+    "TAG_RETURN_VALUE",
     "TAG_ROLE",
     "TAG_STAGE",
     "TAG_SWEEP_DIR",
@@ -60,6 +68,19 @@ TAG_PROVIDER = "flow.provider"
 TAG_INSTANCE_TYPE = "flow.instance_type"
 TAG_COST_PER_HOUR = "flow.cost_per_hour"
 TAG_TOTAL_COST = "flow.total_cost"
+
+# Written by the Hydra callback (additive, issue 3): a job's return value as JSON text when it is
+# JSON and short enough (the flow sweeper's resume returns it), and a failed job's error.
+TAG_RETURN_VALUE = "hydraflow.return_value"
+TAG_ERROR = "hydraflow.error"
+
+# Environment the flow launcher gives each task; the callback reads it on the task side.
+ENV_SWEEP_ID = "HYDRAFLOW_SWEEP_ID"
+ENV_PARENT_RUN_ID = "HYDRAFLOW_PARENT_RUN_ID"
+ENV_TASK_NAME = "HYDRAFLOW_TASK_NAME"
+ENV_PROVIDER = "HYDRAFLOW_PROVIDER"
+ENV_INSTANCE_TYPE = "HYDRAFLOW_INSTANCE_TYPE"
+ENV_COST_PER_HOUR = "HYDRAFLOW_COST_PER_HOUR"
 
 # MLflow's own limits (mlflow.utils.validation): a longer param value is refused, never cut here.
 MAX_PARAM_VALUE_LENGTH = 6000
