@@ -1,0 +1,128 @@
+"""Cache keys, the lookup of a stage's finished run, and the lock that serialises equal stages.
+
+A stage's cache key is a stable hash of its name, its config section, its function's code and its
+upstream stages' keys. Two processes (e.g. two jobs of a Hydra sweep) computing the same key take
+the same lock file, so the second one waits and then reuses the first one's record.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import hashlib
+import inspect
+import marshal
+import tempfile
+import textwrap
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from hydraflow.conventions import TAG_CACHE_KEY, config_hash
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+__all__ = [
+    "TAG_RESULT",
+    "cache_key",
+    "code_fingerprint",
+    "config_section",
+    "find_finished_run",
+    "lock_dir_for",
+    "stage_lock",
+]
+
+TAG_RESULT = "hydraflow.result"  # "pickle" once the return value is stored: the run is reusable
+
+
+def config_section(cfg: Any, key: str) -> tuple[Any, Any]:
+    """The stage's config section: (value handed to the function, plain value for params/hash).
+
+    A missing section is an empty config. The handed value is resolved and detached from ``cfg``.
+    """
+    if cfg is None:
+        return OmegaConf.create({}), {}
+    if not isinstance(cfg, (DictConfig, ListConfig)):
+        cfg = OmegaConf.create(cfg)
+    node = OmegaConf.select(cfg, key, default=None)
+    if node is None:
+        return OmegaConf.create({}), {}
+    if isinstance(node, (DictConfig, ListConfig)):
+        plain = OmegaConf.to_container(node, resolve=True)
+        return OmegaConf.create(plain), plain
+    return node, node
+
+
+def code_fingerprint(fn: Callable[..., Any]) -> str:
+    """Source text of the stage function (bytecode when the source is unavailable)."""
+    extra = ""
+    while isinstance(fn, functools.partial):
+        extra += repr((fn.args, sorted(fn.keywords.items())))
+        fn = fn.func
+    target: Any = inspect.unwrap(fn)
+    if not (inspect.isfunction(target) or inspect.ismethod(target) or inspect.isclass(target)):
+        target = type(target)  # a callable instance: its class's code
+    try:
+        return textwrap.dedent(inspect.getsource(target)) + extra
+    except (OSError, TypeError):
+        code = getattr(target, "__code__", None)
+        if code is not None:
+            return hashlib.sha256(marshal.dumps(code)).hexdigest() + extra
+        return (
+            f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', target)}{extra}"
+        )
+
+
+def cache_key(name: str, section: Any, fingerprint: str, upstream_keys: Mapping[str, str]) -> str:
+    """Stable hash of the stage's name, config section, code and upstream keys."""
+    return config_hash(
+        {
+            "stage": name,
+            "config": section,
+            "code": fingerprint,
+            "upstream": dict(sorted(upstream_keys.items())),
+        }
+    )
+
+
+def find_finished_run(client: MlflowClient, experiment_id: str, key: str) -> Run | None:
+    """The newest FINISHED run of the experiment whose stored result has this cache key."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`{TAG_CACHE_KEY}` = '{key}' and tags.`{TAG_RESULT}` = 'pickle' "
+            "and attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def lock_dir_for(tracking_uri: str) -> Path:
+    """Where lock files live: beside a local store, else in the system's temp folder."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
+        return Path(tracking_uri.removeprefix("sqlite:///")).parent / ".hydraflow-locks"
+    if parsed.scheme in ("", "file"):
+        return Path(unquote(parsed.path) if parsed.scheme else tracking_uri) / ".hydraflow-locks"
+    digest = hashlib.sha1(tracking_uri.encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / "hydraflow-locks" / digest
+
+
+@contextmanager
+def stage_lock(lock_dir: Path, name: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_dir/name.lock`` (released on exit, or if the process dies)."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / f"{name}.lock", "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
