@@ -1,0 +1,84 @@
+"""The long tables every loader produces, and the checks they share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from hydraflow.core.errors import ExperimentNotFoundError, RunNotFoundError, suggestion
+
+RUNS_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "run_name": pl.String(),
+    "experiment_id": pl.String(),
+    "experiment": pl.String(),
+    "status": pl.String(),
+    "start_time": pl.Int64(),
+    "end_time": pl.Int64(),
+    "artifact_uri": pl.String(),
+}
+KV_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "key": pl.String(),
+    "value": pl.String(),
+}
+METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": pl.String(),
+    "key": pl.String(),
+    "value": pl.Float64(),
+}
+
+
+@dataclass
+class StoreTables:
+    """Runs (one row each, times in ms since the epoch) and long params / latest metrics / tags."""
+
+    runs: pl.DataFrame
+    params: pl.DataFrame
+    metrics: pl.DataFrame
+    tags: pl.DataFrame
+    tracking_uri: str
+
+    @classmethod
+    def from_rows(
+        cls,
+        runs: Sequence[Mapping[str, object]],
+        params: Iterable[tuple[str, str, str]],
+        metrics: Iterable[tuple[str, str, float]],
+        tags: Iterable[tuple[str, str, str]],
+        tracking_uri: str,
+    ) -> StoreTables:
+        """Build the tables from Python rows (file store and REST loaders)."""
+        return cls(
+            runs=pl.DataFrame(list(runs), schema=RUNS_SCHEMA, orient="row")
+            if runs
+            else pl.DataFrame(schema=RUNS_SCHEMA),
+            params=pl.DataFrame(list(params), schema=KV_SCHEMA, orient="row"),
+            metrics=pl.DataFrame(list(metrics), schema=METRICS_SCHEMA, orient="row"),
+            tags=pl.DataFrame(list(tags), schema=KV_SCHEMA, orient="row"),
+            tracking_uri=tracking_uri,
+        )
+
+
+def check_experiments(asked: Sequence[str] | None, known: Iterable[str], store_uri: str) -> None:
+    """Raise a clear error for the first experiment name the store does not have."""
+    names = list(known)
+    for name in asked or ():
+        if name not in names:
+            raise ExperimentNotFoundError(
+                f"experiment {name!r} not found in {store_uri}."
+                + suggestion(name, names, "experiments")
+            )
+
+
+def check_run_ids(asked: Sequence[str] | None, found: Iterable[str], store_uri: str) -> None:
+    """Raise a clear error for the first run id the store does not have (or that is deleted)."""
+    present = set(found)
+    for run_id in asked or ():
+        if run_id not in present:
+            raise RunNotFoundError(
+                f"run {run_id!r} not found in {store_uri} (no active run with that id). Check the "
+                "id, or pass the store that holds it: tracking_uri=... / MLFLOW_TRACKING_URI."
+            )

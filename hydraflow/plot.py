@@ -1,0 +1,99 @@
+"""Plots of a run frame: one clean, labelled PNG (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from hydraflow.core.errors import ColumnTypeError
+
+
+def _label(key: str) -> str:
+    return key.removeprefix("metrics.").removeprefix("params.").removeprefix("info.")
+
+
+def _log_scale(values: pl.Series) -> bool:
+    """Use a log axis for positive values spanning more than two decades (learning rates)."""
+    if not values.dtype.is_numeric():
+        return False
+    present = values.drop_nulls().cast(pl.Float64)
+    present = present.filter(~present.is_nan())
+    if present.len() < 2 or (present <= 0).any():
+        return False
+    low, high = present.min(), present.max()
+    return bool(isinstance(low, float) and isinstance(high, float) and high / low >= 100)
+
+
+def plot_frame(
+    frame: pl.DataFrame,
+    x: tuple[str, str],
+    y: tuple[str, str],
+    color: tuple[str, str] | None = None,
+    path: str | os.PathLike[str] | None = None,
+    title: str | None = None,
+) -> Path | Any:
+    """Plot column ``y`` against ``x`` (each given as (column, user key)), one series per color.
+
+    Points of a series are joined in x order, and a series with several runs per x shows the mean
+    as the line. Returns ``path`` after writing a PNG, or the Figure when ``path`` is None.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (x_col, x_key), (y_col, y_key) = x, y
+    if not (frame[y_col].dtype.is_numeric()):
+        raise ColumnTypeError(
+            f"plot: y={y_key!r} must be numeric; {y_col!r} holds {frame[y_col].dtype}."
+        )
+    data = frame.select(
+        pl.col(x_col).alias("x"),
+        pl.col(y_col).cast(pl.Float64).alias("y"),
+        (pl.col(color[0]).cast(pl.String) if color else pl.lit("all")).alias("group"),
+    ).filter(pl.col("x").is_not_null() & pl.col("y").is_not_null() & ~pl.col("y").is_nan())
+    numeric_x = data["x"].dtype.is_numeric()
+    if not numeric_x:
+        data = data.with_columns(pl.col("x").cast(pl.String))
+    categories = sorted(data["x"].unique().to_list()) if not numeric_x else []
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=130, layout="constrained")
+    cmap = plt.get_cmap("tab10")
+    groups = sorted(data["group"].unique().to_list(), key=lambda g: (g is None, str(g)))
+    for number, group in enumerate(groups):
+        part = data.filter(pl.col("group").eq_missing(group))
+        xs = part["x"].to_list() if numeric_x else [categories.index(v) for v in part["x"]]
+        tone = cmap(number % 10)
+        label = str(group) if color else None
+        ax.scatter(xs, part["y"].to_list(), color=tone, alpha=0.55, s=28, edgecolors="none")
+        line = (
+            pl.DataFrame({"x": xs, "y": part["y"]}).group_by("x").agg(pl.col("y").mean()).sort("x")
+        )
+        ax.plot(
+            line["x"], line["y"], color=tone, linewidth=1.8, marker="o", markersize=4, label=label
+        )
+    if numeric_x and _log_scale(data["x"]):
+        ax.set_xscale("log")
+    if not numeric_x:
+        ax.set_xticks(range(len(categories)), [str(c) for c in categories])
+    ax.set_xlabel(_label(x_key))
+    ax.set_ylabel(_label(y_key))
+    ax.set_title(title or f"{_label(y_key)} vs {_label(x_key)}  ({data.height} runs)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    if color:
+        ax.legend(title=_label(color[1]), frameon=False, loc="best")
+    if data.height == 0:
+        ax.text(
+            0.5, 0.5, "no run has both values", ha="center", va="center", transform=ax.transAxes
+        )
+    if path is None:
+        return fig
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
+    return target
