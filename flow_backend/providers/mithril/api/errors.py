@@ -1,0 +1,129 @@
+"""The one place where Mithril HTTP failures become :mod:`flow_backend.errors`.
+
+- 401, 403 → ``AuthenticationError`` (a 403 that names a quota → ``InsufficientQuotaError``)
+- 404 → ``ResourceNotFoundError``
+- any other 4xx whose detail names quota or capacity → ``InsufficientQuotaError``
+- 422 and other 4xx → ``ValidationError`` carrying the server's ``detail``
+- 429 or 5xx still returned after the transport's retries → ``ProviderError``
+- timeouts and connection errors after the transport's retries → ``ProviderError``
+
+Retries happen earlier, in :mod:`flow_backend.providers.mithril.api.transport`; by the time a
+response reaches this module it is final.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+
+from flow_backend.errors import (
+    AuthenticationError,
+    FlowError,
+    InsufficientQuotaError,
+    ProviderError,
+    ResourceNotFoundError,
+    ValidationError,
+)
+
+__all__ = ["error_for_response", "error_for_transport_failure", "server_detail"]
+
+_QUOTA_WORDS = re.compile(r"quota|capacity|insufficient|limit exceeded", re.IGNORECASE)
+
+
+def server_detail(response: httpx.Response) -> Any:
+    """The ``detail`` of an error body (a string or FastAPI's list), or the raw text."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text.strip()[:500] or None
+    if isinstance(body, dict) and "detail" in body:
+        return body["detail"]
+    return body
+
+
+def _describe(detail: Any) -> str:
+    """One line per FastAPI validation item: ``body.limit_price: Input should be ...``."""
+    if isinstance(detail, list):
+        lines = []
+        for item in detail:
+            if isinstance(item, dict):
+                loc = ".".join(str(part) for part in item.get("loc", []))
+                lines.append(f"{loc}: {item.get('msg', item)}" if loc else str(item.get("msg")))
+            else:
+                lines.append(str(item))
+        return "; ".join(lines)
+    return "" if detail is None else str(detail)
+
+
+def _first_field(detail: Any) -> str | None:
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        loc = [str(part) for part in detail[0].get("loc", [])]
+        if loc and loc[0] in ("body", "query", "path"):
+            loc = loc[1:]
+        return ".".join(loc) or None
+    return None
+
+
+def error_for_response(response: httpx.Response, *, what: str) -> FlowError:
+    """Build the error for a final non-2xx ``response`` to the call described by ``what``.
+
+    Args:
+        response: The failed response (its body is read here).
+        what: The operation in a few words, e.g. ``"create spot bid 'hf-1-0'"``.
+    """
+    response.read()
+    status = response.status_code
+    detail = server_detail(response)
+    text = _describe(detail)
+    said = f" (HTTP {status}: {text})" if text else f" (HTTP {status})"
+    if status == 401 or status == 403:
+        if status == 403 and _QUOTA_WORDS.search(text):
+            return InsufficientQuotaError(
+                f"Mithril refused to {what}: quota exceeded{said}",
+                hint="Lower num_instances, cancel running bids, or ask Mithril for more quota",
+            )
+        return AuthenticationError(
+            f"Mithril rejected the API key while trying to {what}{said}",
+            field="mithril_api_key",
+            hint="Set MITHRIL_API_KEY to a valid key (create one in the Mithril console)",
+        )
+    if status == 404:
+        return ResourceNotFoundError(
+            f"Mithril could not find what was asked to {what}{said}",
+            hint="Check the id or name; list what exists with `flow status` or the Mithril console",
+        )
+    if status == 429:
+        return ProviderError(
+            f"Mithril kept rate-limiting the request to {what}{said}",
+            hint="Wait a minute and try again, or poll less often",
+        )
+    if status >= 500:
+        return ProviderError(
+            f"Mithril failed to {what} and kept failing after retries{said}",
+            hint="Try again later; check https://status.mithril.ai",
+        )
+    if _QUOTA_WORDS.search(text):
+        return InsufficientQuotaError(
+            f"Mithril has no capacity or quota to {what}{said}",
+            hint="Try another region or instance type, lower num_instances, or wait for capacity",
+        )
+    return ValidationError(
+        f"Mithril rejected the request to {what}{said}",
+        field=_first_field(detail),
+        value=detail,
+        hint="Fix the named field and try again",
+    )
+
+
+def error_for_transport_failure(error: httpx.TransportError, *, what: str, url: str) -> FlowError:
+    """Build the error for a request that never got a response (after the transport's retries)."""
+    kind = "timed out" if isinstance(error, httpx.TimeoutException) else "could not connect"
+    return ProviderError(
+        f"Mithril request to {what} {kind} at {url} ({type(error).__name__})",
+        field="mithril_api_url",
+        value=url,
+        hint="Check MITHRIL_API_URL and your network connection, then try again",
+    )

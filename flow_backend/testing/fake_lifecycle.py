@@ -1,0 +1,188 @@
+"""How bids and instances move on the fake: allocation, boot, the startup script, preemption, end.
+
+Bid: ``Open`` → (after ``provisioning_delay``, with capacity and a high enough limit price)
+``Allocated`` → ``Terminated`` on cancel; ``Preempting`` → ``Terminated`` when preempted.
+Instance: ``STATUS_STARTING`` → (after ``boot_delay``) ``STATUS_RUNNING`` (the startup script starts)
+→ ``STATUS_TERMINATED`` on cancel / ``STATUS_PREEMPTING`` → ``STATUS_PREEMPTED``. An instance stays
+``STATUS_RUNNING`` (and billing) after its script exits, until its bid is cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flow_backend.testing.fake_state import FakeBid, FakeInstance, FakeState, new_fid
+
+__all__ = ["FakeSettings", "Lifecycle"]
+
+_SECRET_ENV = ("MITHRIL_API_KEY", "FLOW_MITHRIL_API_KEY")
+
+
+@dataclass
+class FakeSettings:
+    """Knobs of the fake's behaviour (all changeable while it runs)."""
+
+    provisioning_delay: float = 0.2
+    boot_delay: float = 0.2
+    preemption_grace: float = 0.5
+    ssh_destination: str | None = None
+    private_ip: str = "127.0.0.1"
+    price_floor: float = 0.0
+    quota_instances: int | None = None
+
+
+def kill_process_group(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL the script's whole process group (an instance powering off) and reap the leader."""
+    if process is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=5)
+
+
+class Lifecycle:
+    """Advances the fake's state; :meth:`tick` is called often by the server's ticker thread."""
+
+    def __init__(self, state: FakeState, settings: FakeSettings, work_root: Path) -> None:
+        self.state = state
+        self.settings = settings
+        self.work_root = work_root
+
+    def required_price(self, bid: FakeBid) -> float:
+        """The lowest limit price (per instance-hour) that wins capacity for ``bid``."""
+        spot = self.state.spot_prices.get((bid.instance_type, bid.region), 0.0)
+        return max(spot, self.settings.price_floor)
+
+    def tick(self) -> None:
+        """Allocate, boot, notice exited scripts and finish preemptions that are due."""
+        now = time.monotonic()
+        to_kill: list[subprocess.Popen[bytes]] = []
+        with self.state.lock:
+            for bid in list(self.state.bids.values()):
+                if bid.status == "Open":
+                    self._maybe_allocate(bid, now)
+                elif (
+                    bid.status == "Preempting"
+                    and bid.preempt_at is not None
+                    and now >= bid.preempt_at
+                ):
+                    to_kill.extend(self._end(bid, "STATUS_PREEMPTED"))
+            for instance in self.state.instances.values():
+                if instance.status == "STATUS_STARTING":
+                    if now - instance.allocated_monotonic >= self.settings.boot_delay:
+                        self._boot(instance, now)
+                elif instance.process is not None and instance.script_exited_monotonic is None:
+                    code = instance.process.poll()
+                    if code is not None:
+                        instance.exit_code = code
+                        instance.script_exited_monotonic = now
+        for process in to_kill:
+            kill_process_group(process)
+
+    def cancel(self, bid: FakeBid) -> None:
+        """End a bid now: processes killed, instances terminated, billing stopped."""
+        with self.state.lock:
+            processes = self._end(bid, "STATUS_TERMINATED")
+        for process in processes:
+            kill_process_group(process)
+
+    def preempt(self, bid: FakeBid) -> None:
+        """Take a bid's capacity back: ``Preempting`` now, ``Terminated`` after the grace period."""
+        with self.state.lock:
+            if bid.status not in ("Allocated", "Open"):
+                raise ValueError(f"bid {bid.fid} is {bid.status}; only a live bid can be preempted")
+            bid.status = "Preempting"
+            bid.preempt_at = time.monotonic() + self.settings.preemption_grace
+            for instance in self.state.instances_of(bid):
+                instance.status = "STATUS_PREEMPTING"
+
+    def shutdown(self) -> None:
+        """Kill every script still running (the server is stopping)."""
+        with self.state.lock:
+            processes = [
+                instance.process
+                for instance in self.state.instances.values()
+                if instance.process is not None and instance.process.poll() is None
+            ]
+        for process in processes:
+            kill_process_group(process)
+
+    # -- steps ------------------------------------------------------------------------------
+    def _maybe_allocate(self, bid: FakeBid, now: float) -> None:
+        if now - bid.created_monotonic < self.settings.provisioning_delay:
+            return
+        if bid.limit_price < self.required_price(bid):
+            return
+        if self.state.free_capacity(bid.instance_type, bid.region) < bid.instance_quantity:
+            return
+        bid.status = "Allocated"
+        for index in range(bid.instance_quantity):
+            fid = new_fid("inst")
+            folder = self.work_root / fid
+            folder.mkdir(parents=True, exist_ok=True)
+            self.state.instances[fid] = FakeInstance(
+                fid=fid,
+                name=f"{bid.name}-{index}",
+                project=bid.project,
+                bid=bid.fid,
+                instance_type=bid.instance_type,
+                region=bid.region,
+                folder=str(folder),
+                ssh_destination=self.settings.ssh_destination,
+                private_ip=self.settings.private_ip,
+            )
+            bid.instances.append(fid)
+
+    def _boot(self, instance: FakeInstance, now: float) -> None:
+        instance.status = "STATUS_RUNNING"
+        instance.running_monotonic = now
+        bid = self.state.bids[instance.bid]
+        script = bid.launch_specification.get("startup_script")
+        if not script:
+            return
+        folder = Path(instance.folder)
+        script_path = folder / "startup_script.sh"
+        script_path.write_text(script)
+        env = {key: value for key, value in os.environ.items() if key not in _SECRET_ENV}
+        env.update(MITHRIL_INSTANCE_FID=instance.fid, MITHRIL_INSTANCE_DIR=str(folder))
+        with open(folder / "startup_script.log", "wb") as log:
+            instance.process = subprocess.Popen(
+                ["bash", str(script_path)],
+                cwd=folder,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _end(self, bid: FakeBid, instance_status: str) -> list[subprocess.Popen[bytes]]:
+        processes: list[subprocess.Popen[bytes]] = []
+        if bid.status == "Terminated":
+            return processes
+        bid.status = "Terminated"
+        bid.deactivated_at = datetime.now(UTC)
+        bid.preempt_at = None
+        now = time.monotonic()
+        for instance in self.state.instances_of(bid):
+            instance.status = instance_status
+            if instance.terminated_monotonic is None:
+                instance.terminated_monotonic = now
+            if instance.process is not None:
+                if instance.process.poll() is None:
+                    processes.append(instance.process)
+                elif instance.script_exited_monotonic is None:
+                    instance.exit_code = instance.process.returncode
+                    instance.script_exited_monotonic = now
+        for volume in self.state.volumes.values():
+            if bid.fid in volume.bids:
+                volume.bids.remove(bid.fid)
+        return processes

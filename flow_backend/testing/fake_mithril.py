@@ -1,0 +1,248 @@
+"""``FakeMithril``: a loopback Mithril API that follows the OpenAPI spec and really runs tasks."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flow_backend.testing.fake_catalog import DEFAULT_REGIONS, default_instance_types
+from flow_backend.testing.fake_http import Exchange, FakeHttpServer
+from flow_backend.testing.fake_lifecycle import FakeSettings, Lifecycle
+from flow_backend.testing.fake_routes import Router
+from flow_backend.testing.fake_state import FakeInstance, FakeState, iso, new_fid
+from flow_backend.testing.faults import FaultPlan
+
+__all__ = ["FakeMithril"]
+
+
+class FakeMithril:
+    """A fake Mithril Compute API on ``127.0.0.1`` (free port), usable as a context manager.
+
+    Bids are allocated after ``provisioning_delay`` seconds when capacity and price allow; each
+    instance boots after ``boot_delay`` and runs the bid's ``startup_script`` with bash, in its own
+    process group, in a folder of its own under ``work_dir``. Cancelling a bid kills that group.
+
+    Args:
+        work_dir: Where instance folders go (default: a temporary folder removed on stop).
+        api_key: The key clients must send (default: a fresh random ``fkey_...``).
+        ssh_destination: ``host:port`` of a loopback sshd that every instance reports, if any.
+        capacity: Instances of every type available in every region.
+        provisioning_delay: Seconds a bid stays ``Open`` before it may be allocated.
+        boot_delay: Seconds an instance stays ``STATUS_STARTING``.
+        preemption_grace: Seconds between ``Preempting`` and ``Terminated`` after :meth:`preempt`.
+        project_name: Name of the one project the key can use.
+        record_traffic: Keep every exchange in :attr:`exchanges` (for spec validation).
+        tick_interval: How often the lifecycle advances, in seconds.
+    """
+
+    def __init__(
+        self,
+        work_dir: str | Path | None = None,
+        *,
+        api_key: str | None = None,
+        ssh_destination: str | None = None,
+        capacity: int = 256,
+        provisioning_delay: float = 0.2,
+        boot_delay: float = 0.2,
+        preemption_grace: float = 0.5,
+        project_name: str = "default",
+        record_traffic: bool = False,
+        tick_interval: float = 0.05,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self._own_dir = work_dir is None
+        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="fake-mithril-")).resolve()
+        self.api_key = api_key or "fkey_fake" + secrets.token_hex(16)
+        self.settings = FakeSettings(
+            provisioning_delay=provisioning_delay,
+            boot_delay=boot_delay,
+            preemption_grace=preemption_grace,
+            ssh_destination=ssh_destination,
+        )
+        self.faults = FaultPlan()
+        self.state = FakeState(instance_types=default_instance_types(), regions=DEFAULT_REGIONS)
+        for it in self.state.instance_types:
+            for region in self.state.regions:
+                self.state.capacity[(it.fid, region)] = capacity
+                self.state.spot_prices[(it.fid, region)] = it.spot_price
+        self.project_fid = new_fid("proj")
+        self.project_name = project_name
+        self.state.projects[self.project_fid] = {
+            "fid": self.project_fid,
+            "name": project_name,
+            "created_at": iso(datetime.now(UTC)),
+        }
+        self.lifecycle = Lifecycle(self.state, self.settings, self.work_dir / "instances")
+        self._server = FakeHttpServer(
+            (host, port), Router(self.lifecycle), self.faults, self.api_key
+        )
+        self._server.record_traffic = record_traffic
+        self._tick_interval = tick_interval
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __repr__(self) -> str:
+        return f"FakeMithril(url={self.url!r}, api_key=**********)"
+
+    # -- running ------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """Base URL for ``MITHRIL_API_URL`` (``http://127.0.0.1:<port>``)."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment variables that point ``flow`` and the launcher at this fake."""
+        return {
+            "MITHRIL_API_URL": self.url,
+            "MITHRIL_API_KEY": self.api_key,
+            "MITHRIL_PROJECT": self.project_name,
+        }
+
+    def start(self) -> FakeMithril:
+        """Serve in background threads; returns self."""
+        if self._threads:
+            return self
+        self._stop.clear()
+        serve = threading.Thread(
+            target=self._server.serve_forever, name="fake-mithril-http", daemon=True
+        )
+        tick = threading.Thread(target=self._tick_forever, name="fake-mithril-tick", daemon=True)
+        self._threads = [serve, tick]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, kill every startup script still running, remove a temporary work_dir."""
+        self._stop.set()
+        if self._threads:
+            self._server.shutdown()
+            for thread in self._threads:
+                thread.join(timeout=10)
+            self._threads = []
+        self._server.server_close()
+        self.lifecycle.shutdown()
+        if self._own_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> FakeMithril:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _tick_forever(self) -> None:
+        while not self._stop.wait(self._tick_interval):
+            self.lifecycle.tick()
+
+    # -- request accounting ---------------------------------------------------------------------
+    @property
+    def request_counts(self) -> Counter[str]:
+        """Requests received per ``"METHOD /route/template"`` (faulted ones included)."""
+        with self._server.counts_lock:
+            return Counter(self._server.counts)
+
+    def requests_to(self, template: str, method: str | None = None) -> int:
+        """How many requests hit ``template`` (e.g. ``"/v2/spot/bids"``), optionally one method."""
+        return sum(
+            count
+            for key, count in self.request_counts.items()
+            if key.split(" ", 1)[1] == template and (method is None or key.startswith(method + " "))
+        )
+
+    def reset_request_counts(self) -> None:
+        with self._server.counts_lock:
+            self._server.counts.clear()
+
+    @property
+    def exchanges(self) -> list[Exchange]:
+        """Every exchange since start (only when ``record_traffic`` is on)."""
+        with self._server.counts_lock:
+            return list(self._server.exchanges)
+
+    # -- market knobs ---------------------------------------------------------------------------
+    def instance_type_fid(self, name_or_fid: str) -> str:
+        """The ``it_...`` id of an instance type given by API name or id."""
+        for it in self.state.instance_types:
+            if name_or_fid in (it.fid, it.name):
+                return it.fid
+        raise KeyError(f"fake Mithril has no instance type {name_or_fid!r}")
+
+    def set_capacity(self, instance_type: str, count: int, region: str | None = None) -> None:
+        """Total instances of a type (name or id) in one region, or in every region."""
+        fid = self.instance_type_fid(instance_type)
+        with self.state.lock:
+            for name in [region] if region else self.state.regions:
+                self.state.capacity[(fid, name)] = count
+
+    def set_spot_price(self, instance_type: str, dollars: float, region: str | None = None) -> None:
+        """The spot price per instance-hour a bid must at least offer."""
+        fid = self.instance_type_fid(instance_type)
+        with self.state.lock:
+            for name in [region] if region else self.state.regions:
+                self.state.spot_prices[(fid, name)] = dollars
+
+    def set_price_floor(self, dollars: float) -> None:
+        """Bids whose limit price is below ``dollars`` per instance-hour stay ``Open``."""
+        self.settings.price_floor = dollars
+
+    def set_quota(self, instances: int | None) -> None:
+        """Most instances all live bids may ask for together (None: unlimited)."""
+        self.settings.quota_instances = instances
+
+    def preempt(self, bid_fid: str) -> None:
+        """Preempt a bid: ``Preempting`` now, then ``Terminated`` with its processes killed."""
+        with self.state.lock:
+            bid = self.state.bids[bid_fid]
+        self.lifecycle.preempt(bid)
+
+    # -- looking inside -------------------------------------------------------------------------
+    def bid(self, bid_fid: str) -> dict[str, Any]:
+        """A bid as the API would return it."""
+        with self.state.lock:
+            return self.state.bids[bid_fid].as_api()
+
+    def bids(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [bid.as_api() for bid in self.state.bids.values()]
+
+    def instances_of(self, bid_fid: str) -> list[FakeInstance]:
+        """The instance records of a bid (with fake-only details: folder, exit code)."""
+        with self.state.lock:
+            return list(self.state.instances_of(self.state.bids[bid_fid]))
+
+    def billing_instances(self) -> list[FakeInstance]:
+        """Instances still allocated (and billing)."""
+        with self.state.lock:
+            return [instance for instance in self.state.instances.values() if instance.billing]
+
+    def seconds_billed_after_exit(self) -> dict[str, float]:
+        """Per instance whose script has exited: seconds it stayed allocated afterwards."""
+        now = time.monotonic()
+        with self.state.lock:
+            return {
+                instance.fid: (instance.terminated_monotonic or now)
+                - instance.script_exited_monotonic
+                for instance in self.state.instances.values()
+                if instance.script_exited_monotonic is not None
+            }
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+        """Poll ``predicate`` every 50 ms until true or ``timeout`` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return predicate()

@@ -1,0 +1,90 @@
+"""Fault injection for the fake Mithril: errors, rate limits, latency (capacity and prices live in
+``FakeMithril`` itself)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+from flow_backend.testing.fake_http_types import FakeResponse
+
+__all__ = ["FaultPlan"]
+
+
+@dataclass
+class FaultPlan:
+    """What goes wrong, and how often. Change the fields or call the methods at any time.
+
+    Attributes:
+        error_rate: Fraction (0..1) of requests answered with ``error_status`` at random.
+        error_status: The status of random errors (a 5xx).
+        latency: Seconds added before every answer.
+        only_paths: When set, faults hit only these route templates (e.g. ``"/v2/spot/bids"``).
+    """
+
+    error_rate: float = 0.0
+    error_status: int = 503
+    latency: float = 0.0
+    only_paths: frozenset[str] | None = None
+    seed: int | None = None
+    _queue: list[FakeResponse] = field(default_factory=list, repr=False)
+    _slow_next: list[float] = field(default_factory=list, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def fail_next(self, count: int = 1, status: int = 503) -> None:
+        """Answer the next ``count`` requests with ``status`` (e.g. 500, 502, 503)."""
+        with self._lock:
+            self._queue.extend(
+                FakeResponse(status, {"detail": f"Injected failure ({status})"})
+                for _ in range(count)
+            )
+
+    def rate_limit_next(self, count: int = 1, retry_after: float = 1.0) -> None:
+        """Answer the next ``count`` requests with 429 and ``Retry-After: retry_after``."""
+        header = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
+        with self._lock:
+            self._queue.extend(
+                FakeResponse(429, {"detail": "Too Many Requests"}, {"Retry-After": header})
+                for _ in range(count)
+            )
+
+    def slow_next(self, count: int, seconds: float) -> None:
+        """Delay the answers to the next ``count`` requests by ``seconds`` (to cause timeouts)."""
+        with self._lock:
+            self._slow_next.extend([seconds] * count)
+
+    def clear(self) -> None:
+        """No more faults."""
+        with self._lock:
+            self._queue.clear()
+            self._slow_next.clear()
+            self.error_rate = 0.0
+            self.latency = 0.0
+            self.only_paths = None
+
+    def applies_to(self, template: str) -> bool:
+        return self.only_paths is None or template in self.only_paths
+
+    def delay_for(self, template: str) -> float:
+        """Seconds to stall before answering this request."""
+        if not self.applies_to(template):
+            return 0.0
+        with self._lock:
+            extra = self._slow_next.pop(0) if self._slow_next else 0.0
+        return self.latency + extra
+
+    def injected_response(self, template: str) -> FakeResponse | None:
+        """The fault to answer with instead of the real handler, if any."""
+        if not self.applies_to(template):
+            return None
+        with self._lock:
+            if self._queue:
+                return self._queue.pop(0)
+            if self.error_rate > 0 and self._rng.random() < self.error_rate:
+                return FakeResponse(self.error_status, {"detail": "Injected random failure"})
+        return None
