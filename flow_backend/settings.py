@@ -32,6 +32,7 @@ ENV_VARS: dict[str, str] = {
     "mithril_api_url": "MITHRIL_API_URL",
     "ssh_key_path": "FLOW_SSH_KEY_PATH",
     "ssh_hosts": "FLOW_SSH_HOSTS",
+    "ssh_remote_dir": "FLOW_SSH_REMOTE_DIR",
     "poll_interval": "FLOW_POLL_INTERVAL",
     "stop_grace_seconds": "FLOW_STOP_GRACE_SECONDS",
     "local_gpus": "FLOW_LOCAL_GPUS",
@@ -58,6 +59,7 @@ class FlowSettings(BaseModel):
         mithril_api_url: Base URL of the Mithril API.
         ssh_key_path: Private key for SSH (mithril instances, ssh hosts).
         ssh_hosts: ``user@host[:port]`` destinations of the ssh provider.
+        ssh_remote_dir: Folder on ssh hosts for uploaded code and task folders (``~`` = remote home).
         poll_interval: Longest pause between two status checks while waiting, in seconds.
         stop_grace_seconds: Time between SIGTERM and SIGKILL when stopping a local task.
         local_gpus: GPU indices the local provider may hand out, e.g. ``"0,1"``; ``None`` asks
@@ -74,6 +76,7 @@ class FlowSettings(BaseModel):
     mithril_api_url: str = "https://api.mithril.ai"
     ssh_key_path: Path | None = None
     ssh_hosts: list[str] = Field(default_factory=list)
+    ssh_remote_dir: str = "~/.flow-remote"
     poll_interval: float = Field(default=1.0, gt=0)
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     local_gpus: str | None = None
