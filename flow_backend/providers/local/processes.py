@@ -1,0 +1,146 @@
+"""Starting task processes and finding, checking and signalling them later from any process.
+
+A task process is ``/bin/sh`` running a two-line wrapper in a new session: it runs the user's command
+in a subshell and writes its exit code to a file, so any process can read the outcome without a Python
+interpreter in the task's path. The session id (= the wrapper's pid) names the whole process tree.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+__all__ = [
+    "ProcessRef",
+    "is_alive",
+    "launch",
+    "session_members",
+    "signal_tree",
+    "start_time_of",
+]
+
+# $1 = command, $2 = exit-code file. The subshell keeps the user's `exit N` from skipping the write.
+_WRAPPER = '(eval "$1"); c=$?; echo $c >"$2"; exit $c'
+# $3 = grace before SIGKILL, $4 = time limit: coreutils `timeout` stops the command's process group.
+_WRAPPER_TIMED = 'timeout -k "$3" "$4" /bin/sh -c "$1"; c=$?; echo $c >"$2"; exit $c'
+
+#: (pid, start time in clock ticks or None) — the start time guards against pid reuse.
+ProcessRef = tuple[int, int | None]
+
+TIME_LIMIT_EXIT_CODES = (124, 128 + 9)
+
+
+@cache
+def has_timeout_binary() -> bool:
+    """Whether coreutils ``timeout`` is available to enforce time limits inside the task."""
+    return shutil.which("timeout") is not None
+
+
+def launch(
+    command: str,
+    *,
+    exit_file: Path,
+    log_fd: int,
+    cwd: str,
+    env: dict[str, str],
+    time_limit_seconds: float | None = None,
+    grace_seconds: float = 10.0,
+) -> subprocess.Popen[bytes]:
+    """Start ``command`` under the wrapper in a new session, output appended to ``log_fd``."""
+    if time_limit_seconds is not None and has_timeout_binary():
+        script = _WRAPPER_TIMED
+        extra = [f"{max(grace_seconds, 0.1):g}", f"{time_limit_seconds:.3f}"]
+    else:
+        script = _WRAPPER
+        extra = []
+    return subprocess.Popen(
+        ["/bin/sh", "-c", script, "flow-task", command, str(exit_file), *extra],
+        stdin=subprocess.DEVNULL,
+        stdout=log_fd,
+        stderr=log_fd,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        close_fds=True,
+    )
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    # Fields after the command name (which may hold spaces and parentheses).
+    return data[data.rfind(b")") + 2 :].decode().split()
+
+
+def start_time_of(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), for pid-reuse checks."""
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def is_alive(ref: ProcessRef) -> bool:
+    """Whether the process still runs (zombies and reused pids count as gone)."""
+    pid, started = ref
+    if sys.platform.startswith("linux"):
+        fields = _stat_fields(pid)
+        if fields is None or fields[0] in ("Z", "X"):
+            return False
+        return started is None or int(fields[19]) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def session_members(session_id: int) -> list[int]:
+    """Pids of live (non-zombie) processes in the session, or of the process group off Linux."""
+    if not sys.platform.startswith("linux"):
+        try:
+            os.killpg(session_id, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [session_id]
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if (
+            fields
+            and len(fields) > 3
+            and fields[0] not in ("Z", "X")
+            and int(fields[3]) == session_id
+        ):
+            members.append(int(entry.name))
+    return members
+
+
+def signal_tree(session_id: int, sig: signal.Signals) -> int:
+    """Send ``sig`` to every process of the task's session; returns how many were signalled.
+
+    Processes that moved to their own process group (``timeout`` does) are still in the session.
+    """
+    count = 0
+    try:
+        os.killpg(session_id, sig)
+        count += 1
+    except (ProcessLookupError, PermissionError):
+        pass
+    for pid in session_members(session_id):
+        try:
+            os.kill(pid, sig)
+            count += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    return count

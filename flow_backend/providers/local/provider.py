@@ -1,0 +1,370 @@
+"""The local provider: tasks are process trees on this machine, their state is files on disk."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from typing import ClassVar
+
+from flow_backend.errors import InsufficientQuotaError, TaskNotFoundError
+from flow_backend.models import TaskRecord, TaskStatus
+from flow_backend.providers.base import Provider, VolumeInfo
+from flow_backend.providers.local import logs, processes, volumes
+from flow_backend.providers.local.gpus import GpuPool, detect_gpus, warn_cpu_once
+from flow_backend.providers.local.launch import resolve_working_dir, start_ranks
+from flow_backend.providers.local.outcome import conclude, over_time_limit, record_of
+from flow_backend.providers.local.state import FinalState, StopRequest, TaskFiles, TaskSpec, utc_now
+from flow_backend.settings import FlowSettings
+from flow_backend.task_config import TaskConfig
+
+__all__ = ["LocalProvider"]
+
+_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class LocalProvider(Provider):
+    """Runs each task as real processes here; any process with the same ``FLOW_HOME`` sees them."""
+
+    name: ClassVar[str] = "local"
+
+    def __init__(self, settings: FlowSettings) -> None:
+        super().__init__(settings)
+        self._tasks_dir = settings.tasks_dir
+        self._tasks_dir.mkdir(parents=True, exist_ok=True)
+        self._children: dict[str, list[subprocess.Popen[bytes]]] = {}
+        self._lock = threading.Lock()
+        self._gpu_pool: GpuPool | None = None
+        self._gpus_detected = False
+
+    # -- GPUs ----------------------------------------------------------------------------------
+    def _pool(self) -> GpuPool | None:
+        if not self._gpus_detected:
+            gpus = detect_gpus(self.settings.local_gpu_ids)
+            if gpus:
+                self._gpu_pool = GpuPool(self.settings.home, gpus, self._has_ended)
+            self._gpus_detected = True
+        return self._gpu_pool
+
+    def _has_ended(self, task_id: str) -> bool:
+        files = TaskFiles(self._tasks_dir / task_id)
+        if not files.spec_path.exists():
+            return True
+        return self._derive(files, allow_start=False).status.is_terminal
+
+    # -- submit --------------------------------------------------------------------------------
+    def submit(self, config: TaskConfig) -> TaskRecord:
+        """Start the task now, or leave it ``pending`` until enough GPUs are free."""
+        instance = config.instance
+        task_id = f"local-{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
+        files = TaskFiles(self._tasks_dir / task_id)
+        spec = TaskSpec(
+            task_id=task_id,
+            name=config.name,
+            instance_type=instance.name,
+            num_instances=config.num_instances,
+            command=config.command_string,
+            working_dir=resolve_working_dir(config),
+            created_at=utc_now(),
+            max_run_time_hours=config.max_run_time_hours,
+            ports=config.ports,
+            env_keys=sorted(config.env),
+        )
+        if config.image:
+            spec.notes.append(
+                f"image {config.image!r} requested, but the local provider runs no containers: "
+                "the host's Python and tools run this task"
+            )
+        needed = instance.gpu_count * config.num_instances
+        pool = self._pool() if needed else None
+        if needed and pool is None:
+            spec.notes.append(warn_cpu_once(instance.name))
+        elif pool is not None and needed > len(pool.gpus):
+            raise InsufficientQuotaError(
+                f"Instance type {instance.name!r} × {config.num_instances} needs {needed} GPUs; "
+                f"this machine has {len(pool.gpus)}",
+                field="instance_type",
+                value=config.instance_type,
+                hint="Pick a type with fewer GPUs, fewer num_instances, or a cloud provider",
+            )
+        files.folder.mkdir()
+        if pool is not None:
+            allocated = pool.allocate(task_id, needed)
+            if allocated is None:
+                files.write_config(config.model_dump_json())
+                files.write_spec(spec)
+                return record_of(spec, None, message="waiting for free GPUs")
+            spec.gpus = allocated
+        return self._start(files, spec, config)
+
+    def _start(self, files: TaskFiles, spec: TaskSpec, config: TaskConfig) -> TaskRecord:
+        try:
+            children = start_ranks(
+                files,
+                spec,
+                config,
+                volumes_dir=self.settings.volumes_dir,
+                grace_seconds=self.settings.stop_grace_seconds,
+            )
+        except OSError as error:
+            final = FinalState(status=TaskStatus.FAILED, message=f"could not start: {error}")
+            files.write_spec(spec)
+            files.write_final(final)
+            self._release_gpus(spec)
+            return record_of(spec, final)
+        with self._lock:
+            self._children[spec.task_id] = children
+        files.write_spec(spec)
+        files.config_path.unlink(missing_ok=True)
+        return record_of(spec, None)
+
+    def _try_start_pending(self, files: TaskFiles, spec: TaskSpec) -> TaskSpec:
+        pool = self._pool()
+        data = files.read_config()
+        if pool is None or data is None:
+            return spec
+        needed = parse_gpu_count(spec)
+        allocated = pool.allocate(spec.task_id, needed)
+        if allocated is None:
+            return spec
+        spec.gpus = allocated
+        self._start(files, spec, TaskConfig.model_validate(data))
+        return files.read_spec() or spec
+
+    # -- state ---------------------------------------------------------------------------------
+    def _files(self, task_id: str) -> TaskFiles:
+        if not _TASK_ID.match(task_id or ""):
+            raise _not_found(task_id)
+        files = TaskFiles(self._tasks_dir / task_id)
+        if not files.spec_path.exists():
+            raise _not_found(task_id)
+        return files
+
+    def get(self, task_id: str) -> TaskRecord:
+        """The task's current state, derived from its files and processes."""
+        return self._derive(self._files(task_id))
+
+    def _derive(self, files: TaskFiles, *, allow_start: bool = True) -> TaskRecord:
+        spec = files.read_spec()
+        if spec is None:
+            raise _not_found(files.task_id)
+        final = files.read_final()
+        if final is not None:
+            self._forget_children(spec.task_id)
+            return record_of(spec, final)
+        if not spec.processes:
+            if allow_start and files.read_stop() is None:
+                spec = self._try_start_pending(files, spec)
+            if not spec.processes:
+                return record_of(spec, None, message="waiting for free GPUs")
+        children = self._children.get(spec.task_id)
+        codes: list[int | None] = []
+        signals: list[int | None] = []
+        running = False
+        for rank, ref in enumerate(spec.processes):
+            code = files.read_exit_code(rank)
+            killed_by = None
+            if code is None:
+                child = children[rank] if children else None
+                alive = child.poll() is None if child else processes.is_alive(ref)
+                if alive:
+                    running = True
+                    continue
+                code = files.read_exit_code(rank)  # the wrapper writes it just before exiting
+                if child is not None and child.returncode < 0:
+                    killed_by = -child.returncode
+            codes.append(code)
+            signals.append(killed_by)
+        if running:
+            if over_time_limit(spec, self.settings.stop_grace_seconds):
+                hours = spec.max_run_time_hours
+                return self._stop(
+                    files,
+                    spec,
+                    TaskStatus.FAILED,
+                    f"stopped: exceeded max_run_time_hours={hours:g}",
+                )
+            return record_of(spec, None)
+        final = conclude(spec, codes, signals, files.read_stop())
+        if final.status is TaskStatus.FAILED and final.message and "max_run_time" in final.message:
+            files.append_log(final.message)
+        files.write_final(final)
+        self._release_gpus(spec)
+        self._forget_children(spec.task_id)
+        return record_of(spec, final)
+
+    def get_many(self, task_ids: list[str] | tuple[str, ...]) -> dict[str, TaskRecord]:  # type: ignore[override]
+        """Current records of many tasks (unknown ids are left out)."""
+        records = {}
+        for task_id in task_ids:
+            try:
+                records[task_id] = self.get(task_id)
+            except TaskNotFoundError:
+                continue
+        return records
+
+    def list_tasks(
+        self, *, active_only: bool = False, name_prefix: str | None = None
+    ) -> list[TaskRecord]:
+        """Every task under ``FLOW_HOME/tasks``, newest first."""
+        records = []
+        for entry in os.scandir(self._tasks_dir):
+            files = TaskFiles(self._tasks_dir / entry.name)
+            if not entry.is_dir() or not files.spec_path.exists():
+                continue
+            try:
+                record = self._derive(files)
+            except TaskNotFoundError:
+                continue
+            if active_only and record.status.is_terminal:
+                continue
+            if name_prefix and not record.name.startswith(name_prefix):
+                continue
+            records.append(record)
+        records.sort(key=lambda record: record.created_at, reverse=True)
+        return records
+
+    # -- stopping ------------------------------------------------------------------------------
+    def cancel(self, task_id: str) -> TaskRecord:
+        """Stop the task's whole process tree (SIGTERM, SIGKILL after the grace period)."""
+        files = self._files(task_id)
+        record = self._derive(files, allow_start=False)
+        if record.status.is_terminal:
+            return record
+        spec = files.read_spec()
+        assert spec is not None
+        return self._stop(files, spec, TaskStatus.CANCELLED, "cancelled by user")
+
+    def _stop(
+        self, files: TaskFiles, spec: TaskSpec, status: TaskStatus, reason: str
+    ) -> TaskRecord:
+        files.write_stop(StopRequest(status=status, message=reason))
+        files.append_log(reason)
+        sessions = [pid for pid, _ in spec.processes]
+        for session in sessions:
+            processes.signal_tree(session, signal.SIGTERM)
+        if not self._await_exit(spec, sessions, self.settings.stop_grace_seconds):
+            for session in sessions:
+                processes.signal_tree(session, signal.SIGKILL)
+            self._await_exit(spec, sessions, 5.0)
+        final = FinalState(status=status, message=reason)
+        files.write_final(final)
+        files.config_path.unlink(missing_ok=True)
+        self._release_gpus(spec)
+        self._forget_children(spec.task_id)
+        return record_of(spec, final)
+
+    def _await_exit(self, spec: TaskSpec, sessions: list[int], seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        pause = 0.005
+        while True:
+            for child in self._children.get(spec.task_id, []):
+                child.poll()  # reap, so our own children do not linger as zombies
+            if not any(processes.session_members(session) for session in sessions):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+    def _release_gpus(self, spec: TaskSpec) -> None:
+        if spec.gpus and self._pool() is not None:
+            pool = self._pool()
+            assert pool is not None
+            pool.release(spec.task_id)
+
+    def _forget_children(self, task_id: str) -> None:
+        with self._lock:
+            children = self._children.pop(task_id, None)
+        for child in children or []:
+            if child.poll() is None:
+                child.wait()
+
+    def wait_for_change(self, task_id: str, timeout: float) -> None:
+        """Block on our own child processes when we have them; otherwise sleep."""
+        for child in self._children.get(task_id, []):
+            if child.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout)
+                return
+        time.sleep(max(0.0, timeout))
+
+    # -- output and shell ----------------------------------------------------------------------
+    def logs(self, task_id: str, tail: int | None = None) -> str:
+        """The interleaved output of every rank (the last ``tail`` lines when given)."""
+        return logs.read_tail(self._files(task_id).log_path, tail)
+
+    def follow_logs(self, task_id: str) -> Iterator[str]:
+        """Yield output lines as they are written until the task ends."""
+        files = self._files(task_id)
+        return logs.follow(files.log_path, lambda: self.get(task_id).status.is_terminal)
+
+    def shell(self, task_id: str, command: str | None = None) -> str:
+        """Run ``command`` in the task's working directory and environment variables."""
+        files = self._files(task_id)
+        spec = files.read_spec()
+        assert spec is not None
+        env = dict(os.environ, FLOW_TASK_ID=spec.task_id, FLOW_TASK_NAME=spec.name)
+        env.update({volume_env(name): path for name, path in spec.volumes.items()})
+        if command is None:
+            subprocess.call([os.environ.get("SHELL", "/bin/sh")], cwd=spec.working_dir, env=env)
+            return ""
+        result = subprocess.run(
+            command,
+            shell=True,
+            cwd=spec.working_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            check=False,
+        )
+        return result.stdout
+
+    def shell_command(self, task_id: str) -> str | None:
+        """A command that opens a shell in the task's working directory."""
+        spec = self._files(task_id).read_spec()
+        return (
+            None if spec is None else f"cd {shlex.quote(spec.working_dir)} && ${{SHELL:-/bin/sh}}"
+        )
+
+    # -- volumes -------------------------------------------------------------------------------
+    def list_volumes(self) -> list[VolumeInfo]:
+        """Every volume under ``FLOW_HOME/volumes``."""
+        return volumes.list_all(self.settings.volumes_dir)
+
+    def create_volume(self, name: str, size_gb: float) -> VolumeInfo:
+        """Create a volume (the size is recorded, not enforced locally)."""
+        return volumes.create(self.settings.volumes_dir, name, size_gb)
+
+    def delete_volume(self, name: str) -> None:
+        """Delete a volume and its data."""
+        volumes.delete(self.settings.volumes_dir, name)
+
+
+def volume_env(name: str) -> str:
+    """The environment variable holding a volume's folder, e.g. ``FLOW_VOLUME_TRAINING_DATA``."""
+    return "FLOW_VOLUME_" + name.upper().replace("-", "_")
+
+
+def parse_gpu_count(spec: TaskSpec) -> int:
+    """GPUs the whole task needs (per-instance GPUs × instances)."""
+    from flow_backend.instance_types import parse_instance_type
+
+    return parse_instance_type(spec.instance_type).gpu_count * spec.num_instances
+
+
+def _not_found(task_id: str) -> TaskNotFoundError:
+    return TaskNotFoundError(
+        f"No local task with id {task_id!r}",
+        field="task_id",
+        value=task_id,
+        hint="`flow status` lists the tasks (check FLOW_HOME when they were started elsewhere)",
+    )
