@@ -144,7 +144,15 @@ def _run_stage(
             if stage.runs_as_task:
                 from hydraflow.pipeline.task_stage import run_as_task
 
-                value = run_as_task(stage, kwargs, output_dir, cancel)
+                value = run_as_task(
+                    stage,
+                    kwargs,
+                    output_dir,
+                    cancel,
+                    records.tracking_uri,
+                    run_id,
+                    on_start=lambda task: records.tag_task(run_id, task),
+                )
             else:
                 with _active_mlflow_run(records.tracking_uri, run_id):
                     value = stage.fn(**kwargs)

@@ -71,6 +71,10 @@ class Pipeline:
         self.graph = StageGraph(self.stages)
         for stage in self.stages:
             stage.check_signature()
+            if stage.runs_as_task:
+                from hydraflow.pipeline.task_stage import check_resources
+
+                check_resources(stage)
 
     def __repr__(self) -> str:
         return f"Pipeline([{', '.join(self.graph.order)}])"

@@ -19,10 +19,15 @@ import cloudpickle
 
 from hydraflow.conventions import (
     TAG_CACHE_KEY,
+    TAG_COST_PER_HOUR,
+    TAG_ERROR,
+    TAG_INSTANCE_TYPE,
     TAG_KEY_PREFIX,
     TAG_PARENT_RUN_ID,
+    TAG_PROVIDER,
     TAG_ROLE,
     TAG_STAGE,
+    TAG_TASK_ID,
     artifact_location_for,
     flatten_config,
     return_value_metrics,
@@ -37,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["PipelineRecords", "local_path_of"]
 
 TAG_PIPELINE_STAGES = "hydraflow.pipeline.stages"  # parent run: JSON {stage: {status, run_id}}
-TAG_ERROR = "hydraflow.error"
+
 RESULT_FILE = "result.pkl"
 OUTPUTS = "outputs"
 _MAX_TAG = 5000
@@ -143,6 +148,18 @@ class PipelineRecords:
             self.client.set_tag(run_id, TAG_RESULT, "pickle")
         self.client.set_terminated(run_id, status="FINISHED")
         return StageOutput(stage, value, output_dir, _files(output_dir), run_id, key, cached=False)
+
+    def tag_task(self, run_id: str, task: Any) -> None:
+        """Tag a stage's run with the Flow task that runs it."""
+        from mlflow.entities import RunTag
+
+        tags = {
+            TAG_TASK_ID: task.task_id,
+            TAG_PROVIDER: task.provider.name,
+            TAG_INSTANCE_TYPE: task.instance_type,
+            TAG_COST_PER_HOUR: task.cost_per_hour,
+        }
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def fail_stage(self, run_id: str, error: BaseException) -> None:
         """Mark a stage's run FAILED with the error as a tag and its traceback as ``error.txt``."""

@@ -1,0 +1,107 @@
+"""Shared fixtures and stage functions for the pipeline tests (importable by task subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from hydraflow.pipeline import Pipeline, Stage, StageContext
+
+
+@pytest.fixture(scope="session")
+def empty_store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated sqlite store, created once (migrating one takes seconds)."""
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store_file: Path) -> Iterator[str]:
+    """A fresh sqlite MLflow store, FLOW_HOME and cwd in tmp_path; yields the tracking URI."""
+    shutil.copyfile(empty_store_file, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("FLOW_HOME", str(tmp_path / "flow-home"))
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield uri
+
+
+def stage_runs(uri: str, experiment: str = "pipeline", stage: str | None = None) -> list[Run]:
+    """Every stage child run in the experiment (optionally of one stage), oldest first."""
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is not None, f"experiment {experiment!r} was not created"
+    query = "tags.`hydraflow.role` = 'stage'"
+    if stage:
+        query += f" and tags.`hydraflow.stage` = '{stage}'"
+    runs = client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time ASC"])
+    return list(runs)
+
+
+def count_calls(folder: Path, name: str) -> int:
+    """How many times a stage function recorded a call in ``folder/calls/<name>``."""
+    path = folder / "calls" / name
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _record_call(name: str) -> None:
+    calls = Path(os.environ.get("PIPELINE_TEST_CALLS", ".")) / "calls"
+    calls.mkdir(parents=True, exist_ok=True)
+    with open(calls / name, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+
+
+# -- the seed's three stages ------------------------------------------------------------------
+def prepare_data(cfg: Any, ctx: StageContext) -> dict[str, Any]:
+    """Write a small dataset file; return its size."""
+    _record_call("data_preparation")
+    rows = [str(i * cfg.scale) for i in range(cfg.rows)]
+    (ctx.output_dir / "data.csv").write_text("\n".join(rows))
+    return {"rows": cfg.rows}
+
+
+def train_model(cfg: Any, data_preparation: dict[str, Any], ctx: StageContext) -> dict[str, Any]:
+    """Read the upstream file through ctx.inputs; write a 'model'; return its stats."""
+    _record_call("model_training")
+    data_file = ctx.inputs["data_preparation"].files["data.csv"]
+    values = [float(v) for v in data_file.read_text().splitlines()]
+    weight = sum(values) / len(values) * cfg.epochs
+    (ctx.output_dir / "model.txt").write_text(str(weight))
+    return {"weight": weight, "rows_seen": data_preparation["rows"]}
+
+
+def evaluate_model(model_training: dict[str, Any], ctx: StageContext) -> dict[str, float]:
+    """Read the model file handed downstream; return metrics."""
+    _record_call("model_evaluation")
+    weight = float(ctx.inputs["model_training"].files["model.txt"].read_text())
+    return {"score": weight / 10.0, "weight": model_training["weight"]}
+
+
+def seed_pipeline() -> Pipeline:
+    """The seed's example, verbatim in shape."""
+    data_stage = Stage("data_preparation", prepare_data)
+    train_stage = Stage("model_training", train_model)
+    eval_stage = Stage("model_evaluation", evaluate_model)
+    return Pipeline(
+        [
+            data_stage,
+            train_stage.depends_on(data_stage),
+            eval_stage.depends_on(train_stage),
+        ]
+    )
+
+
+SEED_CFG: dict[str, Any] = {
+    "data_preparation": {"rows": 5, "scale": 2},
+    "model_training": {"epochs": 2, "lr": 0.1},
+    "model_evaluation": {},
+}
