@@ -1,0 +1,125 @@
+"""Run ONE Hydra job of a ``flow`` sweep, on the task side.
+
+``python -m hydra_plugins.hydraflow_plugins._job_runner <spec.pkl>`` restores Hydra's state from the
+spec the launcher wrote, calls :func:`hydra.core.utils.run_job` (which runs the callbacks'
+``on_job_start`` / ``on_job_end``) and writes the pickled ``JobReturn`` next to the spec.
+
+It runs once per job, so its imports are kept to what running a job needs: no plugin discovery, no
+flow_backend, no hydraflow (the MLflow callback imports itself when the job config asks for it).
+Exit status: 0 when the job completed, 1 when its task function raised (a result is written in both
+cases), 2 when no result could be produced.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from hydra_plugins.hydraflow_plugins._paths import result_path_for
+
+SPEC_VERSION = 1
+
+
+def _restore_hydra_state(state: dict[str, Any]) -> None:
+    # Singleton.set_state() would also re-run plugin discovery (importing every plugin); a job needs
+    # only the singletons and resolvers, and Plugins discovers itself lazily if the task asks for it.
+    from hydra.core.plugins import Plugins
+    from hydra.core.singleton import Singleton
+    from omegaconf.basecontainer import BaseContainer
+
+    instances = dict(state["instances"])
+    instances.pop(Plugins, None)
+    Singleton._instances = instances
+    BaseContainer._resolvers = state["omegaconf_resolvers"]
+
+
+def _checked(task_function: Any) -> Any:
+    """Wrap the task function so that a return value that cannot be pickled fails the job itself."""
+    import cloudpickle
+
+    def task_with_picklable_result(cfg: Any) -> Any:
+        value = task_function(cfg)
+        try:
+            cloudpickle.dumps(value)
+        except Exception as error:
+            raise TypeError(
+                f"the task function returned a {type(value).__name__} that cannot be pickled "
+                f"({type(error).__name__}: {error}); return plain data (numbers, dicts, lists) "
+                "or log the object as an MLflow artifact instead"
+            ) from None
+        return value
+
+    task_with_picklable_result.__name__ = getattr(task_function, "__name__", "task_function")
+    task_with_picklable_result.__qualname__ = getattr(task_function, "__qualname__", "task")
+    task_with_picklable_result.__module__ = getattr(task_function, "__module__", "__main__")
+    return task_with_picklable_result
+
+
+def _portable_error(error: BaseException) -> BaseException:
+    """The job's exception, with its traceback as a note, made picklable if it is not."""
+    trace = "".join(traceback.format_exception(error))
+    try:
+        error.add_note(f"Traceback in the task:\n{trace.rstrip()}")
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        portable = RuntimeError(f"{type(error).__name__}: {error}")
+        portable.add_note(f"Traceback in the task:\n{trace.rstrip()}")
+        return portable
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def run(spec_path: Path) -> int:
+    """Run the job described by ``spec_path``; return the process exit status."""
+    with spec_path.open("rb") as stream:
+        header = pickle.load(stream)
+    if header.get("version") != SPEC_VERSION:
+        print(f"job spec {spec_path} has version {header.get('version')}, expected {SPEC_VERSION}")
+        return 2
+    for entry in reversed(header["sys_path"]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    os.chdir(header["cwd"])
+
+    import cloudpickle
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import JobStatus, run_job, setup_globals
+
+    payload = {name: pickle.loads(part) for name, part in header["parts"].items()}
+    _restore_hydra_state(payload["singleton_state"])
+    setup_globals()
+    sweep_config = payload["sweep_config"]
+    HydraConfig.instance().set_config(sweep_config)
+    result = run_job(
+        hydra_context=payload["hydra_context"],
+        config=sweep_config,
+        task_function=_checked(payload["task_function"]),
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+    if result.status == JobStatus.FAILED:
+        result.return_value = _portable_error(result._return_value)
+    _write_atomic(result_path_for(spec_path), cloudpickle.dumps(result))
+    return 0 if result.status == JobStatus.COMPLETED else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m hydra_plugins.hydraflow_plugins._job_runner <spec.pkl>``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m hydra_plugins.hydraflow_plugins._job_runner <spec.pkl>")
+        return 2
+    return run(Path(args[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The launch plan: which job runs on which instance type, at what price, and the worst case.
+
+``dry_run=true`` prints it and launches nothing; ``max_total_cost`` refuses a plan whose worst case
+(price × ``max_run_time_hours`` per job, summed) is above it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
+
+__all__ = ["PlanRow", "check_budget", "format_plan", "make_plan"]
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One job of the plan."""
+
+    job_num: int
+    overrides: tuple[str, ...]
+    instance_type: str
+    price_per_hour: float
+    max_run_time_hours: float | None
+
+    @property
+    def worst_case_cost(self) -> float:
+        """Price × run-time limit; infinite when a paid job has no limit."""
+        if self.price_per_hour == 0:
+            return 0.0
+        if self.max_run_time_hours is None:
+            return math.inf
+        return self.price_per_hour * self.max_run_time_hours
+
+
+def make_plan(
+    jobs: Sequence[tuple[int, Sequence[str], str]],
+    options: LauncherOptions,
+    price_of: Callable[[str], float],
+) -> list[PlanRow]:
+    """Plan rows for ``(job_num, overrides, instance_type)`` triples; prices from ``price_of``."""
+    prices: dict[str, float] = {}
+    rows = []
+    for num, overrides, instance_type in jobs:
+        if instance_type not in prices:
+            prices[instance_type] = price_of(instance_type) * options.num_instances
+        rows.append(
+            PlanRow(
+                num,
+                tuple(overrides),
+                instance_type,
+                prices[instance_type],
+                options.max_run_time_hours,
+            )
+        )
+    return rows
+
+
+def total_worst_case(rows: Sequence[PlanRow]) -> float:
+    """The sum of every job's worst case."""
+    return sum(row.worst_case_cost for row in rows)
+
+
+def _money(value: float) -> str:
+    return "unbounded" if math.isinf(value) else f"${value:,.2f}"
+
+
+def format_plan(rows: Sequence[PlanRow], provider: str) -> str:
+    """The plan as a plain-text table with a total line."""
+    header = ("job", "overrides", "instance type", "$/h", "worst case")
+    lines = [
+        (
+            f"#{row.job_num}",
+            " ".join(row.overrides) or "(none)",
+            row.instance_type,
+            f"${row.price_per_hour:,.2f}",
+            _money(row.worst_case_cost),
+        )
+        for row in rows
+    ]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    out = [f"Dry run on provider {provider!r}: {len(rows)} job(s), nothing launched."]
+    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    out.extend("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines)
+    out.append(f"Total worst-case cost: {_money(total_worst_case(rows))}")
+    if any(math.isinf(row.worst_case_cost) for row in rows):
+        out.append("(set hydra.launcher.max_run_time_hours to bound the worst case)")
+    return "\n".join(out)
+
+
+def check_budget(rows: Sequence[PlanRow], options: LauncherOptions) -> None:
+    """Refuse a plan whose worst case exceeds ``max_total_cost``, with the numbers."""
+    if options.max_total_cost is None:
+        return
+    worst = total_worst_case(rows)
+    if worst <= options.max_total_cost:
+        return
+    if math.isinf(worst):
+        raise FlowLauncherError(
+            f"hydra.launcher.max_total_cost={options.max_total_cost} cannot be guaranteed: "
+            f"{len(rows)} paid job(s) have no run-time limit, so the worst case is unbounded. "
+            "Set hydra.launcher.max_run_time_hours (e.g. 2) or drop max_total_cost"
+        )
+    by_type: dict[str, list[PlanRow]] = {}
+    for row in rows:
+        by_type.setdefault(row.instance_type, []).append(row)
+    detail = "; ".join(
+        f"{len(group)} × {name} at ${group[0].price_per_hour:,.2f}/h × "
+        f"{options.max_run_time_hours:g} h"
+        for name, group in by_type.items()
+    )
+    raise FlowLauncherError(
+        f"Refusing to launch: the worst-case cost ${worst:,.2f} ({detail}) exceeds "
+        f"hydra.launcher.max_total_cost=${options.max_total_cost:,.2f}. Raise max_total_cost, "
+        "lower max_run_time_hours, choose a cheaper instance type, or run fewer jobs "
+        "(hydra.launcher.dry_run=true shows the plan)"
+    )

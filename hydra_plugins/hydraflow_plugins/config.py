@@ -1,0 +1,101 @@
+"""Config dataclasses and ConfigStore entries of the ``flow`` launcher, sweeper and MLflow callback.
+
+Registered groups:
+
+- ``hydra/launcher=flow`` and ``hydra/launcher/instance=<name>`` (one option per catalog instance type);
+- ``flow/instance=<name>`` — a job's own instance type (``+flow/instance=a100,h100`` sweeps it);
+- ``hydra/sweeper=flow`` — the basic sweeper plus resume;
+- ``hydra/callbacks=mlflow`` — :class:`hydraflow.callbacks.MLflowCallback`.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+LAUNCHER_TARGET = "hydra_plugins.hydraflow_plugins.flow_launcher.FlowLauncher"
+SWEEPER_TARGET = "hydra_plugins.hydraflow_plugins.flow_sweeper.FlowSweeper"
+CALLBACK_TARGET = "hydraflow.callbacks.MLflowCallback"
+
+
+@dataclass
+class FlowLauncherConf:
+    """``hydra/launcher=flow``: every job of a sweep becomes one Flow task.
+
+    Fields left ``None`` fall back to the Flow settings (``provider``) or to a per-provider default
+    (``max_parallel``, ``poll_interval``); see the README section "launcher".
+    """
+
+    _target_: str = LAUNCHER_TARGET
+    # `instance: null` in the defaults list lets `hydra/launcher/instance=NAME` (no `+`) select one.
+    defaults: list[Any] = field(default_factory=lambda: [{"instance": None}])
+    provider: str | None = None
+    instance: str | None = None
+    max_price_per_hour: float | None = None
+    max_run_time_hours: float | None = None
+    image: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    volumes: list[Any] = field(default_factory=list)
+    num_instances: int = 1
+    max_parallel: int | None = None
+    poll_interval: float | None = None
+    max_retries: int = 0
+    dry_run: bool = False
+    max_total_cost: float | None = None
+
+
+@dataclass
+class FlowSweeperConf:
+    """``hydra/sweeper=flow``: the basic sweeper's grammar and batching, plus resume from MLflow."""
+
+    _target_: str = SWEEPER_TARGET
+    max_batch_size: int | None = None
+    params: dict[str, str] | None = None
+    rerun_finished: bool = False
+
+
+@dataclass
+class MLflowCallbackConf:
+    """One entry of ``hydra.callbacks``: log the sweep and each job to MLflow."""
+
+    _target_: str = CALLBACK_TARGET
+    experiment: str | None = None
+    tracking_uri: str | None = None
+
+
+def _instance_names() -> list[str]:
+    from flow_backend.instance_types import catalog
+
+    return [instance.name for instance in catalog()]
+
+
+def register_configs() -> None:
+    """Store every node of this plugin in Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    store.store(group="hydra/launcher", name="flow", node=FlowLauncherConf, provider="hydraflow")
+    store.store(group="hydra/sweeper", name="flow", node=FlowSweeperConf, provider="hydraflow")
+    store.store(
+        group="hydra/callbacks",
+        name="mlflow",
+        node={"mlflow": MLflowCallbackConf},
+        package="hydra.callbacks",
+        provider="hydraflow",
+    )
+    for name in _instance_names():
+        store.store(
+            group="hydra/launcher/instance",
+            name=name,
+            node={"instance": name},
+            package="hydra.launcher",
+            provider="hydraflow",
+        )
+        store.store(
+            group="flow/instance",
+            name=name,
+            node={"instance": name},
+            package="flow",
+            provider="hydraflow",
+        )
+
+
+register_configs()

@@ -1,0 +1,53 @@
+"""The ``flow`` launcher: each job of a Hydra multirun becomes one Flow task.
+
+This module is imported at Hydra's plugin discovery, so it stays thin; the work is in ``_core``.
+"""
+
+import os
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+class FlowLauncher(Launcher):
+    """Launch every job as a Flow task (``hydra/launcher=flow``); see ``FlowLauncherConf``."""
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+        self.config: DictConfig | None = None
+        self.task_function: TaskFunction | None = None
+        self.hydra_context: HydraContext | None = None
+        self.sweep_id = ""
+
+    def setup(
+        self,
+        *,
+        hydra_context: HydraContext,
+        task_function: TaskFunction,
+        config: DictConfig,
+    ) -> None:
+        from hydraflow.conventions import ENV_SWEEP_ID
+
+        self.config = config
+        self.task_function = task_function
+        self.hydra_context = hydra_context
+        # The MLflow callback's on_multirun_start (if on) chose the sweep id already.
+        self.sweep_id = os.environ.get(ENV_SWEEP_ID) or secrets.token_hex(4)
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        from hydra_plugins.hydraflow_plugins import _core
+
+        return _core.launch(self, job_overrides, initial_job_idx)
+
+    def launch_numbered(self, numbered: Sequence[tuple[int, list[str]]]) -> Sequence[JobReturn]:
+        """Launch jobs with explicit job numbers (used by the flow sweeper's resume)."""
+        from hydra_plugins.hydraflow_plugins import _core
+
+        return _core.launch_numbered(self, numbered)

@@ -1,0 +1,172 @@
+"""MLflow store helpers of the Hydra callback and the ``flow`` sweeper's resume.
+
+Kept apart from :mod:`hydraflow.callbacks` so that the callback reads as the DESIGN's sweep steps and
+this module holds the MLflow mechanics: experiments, batched params, retries on a busy sqlite file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from hydraflow.conventions import (
+    MAX_PARAM_VALUE_LENGTH,
+    TAG_CONFIG_HASH,
+    TAG_KEY_PREFIX,
+    TAG_ROLE,
+    artifact_location_for,
+    sanitize_key,
+)
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_BATCH = 100  # MLflow accepts at most 100 params or tags per log_batch call
+_RETRIES = 8
+
+
+def retry_busy(action: Callable[[], _T]) -> _T:
+    """Run ``action``, retrying while a sqlite store reports that it is locked by another writer."""
+    for attempt in range(_RETRIES):
+        try:
+            return action()
+        except Exception as error:
+            if "locked" not in str(error).lower() or attempt == _RETRIES - 1:
+                raise
+            time.sleep(0.05 * 2**attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    """A client of ``tracking_uri``; for a new sqlite file this creates and migrates the store."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    retry_busy(lambda: client.search_experiments(max_results=1))  # forces the store (and schema)
+    return client
+
+
+def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
+    """The id of experiment ``name``, created (artifacts beside a sqlite store) or restored if needed."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = retry_busy(lambda: client.get_experiment_by_name(name))
+    if experiment is None:
+        try:
+            return retry_busy(
+                lambda: client.create_experiment(
+                    name, artifact_location=artifact_location_for(tracking_uri)
+                )
+            )
+        except MlflowException:  # created by someone else in the meantime
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == "deleted":
+        client.restore_experiment(experiment.experiment_id)
+    return str(experiment.experiment_id)
+
+
+def params_and_key_tags(
+    flat: Mapping[str, str],
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Split a flattened config into (params, key tags, over-long values).
+
+    Keys MLflow rejects are sanitised and the original kept in ``hydraflow.key.<sanitised>``; values
+    longer than MLflow accepts are returned apart (the caller stores them whole as an artifact).
+    """
+    params: dict[str, str] = {}
+    key_tags: dict[str, str] = {}
+    too_long: dict[str, str] = {}
+    for key, value in flat.items():
+        if len(value) > MAX_PARAM_VALUE_LENGTH:
+            too_long[key] = value
+            continue
+        safe = sanitize_key(key)
+        if safe != key:
+            key_tags[TAG_KEY_PREFIX + safe] = key
+        params[safe] = value
+    return params, key_tags, too_long
+
+
+def log_batches(
+    client: MlflowClient,
+    run_id: str,
+    params: Mapping[str, str] = {},
+    tags: Mapping[str, str] = {},
+    metrics: Mapping[str, float] = {},
+) -> None:
+    """Log params, tags and metrics in batches MLflow accepts."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    param_list = [Param(k, v) for k, v in params.items()]
+    tag_list = [RunTag(k, v) for k, v in tags.items()]
+    metric_list = [Metric(k, v, now, 0) for k, v in metrics.items()]
+    for chunk in _chunks(param_list):
+        retry_busy(partial(client.log_batch, run_id, params=chunk))
+    for chunk in _chunks(tag_list):
+        retry_busy(partial(client.log_batch, run_id, tags=chunk))
+    for chunk in _chunks(metric_list):
+        retry_busy(partial(client.log_batch, run_id, metrics=chunk))
+
+
+def _chunks(items: list[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(items), _BATCH):
+        yield items[start : start + _BATCH]
+
+
+def search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
+    """Every run of an experiment matching ``filter_string`` (all pages)."""
+    runs: list[Run] = []
+    token: str | None = None
+    while True:
+        page = retry_busy(
+            partial(
+                client.search_runs,
+                [experiment_id],
+                filter_string=filter_string,
+                max_results=1000,
+                page_token=token,
+            )
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def finished_job_runs(tracking_uri: str, experiment: str) -> dict[str, Run]:
+    """FINISHED job runs of ``experiment`` by their config hash (newest wins); empty if none."""
+    client = client_for(tracking_uri)
+    found = retry_busy(lambda: client.get_experiment_by_name(experiment))
+    if found is None:
+        return {}
+    runs = search_all(
+        client,
+        found.experiment_id,
+        f"tags.`{TAG_ROLE}` = 'job' and attributes.status = 'FINISHED'",
+    )
+    by_hash: dict[str, Run] = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+        digest = run.data.tags.get(TAG_CONFIG_HASH)
+        if digest:
+            by_hash[digest] = run
+    return by_hash
+
+
+def json_or_none(value: Any) -> str | None:
+    """``value`` as JSON text, or ``None`` when it is not JSON-serialisable."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,285 @@
+"""The Hydra callback that records a sweep and each of its jobs in MLflow.
+
+Turn it on with ``hydra/callbacks=mlflow`` on the command line, or in an app's primary config::
+
+    defaults:
+      - override hydra/callbacks: mlflow
+
+It follows DESIGN.md ("A sweep, end to end", "MLflow conventions"):
+
+- ``on_multirun_start`` (launching process): resolve the store, create it and the experiment, start the
+  sweep's parent run — before any job fans out, so that concurrent jobs never migrate a new store.
+- ``on_job_start`` / ``on_job_end`` (wherever the job runs): the job's child run, active while the task
+  function runs, so ``mlflow.log_metric`` inside it lands in the job's run.
+- ``on_multirun_end``: the parent run gets the sweep summary and ends.
+
+The callback object is pickled with Hydra's context by launchers that run jobs elsewhere (``flow``,
+``joblib``), so the store, experiment and parent run travel with it to every job.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import secrets
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from hydraflow import _mlflow_store as store
+from hydraflow.conventions import (
+    ENV_COST_PER_HOUR,
+    ENV_INSTANCE_TYPE,
+    ENV_PARENT_RUN_ID,
+    ENV_PROVIDER,
+    ENV_SWEEP_ID,
+    ENV_TASK_NAME,
+    TAG_CONFIG_HASH,
+    TAG_COST_PER_HOUR,
+    TAG_ERROR,
+    TAG_INSTANCE_TYPE,
+    TAG_JOB_NUM,
+    TAG_OVERRIDES,
+    TAG_PARENT_RUN_ID,
+    TAG_PROVIDER,
+    TAG_RETURN_VALUE,
+    TAG_ROLE,
+    TAG_SWEEP_DIR,
+    TAG_SWEEP_ID,
+    TAG_TASK_ID,
+    TAG_TOTAL_COST,
+    config_hash,
+    flatten_config,
+    overrides_tag,
+    resolve_tracking_uri,
+    return_value_metrics,
+)
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+__all__ = ["MLflowCallback", "job_config_container", "new_sweep_id"]
+
+log = logging.getLogger(__name__)
+
+_MAX_TAG_VALUE = 5000  # stay below MLflow's tag value limit; longer return values go to an artifact
+
+
+def new_sweep_id() -> str:
+    """A short id, unique per sweep: the ``hydraflow.sweep_id`` tag and the task name infix."""
+    return secrets.token_hex(4)
+
+
+def job_config_container(config: DictConfig) -> dict[str, Any]:
+    """The job's own config (``hydra`` removed), resolved to plain Python (``???`` kept as text).
+
+    Keys are resolved in place, against the full config, so ``${hydra:...}`` and cross-references
+    resolve as the task function sees them.
+    """
+    resolved: dict[str, Any] = {}
+    for key in config:
+        name = str(key)
+        if name == "hydra":
+            continue
+        node = config._get_node(name)
+        if OmegaConf.is_config(node):
+            resolved[name] = OmegaConf.to_container(node, resolve=True)
+        elif OmegaConf.is_missing(config, name):
+            resolved[name] = "???"
+        else:
+            resolved[name] = config[name]
+    return resolved
+
+
+class MLflowCallback(Callback):
+    """Log a Hydra sweep to MLflow: one parent run per sweep, one child run per job.
+
+    Args:
+        experiment: Experiment name; default ``hydra.job.name``.
+        tracking_uri: Store; default the user's ``MLFLOW_TRACKING_URI``, else an absolute
+            ``sqlite:///<launch dir>/mlflow.db``.
+    """
+
+    def __init__(self, experiment: str | None = None, tracking_uri: str | None = None) -> None:
+        self.experiment = experiment
+        self.tracking_uri = tracking_uri
+        self.experiment_id: str | None = None
+        self.sweep_id: str | None = None
+        self.parent_run_id: str | None = None
+        self._parent_open = False
+        self._job_run_id: str | None = None
+        self._job_started = 0.0
+
+    # -- the sweep (launching process) ---------------------------------------------------------
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Create the store, the experiment and the sweep's parent run before any job starts."""
+        if OmegaConf.select(config, "hydra.launcher.dry_run", default=False):
+            return  # a dry run launches nothing and records nothing
+        uri = self._tracking_uri(config)
+        client = store.client_for(uri)
+        self.experiment_id = store.ensure_experiment(client, self._experiment(config), uri)
+        self.sweep_id = new_sweep_id()
+        sweep_dir = Path(str(config.hydra.runtime.cwd), str(config.hydra.sweep.dir)).resolve()
+        run = store.retry_busy(
+            lambda: client.create_run(
+                self.experiment_id or "",
+                run_name=f"sweep-{self.sweep_id}",
+                tags={
+                    TAG_ROLE: "sweep",
+                    TAG_SWEEP_ID: self.sweep_id,
+                    TAG_SWEEP_DIR: str(sweep_dir),
+                },
+            )
+        )
+        self.parent_run_id = run.info.run_id
+        self._parent_open = True
+        os.environ[ENV_SWEEP_ID] = self.sweep_id
+        os.environ[ENV_PARENT_RUN_ID] = self.parent_run_id
+        atexit.register(self._close_parent, "FAILED")
+        log.info("MLflow: sweep %s → parent run %s in %s", self.sweep_id, self.parent_run_id, uri)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Record the sweep summary (jobs, completed, failed, cost) on the parent run and end it."""
+        if self.parent_run_id is None or not self._parent_open:
+            return
+        client = store.client_for(self._tracking_uri(config))
+        children = store.search_all(
+            client, self.experiment_id or "", f"tags.`{TAG_PARENT_RUN_ID}` = '{self.parent_run_id}'"
+        )
+        completed = sum(run.info.status == "FINISHED" for run in children)
+        failed = sum(run.info.status == "FAILED" for run in children)
+        cost = sum(float(run.data.tags.get(TAG_TOTAL_COST, 0) or 0) for run in children)
+        store.log_batches(
+            client,
+            self.parent_run_id,
+            tags={TAG_TOTAL_COST: f"{cost:.4f}"},
+            metrics={"jobs": len(children), "completed": completed, "failed": failed, "cost": cost},
+        )
+        self._close_parent("FINISHED" if failed == 0 else "FAILED")
+        for name in (ENV_SWEEP_ID, ENV_PARENT_RUN_ID):
+            os.environ.pop(name, None)
+
+    def _close_parent(self, status: str) -> None:
+        if not self._parent_open or self.parent_run_id is None or self.tracking_uri is None:
+            return
+        self._parent_open = False
+        try:
+            client = store.client_for(self.tracking_uri)
+            store.retry_busy(lambda: client.set_terminated(self.parent_run_id or "", status))
+        except Exception as error:  # at exit: report, never raise
+            log.warning("MLflow: could not end parent run %s: %s", self.parent_run_id, error)
+
+    # -- one job (wherever it runs) ------------------------------------------------------------
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Start the job's run (active while the task function runs) and log its params and tags."""
+        import mlflow
+
+        uri = self._tracking_uri(config)
+        mlflow.set_tracking_uri(uri)
+        client = store.client_for(uri)
+        if self.experiment_id is None:  # a single run, or a launcher that did not pickle us
+            self.experiment_id = store.ensure_experiment(client, self._experiment(config), uri)
+        task_config = job_config_container(config)
+        sweep_id = self.sweep_id or os.environ.get(ENV_SWEEP_ID)
+        parent_run_id = self.parent_run_id or os.environ.get(ENV_PARENT_RUN_ID)
+        job_num = OmegaConf.select(config, "hydra.job.num", default=None)
+        overrides = list(OmegaConf.to_container(config.hydra.overrides.task) or [])
+        tags = {
+            TAG_ROLE: "job",
+            TAG_JOB_NUM: str(job_num if job_num is not None else 0),
+            TAG_OVERRIDES: overrides_tag(str(o) for o in overrides),
+            TAG_CONFIG_HASH: config_hash(task_config),
+            TAG_SWEEP_DIR: str(config.hydra.runtime.output_dir),
+            TAG_TASK_ID: os.environ.get("FLOW_TASK_ID") or os.environ.get(ENV_TASK_NAME, "local"),
+            TAG_PROVIDER: os.environ.get(ENV_PROVIDER, "none"),
+            TAG_INSTANCE_TYPE: os.environ.get(ENV_INSTANCE_TYPE, "none"),
+            TAG_COST_PER_HOUR: os.environ.get(ENV_COST_PER_HOUR, "0"),
+        }
+        if sweep_id:
+            tags[TAG_SWEEP_ID] = sweep_id
+            tags[TAG_SWEEP_DIR] = str(Path(str(config.hydra.runtime.output_dir)).parent)
+        if parent_run_id:
+            tags[TAG_PARENT_RUN_ID] = parent_run_id
+        run_name = f"{sweep_id}-{job_num}" if sweep_id else str(config.hydra.job.name)
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+        run = store.retry_busy(
+            lambda: mlflow.start_run(experiment_id=self.experiment_id, run_name=run_name, tags=tags)
+        )
+        self._job_run_id = run.info.run_id
+        self._job_started = time.time()
+        params, key_tags, too_long = store.params_and_key_tags(flatten_config(task_config))
+        store.log_batches(client, self._job_run_id, params=params, tags=key_tags)
+        if too_long:
+            client.log_dict(self._job_run_id, too_long, "long_params.json")
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        """Log the job's artifacts and return value, then end its run FINISHED or FAILED."""
+        import mlflow
+
+        run_id = self._job_run_id
+        if run_id is None:
+            return
+        self._job_run_id = None
+        client = store.client_for(self._tracking_uri(config))
+        try:
+            self._log_outputs(client, run_id, config, job_return)
+        finally:
+            status = "FINISHED" if job_return.status == JobStatus.COMPLETED else "FAILED"
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == run_id:
+                store.retry_busy(lambda: mlflow.end_run(status))
+            else:  # the task function ended or replaced the run itself
+                store.retry_busy(lambda: client.set_terminated(run_id, status))
+
+    def _log_outputs(
+        self, client: MlflowClient, run_id: str, config: DictConfig, job_return: JobReturn
+    ) -> None:
+        output_dir = Path(str(config.hydra.runtime.output_dir))
+        hydra_dir = output_dir / str(config.hydra.output_subdir or ".hydra")
+        if hydra_dir.is_dir():
+            store.retry_busy(lambda: client.log_artifacts(run_id, str(hydra_dir), ".hydra"))
+        log_file = OmegaConf.select(
+            config, "hydra.job_logging.handlers.file.filename", default=None
+        )
+        if log_file and Path(str(log_file)).is_file():
+            store.retry_busy(lambda: client.log_artifact(run_id, str(log_file)))
+        elapsed_hours = (time.time() - self._job_started) / 3600.0
+        price = float(os.environ.get(ENV_COST_PER_HOUR, "0") or 0)
+        tags = {TAG_TOTAL_COST: f"{price * elapsed_hours:.4f}"}
+        metrics: dict[str, float] = {}
+        value = job_return._return_value
+        if job_return.status == JobStatus.COMPLETED:
+            metrics = return_value_metrics(value) or {}
+            text = store.json_or_none(value)
+            if text is not None and len(text) <= _MAX_TAG_VALUE:
+                tags[TAG_RETURN_VALUE] = text
+            if not metrics and value is not None:
+                payload = json.loads(text) if text is not None else {"repr": repr(value)}
+                client.log_dict(run_id, payload, "return_value.json")
+        elif isinstance(value, BaseException):
+            tags[TAG_ERROR] = f"{type(value).__name__}: {value}"[:_MAX_TAG_VALUE]
+            trace = "".join(traceback.format_exception(value))
+            client.log_text(run_id, trace, "error.txt")
+        store.log_batches(client, run_id, tags=tags, metrics=metrics)
+
+    # -- resolution ----------------------------------------------------------------------------
+    def _tracking_uri(self, config: DictConfig) -> str:
+        if self.tracking_uri is None:
+            self.tracking_uri = resolve_tracking_uri(str(config.hydra.runtime.cwd))
+        return self.tracking_uri
+
+    def _experiment(self, config: DictConfig) -> str:
+        return self.experiment or str(config.hydra.job.name)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_parent_open"] = False  # only the launching process ends the parent run
+        return state
