@@ -34,7 +34,7 @@ def tail_logs(conn: Connection, task_dir: str, lines: int | None = None) -> str:
 
 
 def follow_logs(conn: Connection, task_dir: str, *, poll_interval: float = 0.5) -> Iterator[str]:
-    """Yield the task's log lines (without line ends) from the start until the task has ended.
+    """Yield the task's log lines (each ending in ``"\\n"``) from the start until the task ends.
 
     Each poll is one round trip that reads the task's state *before* the new bytes, so the lines
     read after the task was seen ending are all there is: nothing written last is lost.
@@ -65,7 +65,7 @@ def follow_logs(conn: Connection, task_dir: str, *, poll_interval: float = 0.5) 
         pending += data
         *complete, pending = pending.split(b"\n")
         for line in complete:
-            yield line.decode("utf-8", errors="replace")
+            yield line.decode("utf-8", errors="replace") + "\n"
         if len(data) == _CHUNK_BYTES:
             continue
         if state in ("exited", "lost", "missing"):

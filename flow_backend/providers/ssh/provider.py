@@ -1,0 +1,448 @@
+"""The ``ssh`` provider: tasks on the user's own hosts over SSH, state on local disk."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from flow_backend.errors import FlowError, InsufficientQuotaError, ValidationError
+from flow_backend.models import TaskRecord, TaskStatus
+from flow_backend.providers.base import Provider
+from flow_backend.providers.ssh.hosts import HostPool
+from flow_backend.providers.ssh.launch import plan_nodes, start_nodes, stop_nodes
+from flow_backend.providers.ssh.outcome import derive_outcome
+from flow_backend.providers.ssh.placement import HostUsage, choose_hosts, usage_of
+from flow_backend.providers.ssh.state import NodePlacement, SSHTaskState, StateStore
+from flow_backend.remote import (
+    RemoteStatus,
+    download,
+    follow_logs,
+    interactive_shell,
+    parse_destination,
+    read_statuses,
+    run_shell,
+    ssh_command_line,
+    tail_logs,
+)
+
+if TYPE_CHECKING:
+    from flow_backend.settings import FlowSettings
+    from flow_backend.task_config import TaskConfig
+
+__all__ = ["SSHProvider"]
+
+# Environments of tasks waiting for a host, by (FLOW_HOME, task id): kept in this process only, so
+# no secret is written to disk. Any SSHProvider of this process can start them.
+_PENDING_ENV: dict[tuple[str, str], dict[str, str]] = {}
+_PENDING_LOCK = threading.Lock()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _owner_alive(state: SSHTaskState) -> bool:
+    if state.owner_host != socket.gethostname():
+        return True  # cannot tell from here
+    if state.owner_pid == os.getpid():
+        return True
+    try:
+        os.kill(state.owner_pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SSHProvider(Provider):
+    """Runs tasks on ``ssh_hosts`` (``user@host:port``) with ``ssh_key_path``.
+
+    Tasks go to free hosts (one CPU task per host, GPU tasks on free ``nvidia-smi`` GPUs) and wait
+    ``pending`` otherwise; the process that submitted a waiting task starts it when it polls. State
+    lives in ``FLOW_HOME/ssh``, so ``flow status/logs/cancel`` work from any process.
+    """
+
+    name = "ssh"
+
+    def __init__(self, settings: FlowSettings) -> None:
+        super().__init__(settings)
+        self.hosts = [str(parse_destination(host)) for host in settings.ssh_hosts]
+        self._home_key = str(Path(settings.home).expanduser().resolve())
+        self._store = StateStore(Path(settings.home).expanduser())
+        self._pool = HostPool(
+            settings.ssh_key_path,
+            Path(settings.home).expanduser() / "known_hosts",
+            getattr(settings, "ssh_remote_dir", "~/.flow-remote"),
+        )
+        self._schedule_lock = threading.Lock()
+
+    # -- submit --------------------------------------------------------------------------------
+    def submit(self, config: TaskConfig) -> TaskRecord:
+        """Record the task and start it on free hosts, or leave it ``pending`` until some are free."""
+        if not self.hosts:
+            raise ValidationError(
+                "the ssh provider has no hosts",
+                field="ssh_hosts",
+                value=[],
+                hint="Set ssh_hosts (or FLOW_SSH_HOSTS=user@gpu1:22,user@gpu2:22)",
+            )
+        if config.volumes:
+            raise ValidationError(
+                f"the ssh provider has no volumes (asked for {config.volumes[0].name!r})",
+                field="volumes",
+                value=[volume.name for volume in config.volumes],
+                hint="Use a folder on the hosts (pass its path in env) or the mithril provider",
+            )
+        instance = config.instance
+        if config.num_instances > len(self.hosts):
+            raise InsufficientQuotaError(
+                f"num_instances={config.num_instances} needs that many distinct hosts; "
+                f"ssh_hosts lists {len(self.hosts)}",
+                field="num_instances",
+                value=config.num_instances,
+                hint="Add hosts to ssh_hosts or lower num_instances",
+            )
+        gpus_per_node, note = self._gpus_per_node(instance.name, instance.gpu_count, config)
+        code_root = None
+        if config.upload_code:
+            code_root = str(Path(config.code_root or os.getcwd()).expanduser().resolve())
+            if not Path(code_root).is_dir():
+                raise ValidationError(
+                    f"code_root {code_root!r} is not a folder",
+                    field="code_root",
+                    value=config.code_root,
+                    hint="Give the project folder to upload, or set upload_code=False",
+                )
+        task_id = f"ssh-{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
+        record = TaskRecord(
+            task_id=task_id,
+            name=config.name,
+            provider=self.name,
+            instance_type=instance.name,
+            num_instances=config.num_instances,
+            message=note,
+        )
+        state = SSHTaskState(
+            record=record,
+            command=config.command_string,
+            working_dir=config.working_dir,
+            upload_code=config.upload_code,
+            code_root=code_root,
+            gpus_per_node=gpus_per_node,
+            env_names=sorted(config.env),
+            max_run_time_hours=config.max_run_time_hours,
+            owner_pid=os.getpid(),
+            owner_host=socket.gethostname(),
+        )
+        with _PENDING_LOCK:
+            _PENDING_ENV[(self._home_key, task_id)] = dict(config.env)
+        self._store.save(state)
+        self._schedule()
+        return self._store.load(task_id).record
+
+    def _gpus_per_node(
+        self, type_name: str, wanted: int, config: TaskConfig
+    ) -> tuple[int, str | None]:
+        if wanted == 0:
+            return 0, None
+        host_gpus = dict(zip(self.hosts, self._pool.each(self.hosts, self._pool.gpus), strict=True))
+        if not any(host_gpus.values()):
+            return 0, (
+                f"instance type {type_name!r} asks for {wanted} GPU(s) per node, but no host in "
+                "ssh_hosts reports GPUs (nvidia-smi): running without GPUs"
+            )
+        fitting = [host for host, gpus in host_gpus.items() if len(gpus) >= wanted]
+        if len(fitting) < config.num_instances:
+            found = ", ".join(f"{host}: {len(gpus)}" for host, gpus in host_gpus.items())
+            raise InsufficientQuotaError(
+                f"instance type {type_name!r} needs {wanted} GPU(s) on each of "
+                f"{config.num_instances} host(s); GPUs per host: {found}",
+                field="instance_type",
+                value=config.instance_type,
+                hint="Pick a type with fewer GPUs, lower num_instances, or add hosts",
+            )
+        return wanted, None
+
+    # -- scheduling ----------------------------------------------------------------------------
+    def _schedule(self) -> set[str]:
+        """Start this process's waiting tasks where there is room; returns the ids refreshed."""
+        with _PENDING_LOCK:
+            mine = {task_id for home, task_id in _PENDING_ENV if home == self._home_key}
+        if not mine:
+            return set()
+        launches: list[SSHTaskState] = []
+        with self._schedule_lock, self._store.locked():
+            states = self._store.all()
+            active = [s for s in states if s.nodes and not s.record.status.is_terminal]
+            active = self._refresh(active)
+            usage = usage_of(
+                (node.host, node.gpus, s.gpus_per_node == 0)
+                for s in active
+                if not s.record.status.is_terminal
+                for node in s.nodes
+            )
+            waiting = sorted(
+                (s for s in states if s.task_id in mine and not s.nodes),
+                key=lambda s: s.record.created_at,
+            )
+            for state in waiting:
+                if state.record.status.is_terminal:
+                    self._forget(state.task_id)
+                    continue
+                chosen = choose_hosts(
+                    self.hosts,
+                    {host: self._pool.gpus(host) for host in self.hosts}
+                    if state.gpus_per_node
+                    else {},
+                    usage,
+                    num_nodes=state.record.num_instances,
+                    gpus_per_node=state.gpus_per_node,
+                )
+                if chosen is None:
+                    continue
+                try:
+                    state.nodes = plan_nodes(state, chosen, self._pool)
+                except FlowError as error:
+                    self._finish(state, TaskStatus.FAILED, message=str(error))
+                    continue
+                state.record.status = TaskStatus.PROVISIONING
+                state.record.ssh_destination = state.nodes[0].host
+                self._store.save(state)
+                for node in state.nodes:
+                    held = usage.setdefault(node.host, HostUsage())
+                    held.gpus.update(node.gpus)
+                    held.cpu_tasks += int(state.gpus_per_node == 0)
+                launches.append(state)
+        self._pool.each(launches, self._launch)
+        return {s.task_id for s in active} | {s.task_id for s in launches}
+
+    def _launch(self, state: SSHTaskState) -> None:
+        with _PENDING_LOCK:
+            env = _PENDING_ENV.get((self._home_key, state.task_id), {})
+        try:
+            start_nodes(state, self._pool, env)
+        except FlowError as error:
+            self._finish(state, TaskStatus.FAILED, message=f"could not start: {error}")
+            return
+        finally:
+            self._forget(state.task_id)
+        state.record.status = TaskStatus.RUNNING
+        state.record.started_at = _now()
+        stored = self._store.save(state)
+        if stored.record.status.is_terminal or stored.cancel_requested:  # cancelled meanwhile
+            stop_nodes(state.nodes, self._pool, grace_seconds=self.settings.stop_grace_seconds)
+
+    def _forget(self, task_id: str) -> None:
+        with _PENDING_LOCK:
+            _PENDING_ENV.pop((self._home_key, task_id), None)
+
+    def _finish(
+        self,
+        state: SSHTaskState,
+        status: TaskStatus,
+        *,
+        exit_code: int | None = None,
+        message: str | None = None,
+    ) -> SSHTaskState:
+        state.record.status = status
+        state.record.exit_code = exit_code
+        state.record.message = message
+        state.record.ended_at = state.record.ended_at or _now()
+        self._forget(state.task_id)
+        return self._store.save(state)
+
+    # -- status --------------------------------------------------------------------------------
+    def _refresh(self, states: Sequence[SSHTaskState]) -> list[SSHTaskState]:
+        """Bring non-terminal states up to date: one SSH round trip per host for all of them."""
+        live = [s for s in states if not s.record.status.is_terminal]
+        by_host: dict[str, list[str]] = {}
+        for state in live:
+            for node in state.nodes:
+                by_host.setdefault(node.host, []).append(node.task_dir)
+        results = self._pool.each(list(by_host.items()), self._statuses_of)
+        seen: dict[tuple[str, str], RemoteStatus] = {}
+        unreachable: dict[str, str] = {}
+        for (host, _), result in zip(by_host.items(), results, strict=True):
+            if isinstance(result, str):
+                unreachable[host] = result
+            else:
+                seen.update({(host, d): status for d, status in result.items()})
+        updated: dict[str, SSHTaskState] = {s.task_id: s for s in states}
+        for state in live:
+            updated[state.task_id] = self._update(state, seen, unreachable)
+        return [updated[s.task_id] for s in states]
+
+    def _statuses_of(self, item: tuple[str, list[str]]) -> dict[str, RemoteStatus] | str:
+        host, task_dirs = item
+        try:
+            return read_statuses(self._pool.conn(host), task_dirs)
+        except FlowError as error:
+            return str(error)
+
+    def _update(
+        self,
+        state: SSHTaskState,
+        seen: dict[tuple[str, str], RemoteStatus],
+        unreachable: dict[str, str],
+    ) -> SSHTaskState:
+        if not state.nodes:
+            if not _owner_alive(state):
+                return self._finish(
+                    state,
+                    TaskStatus.FAILED,
+                    message="the process that submitted it ended before a host was free",
+                )
+            return state
+        down = [node.host for node in state.nodes if node.host in unreachable]
+        if down:
+            state.record.message = f"cannot reach {down[0]}: {unreachable[down[0]]}"
+            return self._store.save(state)
+        remote = [seen[(node.host, node.task_dir)] for node in state.nodes]
+        outcome = derive_outcome(state, remote, owner_alive=_owner_alive(state))
+        if outcome.ranks_to_stop:
+            stop_nodes(
+                [state.nodes[rank] for rank in outcome.ranks_to_stop], self._pool, grace_seconds=5
+            )
+        if outcome.status.is_terminal:
+            return self._finish(
+                state, outcome.status, exit_code=outcome.exit_code, message=outcome.message
+            )
+        if outcome.status is TaskStatus.RUNNING and self._over_time(state):
+            stop_nodes(state.nodes, self._pool, grace_seconds=self.settings.stop_grace_seconds)
+            return self._finish(
+                state,
+                TaskStatus.FAILED,
+                message=f"stopped after max_run_time_hours={state.max_run_time_hours:g}",
+            )
+        if outcome.status is not state.record.status:
+            state.record.status = outcome.status
+            return self._store.save(state)
+        return state
+
+    @staticmethod
+    def _over_time(state: SSHTaskState) -> bool:
+        limit, started = state.max_run_time_hours, state.record.started_at
+        return bool(limit and started and (_now() - started).total_seconds() > limit * 3600)
+
+    def get(self, task_id: str) -> TaskRecord:
+        """Current record of one task."""
+        return self.get_many([task_id])[task_id]
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
+        """Current records of many tasks: one SSH round trip per host, whatever their number."""
+        states = [self._store.load(task_id) for task_id in task_ids]
+        refreshed = self._schedule()
+        if refreshed:
+            states = [self._store.load(task_id) for task_id in task_ids]
+        stale = [s for s in states if s.task_id not in refreshed]
+        fresh = {s.task_id: s for s in self._refresh(stale)}
+        return {s.task_id: fresh.get(s.task_id, s).record for s in states}
+
+    def list_tasks(
+        self, *, active_only: bool = False, name_prefix: str | None = None
+    ) -> list[TaskRecord]:
+        """Every task of this FLOW_HOME, newest first (live ones refreshed)."""
+        ids = [s.task_id for s in self._store.all()]
+        records = list(self.get_many(ids).values())
+        if active_only:
+            records = [r for r in records if not r.status.is_terminal]
+        if name_prefix:
+            records = [r for r in records if r.name.startswith(name_prefix)]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    def wait_for_change(self, task_id: str, timeout: float) -> None:
+        """Sleep up to ``timeout`` (at most the poll interval)."""
+        time.sleep(max(0.0, min(timeout, self.settings.poll_interval)))
+
+    # -- control -------------------------------------------------------------------------------
+    def cancel(self, task_id: str) -> TaskRecord:
+        """Stop every node's process group (TERM, then KILL) and mark the task cancelled."""
+        state = self._store.load(task_id)
+        if state.record.status.is_terminal:
+            return state.record
+        state.cancel_requested = True
+        state = self._store.save(state)
+        if state.record.status.is_terminal:
+            return state.record
+        exit_code = None
+        if state.nodes:
+            stop_nodes(state.nodes, self._pool, grace_seconds=self.settings.stop_grace_seconds)
+            statuses = read_statuses(
+                self._pool.conn(state.nodes[0].host), [state.nodes[0].task_dir]
+            )
+            exit_code = next(iter(statuses.values())).exit_code
+        return self._finish(
+            state, TaskStatus.CANCELLED, exit_code=exit_code, message="cancelled"
+        ).record
+
+    def _rank0(self, task_id: str) -> tuple[SSHTaskState, NodePlacement | None]:
+        state = self._store.load(task_id)
+        return state, (state.nodes[0] if state.nodes else None)
+
+    def logs(self, task_id: str, tail: int | None = None) -> str:
+        """Rank 0's output so far (``""`` while the task waits for a host)."""
+        _, node = self._rank0(task_id)
+        if node is None:
+            return ""
+        return tail_logs(self._pool.conn(node.host), node.task_dir, tail)
+
+    def follow_logs(self, task_id: str) -> Iterator[str]:
+        """Rank 0's log lines as they come, until the task ends."""
+        while True:
+            record = self.get(task_id)
+            state, node = self._rank0(task_id)
+            if node is not None and state.record.status is not TaskStatus.PROVISIONING:
+                break
+            if record.status.is_terminal:
+                return
+            time.sleep(self.settings.poll_interval)
+        yield from follow_logs(
+            self._pool.conn(node.host), node.task_dir, poll_interval=self.settings.poll_interval
+        )
+
+    def _placed(self, task_id: str) -> NodePlacement:
+        state, node = self._rank0(task_id)
+        if node is None:
+            raise ValidationError(
+                f"task {task_id!r} is {state.record.status.value} and has no host yet",
+                field="task_id",
+                value=task_id,
+                hint="Wait until it runs (`flow status`)",
+            )
+        return node
+
+    def shell(self, task_id: str, command: str | None = None) -> str:
+        """Run ``command`` in rank 0's working folder and return its output; no command: log in."""
+        node = self._placed(task_id)
+        if command is None:
+            destination = parse_destination(node.host)
+            interactive_shell(destination, self.settings.ssh_key_path, cwd=node.workdir)
+            return ""
+        return run_shell(self._pool.conn(node.host), command, cwd=node.workdir)
+
+    def shell_command(self, task_id: str) -> str | None:
+        """``ssh -i KEY -p PORT user@host`` of rank 0's host (``None`` before placement)."""
+        _, node = self._rank0(task_id)
+        if node is None:
+            return None
+        return ssh_command_line(parse_destination(node.host), self.settings.ssh_key_path)
+
+    def download(self, task_id: str, remote_path: str, local_path: Path) -> None:
+        """Copy a file or folder from rank 0's host (relative paths: its working folder)."""
+        node = self._placed(task_id)
+        path = remote_path
+        if not PurePosixPath(remote_path).is_absolute() and not remote_path.startswith("~/"):
+            path = str(PurePosixPath(node.workdir) / remote_path)
+        download(self._pool.conn(node.host), path, local_path)
+
+    def close(self) -> None:
+        """Close the SSH connections (tasks keep running)."""
+        self._pool.close()

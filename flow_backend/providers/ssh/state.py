@@ -1,0 +1,165 @@
+"""What the ssh provider remembers about its tasks, on local disk so other processes see it too.
+
+One JSON file per task under ``<FLOW_HOME>/ssh/tasks/``. Environment *values* are never written
+(only their names): a task that waits for a free host keeps its environment in the memory of the
+process that submitted it (see :mod:`flow_backend.providers.ssh.queue`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from flow_backend.errors import TaskNotFoundError
+from flow_backend.models import TaskRecord
+
+__all__ = ["NodePlacement", "SSHTaskState", "StateStore"]
+
+
+class NodePlacement(BaseModel):
+    """Where one node (rank) of a task runs.
+
+    Attributes:
+        rank: ``FLOW_NODE_RANK`` of the node.
+        host: Destination ``user@host:port``.
+        task_dir: Absolute remote folder with ``pid``, ``output.log``, ``exit_code``.
+        workdir: Absolute remote folder the command runs in.
+        gpus: GPU indices given to it (``CUDA_VISIBLE_DEVICES``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int
+    host: str
+    task_dir: str
+    workdir: str
+    gpus: list[str] = Field(default_factory=list)
+
+
+class SSHTaskState(BaseModel):
+    """A task's record plus what the provider needs to find and control it.
+
+    Attributes:
+        record: The provider-neutral record.
+        command: The shell command line.
+        working_dir: The configured working directory (relative to the uploaded code, if any).
+        upload_code: Whether ``code_root`` is uploaded.
+        code_root: Absolute local folder uploaded.
+        gpus_per_node: GPUs each node needs.
+        env_names: Names of the extra environment variables (their values are not stored).
+        max_run_time_hours: Stop the task after this long.
+        nodes: Placement per rank, empty while the task waits for hosts.
+        owner_pid: Pid of the process that submitted it (it holds the env until placement).
+        owner_host: Hostname of that process.
+        cancel_requested: A cancel arrived; nodes are being stopped.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    record: TaskRecord
+    command: str
+    working_dir: str | None = None
+    upload_code: bool = False
+    code_root: str | None = None
+    gpus_per_node: int = 0
+    env_names: list[str] = Field(default_factory=list)
+    max_run_time_hours: float | None = None
+    nodes: list[NodePlacement] = Field(default_factory=list)
+    owner_pid: int
+    owner_host: str
+    cancel_requested: bool = False
+
+    @property
+    def task_id(self) -> str:
+        """The task's id."""
+        return self.record.task_id
+
+
+class StateStore:
+    """Task state files under ``<home>/ssh`` with a cross-process lock.
+
+    Args:
+        home: FLOW_HOME.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.root = home / "ssh"
+        self.tasks_dir = self.root / "tasks"
+        self.tasks_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_path = self.root / "state.lock"
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._handle: IO[str] | None = None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's exclusive lock (re-entrant; across threads and processes)."""
+        with self._thread_lock:
+            if self._depth == 0:
+                self._handle = self._lock_path.open("a")
+                fcntl.flock(self._handle, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0 and self._handle is not None:
+                    fcntl.flock(self._handle, fcntl.LOCK_UN)
+                    self._handle.close()
+                    self._handle = None
+
+    def _path(self, task_id: str) -> Path:
+        return self.tasks_dir / f"{task_id}.json"
+
+    def load(self, task_id: str) -> SSHTaskState:
+        """The stored state of a task.
+
+        Raises:
+            TaskNotFoundError: No such task in this FLOW_HOME.
+        """
+        path = self._path(task_id)
+        if "/" in task_id or not path.is_file():
+            raise TaskNotFoundError(
+                f"no ssh task with id {task_id!r} in {self.tasks_dir}",
+                field="task_id",
+                value=task_id,
+                hint="List tasks with `flow status`; check FLOW_HOME and the provider",
+            )
+        return SSHTaskState.model_validate_json(path.read_text())
+
+    def save(self, state: SSHTaskState) -> SSHTaskState:
+        """Write a state atomically; a stored terminal record is never replaced by a live one.
+
+        Returns:
+            What is stored now (the stored terminal state when it won).
+        """
+        path = self._path(state.task_id)
+        with self.locked():
+            if path.is_file():
+                stored = SSHTaskState.model_validate_json(path.read_text())
+                if stored.record.status.is_terminal and not state.record.status.is_terminal:
+                    return stored
+            fd, tmp = tempfile.mkstemp(dir=self.tasks_dir, prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(state.model_dump_json(indent=1))
+            os.replace(tmp, path)
+        return state
+
+    def all(self) -> list[SSHTaskState]:
+        """Every stored task (unreadable files are skipped)."""
+        states = []
+        for path in self.tasks_dir.glob("*.json"):
+            try:
+                states.append(SSHTaskState.model_validate_json(path.read_text()))
+            except (OSError, ValueError, json.JSONDecodeError):
+                continue
+        return states
