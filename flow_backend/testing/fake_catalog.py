@@ -43,33 +43,28 @@ class FakeInstanceType:
         }
 
 
-def _a100(count: int, fid: str) -> FakeInstanceType:
-    return FakeInstanceType(
-        fid=fid,
-        name=f"a100-80gb.sxm.{count}x",
-        gpu_type="A100",
-        num_gpus=count,
-        gpu_memory_gb=80,
-        gpu_socket="SXM4",
-        num_cpus=30 * count,
-        ram_gb=240 * count,
-        spot_price=round(1.60 * count, 2),
-    )
+def _gpu(
+    name: str, gpu: str, count: int, memory: int, socket: str, cpus: int, ram: int, price: float
+) -> FakeInstanceType:
+    fid = "it_" + name.replace("-", "").replace(".", "")[:12]
+    return FakeInstanceType(fid, name, gpu, count, memory, socket, cpus * count, ram * count, price)
 
 
 def default_instance_types() -> list[FakeInstanceType]:
-    """The catalog: A100 80GB SXM ×1/2/4/8, H100 80GB SXM ×1/8, A10 24GB, V100 16GB."""
+    """Every name of ``flow_backend``'s catalog, with spot prices a little under its list prices.
+
+    A100 80GB SXM ×1/2/4/8, A100 40GB PCIe, H100 80GB SXM ×8, H100 80GB PCIe, A10, V100, and a
+    CPU-only type.
+    """
     return [
-        _a100(1, "it_a100x1sxm80"),
-        _a100(2, "it_a100x2sxm80"),
-        _a100(4, "it_a100x4sxm80"),
-        _a100(8, "it_a100x8sxm80"),
-        FakeInstanceType(
-            "it_h100x1sxm80", "h100-80gb.sxm.1x", "H100", 1, 80, "SXM5", 26, 225, 2.50
-        ),
-        FakeInstanceType(
-            "it_h100x8sxm80", "h100-80gb.sxm.8x", "H100", 8, 80, "SXM5", 208, 1800, 20.00
-        ),
-        FakeInstanceType("it_a10x1pcie24", "a10-24gb.pcie.1x", "A10", 1, 24, "PCIe", 30, 200, 0.75),
-        FakeInstanceType("it_v100x1sxm16", "v100-16gb.sxm.1x", "V100", 1, 16, "SXM2", 8, 61, 0.55),
+        _gpu("a100-80gb.sxm.1x", "A100", 1, 80, "SXM4", 30, 225, 1.60),
+        _gpu("a100-80gb.sxm.2x", "A100", 2, 80, "SXM4", 30, 225, 3.20),
+        _gpu("a100-80gb.sxm.4x", "A100", 4, 80, "SXM4", 30, 225, 6.40),
+        _gpu("a100-80gb.sxm.8x", "A100", 8, 80, "SXM4", 30, 225, 12.80),
+        _gpu("a100-40gb.pcie.1x", "A100", 1, 40, "PCIe", 30, 200, 1.10),
+        _gpu("h100-80gb.sxm.8x", "H100", 8, 80, "SXM5", 26, 225, 24.00),
+        _gpu("h100-80gb.pcie.1x", "H100", 1, 80, "PCIe", 26, 200, 2.10),
+        _gpu("a10-24gb.pcie.1x", "A10", 1, 24, "PCIe", 30, 200, 0.65),
+        _gpu("v100-16gb.sxm.1x", "V100", 1, 16, "SXM2", 8, 61, 0.45),
+        FakeInstanceType("it_cpu8x32gb", "cpu", "None", 0, 0, "None", 8, 32, 0.08),
     ]

@@ -8,7 +8,6 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,23 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 from flow_backend.testing.fake_http_types import ApiError, FakeRequest, FakeResponse
 from flow_backend.testing.fake_routes import Router
 from flow_backend.testing.faults import FaultPlan
+from flow_backend.testing.openapi_check import SpecExchange
 
-__all__ = ["Exchange", "FakeHttpServer"]
+__all__ = ["FakeHttpServer"]
 
 logger = logging.getLogger("flow_backend.testing.fake_mithril")
-
-
-@dataclass(frozen=True)
-class Exchange:
-    """One request the fake answered (kept when traffic recording is on)."""
-
-    method: str
-    template: str
-    path: str
-    query: dict[str, list[str]]
-    request_body: Any
-    status: int
-    response_body: Any
 
 
 class FakeHttpServer(ThreadingHTTPServer):
@@ -51,7 +38,7 @@ class FakeHttpServer(ThreadingHTTPServer):
         self.counts: Counter[str] = Counter()
         self.counts_lock = threading.Lock()
         self.record_traffic = False
-        self.exchanges: list[Exchange] = []
+        self.exchanges: list[SpecExchange] = []
 
     def authorized(self, header: str | None) -> bool:
         if not header or not header.startswith("Bearer "):
@@ -90,9 +77,8 @@ class FakeHttpServer(ThreadingHTTPServer):
         if self.record_traffic:
             with self.counts_lock:
                 self.exchanges.append(
-                    Exchange(
+                    SpecExchange(
                         request.method,
-                        template,
                         request.path,
                         request.query,
                         request.body,

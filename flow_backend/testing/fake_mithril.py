@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from flow_backend.testing.fake_catalog import DEFAULT_REGIONS, default_instance_types
-from flow_backend.testing.fake_http import Exchange, FakeHttpServer
+from flow_backend.testing.fake_http import FakeHttpServer
 from flow_backend.testing.fake_lifecycle import FakeSettings, Lifecycle
 from flow_backend.testing.fake_routes import Router
 from flow_backend.testing.fake_state import FakeInstance, FakeState, iso, new_fid
 from flow_backend.testing.faults import FaultPlan
+from flow_backend.testing.openapi_check import SpecExchange
 
 __all__ = ["FakeMithril"]
 
@@ -166,7 +167,7 @@ class FakeMithril:
             self._server.counts.clear()
 
     @property
-    def exchanges(self) -> list[Exchange]:
+    def exchanges(self) -> list[SpecExchange]:
         """Every exchange since start (only when ``record_traffic`` is on)."""
         with self._server.counts_lock:
             return list(self._server.exchanges)

@@ -36,6 +36,10 @@ class FaultPlan:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
+    def reseed(self, seed: int) -> None:
+        """Make random errors repeatable."""
+        self._rng = random.Random(seed)
+
     def fail_next(self, count: int = 1, status: int = 503) -> None:
         """Answer the next ``count`` requests with ``status`` (e.g. 500, 502, 503)."""
         with self._lock:

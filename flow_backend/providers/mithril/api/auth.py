@@ -28,8 +28,9 @@ class BearerAuth(httpx.Auth):
         return self._api_key is not None and bool(self._api_key.get_secret_value())
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._api_key is not None:
-            request.headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
+        if self._api_key is not None and self.has_key:
+            key = self._api_key.get_secret_value().strip()
+            request.headers["Authorization"] = f"Bearer {key}"
         yield request
 
     def __repr__(self) -> str:

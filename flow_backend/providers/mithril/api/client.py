@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -54,6 +55,7 @@ class MithrilClient:
         retry: Retry policy of the transport.
         transport: The innermost transport (default ``httpx.HTTPTransport``); tests wrap it to
             record traffic. Retries are layered on top of it.
+        sleep: How the transport waits between retries (tests pass a recorder).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class MithrilClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry_policy = retry or RetryPolicy()
@@ -71,7 +74,7 @@ class MithrilClient:
             base_url=self.base_url,
             auth=BearerAuth(api_key),
             timeout=timeout,
-            transport=RetryTransport(transport, self.retry_policy),
+            transport=RetryTransport(transport, self.retry_policy, sleep=sleep),
             headers={"Accept": "application/json"},
         )
 

@@ -1,0 +1,64 @@
+"""``python -m flow_backend.testing``: run a fake Mithril API for a demo until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from flow_backend.testing.fake_mithril import FakeMithril
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the fake, print how to point ``flow`` at it, serve until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flow_backend.testing",
+        description="Run a fake Mithril Compute API on loopback that executes tasks locally.",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="port to listen on (default: a free one)"
+    )
+    parser.add_argument("--api-key", default=None, help="key clients must send (default: random)")
+    parser.add_argument(
+        "--work-dir", default=None, help="where instance folders go (default: temp)"
+    )
+    parser.add_argument(
+        "--ssh-destination", default=None, help="host:port of an sshd every instance reports"
+    )
+    parser.add_argument(
+        "--provisioning-delay", type=float, default=1.0, help="seconds a bid stays Open (default 1)"
+    )
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be in 0..65535, got {args.port}")
+    if args.provisioning_delay < 0:
+        parser.error(f"--provisioning-delay must not be negative, got {args.provisioning_delay}")
+    try:
+        fake = FakeMithril(
+            args.work_dir,
+            api_key=args.api_key,
+            ssh_destination=args.ssh_destination,
+            provisioning_delay=args.provisioning_delay,
+            port=args.port,
+        )
+    except OSError as error:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {error.strerror}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with fake:
+        print(f"Fake Mithril API at {fake.url}", flush=True)
+        for name, value in fake.env.items():
+            print(f"export {name}={value}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+    print("Fake Mithril stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Fixtures: a fake Mithril on loopback and a client whose traffic is checked against the spec."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flow_backend.providers.mithril.api import MithrilClient, RetryPolicy
+from flow_backend.testing import FakeMithril
+from flow_backend.testing.openapi_check import RecordingTransport, SpecChecker
+
+FAST_RETRY = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05, max_retry_after=2.0)
+
+
+@pytest.fixture(scope="session")
+def spec_checker() -> SpecChecker:
+    return SpecChecker()
+
+
+@pytest.fixture
+def fake(tmp_path: Path, spec_checker: SpecChecker) -> Iterator[FakeMithril]:
+    """A fake Mithril with short delays; every response it gave is checked against the spec."""
+    with FakeMithril(
+        tmp_path / "fake",
+        provisioning_delay=0.1,
+        boot_delay=0.1,
+        preemption_grace=0.3,
+        record_traffic=True,
+    ) as server:
+        yield server
+        problems = spec_checker.problems_in(
+            [exchange for exchange in server.exchanges if exchange.status != 422]
+        )
+        assert not problems, "fake Mithril answered outside the spec:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def recorder() -> RecordingTransport:
+    return RecordingTransport()
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    """Every wait the client's transport asked for (instead of sleeping)."""
+    return []
+
+
+@pytest.fixture
+def client(
+    fake: FakeMithril, recorder: RecordingTransport, spec_checker: SpecChecker, sleeps: list[float]
+) -> Iterator[MithrilClient]:
+    """A client of ``fake`` whose requests (and the responses) are all checked against the spec.
+
+    Waits between retries are recorded in ``sleeps`` and skipped, so fault tests stay fast.
+    """
+    with MithrilClient(
+        fake.api_key,
+        fake.url,
+        timeout=5.0,
+        retry=FAST_RETRY,
+        transport=recorder,
+        sleep=sleeps.append,
+    ) as api:
+        yield api
+    problems = spec_checker.problems_in(
+        [exchange for exchange in recorder.exchanges if exchange.status != 422]
+    )
+    assert not problems, "client traffic outside the spec:\n" + "\n".join(problems)

@@ -1,0 +1,22 @@
+"""Helpers shared by the Mithril tests (imported as a top-level module: tests have no packages)."""
+
+from __future__ import annotations
+
+from flow_backend.providers.mithril.api import CreateBidRequest, LaunchSpecification
+from flow_backend.testing import FakeMithril
+
+REGION = "us-central1-a"
+
+
+def bid_request(fake: FakeMithril, name: str = "hf-sweep-0", **changes: object) -> CreateBidRequest:
+    fields: dict[str, object] = {
+        "project": fake.project_fid,
+        "region": REGION,
+        "instance_type": fake.instance_type_fid("a100-80gb.sxm.1x"),
+        "limit_price": 2.0,
+        "instance_quantity": 1,
+        "name": name,
+        "launch_specification": LaunchSpecification(),
+    }
+    fields.update(changes)
+    return CreateBidRequest(**fields)  # type: ignore[arg-type]

@@ -1,0 +1,141 @@
+"""Each failure of the API becomes the right flow_backend error, with the server's words."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+from mithril_helpers import bid_request
+
+from flow_backend.errors import (
+    AuthenticationError,
+    InsufficientQuotaError,
+    ProviderError,
+    ResourceNotFoundError,
+    ValidationError,
+)
+from flow_backend.providers.mithril.api import (
+    CreateBidRequest,
+    LaunchSpecification,
+    MithrilClient,
+    RetryPolicy,
+)
+from flow_backend.testing import FakeMithril
+from flow_backend.testing.openapi_check import RecordingTransport
+
+
+@pytest.mark.parametrize("key", [None, "", "fkey_wrong"])
+def test_missing_or_wrong_key_is_an_authentication_error(
+    fake: FakeMithril, key: str | None
+) -> None:
+    with MithrilClient(key, fake.url) as api, pytest.raises(AuthenticationError) as caught:
+        api.list_projects()
+    assert "HTTP 401" in str(caught.value) and "MITHRIL_API_KEY" in str(caught.value)
+    assert caught.value.field == "mithril_api_key"
+
+
+def test_unknown_bid_is_not_found(client: MithrilClient) -> None:
+    with pytest.raises(ResourceNotFoundError, match="bid_doesnotexist"):
+        client.get_bid("bid_doesnotexist")
+    with pytest.raises(ResourceNotFoundError):
+        client.cancel_bid("bid_doesnotexist")
+
+
+def test_unknown_instance_type_in_a_bid_is_not_found(
+    client: MithrilClient, fake: FakeMithril
+) -> None:
+    with pytest.raises(ResourceNotFoundError, match="it_nope"):
+        client.create_bid(bid_request(fake, instance_type="it_nope"))
+
+
+def test_422_carries_the_servers_detail(client: MithrilClient, fake: FakeMithril) -> None:
+    # model_construct skips our own validation so the server is the one to refuse
+    bad = CreateBidRequest.model_construct(
+        **{**bid_request(fake).__dict__, "instance_quantity": 0, "name": "hf-x-0"}
+    )
+    with pytest.raises(ValidationError) as caught:
+        client.create_bid(bad)
+    error = caught.value
+    assert error.field == "instance_quantity"
+    assert "HTTP 422" in str(error) and "body.instance_quantity" in str(error)
+    assert isinstance(error.value, list) and error.value[0]["loc"] == ["body", "instance_quantity"]
+
+
+def test_422_on_a_startup_script_over_10000_characters(
+    client: MithrilClient, fake: FakeMithril
+) -> None:
+    spec = LaunchSpecification.model_construct(volumes=[], ssh_keys=[], startup_script="#" * 10_001)
+    bad = CreateBidRequest.model_construct(
+        **{**bid_request(fake).__dict__, "launch_specification": spec}
+    )
+    with pytest.raises(ValidationError, match="startup_script"):
+        client.create_bid(bad)
+
+
+def test_422_on_a_missing_required_query_parameter(fake: FakeMithril) -> None:
+    response = httpx.get(
+        f"{fake.url}/v2/instances", headers={"Authorization": f"Bearer {fake.api_key}"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "project"]
+
+
+def test_quota_exceeded_is_insufficient_quota(client: MithrilClient, fake: FakeMithril) -> None:
+    fake.set_quota(2)
+    client.create_bid(bid_request(fake, instance_quantity=2))
+    with pytest.raises(InsufficientQuotaError, match="quota"):
+        client.create_bid(bid_request(fake, name="hf-x-1"))
+
+
+def test_5xx_after_all_retries_is_a_provider_error(
+    client: MithrilClient, fake: FakeMithril, sleeps: list[float]
+) -> None:
+    fake.faults.fail_next(10, status=502)
+    with pytest.raises(ProviderError, match="HTTP 502"):
+        client.list_instance_types()
+    assert fake.requests_to("/v2/instance-types") == client.retry_policy.max_attempts
+    assert len(sleeps) == client.retry_policy.max_attempts - 1
+
+
+def test_post_is_not_retried_on_5xx(client: MithrilClient, fake: FakeMithril) -> None:
+    fake.faults.fail_next(1, status=503)
+    with pytest.raises(ProviderError, match="HTTP 503"):
+        client.create_bid(bid_request(fake))
+    assert fake.requests_to("/v2/spot/bids", "POST") == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_connection_refused_is_retried_then_a_provider_error() -> None:
+    sleeps: list[float] = []
+    recorder = RecordingTransport()
+    url = f"http://127.0.0.1:{_closed_port()}"
+    with (
+        MithrilClient(
+            "fkey_x",
+            url,
+            retry=RetryPolicy(max_attempts=3),
+            transport=recorder,
+            sleep=sleeps.append,
+        ) as api,
+        pytest.raises(ProviderError) as caught,
+    ):
+        api.create_bid(
+            CreateBidRequest(
+                project="proj_x",
+                region="r",
+                instance_type="it_x",
+                limit_price=1,
+                instance_quantity=1,
+                name="n",
+                launch_specification=LaunchSpecification(),
+            )
+        )
+    assert len(sleeps) == 2  # a POST is retried when nothing reached the server
+    assert "could not connect" in str(caught.value) and url in str(caught.value)
+    assert caught.value.field == "mithril_api_url"

@@ -1,0 +1,201 @@
+"""Each fault the fake injects, and what the client (and the fake's market) do about it."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from mithril_helpers import REGION, bid_request
+
+from flow_backend.errors import ProviderError
+from flow_backend.providers.mithril.api import LaunchSpecification, MithrilClient, RetryPolicy
+from flow_backend.testing import FakeMithril
+
+
+def test_5xx_is_retried_until_it_succeeds(
+    client: MithrilClient, fake: FakeMithril, sleeps: list[float]
+) -> None:
+    fake.faults.fail_next(2, status=503)
+    assert client.list_projects()
+    assert fake.requests_to("/v2/projects") == 3
+    assert len(sleeps) == 2 and all(0 <= s <= 0.05 for s in sleeps)  # jittered backoff, capped
+
+
+def test_random_error_rate_is_absorbed_by_retries(client: MithrilClient, fake: FakeMithril) -> None:
+    fake.faults.reseed(7)
+    fake.faults.error_rate = 0.3
+    for _ in range(15):
+        assert len(client.list_instance_types()) == 10
+    assert fake.requests_to("/v2/instance-types") > 15  # some requests failed and were retried
+
+
+def test_429_waits_retry_after(
+    client: MithrilClient, fake: FakeMithril, sleeps: list[float]
+) -> None:
+    fake.faults.rate_limit_next(2, retry_after=1.5)
+    bid = client.create_bid(bid_request(fake))  # a 429 is retried even for POST
+    assert bid.status == "Open"
+    assert sleeps == [1.5, 1.5]
+    assert len(fake.bids()) == 1
+
+
+def test_retry_after_is_capped(
+    client: MithrilClient, fake: FakeMithril, sleeps: list[float]
+) -> None:
+    fake.faults.rate_limit_next(1, retry_after=3600)
+    client.list_projects()
+    assert sleeps == [client.retry_policy.max_retry_after]
+
+
+def test_latency_is_tolerated_and_timeouts_retried_for_reads(fake: FakeMithril) -> None:
+    fake.faults.latency = 0.05
+    sleeps: list[float] = []
+    with MithrilClient(
+        fake.api_key, fake.url, timeout=0.5, retry=RetryPolicy(max_attempts=3), sleep=sleeps.append
+    ) as api:
+        assert api.list_projects()  # slower but fine
+        fake.faults.slow_next(1, 1.5)  # the next answer comes after the client's timeout
+        assert api.list_instance_types()
+        assert fake.requests_to("/v2/instance-types") == 2
+        assert len(sleeps) == 1
+
+
+def test_a_timed_out_post_is_not_retried(fake: FakeMithril) -> None:
+    with MithrilClient(fake.api_key, fake.url, timeout=0.3, sleep=lambda _: None) as api:
+        fake.faults.slow_next(1, 1.0)
+        with pytest.raises(ProviderError, match="timed out"):
+            api.create_bid(bid_request(fake))
+    # the server did act on it: a retry would have placed a second bid
+    assert fake.wait_until(lambda: len(fake.bids()) == 1, timeout=10)
+    time.sleep(0.2)
+    assert len(fake.bids()) == 1
+
+
+def test_no_capacity_leaves_the_bid_open_until_capacity_frees(
+    client: MithrilClient, fake: FakeMithril
+) -> None:
+    fake.set_capacity("a100-80gb.sxm.1x", 1, region=REGION)
+    first = client.create_bid(bid_request(fake, name="hf-cap-0"))
+    assert fake.wait_until(lambda: client.get_bid(first.fid).status == "Allocated", timeout=20)
+    a100 = fake.instance_type_fid("a100-80gb.sxm.1x")
+    auction = next(
+        a for a in client.list_availability() if a.instance_type == a100 and a.region == REGION
+    )
+    assert auction.capacity == 0
+    second = client.create_bid(bid_request(fake, name="hf-cap-1"))
+    third = client.create_bid(bid_request(fake, name="hf-cap-2", region="us-central2-a"))
+    # the third (other region, created later) is allocated while the second still waits
+    assert fake.wait_until(lambda: client.get_bid(third.fid).status == "Allocated", timeout=20)
+    assert client.get_bid(second.fid).status == "Open"
+    client.cancel_bid(first.fid)
+    assert fake.wait_until(lambda: client.get_bid(second.fid).status == "Allocated", timeout=20)
+
+
+def test_price_floor_leaves_low_bids_open(client: MithrilClient, fake: FakeMithril) -> None:
+    fake.set_price_floor(10.0)
+    low = client.create_bid(bid_request(fake, name="hf-low-0", limit_price=5.0))
+    high = client.create_bid(bid_request(fake, name="hf-high-0", limit_price=12.0))
+    assert fake.wait_until(lambda: client.get_bid(high.fid).status == "Allocated", timeout=20)
+    assert client.get_bid(low.fid).status == "Open"
+    prices = client.current_prices(fake.instance_type_fid("a100-80gb.sxm.1x"), region=REGION)
+    assert prices.spot_price_cents == 1000
+    fake.set_price_floor(0.0)
+    assert fake.wait_until(lambda: client.get_bid(low.fid).status == "Allocated", timeout=20)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _script_pids(fake: FakeMithril, bid_fid: str) -> list[int]:
+    def written() -> bool:
+        instances = fake.instances_of(bid_fid)
+        return bool(instances) and (Path(instances[0].folder) / "pids").exists()
+
+    assert fake.wait_until(written, timeout=20), "the startup script did not start"
+    folder = Path(fake.instances_of(bid_fid)[0].folder)
+    assert fake.wait_until(lambda: len((folder / "pids").read_text().split()) == 2, timeout=10)
+    return [int(pid) for pid in (folder / "pids").read_text().split()]
+
+
+SCRIPT = "sleep 300 &\necho $$ $! > pids.tmp && mv pids.tmp pids\nwait\n"
+
+
+def test_preemption_kills_the_task_and_terminates_the_bid(
+    client: MithrilClient, fake: FakeMithril
+) -> None:
+    bid = client.create_bid(
+        bid_request(fake, launch_specification=LaunchSpecification(startup_script=SCRIPT))
+    )
+    pids = _script_pids(fake, bid.fid)
+    assert all(_alive(pid) for pid in pids)
+    fake.preempt(bid.fid)
+    assert client.get_bid(bid.fid).status == "Preempting"
+    (instance,) = client.list_instances(fake.project_fid, bid_fids=[bid.fid])
+    assert instance.status == "STATUS_PREEMPTING"
+    assert fake.wait_until(lambda: client.get_bid(bid.fid).status == "Terminated", timeout=20)
+    (instance,) = client.list_instances(fake.project_fid, bid_fids=[bid.fid])
+    assert instance.status == "STATUS_PREEMPTED"
+    assert fake.wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=10)
+
+
+def test_cancel_kills_the_whole_process_group(client: MithrilClient, fake: FakeMithril) -> None:
+    bid = client.create_bid(
+        bid_request(fake, launch_specification=LaunchSpecification(startup_script=SCRIPT))
+    )
+    pids = _script_pids(fake, bid.fid)
+    client.cancel_bid(bid.fid)
+    assert fake.wait_until(lambda: not any(_alive(pid) for pid in pids), timeout=10)
+    assert fake.billing_instances() == []
+
+
+def test_startup_script_runs_in_its_own_folder_without_the_api_key(
+    client: MithrilClient, fake: FakeMithril, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MITHRIL_API_KEY", fake.api_key)
+    script = 'pwd > where.txt; env > env.txt; echo "$MITHRIL_INSTANCE_FID" > fid.txt\n'
+    bid = client.create_bid(
+        bid_request(fake, launch_specification=LaunchSpecification(startup_script=script))
+    )
+    assert fake.wait_until(
+        lambda: (
+            bool(fake.instances_of(bid.fid))
+            and (Path(fake.instances_of(bid.fid)[0].folder) / "fid.txt").exists()
+        ),
+        timeout=20,
+    )
+    instance = fake.instances_of(bid.fid)[0]
+    folder = Path(instance.folder)
+    assert folder.is_relative_to(fake.work_dir)
+    assert (folder / "where.txt").read_text().strip() == str(folder)
+    assert (folder / "fid.txt").read_text().strip() == instance.fid
+    assert fake.api_key not in (folder / "env.txt").read_text()
+    client.cancel_bid(bid.fid)
+
+
+def test_an_instance_bills_after_its_script_exits_until_the_bid_is_cancelled(
+    client: MithrilClient, fake: FakeMithril
+) -> None:
+    bid = client.create_bid(
+        bid_request(fake, launch_specification=LaunchSpecification(startup_script="true\n"))
+    )
+    assert fake.wait_until(lambda: bool(fake.seconds_billed_after_exit()), timeout=20)
+    (instance,) = client.list_instances(fake.project_fid, bid_fids=[bid.fid])
+    assert instance.status == "STATUS_RUNNING"  # the API shows no exit: it keeps running
+    assert client.get_bid(bid.fid).status == "Allocated"
+    assert [i.fid for i in fake.billing_instances()] == [instance.fid]
+    client.cancel_bid(bid.fid)
+    assert fake.billing_instances() == []
+    frozen = fake.seconds_billed_after_exit()[instance.fid]
+    time.sleep(0.1)
+    assert fake.seconds_billed_after_exit()[instance.fid] == frozen
