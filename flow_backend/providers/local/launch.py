@@ -70,6 +70,7 @@ def start_ranks(
     per_rank = len(spec.gpus) // spec.num_instances if spec.gpus else 0
     log_fd = os.open(files.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     started: list[subprocess.Popen[bytes]] = []
+    spec.started_at = utc_now()
     try:
         for rank in range(spec.num_instances):
             rank_env = dict(env, FLOW_NODE_RANK=str(rank))
@@ -95,6 +96,5 @@ def start_ranks(
         raise
     finally:
         os.close(log_fd)
-    spec.started_at = utc_now()
-    spec.processes = [(popen.pid, processes.start_time_of(popen.pid)) for popen in started]
+    spec.processes = [popen.pid for popen in started]
     return started

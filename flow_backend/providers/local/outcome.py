@@ -69,8 +69,9 @@ def conclude(
                 status=TaskStatus.FAILED,
                 exit_code=code,
                 message=f"the command exited with code {code}{where(rank)}",
+                from_exit_codes_only=True,
             )
-    return FinalState(status=TaskStatus.COMPLETED, exit_code=0)
+    return FinalState(status=TaskStatus.COMPLETED, exit_code=0, from_exit_codes_only=True)
 
 
 def record_of(spec: TaskSpec, final: FinalState | None, message: str | None = None) -> TaskRecord:

@@ -16,12 +16,10 @@ from functools import cache
 from pathlib import Path
 
 __all__ = [
-    "ProcessRef",
     "is_alive",
     "launch",
     "session_members",
     "signal_tree",
-    "start_time_of",
 ]
 
 # $1 = command, $2 = exit-code file. The subshell keeps the user's `exit N` from skipping the write.
@@ -29,8 +27,8 @@ _WRAPPER = '(eval "$1"); c=$?; echo $c >"$2"; exit $c'
 # $3 = grace before SIGKILL, $4 = time limit: coreutils `timeout` stops the command's process group.
 _WRAPPER_TIMED = 'timeout -k "$3" "$4" /bin/sh -c "$1"; c=$?; echo $c >"$2"; exit $c'
 
-#: (pid, start time in clock ticks or None) — the start time guards against pid reuse.
-ProcessRef = tuple[int, int | None]
+#: A process with the task's pid that started this long before the task is another process.
+_PID_REUSE_WINDOW_SECONDS = 120.0
 
 TIME_LIMIT_EXIT_CODES = (124, 128 + 9)
 
@@ -80,20 +78,36 @@ def _stat_fields(pid: int) -> list[str] | None:
     return data[data.rfind(b")") + 2 :].decode().split()
 
 
-def start_time_of(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux), for pid-reuse checks."""
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields and len(fields) > 19 else None
+@cache
+def _boot_time() -> float:
+    with open("/proc/stat") as handle:
+        for line in handle:
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    return 0.0
 
 
-def is_alive(ref: ProcessRef) -> bool:
-    """Whether the process still runs (zombies and reused pids count as gone)."""
-    pid, started = ref
+def _started_at(fields: list[str]) -> float:
+    """Wall-clock start of a process from its ``/proc/<pid>/stat`` fields."""
+    return _boot_time() + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def is_alive(pid: int, launched_at: float | None = None) -> bool:
+    """Whether the process still runs (zombies count as gone).
+
+    Args:
+        pid: The process id.
+        launched_at: When the task started it (epoch seconds); a process with this pid that
+            started at another time is a reused pid, so the task's process is gone.
+    """
     if sys.platform.startswith("linux"):
         fields = _stat_fields(pid)
         if fields is None or fields[0] in ("Z", "X"):
             return False
-        return started is None or int(fields[19]) == started
+        if launched_at is None:
+            return True
+        started = _started_at(fields)
+        return launched_at - _PID_REUSE_WINDOW_SECONDS <= started <= launched_at + 2.0
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

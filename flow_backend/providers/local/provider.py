@@ -40,6 +40,7 @@ class LocalProvider(Provider):
         self._tasks_dir = settings.tasks_dir
         self._tasks_dir.mkdir(parents=True, exist_ok=True)
         self._children: dict[str, list[subprocess.Popen[bytes]]] = {}
+        self._started_specs: dict[str, TaskSpec] = {}
         self._lock = threading.Lock()
         self._gpu_pool: GpuPool | None = None
         self._gpus_detected = False
@@ -104,7 +105,9 @@ class LocalProvider(Provider):
             spec.gpus = allocated
         return self._start(files, spec, config)
 
-    def _start(self, files: TaskFiles, spec: TaskSpec, config: TaskConfig) -> TaskRecord:
+    def _start(
+        self, files: TaskFiles, spec: TaskSpec, config: TaskConfig, *, was_pending: bool = False
+    ) -> TaskRecord:
         try:
             children = start_ranks(
                 files,
@@ -121,8 +124,10 @@ class LocalProvider(Provider):
             return record_of(spec, final)
         with self._lock:
             self._children[spec.task_id] = children
+            self._started_specs[spec.task_id] = spec
         files.write_spec(spec)
-        files.config_path.unlink(missing_ok=True)
+        if was_pending:
+            files.config_path.unlink(missing_ok=True)
         return record_of(spec, None)
 
     def _try_start_pending(self, files: TaskFiles, spec: TaskSpec) -> TaskSpec:
@@ -135,7 +140,7 @@ class LocalProvider(Provider):
         if allocated is None:
             return spec
         spec.gpus = allocated
-        self._start(files, spec, TaskConfig.model_validate(data))
+        self._start(files, spec, TaskConfig.model_validate(data), was_pending=True)
         return files.read_spec() or spec
 
     # -- state ---------------------------------------------------------------------------------
@@ -152,7 +157,8 @@ class LocalProvider(Provider):
         return self._derive(self._files(task_id))
 
     def _derive(self, files: TaskFiles, *, allow_start: bool = True) -> TaskRecord:
-        spec = files.read_spec()
+        # A started task's spec never changes again, so the one we wrote is still current.
+        spec = self._started_specs.get(files.task_id) or files.read_spec()
         if spec is None:
             raise _not_found(files.task_id)
         final = files.read_final()
@@ -168,12 +174,13 @@ class LocalProvider(Provider):
         codes: list[int | None] = []
         signals: list[int | None] = []
         running = False
-        for rank, ref in enumerate(spec.processes):
+        launched_at = spec.started_at.timestamp() if spec.started_at else None
+        for rank, pid in enumerate(spec.processes):
             code = files.read_exit_code(rank)
             killed_by = None
             if code is None:
                 child = children[rank] if children else None
-                alive = child.poll() is None if child else processes.is_alive(ref)
+                alive = child.poll() is None if child else processes.is_alive(pid, launched_at)
                 if alive:
                     running = True
                     continue
@@ -193,9 +200,12 @@ class LocalProvider(Provider):
                 )
             return record_of(spec, None)
         final = conclude(spec, codes, signals, files.read_stop())
-        if final.status is TaskStatus.FAILED and final.message and "max_run_time" in final.message:
-            files.append_log(final.message)
-        files.write_final(final)
+        final.ended_at = files.ended_at(spec.num_instances) or final.ended_at
+        if not final.from_exit_codes_only:
+            # A plain exit is derived from the exit files each time; anything else is kept.
+            if final.status is TaskStatus.FAILED and final.exit_code is not None:
+                files.append_log(final.message or "")
+            files.write_final(final)
         self._release_gpus(spec)
         self._forget_children(spec.task_id)
         return record_of(spec, final)
@@ -247,7 +257,7 @@ class LocalProvider(Provider):
     ) -> TaskRecord:
         files.write_stop(StopRequest(status=status, message=reason))
         files.append_log(reason)
-        sessions = [pid for pid, _ in spec.processes]
+        sessions = list(spec.processes)
         for session in sessions:
             processes.signal_tree(session, signal.SIGTERM)
         if not self._await_exit(spec, sessions, self.settings.stop_grace_seconds):
@@ -283,6 +293,7 @@ class LocalProvider(Provider):
     def _forget_children(self, task_id: str) -> None:
         with self._lock:
             children = self._children.pop(task_id, None)
+            self._started_specs.pop(task_id, None)
         for child in children or []:
             if child.poll() is None:
                 child.wait()

@@ -45,7 +45,7 @@ class TaskSpec(BaseModel):
     working_dir: str
     created_at: datetime
     started_at: datetime | None = None
-    processes: list[tuple[int, int | None]] = Field(default_factory=list)
+    processes: list[int] = Field(default_factory=list)
     gpus: list[str] = Field(default_factory=list)
     max_run_time_hours: float | None = None
     timeout_in_wrapper: bool = False
@@ -70,6 +70,7 @@ class FinalState(BaseModel):
     exit_code: int | None = None
     message: str | None = None
     ended_at: datetime = Field(default_factory=utc_now)
+    from_exit_codes_only: bool = Field(default=False, exclude=True)
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
@@ -130,6 +131,16 @@ class TaskFiles:
         except OSError:
             return None
         return int(text) if text.lstrip("-").isdigit() else None
+
+    def ended_at(self, ranks: int) -> datetime | None:
+        """When the last of ``ranks`` ranks wrote its exit code."""
+        times = []
+        for rank in range(ranks):
+            try:
+                times.append(self.exit_path(rank).stat().st_mtime)
+            except OSError:
+                continue
+        return datetime.fromtimestamp(max(times), UTC) if times else None
 
     def read_config(self) -> dict[str, Any] | None:
         try:
