@@ -108,6 +108,10 @@ def _write_config(workdir: Path, port: int) -> Path:
                 "MaxStartups 64:30:128",
                 "Subsystem sftp internal-sftp",
                 "LogLevel INFO",
+                # bash sources ~/.bashrc for commands sshd runs unless SHLVL is already set; this
+                # machine's root .bashrc runs `pyenv init` (0.3 s per command). Tests call tools
+                # by absolute path (sys.executable), so they do not need it.
+                "SetEnv SHLVL=1",
                 "",
             ]
         )
