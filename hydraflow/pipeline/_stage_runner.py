@@ -1,26 +1,21 @@
 """Task side of a stage run as a Flow task: ``python -m hydraflow.pipeline._stage_runner SPEC``.
 
 Loads the cloudpickled call, runs it, and writes ``result.pkl`` — or ``error.pkl`` and ``error.txt``
-— beside the spec. Exit code 0 on success, 1 when the stage failed.
+— beside the spec. Exit code 0 on success, 1 when the stage failed. ``MLFLOW_RUN_ID`` in the
+task's environment makes ``mlflow.log_metric`` in the stage log into the stage's run, without
+importing MLflow here when the stage does not use it.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
 
 import cloudpickle
 
 from hydraflow.pipeline.errors import StageResultError
-from hydraflow.pipeline.task_stage import (
-    ENV_STAGE_RUN_ID,
-    ERROR_FILE,
-    RESULT_FILE,
-    TRACEBACK_FILE,
-)
+from hydraflow.pipeline.task_stage import ERROR_FILE, RESULT_FILE, TRACEBACK_FILE
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -39,17 +34,6 @@ def _write_error(folder: Path, error: BaseException) -> None:
     _write_atomically(folder / ERROR_FILE, blob)
 
 
-def _call(spec: dict[str, Any]) -> Any:
-    run_id = os.environ.get(ENV_STAGE_RUN_ID)
-    if not run_id:
-        return spec["fn"](**spec["kwargs"])
-    import mlflow
-
-    # The stage's run is the active run here too, so mlflow.log_metric in the stage lands in it.
-    with mlflow.start_run(run_id=run_id):
-        return spec["fn"](**spec["kwargs"])
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the stage call in ``argv[0]`` and write its outcome beside it."""
     args = sys.argv[1:] if argv is None else argv
@@ -57,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = spec_path.parent
     spec = cloudpickle.loads(spec_path.read_bytes())
     try:
-        value = _call(spec)
+        value = spec["fn"](**spec["kwargs"])
     except BaseException as error:
         _write_error(folder, error)
         return 1

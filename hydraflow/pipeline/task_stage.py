@@ -27,7 +27,6 @@ __all__ = ["check_resources", "run_as_task"]
 RESULT_FILE = "result.pkl"
 ERROR_FILE = "error.pkl"
 TRACEBACK_FILE = "error.txt"
-ENV_STAGE_RUN_ID = "HYDRAFLOW_STAGE_RUN_ID"
 _LOG_TAIL = 30
 
 
@@ -89,7 +88,7 @@ def run_as_task(
         spec.write_bytes(blob)
         env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))}
         if tracking_uri and run_id:
-            env.update({"MLFLOW_TRACKING_URI": tracking_uri, ENV_STAGE_RUN_ID: run_id})
+            env.update({"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_RUN_ID": run_id})
         command = [sys.executable, "-m", "hydraflow.pipeline._stage_runner", str(spec)]
         provider = (stage.resources or {}).get("provider")
         from flow_backend import TaskConfig
