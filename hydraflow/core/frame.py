@@ -30,24 +30,48 @@ def _pivot(long: pl.DataFrame, prefix: str) -> pl.DataFrame:
     return wide.select("run_id", *[pl.col(k).alias(f"{prefix}{k}") for k in keys])
 
 
-def type_param_column(column: pl.Series) -> pl.Series:
-    """Type one column of param text as a whole (see module docstring); else return it unchanged."""
-    if column.dtype != pl.String:
-        return column
-    values = column.set(column.is_in(_NULL_WORDS), None) if column.len() else column
-    present = values.drop_nulls()
-    if present.len() == 0:
-        return column
-    if present.is_in(list(_BOOL_WORDS)).all():
-        return values.replace_strict(_BOOL_WORDS, return_dtype=pl.Boolean, default=None)
-    if present.str.contains(r"^[+-]?\d+$").all():
-        as_int = values.cast(pl.Int64, strict=False)
-        if as_int.null_count() == values.null_count():
-            return as_int
-    as_float = values.cast(pl.Float64, strict=False)
-    if as_float.null_count() == values.null_count():
-        return as_float
-    return column
+def _nulled(column: str) -> pl.Expr:
+    return pl.when(pl.col(column).is_in(_NULL_WORDS)).then(None).otherwise(pl.col(column))
+
+
+def _kind_probes(column: str) -> list[pl.Expr]:
+    """One-row statistics telling which type fits every value of a text column."""
+    value = _nulled(column)
+    present = value.is_not_null()
+    return [
+        (present & ~value.is_in(list(_BOOL_WORDS))).sum().alias(f"{column}\0bool"),
+        (present & ~value.str.contains(r"^[+-]?\d+$")).sum().alias(f"{column}\0int"),
+        (present & value.cast(pl.Float64, strict=False).is_null()).sum().alias(f"{column}\0float"),
+        present.sum().alias(f"{column}\0present"),
+    ]
+
+
+def _typed(column: str, misfits: dict[str, int]) -> pl.Expr | None:
+    """The cast for a column whose values all fit one type, else ``None`` (stays text)."""
+    if misfits["present"] == 0:
+        return None
+    if misfits["bool"] == 0:
+        return _nulled(column).replace_strict(_BOOL_WORDS, return_dtype=pl.Boolean, default=None)
+    if misfits["int"] == 0:
+        return _nulled(column).cast(pl.Int64, strict=False)
+    if misfits["float"] == 0:
+        return _nulled(column).cast(pl.Float64, strict=False)
+    return None
+
+
+def type_params(raw: pl.DataFrame) -> pl.DataFrame:
+    """Type each ``params.*`` text column as a whole (see module docstring), in two passes."""
+    columns = [c for c in raw.columns if c.startswith("params.") and raw.schema[c] == pl.String]
+    if not columns or raw.height == 0:
+        return raw
+    stats = raw.select(probe for c in columns for probe in _kind_probes(c)).row(0, named=True)
+    casts = []
+    for column in columns:
+        misfits = {kind: stats[f"{column}\0{kind}"] for kind in ("bool", "int", "float", "present")}
+        cast = _typed(column, misfits)
+        if cast is not None:
+            casts.append(cast.alias(column))
+    return raw.with_columns(casts) if casts else raw
 
 
 def _original_keys(tags: pl.DataFrame) -> dict[str, str]:
@@ -71,7 +95,7 @@ def assemble(tables: StoreTables) -> tuple[pl.DataFrame, pl.DataFrame]:
     if originals:
         params = params.with_columns(pl.col("key").replace(originals))
     raw = runs.select("run_id").join(_pivot(params, "params."), on="run_id", how="left")
-    typed_params = raw.with_columns(type_param_column(raw[c]) for c in raw.columns[1:])
+    typed_params = type_params(raw)
     frame = (
         runs.join(typed_params, on="run_id", how="left", maintain_order="left")
         .join(_pivot(tables.metrics, "metrics."), on="run_id", how="left", maintain_order="left")

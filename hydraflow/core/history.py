@@ -22,9 +22,7 @@ def _finish(frame: pl.DataFrame) -> pl.DataFrame:
     return (
         frame.cast(_SCHEMA)  # type: ignore[arg-type]
         .sort("step", "timestamp")
-        .with_columns(
-            pl.from_epoch("timestamp", time_unit="ms").dt.replace_time_zone("UTC")
-        )
+        .with_columns(pl.from_epoch("timestamp", time_unit="ms").dt.replace_time_zone("UTC"))
     )
 
 

@@ -1,0 +1,213 @@
+"""Load N runs three ways and compare: RunCollection (ADBC + polars), mlflow.search_runs, bare SQL.
+
+Each N gets a fresh sqlite MLflow store (schema made by MLflow itself) filled by SQL in bulk: N runs with
+8 params, 3 metrics of 10 steps each (history + latest) and 5 tags. Each reader then runs in its own
+process (so peak memory is its own), three times; the best time is shown. Nothing is asserted.
+
+    python benchmarks/runcollection_load.py            # N = 1,000 and 10,000
+    python benchmarks/runcollection_load.py --n 500    # other sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+EXPERIMENT = "bench"
+STEPS = 10
+READERS = ("runcollection", "search_runs", "bare_sql")
+
+
+def build_store(db: Path, n: int) -> None:
+    """An MLflow sqlite store with ``n`` finished runs in experiment ``bench``."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{db}")
+    experiment_id = int(
+        client.create_experiment(EXPERIMENT, artifact_location=str(db.parent / "art"))
+    )
+    rng = random.Random(0)
+    now = int(time.time() * 1000)
+    runs, params, metrics, latest, tags = [], [], [], [], []
+    for i in range(n):
+        run_id = uuid.uuid4().hex
+        start = now + i * 10
+        runs.append(
+            (
+                run_id,
+                f"run-{i}",
+                "LOCAL",
+                "",
+                "",
+                "bench",
+                "FINISHED",
+                start,
+                start + 5,
+                "",
+                "active",
+                f"{db.parent}/art/{run_id}/artifacts",
+                experiment_id,
+            )
+        )
+        values = {
+            "model.type": rng.choice(["lstm", "cnn", "mlp"]),
+            "model.hidden": str(rng.choice([64, 128, 256])),
+            "lr": str(rng.choice([1e-2, 1e-3, 1e-4])),
+            "optimizer.name": rng.choice(["adam", "sgd"]),
+            "optimizer.momentum": str(rng.random()),
+            "dataset.name": rng.choice(["mnist", "cifar"]),
+            "seed": str(i),
+            "use_amp": str(rng.random() > 0.5),
+        }
+        params.extend((k, v, run_id) for k, v in values.items())
+        for key in ("loss", "accuracy", "val_loss"):
+            for step in range(STEPS):
+                value = rng.random()
+                metrics.append((key, value, start + step, run_id, step, 0))
+            latest.append((key, value, start + STEPS - 1, STEPS - 1, 0, run_id))
+        for key, value in (
+            ("mlflow.runName", f"run-{i}"),
+            ("mlflow.user", "bench"),
+            ("hydraflow.sweep_id", "sweep-1"),
+            ("hydraflow.job_num", str(i)),
+            ("hydraflow.config_hash", uuid.uuid4().hex),
+        ):
+            tags.append((key, value, run_id))
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
+            "status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, "
+            "experiment_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            runs,
+        )
+        conn.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?,?,?)", params)
+        conn.executemany(
+            "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) VALUES (?,?,?,?,?,?)",
+            metrics,
+        )
+        conn.executemany(
+            "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) "
+            "VALUES (?,?,?,?,?,?)",
+            latest,
+        )
+        conn.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?,?,?)", tags)
+
+
+def _bare_sql(db: Path) -> int:
+    """The floor for a Python reader: the four tables fetched with sqlite3, no pivot."""
+    with sqlite3.connect(db) as conn:
+        chosen = (
+            "SELECT run_uuid FROM runs WHERE lifecycle_stage = 'active' AND experiment_id IN "
+            f"(SELECT experiment_id FROM experiments WHERE name = '{EXPERIMENT}')"
+        )
+        rows = conn.execute(f"SELECT * FROM runs WHERE run_uuid IN ({chosen})").fetchall()
+        for table in ("params", "latest_metrics", "tags"):
+            conn.execute(f"SELECT * FROM {table} WHERE run_uuid IN ({chosen})").fetchall()
+    return len(rows)
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory (VmHWM; unlike ru_maxrss it restarts at exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(reader: str, db: Path, repeat: int) -> None:
+    """Time one reader ``repeat`` times in this process; print JSON (best seconds, peak MB)."""
+    uri = f"sqlite:///{db}"
+    if reader == "runcollection":
+        from hydraflow import RunCollection
+
+        def read() -> int:
+            return RunCollection.load(EXPERIMENT, tracking_uri=uri).to_frame().height
+
+    elif reader == "search_runs":
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+
+        def read() -> int:
+            return len(mlflow.search_runs(experiment_names=[EXPERIMENT]))
+
+    else:
+
+        def read() -> int:
+            return _bare_sql(db)
+
+    base = _peak_mb()
+    times, rows = [], 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        rows = read()
+        times.append(time.perf_counter() - started)
+    peak = _peak_mb()
+    print(
+        json.dumps(
+            {
+                "best": min(times),
+                "first": times[0],
+                "rows": rows,
+                "peak_mb": peak,
+                "delta_mb": (peak - base) / 1024,
+            }
+        )
+    )
+
+
+def measure(reader: str, db: Path, repeat: int) -> dict[str, float]:
+    """Run :func:`worker` in a fresh interpreter and read its JSON line."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", reader, "--db", str(db), "--repeat", str(repeat)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[1_000, 10_000])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--worker", choices=READERS)
+    parser.add_argument("--db", type=Path)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.db, args.repeat)
+        return
+    print(
+        f"{'N':>7} {'reader':<14} {'best s':>8} {'first s':>8} {'rows':>7} {'peak MB':>8} "
+        f"{'+MB':>6} {'vs search_runs':>15}"
+    )
+    for n in args.n:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "mlflow.db"
+            started = time.perf_counter()
+            build_store(db, n)
+            built = time.perf_counter() - started
+            results = {reader: measure(reader, db, args.repeat) for reader in READERS}
+            baseline = results["search_runs"]["best"]
+            for reader, r in results.items():
+                print(
+                    f"{n:>7} {reader:<14} {r['best']:>8.3f} {r['first']:>8.3f} {int(r['rows']):>7} "
+                    f"{r['peak_mb']:>8.0f} {r['delta_mb']:>6.0f} {baseline / r['best']:>14.1f}x"
+                )
+            print(f"{'':>7} (store built in {built:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
