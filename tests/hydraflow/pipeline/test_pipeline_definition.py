@@ -95,7 +95,8 @@ def test_pipeline_takes_stage_objects() -> None:
 def test_unknown_stage_in_a_selection_names_the_argument(argument: str) -> None:
     pipeline = Pipeline([Stage("data", _noop)])
     with pytest.raises(PipelineDefinitionError) as info:
-        pipeline.run({}, **{argument: ["trian"]})
+        selection: dict[str, Any] = {argument: ["trian"]}
+        pipeline.run({}, **selection)
 
     assert f"{argument}: unknown stage 'trian'; the pipeline's stages are data" == str(info.value)
 
