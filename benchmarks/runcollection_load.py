@@ -38,7 +38,11 @@ def build_store(db: Path, n: int) -> None:
     )
     rng = random.Random(0)
     now = int(time.time() * 1000)
-    runs, params, metrics, latest, tags = [], [], [], [], []
+    runs: list[tuple[object, ...]] = []
+    params: list[tuple[object, ...]] = []
+    metrics: list[tuple[object, ...]] = []
+    latest: list[tuple[object, ...]] = []
+    tags: list[tuple[object, ...]] = []
     for i in range(n):
         run_id = uuid.uuid4().hex
         start = now + i * 10
@@ -72,17 +76,17 @@ def build_store(db: Path, n: int) -> None:
         params.extend((k, v, run_id) for k, v in values.items())
         for key in ("loss", "accuracy", "val_loss"):
             for step in range(STEPS):
-                value = rng.random()
-                metrics.append((key, value, start + step, run_id, step, 0))
-            latest.append((key, value, start + STEPS - 1, STEPS - 1, 0, run_id))
-        for key, value in (
+                number = rng.random()
+                metrics.append((key, number, start + step, run_id, step, 0))
+            latest.append((key, number, start + STEPS - 1, STEPS - 1, 0, run_id))
+        for tag, text in (
             ("mlflow.runName", f"run-{i}"),
             ("mlflow.user", "bench"),
             ("hydraflow.sweep_id", "sweep-1"),
             ("hydraflow.job_num", str(i)),
             ("hydraflow.config_hash", uuid.uuid4().hex),
         ):
-            tags.append((key, value, run_id))
+            tags.append((tag, text, run_id))
     with sqlite3.connect(db) as conn:
         conn.executemany(
             "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, "
