@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, overload
 
 from flow_backend.errors import TaskTimeoutError
 from flow_backend.models import TaskRecord, TaskStatus, format_price
@@ -139,6 +139,12 @@ class Task:
             step = pause if remaining is None else min(pause, remaining)
             self._provider.wait_for_change(self.task_id, step)
             pause = min(pause * _POLL_GROWTH, cap)
+
+    @overload
+    def logs(self, tail: int | None = None, follow: Literal[False] = False) -> str: ...
+
+    @overload
+    def logs(self, tail: int | None = None, *, follow: Literal[True]) -> Iterator[str]: ...
 
     def logs(self, tail: int | None = None, follow: bool = False) -> str | Iterator[str]:
         """The task's interleaved stdout/stderr.

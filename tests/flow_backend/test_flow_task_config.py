@@ -12,15 +12,16 @@ from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationErro
 
 
 def test_seed_example_builds_and_gets_a_unique_name() -> None:
-    config = TaskConfig(
-        name="experiment-42",
-        command="python train.py",
-        instance_type="a100",
-        volumes=[{"name": "data", "size_gb": 100}],
-        env={"WANDB_PROJECT": "ml-research"},
-        max_price_per_hour=10.0,
-        max_run_time_hours=24.0,
-    )
+    seed: dict[str, Any] = {  # the seed's example, verbatim (volumes as plain dicts)
+        "name": "experiment-42",
+        "command": "python train.py",
+        "instance_type": "a100",
+        "volumes": [{"name": "data", "size_gb": 100}],
+        "env": {"WANDB_PROJECT": "ml-research"},
+        "max_price_per_hour": 10.0,
+        "max_run_time_hours": 24.0,
+    }
+    config = TaskConfig(**seed)
     other = TaskConfig(name="experiment-42", command="python train.py")
     assert (
         config.name.startswith("experiment-42-") and len(config.name) == len("experiment-42-") + 6
@@ -37,7 +38,8 @@ def test_unique_name_false_keeps_the_name() -> None:
 
 
 def test_dump_and_validate_again_keeps_the_name() -> None:
-    config = TaskConfig(name="exp", command=["python", "-m", "mod"], env={"A": 1})
+    fields: dict[str, Any] = {"env": {"A": 1}}  # non-string values become strings
+    config = TaskConfig(name="exp", command=["python", "-m", "mod"], **fields)
     again = TaskConfig.model_validate(config.model_dump())
     assert again.name == config.name
     assert again.env == {"A": "1"}
@@ -119,7 +121,7 @@ def test_yaml_round_trip(tmp_path: Path) -> None:
         name="exp",
         command="python train.py",
         instance_type="4xa100",
-        volumes=[{"name": "data", "mount_path": "/data"}],
+        volumes=[VolumeSpec(name="data", mount_path="/data")],
         ports=[8888],
         env={"K": "v"},
     )

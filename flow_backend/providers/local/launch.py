@@ -47,6 +47,7 @@ def _task_env(config: TaskConfig, spec: TaskSpec, volumes_dir: Path) -> dict[str
         spec.volumes[volume.name] = str(folder)
         if note:
             spec.notes.append(note)
+            spec.log_notes.append(note)
     return env
 
 
@@ -63,7 +64,7 @@ def start_ranks(
     If a rank cannot start, the ranks already started are killed and the error is raised.
     """
     env = _task_env(config, spec, volumes_dir)
-    for note in spec.notes:
+    for note in spec.log_notes:
         files.append_log(note)
     limit = None if spec.max_run_time_hours is None else spec.max_run_time_hours * 3600.0
     spec.timeout_in_wrapper = limit is not None and processes.has_timeout_binary()

@@ -79,10 +79,12 @@ class LocalProvider(Provider):
             env_keys=sorted(config.env),
         )
         if config.image:
-            spec.notes.append(
+            note = (
                 f"image {config.image!r} requested, but the local provider runs no containers: "
                 "the host's Python and tools run this task"
             )
+            spec.notes.append(note)
+            spec.log_notes.append(note)
         needed = instance.gpu_count * config.num_instances
         pool = self._pool() if needed else None
         if needed and pool is None:

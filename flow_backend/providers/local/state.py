@@ -53,6 +53,7 @@ class TaskSpec(BaseModel):
     ports: list[int] = Field(default_factory=list)
     env_keys: list[str] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    log_notes: list[str] = Field(default_factory=list)
 
 
 class StopRequest(BaseModel):

@@ -1,0 +1,75 @@
+"""GPU hand-out on the local provider, with the GPU list given by FLOW_LOCAL_GPUS (no GPU here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flow_helpers import wait_for
+
+from flow_backend import Flow, TaskStatus
+from flow_backend.errors import InsufficientQuotaError
+
+
+@pytest.fixture
+def two_gpus(flow_home: Path, monkeypatch: pytest.MonkeyPatch) -> Flow:
+    monkeypatch.setenv("FLOW_LOCAL_GPUS", "0,1")
+    return Flow()
+
+
+def _cuda(task_logs: str) -> str:
+    return task_logs.strip().splitlines()[-1]
+
+
+def test_each_task_gets_its_own_gpus_and_waits_while_they_are_busy(
+    two_gpus: Flow, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    hold = f"echo $CUDA_VISIBLE_DEVICES; while [ ! -e {release} ]; do sleep 0.05; done"
+    first = two_gpus.run(hold, instance_type="a100")
+    second = two_gpus.run(hold, instance_type="a100")
+    third = two_gpus.run("echo $CUDA_VISIBLE_DEVICES", instance_type="a100")
+    try:
+        assert (first.status, second.status) == (TaskStatus.RUNNING, TaskStatus.RUNNING)
+        assert third.status is TaskStatus.PENDING
+        assert third.message is not None and "waiting for free GPUs" in third.message
+        wait_for(lambda: first.logs().strip() != "" and second.logs().strip() != "", what="GPU ids")
+        assert sorted([_cuda(first.logs()), _cuda(second.logs())]) == ["0", "1"]
+        assert third.refresh().status is TaskStatus.PENDING
+        release.touch()
+        assert first.wait(timeout=20) is TaskStatus.COMPLETED
+        assert second.wait(timeout=20) is TaskStatus.COMPLETED
+        assert third.wait(timeout=20) is TaskStatus.COMPLETED
+        assert _cuda(third.logs()) in ("0", "1")
+    finally:
+        release.touch()
+        for task in (first, second, third):
+            if not task.refresh().is_terminal:
+                task.stop()
+
+
+def test_ranks_get_disjoint_gpus(two_gpus: Flow) -> None:
+    task = two_gpus.run(
+        "echo $FLOW_NODE_RANK=$CUDA_VISIBLE_DEVICES", instance_type="a100", num_instances=2
+    )
+    assert task.wait(timeout=20) is TaskStatus.COMPLETED
+    assert sorted(task.logs().split()) == ["0=0", "1=1"]
+
+
+def test_more_gpus_than_the_machine_has_is_refused(two_gpus: Flow) -> None:
+    with pytest.raises(InsufficientQuotaError, match="needs 8 GPUs; this machine has 2"):
+        two_gpus.run("true", instance_type="8xa100")
+
+
+def test_cancelling_a_pending_task_ends_it_without_starting_it(
+    two_gpus: Flow, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    holder = two_gpus.run(f"while [ ! -e {release} ]; do sleep 0.05; done", instance_type="2xa100")
+    waiting = two_gpus.run("echo never", instance_type="a100")
+    assert waiting.status is TaskStatus.PENDING
+    assert waiting.stop() is TaskStatus.CANCELLED
+    release.touch()
+    assert holder.wait(timeout=20) is TaskStatus.COMPLETED
+    assert waiting.refresh().status is TaskStatus.CANCELLED
+    assert "never" not in waiting.logs() and "cancelled by user" in waiting.logs()
