@@ -56,11 +56,14 @@ def test_command_runs_in_workdir_with_its_env(conn: Connection, tmp_path: Path) 
     work.mkdir()
     task_dir = str(tmp_path / "task")
     start_detached(
-        conn, task_dir, 'pwd; echo "$GREETING"', {"GREETING": "it's a \"quoted\" $HOME"},
+        conn,
+        task_dir,
+        'pwd; echo "$GREETING"',
+        {"GREETING": 'it\'s a "quoted" $HOME'},
         workdir=str(work),
     )
     _wait_done(conn, task_dir)
-    assert tail_logs(conn, task_dir).splitlines() == [str(work), "it's a \"quoted\" $HOME"]
+    assert tail_logs(conn, task_dir).splitlines() == [str(work), 'it\'s a "quoted" $HOME']
 
 
 def test_missing_workdir_fails_the_task_with_a_message(conn: Connection, tmp_path: Path) -> None:
