@@ -258,3 +258,15 @@ def test_stopped_task_processes_are_gone(flow: Flow, tmp_path: Path) -> None:
     assert task.stop() is TaskStatus.CANCELLED
     assert not pid_alive(pid)
     assert task.message == "cancelled by user"
+
+
+def test_time_limit_is_enforced_at_refresh_without_coreutils_timeout(
+    flow: Flow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flow_backend.providers.local import processes
+
+    monkeypatch.setattr(processes, "has_timeout_binary", lambda: False)
+    task = flow.run("sleep 30", max_run_time_hours=0.5 / 3600)
+    assert task.wait(timeout=30) is TaskStatus.FAILED
+    assert task.message == "stopped: exceeded max_run_time_hours=0.000138889 (0.5 s)"
+    assert "exceeded max_run_time_hours" in task.logs()

@@ -8,7 +8,7 @@ from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.local.processes import TIME_LIMIT_EXIT_CODES
 from flow_backend.providers.local.state import FinalState, StopRequest, TaskSpec, utc_now
 
-__all__ = ["conclude", "over_time_limit", "record_of"]
+__all__ = ["conclude", "over_time_limit", "record_of", "time_limit_message"]
 
 #: Slack after the time limit (plus grace) before the provider stops a task the wrapper did not.
 _LIMIT_SLACK_SECONDS = 5.0
@@ -28,6 +28,13 @@ def over_time_limit(spec: TaskSpec, grace_seconds: float) -> bool:
     if spec.timeout_in_wrapper:
         limit += grace_seconds + _LIMIT_SLACK_SECONDS
     return _elapsed_seconds(spec) > limit
+
+
+def time_limit_message(hours: float) -> str:
+    """Why a task that ran too long was stopped."""
+    seconds = hours * 3600.0
+    shown = f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 3600.0:.2f} h"
+    return f"stopped: exceeded max_run_time_hours={hours:g} ({shown})"
 
 
 def _signal_name(number: int) -> str:
@@ -54,7 +61,7 @@ def conclude(
                 return FinalState(
                     status=TaskStatus.FAILED,
                     exit_code=code,
-                    message=f"stopped: exceeded max_run_time_hours={limit:g}",
+                    message=time_limit_message(limit),
                 )
     for rank, (code, killed_by) in enumerate(zip(codes, signals, strict=True)):
         if code is None:

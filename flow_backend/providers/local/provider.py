@@ -20,7 +20,12 @@ from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.local import logs, processes, volumes
 from flow_backend.providers.local.gpus import GpuPool, detect_gpus, warn_cpu_once
 from flow_backend.providers.local.launch import resolve_working_dir, start_ranks
-from flow_backend.providers.local.outcome import conclude, over_time_limit, record_of
+from flow_backend.providers.local.outcome import (
+    conclude,
+    over_time_limit,
+    record_of,
+    time_limit_message,
+)
 from flow_backend.providers.local.state import FinalState, StopRequest, TaskFiles, TaskSpec, utc_now
 from flow_backend.settings import FlowSettings
 from flow_backend.task_config import TaskConfig
@@ -193,13 +198,8 @@ class LocalProvider(Provider):
             signals.append(killed_by)
         if running:
             if over_time_limit(spec, self.settings.stop_grace_seconds):
-                hours = spec.max_run_time_hours
-                return self._stop(
-                    files,
-                    spec,
-                    TaskStatus.FAILED,
-                    f"stopped: exceeded max_run_time_hours={hours:g}",
-                )
+                reason = time_limit_message(spec.max_run_time_hours or 0.0)
+                return self._stop(files, spec, TaskStatus.FAILED, reason)
             return record_of(spec, None)
         final = conclude(spec, codes, signals, files.read_stop())
         final.ended_at = files.ended_at(spec.num_instances) or final.ended_at
