@@ -19,7 +19,12 @@ from flow_backend.providers.ssh.hosts import HostPool
 from flow_backend.providers.ssh.launch import plan_nodes, start_nodes, stop_nodes
 from flow_backend.providers.ssh.outcome import derive_outcome
 from flow_backend.providers.ssh.placement import HostUsage, choose_hosts, usage_of
-from flow_backend.providers.ssh.state import NodePlacement, SSHTaskState, StateStore
+from flow_backend.providers.ssh.state import (
+    NodePlacement,
+    SSHTaskState,
+    StateStore,
+    is_secret_name,
+)
 from flow_backend.remote import (
     RemoteStatus,
     download,
@@ -38,9 +43,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SSHProvider"]
 
-# Environments of tasks waiting for a host, by (FLOW_HOME, task id): kept in this process only, so
-# no secret is written to disk. Any SSHProvider of this process can start them.
-_PENDING_ENV: dict[tuple[str, str], dict[str, str]] = {}
+# Secret environment values of tasks waiting for a host, by (FLOW_HOME, task id): kept in this
+# process only, never on disk. Waiting tasks without secrets can be started by any process.
+_PENDING_SECRETS: dict[tuple[str, str], dict[str, str]] = {}
 _PENDING_LOCK = threading.Lock()
 
 
@@ -137,14 +142,18 @@ class SSHProvider(Provider):
             upload_code=config.upload_code,
             code_root=code_root,
             gpus_per_node=gpus_per_node,
-            env_names=sorted(config.env),
+            env={k: v for k, v in config.env.items() if not is_secret_name(k)},
+            secret_env_names=sorted(k for k in config.env if is_secret_name(k)),
             max_run_time_hours=config.max_run_time_hours,
             owner_pid=os.getpid(),
             owner_host=socket.gethostname(),
         )
         with _PENDING_LOCK:
-            _PENDING_ENV[(self._home_key, task_id)] = dict(config.env)
+            _PENDING_SECRETS[(self._home_key, task_id)] = {
+                k: v for k, v in config.env.items() if is_secret_name(k)
+            }
         self._store.save(state)
+        self._store.set_waiting(task_id, True)
         self._schedule()
         return self._store.load(task_id).record
 
@@ -173,10 +182,11 @@ class SSHProvider(Provider):
 
     # -- scheduling ----------------------------------------------------------------------------
     def _schedule(self) -> set[str]:
-        """Start this process's waiting tasks where there is room; returns the ids refreshed."""
-        with _PENDING_LOCK:
-            mine = {task_id for home, task_id in _PENDING_ENV if home == self._home_key}
-        if not mine:
+        """Start waiting tasks where there is room; returns the ids refreshed on the way.
+
+        This process starts the tasks whose secrets it holds and every waiting task without secrets.
+        """
+        if not self._store.any_waiting():
             return set()
         launches: list[SSHTaskState] = []
         with self._schedule_lock, self._store.locked():
@@ -190,7 +200,7 @@ class SSHProvider(Provider):
                 for node in s.nodes
             )
             waiting = sorted(
-                (s for s in states if s.task_id in mine and not s.nodes),
+                (s for s in states if not s.nodes and self._can_start(s)),
                 key=lambda s: s.record.created_at,
             )
             for state in waiting:
@@ -216,6 +226,7 @@ class SSHProvider(Provider):
                 state.record.status = TaskStatus.PROVISIONING
                 state.record.ssh_destination = state.nodes[0].host
                 self._store.save(state)
+                self._store.set_waiting(state.task_id, False)
                 for node in state.nodes:
                     held = usage.setdefault(node.host, HostUsage())
                     held.gpus.update(node.gpus)
@@ -224,9 +235,15 @@ class SSHProvider(Provider):
         self._pool.each(launches, self._launch)
         return {s.task_id for s in active} | {s.task_id for s in launches}
 
-    def _launch(self, state: SSHTaskState) -> None:
+    def _secrets_of(self, task_id: str) -> dict[str, str] | None:
         with _PENDING_LOCK:
-            env = _PENDING_ENV.get((self._home_key, state.task_id), {})
+            return _PENDING_SECRETS.get((self._home_key, task_id))
+
+    def _can_start(self, state: SSHTaskState) -> bool:
+        return not state.secret_env_names or self._secrets_of(state.task_id) is not None
+
+    def _launch(self, state: SSHTaskState) -> None:
+        env = {**state.env, **(self._secrets_of(state.task_id) or {})}
         try:
             start_nodes(state, self._pool, env)
         except FlowError as error:
@@ -242,7 +259,8 @@ class SSHProvider(Provider):
 
     def _forget(self, task_id: str) -> None:
         with _PENDING_LOCK:
-            _PENDING_ENV.pop((self._home_key, task_id), None)
+            _PENDING_SECRETS.pop((self._home_key, task_id), None)
+        self._store.set_waiting(task_id, False)
 
     def _finish(
         self,
@@ -294,11 +312,13 @@ class SSHProvider(Provider):
         unreachable: dict[str, str],
     ) -> SSHTaskState:
         if not state.nodes:
-            if not _owner_alive(state):
+            if not self._can_start(state) and not _owner_alive(state):
+                names = ", ".join(state.secret_env_names)
                 return self._finish(
                     state,
                     TaskStatus.FAILED,
-                    message="the process that submitted it ended before a host was free",
+                    message=f"the process that submitted it ended before a host was free, and "
+                    f"its secret environment ({names}) is never stored; submit it again",
                 )
             return state
         down = [node.host for node in state.nodes if node.host in unreachable]

@@ -1,8 +1,9 @@
 """What the ssh provider remembers about its tasks, on local disk so other processes see it too.
 
-One JSON file per task under ``<FLOW_HOME>/ssh/tasks/``. Environment *values* are never written
-(only their names): a task that waits for a free host keeps its environment in the memory of the
-process that submitted it (see :mod:`flow_backend.providers.ssh.queue`).
+One JSON file per task under ``<FLOW_HOME>/ssh/tasks/``, and an empty marker per task waiting for a
+host under ``waiting/``. Values of secret-looking environment variables (``*_API_KEY``, ``*TOKEN*``,
+``*SECRET*``, ``*PASSWORD*``, ...) are never written: only their names. Until the task starts they
+live in the memory of the process that submitted it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -22,7 +24,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from flow_backend.errors import TaskNotFoundError
 from flow_backend.models import TaskRecord
 
-__all__ = ["NodePlacement", "SSHTaskState", "StateStore"]
+__all__ = ["NodePlacement", "SSHTaskState", "StateStore", "is_secret_name"]
+
+_SECRET_NAME = re.compile(
+    r"API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_?KEY|ACCESS_?KEY", re.IGNORECASE
+)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an environment variable's value must never be written to disk."""
+    return bool(_SECRET_NAME.search(name))
 
 
 class NodePlacement(BaseModel):
@@ -55,7 +66,8 @@ class SSHTaskState(BaseModel):
         upload_code: Whether ``code_root`` is uploaded.
         code_root: Absolute local folder uploaded.
         gpus_per_node: GPUs each node needs.
-        env_names: Names of the extra environment variables (their values are not stored).
+        env: The extra environment variables that are not secret.
+        secret_env_names: Names of the secret ones (values only in the submitting process).
         max_run_time_hours: Stop the task after this long.
         nodes: Placement per rank, empty while the task waits for hosts.
         owner_pid: Pid of the process that submitted it (it holds the env until placement).
@@ -71,7 +83,8 @@ class SSHTaskState(BaseModel):
     upload_code: bool = False
     code_root: str | None = None
     gpus_per_node: int = 0
-    env_names: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    secret_env_names: list[str] = Field(default_factory=list)
     max_run_time_hours: float | None = None
     nodes: list[NodePlacement] = Field(default_factory=list)
     owner_pid: int
@@ -94,7 +107,9 @@ class StateStore:
     def __init__(self, home: Path) -> None:
         self.root = home / "ssh"
         self.tasks_dir = self.root / "tasks"
+        self.waiting_dir = self.root / "waiting"
         self.tasks_dir.mkdir(parents=True, exist_ok=True)
+        self.waiting_dir.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.root / "state.lock"
         self._thread_lock = threading.RLock()
         self._depth = 0
@@ -163,3 +178,15 @@ class StateStore:
             except (OSError, ValueError, json.JSONDecodeError):
                 continue
         return states
+
+    def set_waiting(self, task_id: str, waiting: bool) -> None:
+        """Mark (or unmark) a task as waiting for a host."""
+        marker = self.waiting_dir / task_id
+        if waiting:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    def any_waiting(self) -> bool:
+        """Whether some task waits for a host (cheap: no state file is read)."""
+        return any(self.waiting_dir.iterdir())

@@ -221,11 +221,8 @@ def test_secrets_stay_out_of_state_files_remote_files_and_reprs(
     assert not any(secret in text for text in texts)
 
 
-def test_a_waiting_task_fails_when_its_submitter_is_gone(
-    make_flow: MakeFlow, tmp_path: Path
-) -> None:
-    flow = make_flow()
-    busy = flow.run("sleep 300", upload_code=False)
+def _submit_elsewhere(flow: Flow, command: str, env: dict[str, str]) -> str:
+    """Submit a task from another process that exits right away; returns its id."""
     settings = flow.settings
     script = textwrap.dedent(
         f"""
@@ -233,16 +230,36 @@ def test_a_waiting_task_fails_when_its_submitter_is_gone(
         flow = Flow(provider="ssh", home={str(settings.home)!r}, ssh_hosts={settings.ssh_hosts!r},
                     ssh_key_path={str(settings.ssh_key_path)!r},
                     ssh_remote_dir={settings.ssh_remote_dir!r})
-        print(flow.run("echo orphan", upload_code=False).task_id)
+        print(flow.run({command!r}, upload_code=False, env={env!r}).task_id)
         """
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
-    orphan = flow.get_task(out.stdout.strip())
-    assert orphan.status is TaskStatus.FAILED, out.stderr
-    assert "ended before a host was free" in (orphan.message or "")
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_a_waiting_task_with_secrets_fails_when_its_submitter_is_gone(
+    make_flow: MakeFlow,
+) -> None:
+    flow = make_flow()
+    busy = flow.run("sleep 300", upload_code=False)
+    orphan = flow.get_task(_submit_elsewhere(flow, "echo orphan", {"HF_TOKEN": "hf_x"}))
+    assert orphan.status is TaskStatus.FAILED
+    assert "HF_TOKEN" in (orphan.message or "") and "hf_x" not in (orphan.message or "")
     busy.stop()
+
+
+def test_a_waiting_task_without_secrets_is_started_by_any_poller(make_flow: MakeFlow) -> None:
+    flow = make_flow()
+    busy = flow.run("sleep 300", upload_code=False)
+    task_id = _submit_elsewhere(flow, 'echo "lr=$LR"', {"LR": "0.1"})
+    assert flow.get_task(task_id).status is TaskStatus.PENDING
+    busy.stop()
+    task = flow.get_task(task_id)
+    assert task.wait(timeout=60) is TaskStatus.COMPLETED
+    assert task.logs() == "lr=0.1\n"
 
 
 def test_run_time_limit_stops_the_task(make_flow: MakeFlow) -> None:
