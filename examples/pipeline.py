@@ -26,8 +26,14 @@ def prepare_data(cfg: DictConfig, ctx: StageContext) -> dict[str, int]:
     x = rng.normal(size=(cfg.samples, cfg.features))
     y = x @ rng.normal(size=cfg.features) + cfg.noise * rng.normal(size=cfg.samples)
     split = int(cfg.samples * cfg.train_fraction)
-    np.savez(ctx.output_dir / "data.npz", x_train=x[:split], y_train=y[:split],
-             x_test=x[split:], y_test=y[split:])  # fmt: skip
+    train, test = slice(None, split), slice(split, None)
+    np.savez(
+        ctx.output_dir / "data.npz",
+        x_train=x[train],
+        y_train=y[train],
+        x_test=x[test],
+        y_test=y[test],
+    )
     return {"train_size": split, "test_size": cfg.samples - split}
 
 

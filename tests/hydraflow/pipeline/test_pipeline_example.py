@@ -29,8 +29,11 @@ def _run(cwd: Path, *overrides: str) -> str:
 
 
 def _lines(out: str, word: str) -> list[str]:
-    return [line.split(":")[0].removeprefix("[pipeline] ") for line in out.splitlines()
-            if line.startswith("[pipeline]") and f": {word}" in line]  # fmt: skip
+    found = []
+    for line in out.splitlines():
+        if line.startswith("[pipeline]") and f": {word}" in line:
+            found.append(line.split(":")[0].removeprefix("[pipeline] "))
+    return found
 
 
 @pytest.mark.timeout(600)
