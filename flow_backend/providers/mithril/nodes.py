@@ -1,0 +1,194 @@
+"""The SSH side of a Mithril task: find each instance's node folder, hand it its environment, read
+how it is doing, collect its log and results. Built on :mod:`flow_backend.remote`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from fabric import Connection
+
+from flow_backend.errors import FlowError
+from flow_backend.providers.mithril.api import Instance
+from flow_backend.providers.mithril.startup_script import GO_FILE, READY_FILE, node_glob, task_root
+from flow_backend.providers.ssh.hosts import HostPool
+from flow_backend.remote import (
+    OUTPUT_LOG,
+    RemoteStatus,
+    download,
+    exec_command,
+    parse_destination,
+    read_statuses,
+    upload_code,
+)
+
+__all__ = ["DEFAULT_SSH_USER", "LaunchPlan", "NodeOps", "destination_of"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SSH_USER = "ubuntu"
+CODE_ROOT = "/var/tmp/flow-mithril/.code"
+
+
+def destination_of(instance: Instance) -> str | None:
+    """``user@host:port`` of an instance (user: ``MITHRIL_SSH_USER`` or ``ubuntu``)."""
+    if not instance.ssh_destination:
+        return None
+    text = instance.ssh_destination.strip()
+    if "@" not in text:
+        text = f"{os.environ.get('MITHRIL_SSH_USER') or DEFAULT_SSH_USER}@{text}"
+    return str(parse_destination(text, field="ssh_destination"))
+
+
+@dataclass
+class LaunchPlan:
+    """What the submitting process keeps in memory (never on disk: ``env`` may hold secrets)."""
+
+    task_id: str
+    name: str
+    instance_type: str
+    env: dict[str, str]
+    working_dir: str | None
+    code_root: str | None
+    started: set[str] = field(default_factory=set)
+
+
+@dataclass
+class NodeView:
+    """One node of a task as seen over SSH in this poll."""
+
+    rank: int
+    instance_fid: str
+    destination: str
+    node_dir: str | None = None
+    status: RemoteStatus | None = None
+
+
+class NodeOps:
+    """SSH operations on task nodes; connections are pooled per destination."""
+
+    def __init__(self, key_path: Path, known_hosts: Path) -> None:
+        self.pool = HostPool(key_path, known_hosts, CODE_ROOT)
+        self._node_dirs: dict[str, str] = {}  # instance fid → node folder
+        self._lock = threading.Lock()
+
+    def conn(self, destination: str) -> Connection:
+        return self.pool.conn(destination)
+
+    def known_dir(self, instance_fid: str) -> str | None:
+        with self._lock:
+            return self._node_dirs.get(instance_fid)
+
+    def discover(self, task_name: str, nodes: Sequence[NodeView]) -> None:
+        """Fill in ``node_dir`` of each node whose startup script has marked itself ready."""
+        for node in nodes:
+            node.node_dir = self.known_dir(node.instance_fid)
+        todo = [node for node in nodes if node.node_dir is None]
+        by_destination: dict[str, list[NodeView]] = {}
+        for node in todo:
+            by_destination.setdefault(node.destination, []).append(node)
+        for destination, group in by_destination.items():
+            script = f'for d in {node_glob(task_name)}; do [ -f "${{d}}{READY_FILE}" ] && echo "${{d%/}}"; done\n'
+            result = exec_command(self.conn(destination), "bash -s", stdin=script.encode())
+            ready = [line.strip() for line in result.text.splitlines() if line.strip()]
+            for node in group:
+                exact = [d for d in ready if PurePosixPath(d).name == node.instance_fid]
+                # a real instance has exactly one node folder; the fake's share one machine
+                if exact or len(ready) == 1:
+                    node.node_dir = (exact or ready)[0]
+                    with self._lock:
+                        self._node_dirs[node.instance_fid] = node.node_dir
+
+    def read(self, nodes: Sequence[NodeView]) -> None:
+        """Fill in ``status`` of every node with a known folder (one round trip per host)."""
+        by_destination: dict[str, list[NodeView]] = {}
+        for node in nodes:
+            if node.node_dir:
+                by_destination.setdefault(node.destination, []).append(node)
+        for destination, group in by_destination.items():
+            statuses = read_statuses(
+                self.conn(destination), [n.node_dir for n in group if n.node_dir]
+            )
+            for node in group:
+                node.status = statuses.get(node.node_dir or "")
+
+    def start(self, plan: LaunchPlan, nodes: Sequence[NodeView], main_ip: str) -> None:
+        """Upload the code (once per host and version) and hand every ready node its environment."""
+
+        def start_one(node: NodeView) -> None:
+            assert node.node_dir is not None
+            conn = self.conn(node.destination)
+            workdir = plan.working_dir
+            if plan.code_root:
+                code_dir = upload_code(conn, Path(plan.code_root), CODE_ROOT).path
+                if not (workdir and PurePosixPath(workdir).is_absolute()):
+                    workdir = str(PurePosixPath(code_dir) / (workdir or "."))
+            env = dict(plan.env)
+            env.update(
+                FLOW_TASK_ID=plan.task_id,
+                FLOW_TASK_NAME=plan.name,
+                FLOW_INSTANCE_TYPE=plan.instance_type,
+                FLOW_NODE_RANK=str(node.rank),
+                FLOW_NUM_NODES=str(len(nodes)),
+                FLOW_MAIN_IP=main_ip,
+                FLOW_WORKDIR=workdir or node.node_dir,
+            )
+            env["FLOW_ENV_NAMES"] = " ".join(sorted(env))
+            content = "".join(
+                f"export {name}={shlex.quote(value)}\n" for name, value in env.items()
+            )
+            target = shlex.quote(f"{node.node_dir}/{GO_FILE}")
+            script = f"umask 077; cat > {target}.tmp && mv -f {target}.tmp {target}"
+            result = exec_command(conn, f"bash -c {shlex.quote(script)}", stdin=content.encode())
+            if result.exit_code != 0:
+                raise FlowError(
+                    f"could not hand task {plan.name!r} its environment on {node.destination}: "
+                    f"{result.error_text.strip()[-300:]}",
+                    hint="Check that the instance's disk is writable",
+                )
+            plan.started.add(node.instance_fid)
+
+        todo = [n for n in nodes if n.instance_fid not in plan.started and n.node_dir]
+        self.pool.each(todo, start_one)
+
+    def collect_log(self, node: NodeView, local_log: Path) -> None:
+        """Copy the node's ``output.log`` to ``local_log``."""
+        assert node.node_dir is not None
+        local_log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            download(self.conn(node.destination), f"{node.node_dir}/{OUTPUT_LOG}", local_log)
+        except FlowError as error:  # no log: the command never wrote a byte
+            logger.info("no log to collect from %s: %s", node.destination, error)
+            local_log.touch()
+
+    def collect_results(self, node: NodeView, working_dir: str) -> None:
+        """Mirror the task's absolute working folder locally (not needed on this very machine)."""
+        if parse_destination(node.destination).is_loopback:
+            return
+        download(self.conn(node.destination), working_dir, Path(working_dir))
+
+    def clean(self, task_name: str, destinations: Sequence[str]) -> None:
+        """Remove the task's node folders (best effort: the instance is about to go)."""
+        for destination in set(destinations):
+            try:
+                exec_command(
+                    self.conn(destination),
+                    f"rm -rf {shlex.quote(task_root(task_name))}",
+                    timeout=30,
+                )
+            except FlowError as error:
+                logger.debug("could not clean %s on %s: %s", task_name, destination, error)
+
+    def forget(self, instance_fids: Sequence[str]) -> None:
+        with self._lock:
+            for fid in instance_fids:
+                self._node_dirs.pop(fid, None)
+
+    def close(self) -> None:
+        self.pool.close()

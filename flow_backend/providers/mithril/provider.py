@@ -1,0 +1,437 @@
+"""The ``mithril`` provider: a task is a spot bid; its command runs from the bid's startup script
+and is watched, fed and collected over SSH. See README's cloud section for the whole story.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flow_backend.errors import FlowError, ResourceNotFoundError, TaskNotFoundError
+from flow_backend.models import TaskRecord
+from flow_backend.providers.base import Provider, VolumeInfo
+from flow_backend.providers.mithril.account import Account, choose_region
+from flow_backend.providers.mithril.api import (
+    Auction,
+    Bid,
+    CreateBidRequest,
+    CreateVolumeRequest,
+    Instance,
+    LaunchSpecification,
+    MithrilClient,
+)
+from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
+from flow_backend.providers.mithril.pricing import default_limit_price
+from flow_backend.providers.mithril.records import record_of
+from flow_backend.providers.mithril.startup_script import render_startup_script
+from flow_backend.providers.mithril.task_store import TaskStore
+from flow_backend.remote import (
+    SSHDestination,
+    follow_logs,
+    interactive_shell,
+    parse_destination,
+    run_shell,
+    ssh_command_line,
+    tail_logs,
+)
+from flow_backend.remote import download as remote_download
+
+if TYPE_CHECKING:
+    from flow_backend.settings import FlowSettings
+    from flow_backend.task_config import TaskConfig
+
+__all__ = ["MithrilProvider"]
+
+logger = logging.getLogger(__name__)
+
+_LIVE = ("Open", "Allocated", "Preempting", "Paused")
+_DEFAULT_VOLUME_GB = 100
+_BID_FILTER_MAX = 50  # beyond this many bids, list live instances instead of filtering by bid
+
+
+class MithrilProvider(Provider):
+    """Runs tasks as Mithril spot bids (``MITHRIL_API_KEY``, ``MITHRIL_PROJECT``, ``MITHRIL_API_URL``)."""
+
+    name = "mithril"
+
+    def __init__(self, settings: FlowSettings, *, client: MithrilClient | None = None) -> None:
+        super().__init__(settings)
+        self.client = client or MithrilClient(settings.mithril_api_key, settings.mithril_api_url)
+        self.account = Account(self.client, settings.mithril_project, settings.ssh_key_path)
+        self.store = TaskStore(Path(settings.home))
+        self._plans: dict[str, LaunchPlan] = {}
+        self._lock = threading.Lock()
+        self._nodes: NodeOps | None = None
+
+    @property
+    def nodes(self) -> NodeOps:
+        with self._lock:
+            if self._nodes is None:
+                known_hosts = Path(self.settings.home).expanduser() / "known_hosts"
+                self._nodes = NodeOps(self.account.key_path, known_hosts)
+            return self._nodes
+
+    # -- submit ---------------------------------------------------------------------------------
+    def submit(self, config: TaskConfig) -> TaskRecord:
+        """Place the task's spot bid; it starts ``pending`` and is fed over SSH once allocated."""
+        instance = config.instance
+        api_type = self.account.instance_type(instance.name)
+        project = self.account.project_fid
+        region = config.region or self.settings.mithril_region
+        if region is None:
+            region = choose_region(
+                self.client.list_availability(), api_type.fid, config.num_instances
+            )
+            if region is None:
+                raise ResourceNotFoundError(
+                    f"Mithril has no spot market for instance type {instance.name!r}",
+                    field="instance_type",
+                    value=instance.name,
+                    hint="Pick another instance_type (`flow instance-types`)",
+                )
+        limit = config.max_price_per_hour or default_limit_price(instance)
+        volumes = [
+            self._volume_fid(project, region, spec.name, spec.size_gb) for spec in config.volumes
+        ]
+        script = render_startup_script(
+            config.name,
+            config.command_string,
+            image=config.image,
+            mount_paths=[spec.resolved_mount_path for spec in config.volumes],
+        )
+        bid = self.client.create_bid(
+            CreateBidRequest(
+                project=project,
+                region=region,
+                instance_type=api_type.fid,
+                limit_price=limit,
+                instance_quantity=config.num_instances,
+                name=config.name,
+                launch_specification=LaunchSpecification(
+                    volumes=volumes, ssh_keys=[self.account.ssh_key_fid], startup_script=script
+                ),
+            )
+        )
+        env = dict(config.env)
+        env.update({spec.env_var: spec.resolved_mount_path for spec in config.volumes})
+        code_root = None
+        if config.upload_code:
+            code_root = str(Path(config.code_root or os.getcwd()).expanduser().resolve())
+        with self._lock:
+            self._plans[bid.fid] = LaunchPlan(
+                task_id=bid.fid,
+                name=bid.name,
+                instance_type=instance.name,
+                env=env,
+                working_dir=config.working_dir,
+                code_root=code_root,
+            )
+        return record_of(bid, [], instance.name, None)
+
+    def _volume_fid(self, project: str, region: str, name: str, size_gb: float | None) -> str:
+        for volume in self.client.list_volumes(project, region=region):
+            if volume.name == name:
+                return volume.fid
+        size = max(1, round(size_gb or _DEFAULT_VOLUME_GB))
+        request = CreateVolumeRequest(
+            name=name, project=project, disk_interface="Block", region=region, size_gb=size
+        )
+        return self.client.create_volume(request).fid
+
+    # -- status ---------------------------------------------------------------------------------
+    def get(self, task_id: str) -> TaskRecord:
+        return self.get_many([task_id])[task_id]
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
+        """Records of many tasks with O(1) API requests (a bid list and an instance list)."""
+        records: dict[str, TaskRecord] = {}
+        todo = []
+        for task_id in dict.fromkeys(task_ids):
+            saved = self.store.load(task_id)
+            if saved is not None and saved.status.is_terminal:
+                records[task_id] = saved
+            else:
+                todo.append(task_id)
+        if not todo:
+            return records
+        bids = self._find_bids(todo)
+        instances = self._instances_of(
+            [b for b in bids.values() if b.status in ("Allocated", "Preempting")]
+        )
+        for task_id in todo:
+            bid = bids[task_id]
+            mine = sorted(instances.get(bid.fid, []), key=lambda i: _rank_key(bid, i))
+            records[task_id] = self._observe(bid, mine)
+        return records
+
+    def _find_bids(self, task_ids: list[str]) -> dict[str, Bid]:
+        if len(task_ids) == 1:
+            try:
+                return {task_ids[0]: self.client.get_bid(task_ids[0])}
+            except ResourceNotFoundError:
+                raise self._not_found(task_ids[0]) from None
+        wanted = set(task_ids)
+        found: dict[str, Bid] = {}
+        for bid in self.client.iter_bids(project=self.account.project_fid):
+            if bid.fid in wanted:
+                found[bid.fid] = bid
+                if len(found) == len(wanted):
+                    break
+        missing = [task_id for task_id in task_ids if task_id not in found]
+        if missing:
+            raise self._not_found(missing[0])
+        return found
+
+    def _not_found(self, task_id: str) -> TaskNotFoundError:
+        return TaskNotFoundError(
+            f"No Mithril task (spot bid) {task_id!r} in this project",
+            field="task_id",
+            value=task_id,
+            hint="List tasks with `flow status`; check MITHRIL_PROJECT",
+        )
+
+    def _instances_of(self, bids: Iterable[Bid]) -> dict[str, list[Instance]]:
+        wanted = {bid.fid for bid in bids}
+        if not wanted:
+            return {}
+        project = self.account.project_fid
+        if len(wanted) <= _BID_FILTER_MAX:
+            listed = self.client.list_instances(project, bid_fids=sorted(wanted))
+        else:
+            live = ["STATUS_NEW", "STATUS_CONFIRMED", "STATUS_INITIALIZING", "STATUS_STARTING"]
+            live += ["STATUS_RUNNING", "STATUS_PREEMPTING", "STATUS_STOPPING"]
+            listed = self.client.list_instances(project, statuses=live)
+        grouped: dict[str, list[Instance]] = {}
+        for instance in listed:
+            if instance.bid in wanted:
+                grouped.setdefault(instance.bid, []).append(instance)
+        return grouped
+
+    def _observe(self, bid: Bid, instances: list[Instance]) -> TaskRecord:
+        """Build the record; start, read and collect the nodes over SSH when the time has come."""
+        type_name = self._type_name(bid)
+        nodes = self._node_views(bid, instances)
+        message = None
+        if nodes is not None:
+            try:
+                self.nodes.discover(bid.name, nodes)
+                plan = self._plans.get(bid.fid)
+                if plan is not None and all(n.node_dir for n in nodes):
+                    self.nodes.start(plan, nodes, instances[0].private_ip or "127.0.0.1")
+                self.nodes.read(nodes)
+            except FlowError as error:  # booting sshd, network blip: try again next poll
+                logger.info("SSH to task %s not possible yet: %s", bid.name, error)
+                message = f"waiting for SSH: {error}"
+        record = record_of(bid, instances, type_name, nodes)
+        if record.message is None:
+            record.message = message
+        if record.status.is_terminal:
+            if nodes and record.exit_code is not None:
+                self._collect(bid, nodes)
+            self._release(bid, nodes or [])
+            self.store.save(record)
+        return record
+
+    def _type_name(self, bid: Bid) -> str:
+        plan = self._plans.get(bid.fid)
+        return plan.instance_type if plan else self.account.instance_type_name(bid.instance_type)
+
+    def _node_views(self, bid: Bid, instances: list[Instance]) -> list[NodeView] | None:
+        if bid.status != "Allocated" or len(instances) != bid.instance_quantity:
+            return None
+        if any(i.status != "STATUS_RUNNING" or not i.ssh_destination for i in instances):
+            return None
+        return [
+            NodeView(rank=rank, instance_fid=i.fid, destination=destination_of(i) or "")
+            for rank, i in enumerate(instances)
+        ]
+
+    def _collect(self, bid: Bid, nodes: list[NodeView]) -> None:
+        """Bring the log (and an absolute working folder) home before the bid is cancelled."""
+        try:
+            self.nodes.collect_log(nodes[0], self.store.log_path(bid.fid))
+            plan = self._plans.get(bid.fid)
+            if plan and plan.working_dir and os.path.isabs(plan.working_dir):
+                self.nodes.collect_results(nodes[0], plan.working_dir)
+        except FlowError as error:
+            logger.warning("could not collect the results of %s: %s", bid.name, error)
+
+    def _release(self, bid: Bid, nodes: list[NodeView]) -> None:
+        """Cancel the bid (nothing keeps billing) and forget what this process held for it."""
+        if nodes:
+            self.nodes.clean(bid.name, [n.destination for n in nodes])
+            self.nodes.forget([n.instance_fid for n in nodes])
+        if bid.status in _LIVE:
+            with contextlib.suppress(ResourceNotFoundError):
+                self.client.cancel_bid(bid.fid)
+        with self._lock:
+            self._plans.pop(bid.fid, None)
+
+    def list_tasks(
+        self, *, active_only: bool = False, name_prefix: str | None = None
+    ) -> list[TaskRecord]:
+        """Every bid of the project (newest first), without SSH: one bid list + one instance list."""
+        bids = [
+            bid
+            for bid in self.client.iter_bids(project=self.account.project_fid)
+            if name_prefix is None or bid.name.startswith(name_prefix)
+        ]
+        instances = self._instances_of([b for b in bids if b.status in ("Allocated", "Preempting")])
+        records = []
+        for bid in bids:
+            saved = self.store.load(bid.fid)
+            if saved is not None and saved.status.is_terminal:
+                record = saved
+            else:
+                mine = sorted(instances.get(bid.fid, []), key=lambda i: _rank_key(bid, i))
+                record = record_of(bid, mine, self._type_name(bid), None)
+            if not active_only or not record.status.is_terminal:
+                records.append(record)
+        return records
+
+    def cancel(self, task_id: str) -> TaskRecord:
+        """Cancel the bid: its instances stop and stop billing."""
+        saved = self.store.load(task_id)
+        bid = self._find_bids([task_id])[task_id]
+        ops = self._nodes  # only a process that fed the nodes knows their folders
+        known = [fid for fid in bid.instances if ops is not None and ops.known_dir(fid)]
+        if known and bid.status == "Allocated":  # tidy the node folders first
+            instances = self._instances_of([bid]).get(bid.fid, [])
+            nodes = self._node_views(bid, sorted(instances, key=lambda i: _rank_key(bid, i)))
+            self._release(bid, nodes or [])
+        else:
+            self._release(bid, [])
+        if saved is not None and saved.status.is_terminal:
+            return saved
+        record = self.get(task_id)
+        self.store.save(record)
+        return record
+
+    # -- logs, shell, files ---------------------------------------------------------------------
+    def _main_node(self, task_id: str) -> NodeView | None:
+        bid = self._find_bids([task_id])[task_id]
+        instances = sorted(
+            self._instances_of([bid]).get(bid.fid, []), key=lambda i: _rank_key(bid, i)
+        )
+        nodes = self._node_views(bid, instances)
+        if not nodes:
+            return None
+        self.nodes.discover(bid.name, nodes[:1])
+        return nodes[0]
+
+    def logs(self, task_id: str, tail: int | None = None) -> str:
+        saved = self.store.log(task_id)
+        if saved is None:
+            node = self._main_node(task_id)
+            if node is None or node.node_dir is None:
+                return ""
+            return tail_logs(self.nodes.conn(node.destination), node.node_dir, tail)
+        if tail is None:
+            return saved
+        lines = saved.splitlines(keepends=True)
+        return "".join(lines[-tail:]) if tail > 0 else ""
+
+    def follow_logs(self, task_id: str) -> Iterator[str]:
+        while True:
+            record = self.get(task_id)
+            if record.status.is_terminal:
+                yield from self.logs(task_id).splitlines(keepends=True)
+                return
+            node = self._main_node(task_id) if record.status.value == "running" else None
+            if node is not None and node.node_dir is not None:
+                yield from follow_logs(self.nodes.conn(node.destination), node.node_dir)
+                self.get(task_id)  # collects the results and cancels the bid
+                return
+            time.sleep(self.settings.poll_interval)
+
+    def _require_node(self, task_id: str) -> NodeView:
+        node = self._main_node(task_id)
+        if node is None or node.node_dir is None:
+            raise ResourceNotFoundError(
+                f"task {task_id!r} has no running instance to reach",
+                field="task_id",
+                value=task_id,
+                hint="Wait until `flow status` shows it running; ended tasks keep only their log",
+            )
+        return node
+
+    def shell(self, task_id: str, command: str | None = None) -> str:
+        node = self._require_node(task_id)
+        if command is None:
+            interactive_shell(_parse(node.destination), self.account.key_path, cwd=node.node_dir)
+            return ""
+        return run_shell(self.nodes.conn(node.destination), command, cwd=node.node_dir)
+
+    def shell_command(self, task_id: str) -> str | None:
+        record = self.get(task_id)
+        if record.ssh_destination is None or record.status.is_terminal:
+            return None
+        return ssh_command_line(_parse(record.ssh_destination), self.account.key_path)
+
+    def download(self, task_id: str, remote_path: str, local_path: Path) -> None:
+        node = self._require_node(task_id)
+        remote_download(self.nodes.conn(node.destination), remote_path, local_path)
+
+    def price_per_hour(self, instance_type: str) -> float:
+        """Lowest current spot price of one instance of the type across regions."""
+        api_type = self.account.instance_type(instance_type)
+        prices = [
+            a.last_instance_price
+            for a in self.client.list_availability()
+            if a.instance_type == api_type.fid
+        ]
+        return min(prices, default=0.0)
+
+    # -- volumes ----------------------------------------------------------------------------------
+    def list_volumes(self) -> list[VolumeInfo]:
+        volumes = self.client.list_volumes(
+            self.account.project_fid, region=self.settings.mithril_region
+        )
+        return [VolumeInfo(v.name, float(v.capacity_gb), v.region) for v in volumes]
+
+    def create_volume(self, name: str, size_gb: float) -> VolumeInfo:
+        region = self.settings.mithril_region or _first_region(self.client.list_availability())
+        project = self.account.project_fid
+        fid = self._volume_fid(project, region, name, size_gb)
+        volume = next(v for v in self.client.list_volumes(project, region=region) if v.fid == fid)
+        return VolumeInfo(volume.name, float(volume.capacity_gb), volume.region)
+
+    def delete_volume(self, name: str) -> None:
+        volumes = self.client.list_volumes(
+            self.account.project_fid, region=self.settings.mithril_region
+        )
+        matching = [v for v in volumes if v.name == name]
+        if not matching:
+            raise ResourceNotFoundError(
+                f"No Mithril volume named {name!r}",
+                field="name",
+                value=name,
+                hint="List them with `flow volumes`",
+            )
+        for volume in matching:
+            self.client.delete_volume(volume.fid)
+
+    def close(self) -> None:
+        if self._nodes is not None:
+            self._nodes.close()
+        self.client.close()
+
+
+def _rank_key(bid: Bid, instance: Instance) -> int:
+    return (
+        bid.instances.index(instance.fid) if instance.fid in bid.instances else len(bid.instances)
+    )
+
+
+def _parse(destination: str) -> SSHDestination:
+    return parse_destination(destination, field="ssh_destination")
+
+
+def _first_region(auctions: list[Auction]) -> str:
+    return sorted({a.region for a in auctions})[0] if auctions else "us-central1-a"

@@ -1,0 +1,97 @@
+"""Task status from a bid, its instances and (when started) its node over SSH.
+
+=================================  =====================================================
+bid / instances / node             task status
+=================================  =====================================================
+Open, Paused                       pending
+Allocated, instances booting       provisioning
+Allocated, node not started yet    provisioning
+Allocated, node running            running
+Allocated, node exited             completed (exit 0) / failed (the end comes from the
+                                   recorded exit code, never from "Terminated")
+Preempting                         preempting
+Terminated, instances preempted    failed, message starting "preempted"
+Terminated otherwise               cancelled
+=================================  =====================================================
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flow_backend.models import TaskRecord, TaskStatus
+from flow_backend.providers.mithril.api import Bid, Instance
+from flow_backend.providers.mithril.nodes import NodeView, destination_of
+
+__all__ = ["PREEMPTED_MESSAGE", "record_of"]
+
+PREEMPTED_MESSAGE = "preempted: Mithril took the spot instance back before the task ended"
+
+
+def _ended_status(code: int) -> TaskStatus:
+    return TaskStatus.COMPLETED if code == 0 else TaskStatus.FAILED
+
+
+def outcome(nodes: list[NodeView]) -> tuple[int, str | None] | None:
+    """``(exit code, message)`` once rank 0 has ended (a failing rank wins), else None."""
+    main = nodes[0].status if nodes else None
+    if main is None or not main.is_done or main.state == "missing":
+        return None
+    codes = [n.status.exit_code for n in nodes if n.status and n.status.exit_code is not None]
+    failing = [code for code in codes if code != 0]
+    if main.state == "lost":
+        return (failing[0] if failing else 137), "the task's process vanished without an exit code"
+    code = failing[0] if failing else (main.exit_code if main.exit_code is not None else 0)
+    return code, None
+
+
+def record_of(
+    bid: Bid, instances: list[Instance], instance_type: str, nodes: list[NodeView] | None
+) -> TaskRecord:
+    """The task record for this poll (ended tasks get ``exit_code`` and ``ended_at``)."""
+    price = bid.limit_price * bid.instance_quantity
+    started = min((i.created_at for i in instances), default=None)
+    record = TaskRecord(
+        task_id=bid.fid,
+        name=bid.name,
+        provider="mithril",
+        instance_type=instance_type,
+        num_instances=bid.instance_quantity,
+        region=bid.region,
+        cost_per_hour=price,
+        created_at=bid.created_at,
+        started_at=started,
+        ssh_destination=destination_of(instances[0]) if instances else None,
+    )
+    if bid.status in ("Open", "Paused"):
+        record.status = TaskStatus.PENDING
+        record.message = (
+            "bid paused"
+            if bid.status == "Paused"
+            else f"waiting for spot capacity at ≤ ${bid.limit_price:.2f}/h"
+        )
+    elif bid.status == "Preempting":
+        record.status = TaskStatus.PREEMPTING
+        record.message = "Mithril is taking the spot instance back"
+    elif bid.status == "Terminated":
+        preempted = any(i.status == "STATUS_PREEMPTED" for i in instances)
+        record.status = TaskStatus.FAILED if preempted else TaskStatus.CANCELLED
+        record.message = PREEMPTED_MESSAGE if preempted else "bid cancelled"
+        record.ended_at = bid.deactivated_at or datetime.now(UTC)
+    else:
+        booted = len(instances) == bid.instance_quantity and all(
+            i.status == "STATUS_RUNNING" for i in instances
+        )
+        running = bool(nodes) and all(
+            n.status and n.status.state != "starting" for n in nodes or []
+        )
+        ended = outcome(nodes or [])
+        if ended is not None:
+            record.exit_code, record.message = ended
+            record.status = _ended_status(record.exit_code)
+            record.ended_at = datetime.now(UTC)
+        elif booted and running:
+            record.status = TaskStatus.RUNNING
+        else:
+            record.status = TaskStatus.PROVISIONING
+    return record
