@@ -45,15 +45,34 @@ STOPPED_FILE = "stopped"
 
 RemoteState = Literal["missing", "starting", "running", "exited", "lost"]
 
-# Non-zombie members of process group $1, read from /proc (kill -0 also counts zombies, and the
-# wrapper's parent, our SSH session, is gone by then; nobody may reap it).
-_GROUP_MEMBERS = r"""
-flow_group_members() {
+# Live (non-zombie) processes of a task: its process group $FLOW_PGID plus the descendants of that
+# pid (for a pid that leads no group, e.g. a startup script run without setsid). Read from /proc:
+# kill -0 also counts zombies, which nobody may reap once our SSH session is gone.
+_TASK_PROCESSES = r"""
+flow_task_processes() {
     for flow_stat in /proc/[0-9]*/stat; do
         read -r flow_line < "$flow_stat" 2>/dev/null || continue
+        flow_pid=${flow_stat#/proc/}
         set -- ${flow_line##*) }
-        [ "$1" != Z ] && [ "$3" = "$FLOW_PGID" ] && echo "$flow_stat"
-    done
+        echo "${flow_pid%/stat} $1 $2 $3"
+    done | awk -v root="$FLOW_PGID" '
+        { state[$1] = $2; parent[$1] = $3; group[$1] = $4 }
+        END {
+            keep[root] = 1
+            for (changed = 1; changed; ) {
+                changed = 0
+                for (p in state) if (!(p in keep) && ((parent[p] in keep) || group[p] == root)) {
+                    keep[p] = 1; changed = 1
+                }
+            }
+            for (p in keep) if ((p in state) && state[p] != "Z") print p
+        }'
+}
+flow_signal_task() {
+    kill -"$1" -- -"$FLOW_PGID" 2>/dev/null
+    flow_pids=$(flow_task_processes)
+    [ -n "$flow_pids" ] && kill -"$1" $flow_pids 2>/dev/null
+    return 0
 }
 """
 
@@ -254,7 +273,7 @@ def start_detached(
 
 
 def stop(conn: Connection, task_dir: str, *, grace_seconds: float = 10.0) -> RemoteStatus:
-    """End a task's whole process group: TERM, then KILL after ``grace_seconds``.
+    """End a task's process group and process tree: TERM, then KILL after ``grace_seconds``.
 
     Leaves ``stopped`` in the task dir and an ``exit_code`` (137 when KILL was needed).
 
@@ -269,20 +288,20 @@ def stop(conn: Connection, task_dir: str, *, grace_seconds: float = 10.0) -> Rem
     d = shlex.quote(task_dir)
     steps = max(1, int(grace_seconds / 0.1))
     script = (
-        _GROUP_MEMBERS
+        _TASK_PROCESSES
         + f"""
 [ -d {d} ] || exit 0
 touch {d}/{STOPPED_FILE}
 [ -f {d}/{PID_FILE} ] || exit 0
 read -r FLOW_PGID < {d}/{PID_FILE}
-[ -n "$(flow_group_members)" ] || exit 0
-kill -TERM -- -"$FLOW_PGID" 2>/dev/null || true
+[ -n "$(flow_task_processes)" ] || exit 0
+flow_signal_task TERM
 for flow_i in $(seq 1 {steps}); do
-    [ -n "$(flow_group_members)" ] || break
+    [ -n "$(flow_task_processes)" ] || break
     sleep 0.1
 done
-if [ -n "$(flow_group_members)" ]; then
-    kill -KILL -- -"$FLOW_PGID" 2>/dev/null || true
+if [ -n "$(flow_task_processes)" ]; then
+    flow_signal_task KILL
     sleep 0.1
 fi
 if [ ! -f {d}/{EXIT_CODE_FILE} ]; then echo 137 > {d}/{EXIT_CODE_FILE}; fi

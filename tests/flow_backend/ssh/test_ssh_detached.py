@@ -176,3 +176,25 @@ def test_restart_in_the_same_folder_clears_the_old_result(
     start_detached(conn, task_dir, command)
     _wait_done(conn, task_dir)
     assert read_status(conn, task_dir).exit_code == (0 if command == "exit 0" else 1)
+
+
+def test_stop_also_ends_a_tree_whose_pid_leads_no_group(conn: Connection, tmp_path: Path) -> None:
+    # Like a cloud startup script: the pid file holds a plain background shell, not a session.
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    marker = f"flownogroup{tmp_path.name}"
+    exec_command(
+        conn,
+        "bash -s",
+        stdin=(
+            f"nohup bash -c 'echo $$ > {task_dir}/pid; bash -c \"exec -a {marker} sleep 300\"' "
+            f"> {task_dir}/output.log 2>&1 < /dev/null &\n"
+        ).encode(),
+    )
+    deadline = time.monotonic() + 10
+    while not _alive_pids(conn, marker):
+        assert time.monotonic() < deadline, "the tree did not start"
+        time.sleep(0.1)
+    status = stop(conn, str(task_dir), grace_seconds=1)
+    assert _alive_pids(conn, marker) == []
+    assert status.stopped and status.is_done
