@@ -270,3 +270,20 @@ def test_time_limit_is_enforced_at_refresh_without_coreutils_timeout(
     assert task.wait(timeout=30) is TaskStatus.FAILED
     assert task.message == "stopped: exceeded max_run_time_hours=0.000138889 (0.5 s)"
     assert "exceeded max_run_time_hours" in task.logs()
+
+
+@pytest.mark.parametrize(
+    ("command", "code", "output"),
+    [
+        ("exec sh -c 'echo replaced; exit 4'", 4, "replaced"),
+        ("trap 'echo own trap' EXIT; exit 2", 2, "own trap"),
+        ("echo before; exit 6; echo after", 6, "before"),
+        ("echo (", 2, "Syntax error"),
+    ],
+)
+def test_exit_codes_survive_exec_exit_and_own_traps(flow: Flow, command: str, code: int, output: str) -> None:
+    task = flow.run(command)
+    assert task.wait() is TaskStatus.FAILED
+    assert task.exit_code == code and output in task.logs()
+    with Flow() as other:  # another process reads the code from disk, not from its child
+        assert other.get_task(task.task_id).exit_code == code

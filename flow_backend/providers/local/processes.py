@@ -8,6 +8,7 @@ interpreter in the task's path. The session id (= the wrapper's pid) names the w
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,8 +23,12 @@ __all__ = [
     "signal_tree",
 ]
 
-# $1 = command, $2 = exit-code file. The subshell keeps the user's `exit N` from skipping the write.
-_WRAPPER = '(eval "$1"); c=$?; echo $c >"$2"; exit $c'
+# $1 = command, $2 = exit-code file. The EXIT trap also catches the user's `exit N`; it costs no
+# extra process for shell builtins (dash forks once for an external command either way).
+_WRAPPER = 'trap \'echo $? >"$2"\' EXIT; eval "$1"'
+# For commands that `exec` (the trap would be lost) or set their own traps: a subshell runs them.
+_WRAPPER_SUBSHELL = '(eval "$1"); c=$?; echo $c >"$2"; exit $c'
+_NEEDS_SUBSHELL = re.compile(r"\b(exec|trap)\b")
 # $3 = grace before SIGKILL, $4 = time limit: coreutils `timeout` stops the command's process group.
 _WRAPPER_TIMED = 'timeout -k "$3" "$4" /bin/sh -c "$1"; c=$?; echo $c >"$2"; exit $c'
 
@@ -54,7 +59,7 @@ def launch(
         script = _WRAPPER_TIMED
         extra = [f"{max(grace_seconds, 0.1):g}", f"{time_limit_seconds:.3f}"]
     else:
-        script = _WRAPPER
+        script = _WRAPPER_SUBSHELL if _NEEDS_SUBSHELL.search(command) else _WRAPPER
         extra = []
     return subprocess.Popen(
         ["/bin/sh", "-c", script, "flow-task", command, str(exit_file), *extra],

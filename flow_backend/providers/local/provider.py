@@ -132,7 +132,7 @@ class LocalProvider(Provider):
         with self._lock:
             self._children[spec.task_id] = children
             self._started_specs[spec.task_id] = spec
-        files.write_spec(spec)
+        files.write_spec(spec, new=not was_pending)
         if was_pending:
             files.config_path.unlink(missing_ok=True)
         return record_of(spec, None)
@@ -146,6 +146,8 @@ class LocalProvider(Provider):
         allocated = pool.allocate(spec.task_id, needed)
         if allocated is None:
             return spec
+        if not files.claim_start():  # another process is starting (or cancelling) it right now
+            return files.read_spec() or spec
         spec.gpus = allocated
         self._start(files, spec, TaskConfig.model_validate(data), was_pending=True)
         return files.read_spec() or spec
@@ -155,7 +157,7 @@ class LocalProvider(Provider):
         if not _TASK_ID.match(task_id or ""):
             raise _not_found(task_id)
         files = TaskFiles(self._tasks_dir / task_id)
-        if not files.spec_path.exists():
+        if task_id not in self._started_specs and not files.spec_path.exists():
             raise _not_found(task_id)
         return files
 
@@ -183,17 +185,23 @@ class LocalProvider(Provider):
         running = False
         launched_at = spec.started_at.timestamp() if spec.started_at else None
         for rank, pid in enumerate(spec.processes):
-            code = files.read_exit_code(rank)
+            child = children[rank] if children else None
             killed_by = None
-            if code is None:
-                child = children[rank] if children else None
-                alive = child.poll() is None if child else processes.is_alive(pid, launched_at)
-                if alive:
+            if child is not None:
+                # Our own child: its return code is the command's (the wrapper exits with it).
+                returncode = child.poll()
+                if returncode is None:
                     running = True
                     continue
-                code = files.read_exit_code(rank)  # the wrapper writes it just before exiting
-                if child is not None and child.returncode < 0:
-                    killed_by = -child.returncode
+                code = returncode if returncode >= 0 else files.read_exit_code(rank)
+                killed_by = -returncode if returncode < 0 else None
+            else:
+                code = files.read_exit_code(rank)
+                if code is None:
+                    if processes.is_alive(pid, launched_at):
+                        running = True
+                        continue
+                    code = files.read_exit_code(rank)  # written just before the wrapper exits
             codes.append(code)
             signals.append(killed_by)
         if running:
@@ -252,6 +260,12 @@ class LocalProvider(Provider):
             return record
         spec = files.read_spec()
         assert spec is not None
+        if not spec.processes and not files.claim_start():
+            # Another process is starting this pending task: stop it once it has started.
+            deadline = time.monotonic() + 10.0
+            while not spec.processes and time.monotonic() < deadline:
+                time.sleep(0.02)
+                spec = files.read_spec() or spec
         return self._stop(files, spec, TaskStatus.CANCELLED, "cancelled by user")
 
     def _stop(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -118,7 +119,11 @@ class TaskFiles:
 
     # -- reads ---------------------------------------------------------------------------------
     def read_spec(self) -> TaskSpec | None:
-        return _read_model(self.spec_path, TaskSpec)
+        spec = _read_model(self.spec_path, TaskSpec)
+        if spec is None and self.spec_path.exists():
+            time.sleep(0.01)  # caught it while a new task.json was being written
+            spec = _read_model(self.spec_path, TaskSpec)
+        return spec
 
     def read_stop(self) -> StopRequest | None:
         return _read_model(self.stop_path, StopRequest)
@@ -151,8 +156,14 @@ class TaskFiles:
         return data if isinstance(data, dict) else None
 
     # -- writes --------------------------------------------------------------------------------
-    def write_spec(self, spec: TaskSpec) -> None:
-        write_atomic(self.spec_path, spec.model_dump_json())
+    def write_spec(self, spec: TaskSpec, *, new: bool = False) -> None:
+        """Write ``task.json``; a new one directly (one file creation less), else atomically."""
+        if not new:
+            write_atomic(self.spec_path, spec.model_dump_json())
+            return
+        fd = os.open(self.spec_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(spec.model_dump_json())
 
     def write_stop(self, request: StopRequest) -> None:
         write_atomic(self.stop_path, request.model_dump_json())
@@ -162,6 +173,14 @@ class TaskFiles:
 
     def write_config(self, config_json: str) -> None:
         write_atomic(self.config_path, config_json, mode=0o600)
+
+    def claim_start(self) -> bool:
+        """Claim the right to start (or cancel) a pending task; only one process gets it."""
+        try:
+            os.close(os.open(self.folder / "start.claim", os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return False
+        return True
 
     def append_log(self, line: str) -> None:
         """Append one ``[flow]`` note to the task's log."""
