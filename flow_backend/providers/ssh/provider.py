@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,6 @@ from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.base import Provider
 from flow_backend.providers.ssh.hosts import HostPool
 from flow_backend.providers.ssh.launch import plan_nodes, start_nodes, stop_nodes
-from flow_backend.providers.ssh.outcome import derive_outcome
 from flow_backend.providers.ssh.placement import HostUsage, choose_hosts, usage_of
 from flow_backend.providers.ssh.state import (
     NodePlacement,
@@ -25,8 +23,8 @@ from flow_backend.providers.ssh.state import (
     StateStore,
     is_secret_name,
 )
+from flow_backend.providers.ssh.tracker import TaskTracker, now
 from flow_backend.remote import (
-    RemoteStatus,
     download,
     follow_logs,
     interactive_shell,
@@ -43,36 +41,14 @@ if TYPE_CHECKING:
 
 __all__ = ["SSHProvider"]
 
-# Secret environment values of tasks waiting for a host, by (FLOW_HOME, task id): kept in this
-# process only, never on disk. Waiting tasks without secrets can be started by any process.
-_PENDING_SECRETS: dict[tuple[str, str], dict[str, str]] = {}
-_PENDING_LOCK = threading.Lock()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _owner_alive(state: SSHTaskState) -> bool:
-    if state.owner_host != socket.gethostname():
-        return True  # cannot tell from here
-    if state.owner_pid == os.getpid():
-        return True
-    try:
-        os.kill(state.owner_pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 class SSHProvider(Provider):
     """Runs tasks on ``ssh_hosts`` (``user@host:port``) with ``ssh_key_path``.
 
     Tasks go to free hosts (one CPU task per host, GPU tasks on free ``nvidia-smi`` GPUs) and wait
-    ``pending`` otherwise; the process that submitted a waiting task starts it when it polls. State
-    lives in ``FLOW_HOME/ssh``, so ``flow status/logs/cancel`` work from any process.
+    ``pending`` otherwise; a process that polls starts waiting tasks once hosts are free (a task with
+    secret environment values only from the process that submitted it). State lives in
+    ``FLOW_HOME/ssh``, so ``flow status/logs/cancel`` work from any process.
     """
 
     name = "ssh"
@@ -88,6 +64,9 @@ class SSHProvider(Provider):
             getattr(settings, "ssh_remote_dir", "~/.flow-remote"),
         )
         self._schedule_lock = threading.Lock()
+        self._tracker = TaskTracker(
+            self._store, self._pool, self._home_key, settings.stop_grace_seconds
+        )
 
     # -- submit --------------------------------------------------------------------------------
     def submit(self, config: TaskConfig) -> TaskRecord:
@@ -148,10 +127,9 @@ class SSHProvider(Provider):
             owner_pid=os.getpid(),
             owner_host=socket.gethostname(),
         )
-        with _PENDING_LOCK:
-            _PENDING_SECRETS[(self._home_key, task_id)] = {
-                k: v for k, v in config.env.items() if is_secret_name(k)
-            }
+        self._tracker.remember_secrets(
+            task_id, {k: v for k, v in config.env.items() if is_secret_name(k)}
+        )
         self._store.save(state)
         self._store.set_waiting(task_id, True)
         self._schedule()
@@ -192,7 +170,7 @@ class SSHProvider(Provider):
         with self._schedule_lock, self._store.locked():
             states = self._store.all()
             active = [s for s in states if s.nodes and not s.record.status.is_terminal]
-            active = self._refresh(active)
+            active = self._tracker.refresh(active)
             usage = usage_of(
                 (node.host, node.gpus, s.gpus_per_node == 0)
                 for s in active
@@ -200,12 +178,12 @@ class SSHProvider(Provider):
                 for node in s.nodes
             )
             waiting = sorted(
-                (s for s in states if not s.nodes and self._can_start(s)),
+                (s for s in states if not s.nodes and self._tracker.can_start(s)),
                 key=lambda s: s.record.created_at,
             )
             for state in waiting:
                 if state.record.status.is_terminal:
-                    self._forget(state.task_id)
+                    self._tracker.forget(state.task_id)
                     continue
                 chosen = choose_hosts(
                     self.hosts,
@@ -221,7 +199,7 @@ class SSHProvider(Provider):
                 try:
                     state.nodes = plan_nodes(state, chosen, self._pool)
                 except FlowError as error:
-                    self._finish(state, TaskStatus.FAILED, message=str(error))
+                    self._tracker.finish(state, TaskStatus.FAILED, message=str(error))
                     continue
                 state.record.status = TaskStatus.PROVISIONING
                 state.record.ssh_destination = state.nodes[0].host
@@ -235,122 +213,20 @@ class SSHProvider(Provider):
         self._pool.each(launches, self._launch)
         return {s.task_id for s in active} | {s.task_id for s in launches}
 
-    def _secrets_of(self, task_id: str) -> dict[str, str] | None:
-        with _PENDING_LOCK:
-            return _PENDING_SECRETS.get((self._home_key, task_id))
-
-    def _can_start(self, state: SSHTaskState) -> bool:
-        return not state.secret_env_names or self._secrets_of(state.task_id) is not None
-
     def _launch(self, state: SSHTaskState) -> None:
-        env = {**state.env, **(self._secrets_of(state.task_id) or {})}
+        env = {**state.env, **(self._tracker.secrets_of(state.task_id) or {})}
         try:
             start_nodes(state, self._pool, env)
         except FlowError as error:
-            self._finish(state, TaskStatus.FAILED, message=f"could not start: {error}")
+            self._tracker.finish(state, TaskStatus.FAILED, message=f"could not start: {error}")
             return
         finally:
-            self._forget(state.task_id)
+            self._tracker.forget(state.task_id)
         state.record.status = TaskStatus.RUNNING
-        state.record.started_at = _now()
+        state.record.started_at = now()
         stored = self._store.save(state)
         if stored.record.status.is_terminal or stored.cancel_requested:  # cancelled meanwhile
             stop_nodes(state.nodes, self._pool, grace_seconds=self.settings.stop_grace_seconds)
-
-    def _forget(self, task_id: str) -> None:
-        with _PENDING_LOCK:
-            _PENDING_SECRETS.pop((self._home_key, task_id), None)
-        self._store.set_waiting(task_id, False)
-
-    def _finish(
-        self,
-        state: SSHTaskState,
-        status: TaskStatus,
-        *,
-        exit_code: int | None = None,
-        message: str | None = None,
-    ) -> SSHTaskState:
-        state.record.status = status
-        state.record.exit_code = exit_code
-        state.record.message = message
-        state.record.ended_at = state.record.ended_at or _now()
-        self._forget(state.task_id)
-        return self._store.save(state)
-
-    # -- status --------------------------------------------------------------------------------
-    def _refresh(self, states: Sequence[SSHTaskState]) -> list[SSHTaskState]:
-        """Bring non-terminal states up to date: one SSH round trip per host for all of them."""
-        live = [s for s in states if not s.record.status.is_terminal]
-        by_host: dict[str, list[str]] = {}
-        for state in live:
-            for node in state.nodes:
-                by_host.setdefault(node.host, []).append(node.task_dir)
-        results = self._pool.each(list(by_host.items()), self._statuses_of)
-        seen: dict[tuple[str, str], RemoteStatus] = {}
-        unreachable: dict[str, str] = {}
-        for (host, _), result in zip(by_host.items(), results, strict=True):
-            if isinstance(result, str):
-                unreachable[host] = result
-            else:
-                seen.update({(host, d): status for d, status in result.items()})
-        updated: dict[str, SSHTaskState] = {s.task_id: s for s in states}
-        for state in live:
-            updated[state.task_id] = self._update(state, seen, unreachable)
-        return [updated[s.task_id] for s in states]
-
-    def _statuses_of(self, item: tuple[str, list[str]]) -> dict[str, RemoteStatus] | str:
-        host, task_dirs = item
-        try:
-            return read_statuses(self._pool.conn(host), task_dirs)
-        except FlowError as error:
-            return str(error)
-
-    def _update(
-        self,
-        state: SSHTaskState,
-        seen: dict[tuple[str, str], RemoteStatus],
-        unreachable: dict[str, str],
-    ) -> SSHTaskState:
-        if not state.nodes:
-            if not self._can_start(state) and not _owner_alive(state):
-                names = ", ".join(state.secret_env_names)
-                return self._finish(
-                    state,
-                    TaskStatus.FAILED,
-                    message=f"the process that submitted it ended before a host was free, and "
-                    f"its secret environment ({names}) is never stored; submit it again",
-                )
-            return state
-        down = [node.host for node in state.nodes if node.host in unreachable]
-        if down:
-            state.record.message = f"cannot reach {down[0]}: {unreachable[down[0]]}"
-            return self._store.save(state)
-        remote = [seen[(node.host, node.task_dir)] for node in state.nodes]
-        outcome = derive_outcome(state, remote, owner_alive=_owner_alive(state))
-        if outcome.ranks_to_stop:
-            stop_nodes(
-                [state.nodes[rank] for rank in outcome.ranks_to_stop], self._pool, grace_seconds=5
-            )
-        if outcome.status.is_terminal:
-            return self._finish(
-                state, outcome.status, exit_code=outcome.exit_code, message=outcome.message
-            )
-        if outcome.status is TaskStatus.RUNNING and self._over_time(state):
-            stop_nodes(state.nodes, self._pool, grace_seconds=self.settings.stop_grace_seconds)
-            return self._finish(
-                state,
-                TaskStatus.FAILED,
-                message=f"stopped after max_run_time_hours={state.max_run_time_hours:g}",
-            )
-        if outcome.status is not state.record.status:
-            state.record.status = outcome.status
-            return self._store.save(state)
-        return state
-
-    @staticmethod
-    def _over_time(state: SSHTaskState) -> bool:
-        limit, started = state.max_run_time_hours, state.record.started_at
-        return bool(limit and started and (_now() - started).total_seconds() > limit * 3600)
 
     def get(self, task_id: str) -> TaskRecord:
         """Current record of one task."""
@@ -363,7 +239,7 @@ class SSHProvider(Provider):
         if refreshed:
             states = [self._store.load(task_id) for task_id in task_ids]
         stale = [s for s in states if s.task_id not in refreshed]
-        fresh = {s.task_id: s for s in self._refresh(stale)}
+        fresh = {s.task_id: s for s in self._tracker.refresh(stale)}
         return {s.task_id: fresh.get(s.task_id, s).record for s in states}
 
     def list_tasks(
@@ -399,7 +275,7 @@ class SSHProvider(Provider):
                 self._pool.conn(state.nodes[0].host), [state.nodes[0].task_dir]
             )
             exit_code = next(iter(statuses.values())).exit_code
-        return self._finish(
+        return self._tracker.finish(
             state, TaskStatus.CANCELLED, exit_code=exit_code, message="cancelled"
         ).record
 

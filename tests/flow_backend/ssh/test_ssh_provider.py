@@ -305,7 +305,7 @@ def test_polling_costs_one_round_trip_per_host(
     )
     tasks = [flow.run("sleep 300", upload_code=False, instance_type="a100") for _ in range(6)]
     assert all(t.status is TaskStatus.RUNNING for t in tasks)
-    from flow_backend.providers.ssh import provider as module
+    from flow_backend.providers.ssh import tracker as module
 
     calls: list[int] = []
     real = module.read_statuses
