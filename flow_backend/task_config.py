@@ -20,12 +20,17 @@ from flow_backend._pydantic_errors import to_flow_error
 from flow_backend.errors import ValidationError
 from flow_backend.instance_types import InstanceType, cheapest_with_memory, parse_instance_type
 
-__all__ = ["MAX_RUN_TIME_HOURS", "TaskConfig", "VolumeSpec"]
+__all__ = ["MAX_RUN_TIME_HOURS", "TaskConfig", "VolumeSpec", "volume_env_var"]
 
 MAX_RUN_TIME_HOURS = 168.0
 _VOLUME_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 _ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def volume_env_var(name: str) -> str:
+    """The variable holding a volume's path in a task: ``training-data`` → ``FLOW_VOLUME_TRAINING_DATA``."""
+    return "FLOW_VOLUME_" + name.upper().replace("-", "_")
 
 
 class _FlowModel(BaseModel):
@@ -93,7 +98,7 @@ class VolumeSpec(_FlowModel):
     @property
     def env_var(self) -> str:
         """The environment variable holding the volume's path in the task: ``FLOW_VOLUME_<NAME>``."""
-        return "FLOW_VOLUME_" + self.name.upper().replace("-", "_")
+        return volume_env_var(self.name)
 
 
 class TaskConfig(_FlowModel):

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from flow_helpers import pid_alive, wait_for
+from flow_helpers import pid_alive, wait_for, wait_for_file
 
 from flow_backend import Flow, Task, TaskConfig, TaskStatus, run
 from flow_backend.errors import TaskNotFoundError, TaskTimeoutError, ValidationError
@@ -133,6 +133,17 @@ def test_killed_process_fails_with_a_clear_message(flow: Flow, tmp_path: Path) -
     assert task.wait(timeout=20) is TaskStatus.FAILED
     assert task.exit_code is None
     assert task.message is not None and "without an exit code" in task.message
+    assert "SIGKILL" in task.message
+
+
+def test_vanished_wrapper_takes_its_leftovers_down(flow: Flow, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    task = flow.run(f"sleep 60 & echo $! > {pid_file}; wait")
+    leftover = int(wait_for_file(pid_file))
+    with Flow() as other:  # another process sees the wrapper killed, not by Flow
+        os.kill(os.getsid(leftover), signal.SIGKILL)  # the session leader is the wrapper
+        wait_for(lambda: other.get_task(task.task_id).status is TaskStatus.FAILED, what="failed")
+    assert not pid_alive(leftover)
 
 
 def test_outcome_is_visible_from_a_second_client(flow: Flow) -> None:
@@ -281,7 +292,9 @@ def test_time_limit_is_enforced_at_refresh_without_coreutils_timeout(
         ("echo (", 2, "Syntax error"),
     ],
 )
-def test_exit_codes_survive_exec_exit_and_own_traps(flow: Flow, command: str, code: int, output: str) -> None:
+def test_exit_codes_survive_exec_exit_and_own_traps(
+    flow: Flow, command: str, code: int, output: str
+) -> None:
     task = flow.run(command)
     assert task.wait() is TaskStatus.FAILED
     assert task.exit_code == code and output in task.logs()

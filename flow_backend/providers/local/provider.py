@@ -11,7 +11,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
 from flow_backend.errors import InsufficientQuotaError, TaskNotFoundError
@@ -28,7 +28,7 @@ from flow_backend.providers.local.outcome import (
 )
 from flow_backend.providers.local.state import FinalState, StopRequest, TaskFiles, TaskSpec, utc_now
 from flow_backend.settings import FlowSettings
-from flow_backend.task_config import TaskConfig
+from flow_backend.task_config import TaskConfig, volume_env_var
 
 __all__ = ["LocalProvider"]
 
@@ -211,6 +211,10 @@ class LocalProvider(Provider):
             return record_of(spec, None)
         final = conclude(spec, codes, signals, files.read_stop())
         final.ended_at = files.ended_at(spec.num_instances) or final.ended_at
+        if any(code is None for code in codes):
+            # A rank vanished without an exit code: end whatever it left running in its session.
+            for session in spec.processes:
+                processes.signal_tree(session, signal.SIGKILL)
         if not final.from_exit_codes_only:
             # A plain exit is derived from the exit files each time; anything else is kept.
             if final.status is TaskStatus.FAILED and final.exit_code is not None:
@@ -220,7 +224,7 @@ class LocalProvider(Provider):
         self._forget_children(spec.task_id)
         return record_of(spec, final)
 
-    def get_many(self, task_ids: list[str] | tuple[str, ...]) -> dict[str, TaskRecord]:  # type: ignore[override]
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
         """Current records of many tasks (unknown ids are left out)."""
         records = {}
         for task_id in task_ids:
@@ -339,7 +343,7 @@ class LocalProvider(Provider):
         spec = files.read_spec()
         assert spec is not None
         env = dict(os.environ, FLOW_TASK_ID=spec.task_id, FLOW_TASK_NAME=spec.name)
-        env.update({volume_env(name): path for name, path in spec.volumes.items()})
+        env.update({volume_env_var(name): path for name, path in spec.volumes.items()})
         if command is None:
             subprocess.call([os.environ.get("SHELL", "/bin/sh")], cwd=spec.working_dir, env=env)
             return ""
@@ -374,11 +378,6 @@ class LocalProvider(Provider):
     def delete_volume(self, name: str) -> None:
         """Delete a volume and its data."""
         volumes.delete(self.settings.volumes_dir, name)
-
-
-def volume_env(name: str) -> str:
-    """The environment variable holding a volume's folder, e.g. ``FLOW_VOLUME_TRAINING_DATA``."""
-    return "FLOW_VOLUME_" + name.upper().replace("-", "_")
 
 
 def parse_gpu_count(spec: TaskSpec) -> int:
