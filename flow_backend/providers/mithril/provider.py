@@ -161,9 +161,7 @@ class MithrilProvider(Provider):
         if not todo:
             return records
         bids = self._find_bids(todo)
-        instances = self._instances_of(
-            [b for b in bids.values() if b.status in ("Allocated", "Preempting")]
-        )
+        instances = self._instances_for(list(bids.values()))
         for task_id in todo:
             bid = bids[task_id]
             mine = sorted(instances.get(bid.fid, []), key=lambda i: _rank_key(bid, i))
@@ -195,6 +193,14 @@ class MithrilProvider(Provider):
             value=task_id,
             hint="List tasks with `flow status`; check MITHRIL_PROJECT",
         )
+
+    def _instances_for(self, bids: list[Bid]) -> dict[str, list[Instance]]:
+        """Instances of live bids (one listing) and of ended bids not yet recorded (by id)."""
+        grouped = self._instances_of([b for b in bids if b.status in ("Allocated", "Preempting")])
+        ended = [b for b in bids if b.status == "Terminated" and b.instances]
+        for start in range(0, len(ended), _BID_FILTER_MAX):
+            grouped.update(self._instances_of(ended[start : start + _BID_FILTER_MAX]))
+        return grouped
 
     def _instances_of(self, bids: Iterable[Bid]) -> dict[str, list[Instance]]:
         wanted = {bid.fid for bid in bids}
@@ -282,7 +288,8 @@ class MithrilProvider(Provider):
             for bid in self.client.iter_bids(project=self.account.project_fid)
             if name_prefix is None or bid.name.startswith(name_prefix)
         ]
-        instances = self._instances_of([b for b in bids if b.status in ("Allocated", "Preempting")])
+        unsaved = [b for b in bids if not _is_saved_terminal(self.store.load(b.fid))]
+        instances = self._instances_for(unsaved)
         records = []
         for bid in bids:
             saved = self.store.load(bid.fid)
@@ -291,6 +298,8 @@ class MithrilProvider(Provider):
             else:
                 mine = sorted(instances.get(bid.fid, []), key=lambda i: _rank_key(bid, i))
                 record = record_of(bid, mine, self._type_name(bid), None)
+                if bid.status == "Terminated":
+                    self.store.save(record)
             if not active_only or not record.status.is_terminal:
                 records.append(record)
         return records
@@ -421,6 +430,10 @@ class MithrilProvider(Provider):
         if self._nodes is not None:
             self._nodes.close()
         self.client.close()
+
+
+def _is_saved_terminal(record: TaskRecord | None) -> bool:
+    return record is not None and record.status.is_terminal
 
 
 def _rank_key(bid: Bid, instance: Instance) -> int:

@@ -6,7 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mithril_helpers import settings_for
+from sshd import SSHServer
 
+from flow_backend import Flow
+from flow_backend.providers.mithril import MithrilProvider
 from flow_backend.providers.mithril.api import MithrilClient, RetryPolicy
 from flow_backend.testing import FakeMithril
 from flow_backend.testing.openapi_check import RecordingTransport, SpecChecker
@@ -68,3 +72,30 @@ def client(
         [exchange for exchange in recorder.exchanges if exchange.status != 422]
     )
     assert not problems, "client traffic outside the spec:\n" + "\n".join(problems)
+
+
+@pytest.fixture
+def cloud(tmp_path: Path, sshd: SSHServer) -> Iterator[FakeMithril]:
+    with FakeMithril(
+        tmp_path / "fake",
+        ssh_destination=sshd.destination,
+        provisioning_delay=0.1,
+        boot_delay=0.1,
+        preemption_grace=0.3,
+    ) as fake:
+        yield fake
+        assert fake.billing_instances() == [], "a test left an instance billing"
+
+
+@pytest.fixture
+def cloud_flow(
+    cloud: FakeMithril, sshd: SSHServer, tmp_path: Path, spec_checker: SpecChecker
+) -> Iterator[Flow]:
+    """A Flow client on the fake; all its API traffic is checked against the spec afterwards."""
+    recorder = RecordingTransport()
+    api = MithrilClient(cloud.api_key, cloud.url, transport=recorder)
+    settings = settings_for(cloud, sshd, tmp_path / "flow-home")
+    with Flow(MithrilProvider(settings, client=api)) as client:
+        yield client
+    problems = spec_checker.problems_in(recorder.exchanges)
+    assert not problems, "provider traffic outside the spec:\n" + "\n".join(problems)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
 from flow_backend.providers.mithril.api import CreateBidRequest, LaunchSpecification
+from flow_backend.settings import FlowSettings
 from flow_backend.testing import FakeMithril
 
 REGION = "us-central1-a"
@@ -20,3 +26,14 @@ def bid_request(fake: FakeMithril, name: str = "hf-sweep-0", **changes: object) 
     }
     fields.update(changes)
     return CreateBidRequest(**fields)  # type: ignore[arg-type]
+
+
+def settings_for(cloud: FakeMithril, sshd: Any, home: Path) -> FlowSettings:
+    return FlowSettings(
+        provider="mithril",
+        home=home,
+        mithril_api_key=SecretStr(cloud.api_key),
+        mithril_api_url=cloud.url,
+        ssh_key_path=sshd.key_path,
+        poll_interval=0.2,
+    )

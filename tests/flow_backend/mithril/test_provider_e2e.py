@@ -2,53 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
-from sshd import SSHServer
 
 from flow_backend import Flow, TaskConfig
 from flow_backend.models import TaskStatus
-from flow_backend.providers.mithril import MithrilProvider
-from flow_backend.settings import FlowSettings
 from flow_backend.testing import FakeMithril
 
 
-@pytest.fixture
-def cloud(tmp_path: Path, sshd: SSHServer) -> Iterator[FakeMithril]:
-    with FakeMithril(
-        tmp_path / "fake",
-        ssh_destination=sshd.destination,
-        provisioning_delay=0.1,
-        boot_delay=0.1,
-        preemption_grace=0.3,
-    ) as fake:
-        yield fake
-        assert fake.billing_instances() == [], "a test left an instance billing"
-
-
-@pytest.fixture
-def flow(cloud: FakeMithril, sshd: SSHServer, tmp_path: Path) -> Iterator[Flow]:
-    settings = FlowSettings(
-        provider="mithril",
-        home=tmp_path / "flow-home",
-        mithril_api_key=cloud.api_key,
-        mithril_api_url=cloud.url,
-        ssh_key_path=sshd.key_path,
-        poll_interval=0.2,
-    )
-    with Flow(MithrilProvider(settings)) as client:
-        yield client
-
-
 def test_a_task_runs_completes_and_stops_billing(
-    flow: Flow, cloud: FakeMithril, tmp_path: Path
+    cloud_flow: Flow, cloud: FakeMithril, tmp_path: Path
 ) -> None:
     code = tmp_path / "code"
     code.mkdir()
-    (code / "job.py").write_text("import os\nprint('rank', os.environ['FLOW_NODE_RANK'], os.environ['GREETING'])\n")
-    task = flow.run(
+    (code / "job.py").write_text(
+        "import os\nprint('rank', os.environ['FLOW_NODE_RANK'], os.environ['GREETING'])\n"
+    )
+    task = cloud_flow.run(
         TaskConfig(
             name="hf-e2e-0",
             unique_name=False,
@@ -62,7 +31,7 @@ def test_a_task_runs_completes_and_stops_billing(
     assert task.status == TaskStatus.PENDING
     task.wait(timeout=60)
     assert task.status == TaskStatus.COMPLETED, task.logs()
-    assert task.exit_code == 0  # type: ignore[attr-defined]
+    assert task.exit_code == 0
     assert task.logs() == "rank 0 hello\ndone\n"
     bid = cloud.bid(task.task_id)
     assert bid["status"] == "Terminated"  # cancelled once the result was home
@@ -71,17 +40,21 @@ def test_a_task_runs_completes_and_stops_billing(
     assert len(seconds) == 1
 
 
-def test_a_failing_command_ends_failed_with_its_exit_code(flow: Flow) -> None:
-    task = flow.run(TaskConfig(command="echo oops >&2; exit 3", instance_type="a10", upload_code=False))
+def test_a_failing_command_ends_failed_with_its_exit_code(cloud_flow: Flow) -> None:
+    task = cloud_flow.run(
+        TaskConfig(command="echo oops >&2; exit 3", instance_type="a10", upload_code=False)
+    )
     task.wait(timeout=60)
     assert task.status == TaskStatus.FAILED
-    assert task.record.exit_code == 3  # type: ignore[attr-defined]
+    assert task.record.exit_code == 3
     assert "oops" in task.logs()
 
 
-def test_cancel_a_running_task(flow: Flow, cloud: FakeMithril) -> None:
-    task = flow.run(TaskConfig(command="sleep 300", instance_type="a100", upload_code=False))
-    assert cloud.wait_until(lambda: flow.get_task(task.task_id).status == TaskStatus.RUNNING, 60)
-    cancelled = flow.cancel(task.task_id)
+def test_cancel_a_running_task(cloud_flow: Flow, cloud: FakeMithril) -> None:
+    task = cloud_flow.run(TaskConfig(command="sleep 300", instance_type="a100", upload_code=False))
+    assert cloud.wait_until(
+        lambda: cloud_flow.get_task(task.task_id).status == TaskStatus.RUNNING, 60
+    )
+    cancelled = cloud_flow.cancel(task.task_id)
     assert cancelled.status == TaskStatus.CANCELLED
     assert cloud.billing_instances() == []

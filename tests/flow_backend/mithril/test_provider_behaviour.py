@@ -1,0 +1,213 @@
+"""The Mithril provider's promises: ranks, O(1) polling, preemption, prices, volumes, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mithril_helpers import settings_for
+from sshd import SSHServer
+
+from flow_backend import Flow, TaskConfig
+from flow_backend.errors import (
+    AuthenticationError,
+    ResourceNotFoundError,
+    TaskNotFoundError,
+    ValidationError,
+)
+from flow_backend.models import TaskStatus
+from flow_backend.providers.mithril import MithrilProvider
+from flow_backend.task_config import VolumeSpec
+from flow_backend.testing import FakeMithril
+
+
+def test_every_node_gets_its_rank_and_the_main_ip(cloud_flow: Flow, tmp_path: Path) -> None:
+    out = tmp_path / "ranks"
+    out.mkdir()
+    command = f'echo "$FLOW_NODE_RANK/$FLOW_NUM_NODES@$FLOW_MAIN_IP" > {out}/rank-$FLOW_NODE_RANK'
+    task = cloud_flow.run(
+        TaskConfig(command=command, instance_type="a100", num_instances=2, upload_code=False)
+    )
+    task.wait(timeout=60)
+    assert task.status == TaskStatus.COMPLETED
+    assert sorted(p.read_text() for p in out.iterdir()) == ["0/2@127.0.0.1\n", "1/2@127.0.0.1\n"]
+
+
+def test_polling_costs_the_same_few_requests_for_3_or_8_tasks(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    def requests_per_poll(count: int) -> int:
+        tasks = [
+            cloud_flow.run(TaskConfig(command="sleep 300", instance_type="a10", upload_code=False))
+            for _ in range(count)
+        ]
+        ids = [t.task_id for t in tasks]
+        assert cloud.wait_until(
+            lambda: all(
+                r.status == TaskStatus.RUNNING for r in cloud_flow.provider.get_many(ids).values()
+            ),
+            timeout=90,
+        )
+        cloud.reset_request_counts()
+        cloud_flow.provider.get_many(ids)
+        total = sum(cloud.request_counts.values())
+        for task_id in ids:
+            cloud_flow.cancel(task_id)
+        return total
+
+    assert requests_per_poll(3) == requests_per_poll(8) == 2  # one bid list, one instance list
+
+
+def test_preemption_ends_the_task_failed_with_a_preempted_message(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    task = cloud_flow.run(TaskConfig(command="sleep 300", instance_type="a100", upload_code=False))
+    assert cloud.wait_until(
+        lambda: cloud_flow.get_task(task.task_id).status == TaskStatus.RUNNING, 60
+    )
+    cloud.preempt(task.task_id)
+    assert cloud_flow.get_task(task.task_id).status == TaskStatus.PREEMPTING
+    task.wait(timeout=60)
+    assert task.status == TaskStatus.FAILED
+    assert (task.record.message or "").startswith("preempted")
+    assert cloud.billing_instances() == []
+
+
+def test_a_limit_below_the_price_floor_stays_pending(cloud_flow: Flow, cloud: FakeMithril) -> None:
+    cloud.set_price_floor(5.0)
+    task = cloud_flow.run(
+        TaskConfig(command="true", instance_type="a100", max_price_per_hour=2.0, upload_code=False)
+    )
+    assert cloud.bid(task.task_id)["limit_price"] == "$2.00"
+    cloud.wait_until(lambda: False, timeout=0.5)  # several allocation rounds pass
+    record = cloud_flow.get_task(task.task_id)
+    assert record.status == TaskStatus.PENDING
+    assert "$2.00" in (record.record.message or "")
+    assert cloud_flow.cancel(task.task_id).status == TaskStatus.CANCELLED
+
+
+def test_default_limit_price_and_cost_per_hour(cloud_flow: Flow, cloud: FakeMithril) -> None:
+    task = cloud_flow.run(TaskConfig(command="true", instance_type="4xa100", upload_code=False))
+    assert cloud.bid(task.task_id)["limit_price"] == "$8.00"  # $2.00 per A100 80GB GPU-hour
+    assert task.record.cost_per_hour == 8.0
+    cloud_flow.cancel(task.task_id)
+
+
+def test_volumes_are_created_once_by_name_and_attached(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    spec = VolumeSpec(name="shared-data", size_gb=20)
+    first = cloud_flow.run(
+        TaskConfig(
+            command='test "$FLOW_VOLUME_SHARED_DATA" = /volumes/shared-data',
+            instance_type="a10",
+            volumes=[spec],
+            region="us-central1-a",
+            upload_code=False,
+        )
+    )
+    second = cloud_flow.run(
+        TaskConfig(
+            command="true",
+            instance_type="a10",
+            volumes=[spec],
+            upload_code=False,
+            region="us-central1-a",
+        )
+    )
+    volumes = cloud_flow.provider.list_volumes()
+    assert [(v.name, v.size_gb) for v in volumes] == [("shared-data", 20.0)]
+    fids = {tuple(cloud.bid(t.task_id)["launch_specification"]["volumes"]) for t in (first, second)}
+    assert len(fids) == 1 and len(next(iter(fids))) == 1
+    first.wait(timeout=60)
+    second.wait(timeout=60)
+    assert first.status == TaskStatus.COMPLETED, first.logs()
+
+
+def test_a_command_too_long_for_the_startup_script_is_refused(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        cloud_flow.run(TaskConfig(command="echo " + "x" * 10_000, upload_code=False))
+    assert caught.value.field == "command" and "10000" in str(caught.value)
+    assert cloud.bids() == []
+
+
+def test_secrets_stay_out_of_the_bid_and_local_files(
+    cloud_flow: Flow, cloud: FakeMithril, tmp_path: Path
+) -> None:
+    task = cloud_flow.run(
+        TaskConfig(
+            command='test -n "$WANDB_API_KEY" && echo has-key',
+            env={"WANDB_API_KEY": "s3cr3t-value"},
+            instance_type="a10",
+            upload_code=False,
+        )
+    )
+    assert "s3cr3t-value" not in str(cloud.bid(task.task_id))
+    task.wait(timeout=60)
+    assert task.logs() == "has-key\n"
+    for path in (tmp_path / "flow-home").rglob("*"):
+        if path.is_file():
+            text = path.read_text(errors="replace")
+            assert "s3cr3t-value" not in text and cloud.api_key not in text, path
+
+
+def test_another_process_sees_the_outcome_and_can_list_and_cancel(
+    cloud_flow: Flow, cloud: FakeMithril, sshd: SSHServer, tmp_path: Path
+) -> None:
+    done = cloud_flow.run(
+        TaskConfig(
+            name="hf-swp1-0",
+            unique_name=False,
+            command="echo ok",
+            instance_type="a10",
+            upload_code=False,
+        )
+    )
+    done.wait(timeout=60)
+    live = cloud_flow.run(
+        TaskConfig(
+            name="hf-swp1-1",
+            unique_name=False,
+            command="sleep 300",
+            instance_type="a10",
+            upload_code=False,
+        )
+    )
+    with Flow(MithrilProvider(settings_for(cloud, sshd, tmp_path / "flow-home"))) as other:
+        seen = other.get_task(done.task_id)
+        assert seen.status == TaskStatus.COMPLETED and seen.logs() == "ok\n"
+        sweep = other.list_tasks(name_prefix="hf-swp1-")
+        assert sorted(t.name for t in sweep) == ["hf-swp1-0", "hf-swp1-1"]
+        active = other.list_tasks(active_only=True, name_prefix="hf-swp1-")
+        assert [t.task_id for t in active] == [live.task_id]
+        assert other.cancel(live.task_id).status == TaskStatus.CANCELLED
+    assert cloud.billing_instances() == []
+
+
+def test_unknown_task_id(cloud_flow: Flow) -> None:
+    with pytest.raises(TaskNotFoundError, match="bid_nothere"):
+        cloud_flow.get_task("bid_nothere")
+    with pytest.raises(TaskNotFoundError):
+        cloud_flow.cancel("bid_nothere")
+
+
+def test_bad_settings_give_clear_errors(
+    cloud: FakeMithril, sshd: SSHServer, tmp_path: Path
+) -> None:
+    base = settings_for(cloud, sshd, tmp_path / "home")
+    config = TaskConfig(command="true", instance_type="a10", upload_code=False)
+    wrong_key = base.model_copy(update={"mithril_api_key": "fkey_wrong"})
+    with pytest.raises(AuthenticationError, match="MITHRIL_API_KEY"):
+        MithrilProvider(wrong_key).submit(config)
+    wrong_project = base.model_copy(update={"mithril_project": "nope"})
+    with pytest.raises(ResourceNotFoundError, match="default"):
+        MithrilProvider(wrong_project).submit(config)
+    missing_key = base.model_copy(update={"ssh_key_path": tmp_path / "no-such-key"})
+    with pytest.raises(ValidationError, match="ssh_key_path"):
+        MithrilProvider(missing_key).submit(config)
+    unreachable = base.model_copy(update={"mithril_api_url": "http://127.0.0.1:9"})
+    with pytest.raises(Exception, match="MITHRIL_API_URL"):
+        MithrilProvider(unreachable).submit(config)
+    assert cloud.bids() == []
