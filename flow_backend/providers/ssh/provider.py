@@ -95,6 +95,12 @@ class SSHProvider(Provider):
                 hint="Add hosts to ssh_hosts or lower num_instances",
             )
         gpus_per_node, note = self._gpus_per_node(instance.name, instance.gpu_count, config)
+        if config.image:
+            note = "; ".join(
+                filter(
+                    None, [note, f"image {config.image!r} is not used: hosts run their own tools"]
+                )
+            )
         code_root = None
         if config.upload_code:
             code_root = str(Path(config.code_root or os.getcwd()).expanduser().resolve())

@@ -336,7 +336,8 @@ def test_bad_inputs_give_one_clear_error(make_flow: MakeFlow, sshd: SSHServer) -
     with pytest.raises(TaskNotFoundError, match="ssh-nope"):
         flow.get_task("ssh-nope")
     busy = flow.run("sleep 300", upload_code=False)
-    waiting = flow.run("true", upload_code=False)
+    waiting = flow.run("true", upload_code=False, image="pytorch/pytorch:latest")
+    assert "image 'pytorch/pytorch:latest' is not used" in (waiting.message or "")
     with pytest.raises(ValidationError, match="no host yet"):
         waiting.shell("ls")
     assert waiting.shell_command is None and waiting.logs() == ""
