@@ -11,7 +11,7 @@ import polars as pl
 
 from hydraflow.conventions import TAG_ROLE, TAG_SWEEP_ID
 from hydraflow.core import filters, keys
-from hydraflow.core.errors import RunSelectionError, suggestion
+from hydraflow.core.errors import RunSelectionError, UnknownKeyError, suggestion
 from hydraflow.core.frame import assemble
 from hydraflow.core.grouping import GroupBy, numeric_column
 from hydraflow.core.loaders import load_tables
@@ -110,8 +110,15 @@ class RunCollection:
         """Every key a filter or aggregation accepts (params bare, the rest prefixed)."""
         return keys.display_keys(self._frame.columns)
 
-    def __contains__(self, column: object) -> bool:
-        return column in self._frame.columns
+    def __contains__(self, key: object) -> bool:
+        """Whether some run has ``key`` (same spelling as filters: ``"lr"``, ``"metrics.loss"``)."""
+        if not isinstance(key, str):
+            return False
+        try:
+            keys.resolve(keys.normalize(key), self._frame.columns)
+        except UnknownKeyError:
+            return False
+        return True
 
     def _take(self, indices: pl.Series | Sequence[int]) -> RunCollection:
         idx = pl.Series(indices, dtype=pl.Int64) if not isinstance(indices, pl.Series) else indices

@@ -1,0 +1,87 @@
+"""The frame RunCollection builds equals what ``mlflow.search_runs`` returns, on every kind of store."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import mlflow
+import polars as pl
+from conftest import ODD_KEY, StoreData
+
+from hydraflow import RunCollection
+from hydraflow.conventions import TAG_KEY_PREFIX, parse_param_value, sanitize_key
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def test_frame_equals_search_runs(any_store: StoreData) -> None:
+    runs = RunCollection.load(
+        ["train", "other"], tracking_uri=any_store.uri, include_sweep_runs=True
+    )
+    ours = runs.to_frame()
+    mlflow.set_tracking_uri(any_store.uri)
+    try:
+        theirs = mlflow.search_runs(experiment_names=["train", "other"])
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    assert sorted(ours["run_id"].to_list()) == sorted(theirs["run_id"].tolist())
+    assert len(ours) == 8  # sweep parent + 6 jobs + other; the deleted run is not there
+    raw = {row["run_id"]: row for row in runs._raw.iter_rows(named=True)}
+    renamed = {f"params.{sanitize_key(ODD_KEY)}": f"params.{ODD_KEY}"}
+    by_id = {row["run_id"]: row for row in ours.iter_rows(named=True)}
+    for expected in theirs.to_dict("records"):
+        row = by_id[expected["run_id"]]
+        for column, value in expected.items():
+            present = not (value is None or (isinstance(value, float) and math.isnan(value)))
+            if column in ("start_time", "end_time"):
+                assert row[column].timestamp() == value.timestamp(), column
+            elif column.startswith("params."):
+                ours_column = renamed.get(column, column)
+                assert raw[expected["run_id"]].get(ours_column) == (value if present else None), (
+                    column
+                )
+                typed = row.get(ours_column)
+                if present and typed is not None:
+                    assert _same(typed, parse_param_value(value)) or typed == value, column
+            elif column.startswith("metrics."):
+                if isinstance(value, float) and math.isnan(value):  # NaN in pandas: NaN or absent
+                    assert row.get(column) is None or math.isnan(row[column]), column
+                else:
+                    assert _same(row[column], value), column
+            else:
+                assert row[column] == (value if present else None), column
+        assert row["experiment"] in ("train", "other")
+
+
+def test_params_are_typed_per_column_and_late_keys_kept(sqlite_store: StoreData) -> None:
+    frame = RunCollection.load("train", tracking_uri=sqlite_store.uri).to_frame()
+    schema = frame.schema
+    assert schema["params.lr"] == pl.Float64
+    assert schema["params.batch"] == pl.Int64
+    assert schema["params.use_amp"] == pl.Boolean
+    assert schema["params.model.type"] == pl.String
+    assert schema["params.layers"] == pl.String  # JSON text stays text in the frame
+    assert schema["params.mixed"] == pl.String  # "auto" among numbers: the column stays text
+    assert schema["params.maybe"] == pl.Int64  # "None" is a null in a numeric column
+    assert frame["params.maybe"].to_list()[0] is None
+    assert frame["params.extra"].to_list() == [None, None, None, None, "late-4", "late-5"]
+    assert schema["start_time"] == pl.Datetime("us", "UTC")
+
+
+def test_sanitised_key_comes_back_under_its_original_name(sqlite_store: StoreData) -> None:
+    runs = RunCollection.load("train", tracking_uri=sqlite_store.uri)
+    assert f"params.{ODD_KEY}" in runs.to_frame().columns
+    assert runs[0].params[ODD_KEY] == 0.5
+    assert runs[0].tags[f"{TAG_KEY_PREFIX}{sanitize_key(ODD_KEY)}"] == ODD_KEY
+
+
+def test_nan_metric_is_nan_not_missing(any_store: StoreData) -> None:
+    runs = RunCollection.load("train", tracking_uri=any_store.uri)
+    values = runs.to_frame()["metrics.val"].to_list()
+    assert values[2] is not None and math.isnan(values[2])
+    assert values[0] is None
