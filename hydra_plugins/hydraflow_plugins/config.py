@@ -64,9 +64,10 @@ class MLflowCallbackConf:
 
 
 def _instance_names() -> list[str]:
-    from flow_backend.instance_types import catalog
+    """Every name the catalog accepts: short aliases (``a100``, ``4xa100``) and full specs."""
+    from flow_backend.instance_types import instance_type_names
 
-    return [instance.name for instance in catalog()]
+    return instance_type_names()
 
 
 def register_configs() -> None:

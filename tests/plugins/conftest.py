@@ -1,14 +1,18 @@
-"""Isolation for the launcher tests: FLOW_HOME, the MLflow store and the cwd live in tmp_path."""
+"""Isolation and helpers for the launcher tests.
+
+Every test gets its own FLOW_HOME, MLflow store and working directory under ``tmp_path``.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
+from launcher_helpers import REPO, RunApp
 
 
 @pytest.fixture(autouse=True)
@@ -23,3 +27,20 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.chdir(tmp_path)
     yield tmp_path
     os.chdir(REPO)
+
+
+@pytest.fixture
+def run_app(tmp_path: Path) -> RunApp:
+    """Run a Hydra app (a path) with arguments in ``tmp_path``; returns the finished process."""
+
+    def run(app: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(app), *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(os.environ),
+        )
+
+    return run

@@ -1,0 +1,39 @@
+"""A Hydra app whose jobs behave as told: ``mode=ok|raise|kill|kill_once|unpicklable|sleep``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+ConfigStore.instance().store(
+    name="behaviour", node={"mode": "ok", "value": 1, "seconds": 0.0, "marker": "marker"}
+)
+
+
+@hydra.main(version_base="1.3", config_path=None, config_name="behaviour")
+def main(cfg: DictConfig) -> Any:
+    """Do what ``cfg.mode`` says."""
+    print(f"job starts: mode={cfg.mode} value={cfg.value}", flush=True)
+    if cfg.mode == "raise":
+        raise ValueError(f"boom from value {cfg.value}")
+    if cfg.mode == "kill" or (cfg.mode == "kill_once" and not Path(cfg.marker).exists()):
+        Path(cfg.marker).touch()
+        print("about to die by SIGKILL", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    if cfg.mode == "unpicklable":
+        return threading.Lock()
+    if cfg.mode == "sleep":
+        time.sleep(float(cfg.seconds))
+    return {"value": float(cfg.value), "double": 2.0 * float(cfg.value)}
+
+
+if __name__ == "__main__":
+    main()

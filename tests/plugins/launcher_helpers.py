@@ -1,0 +1,41 @@
+"""Helpers shared by the launcher tests (importable under a unique name, unlike conftest)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+APPS = Path(__file__).resolve().parent / "apps"
+TRAIN = REPO / "examples" / "train.py"
+
+RunApp = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Command lines of live processes that mention ``text`` (e.g. a test's tmp_path)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(cmdline.strip())
+    return found
+
+
+def job_runs(tracking_uri: str, experiment: str) -> list[Any]:
+    """All runs of ``experiment``: the sweep's parent and its jobs."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment!r} in {tracking_uri}"
+    return list(client.search_runs([found.experiment_id], max_results=1000))

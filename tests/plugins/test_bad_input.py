@@ -1,0 +1,117 @@
+"""Bad launcher input: one clear message naming the field and value, nothing launched."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra.errors import HydraException
+from hydra.test_utils.test_utils import TSweepRunner
+from launcher_helpers import APPS, RunApp
+from omegaconf import DictConfig
+
+from flow_backend.instance_types import parse_instance_type
+from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
+from hydra_plugins.hydraflow_plugins._plan import check_budget, format_plan, make_plan
+
+APP = APPS / "behaviour_app.py"
+
+
+def _nothing_launched(tmp_path: Path) -> None:
+    assert not list(tmp_path.glob("flow-home/tasks/*")), "a task was started"
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("hydra.launcher.max_parallel=0", "hydra.launcher.max_parallel=0 is invalid"),
+        ("hydra.launcher.max_parallel=-3", "hydra.launcher.max_parallel=-3 is invalid"),
+        ("hydra.launcher.poll_interval=0", "hydra.launcher.poll_interval=0.0 is invalid"),
+        ("hydra.launcher.max_retries=-1", "hydra.launcher.max_retries=-1 is invalid"),
+        ("hydra.launcher.provider=nope", "hydra.launcher.provider='nope'"),
+        ("hydra.launcher.max_run_time_hours=500", "max_run_time_hours must be in (0, 168]"),
+    ],
+)
+def test_bad_launcher_values_give_one_clear_message(
+    tmp_path: Path, run_app: RunApp, override: str, expected: str
+) -> None:
+    proc = run_app(APP, "-m", "hydra/launcher=flow", override, "value=1,2")
+    assert proc.returncode == 1
+    assert expected in proc.stderr
+    assert "Traceback" not in proc.stderr
+    _nothing_launched(tmp_path)
+
+
+def test_unknown_instance_option_lists_the_valid_ones(tmp_path: Path, run_app: RunApp) -> None:
+    proc = run_app(APP, "-m", "hydra/launcher=flow", "hydra/launcher/instance=nope")
+    assert proc.returncode == 1
+    assert "Could not find 'hydra/launcher/instance/nope'" in proc.stderr
+    assert "Available options in 'hydra/launcher/instance'" in proc.stderr
+    assert "4xa100" in proc.stderr and "h100" in proc.stderr
+    proc = run_app(APP, "-m", "hydra/launcher=flow", "+flow/instance=a100,nope")
+    assert proc.returncode == 1
+    assert "Available options in 'flow/instance'" in proc.stderr
+    _nothing_launched(tmp_path)
+
+
+def test_sweeping_the_launcher_instance_is_refused_by_hydra(run_app: RunApp) -> None:
+    proc = run_app(APP, "-m", "hydra/launcher=flow", "hydra/launcher/instance=a100,h100")
+    assert proc.returncode == 1
+    assert "Sweeping over Hydra's configuration is not supported" in proc.stderr
+
+
+def test_unpicklable_task_function_fails_before_any_task_starts(
+    tmp_path: Path, hydra_sweep_runner: TSweepRunner
+) -> None:
+    lock = threading.Lock()
+
+    def task(cfg: DictConfig) -> Any:
+        with lock:
+            return 1
+
+    sweep = hydra_sweep_runner(
+        calling_file=None,
+        calling_module="hydra.test_utils.a_module",
+        task_function=task,
+        config_path="configs",
+        config_name="compose.yaml",
+        overrides=["hydra/launcher=flow", "+a=1,2"],
+        temp_dir=tmp_path,
+    )
+    with pytest.raises(HydraException, match="cannot be pickled") as raised, sweep:
+        pass
+    assert "Nothing was launched" in str(raised.value)
+    assert "lock" in str(raised.value)
+    _nothing_launched(tmp_path)
+
+
+def test_max_total_cost_refuses_with_the_numbers() -> None:
+    options = LauncherOptions.from_params({"max_total_cost": 10.0, "max_run_time_hours": 2.0})
+    jobs = [(0, ["lr=0.1"], "a100"), (1, ["lr=0.01"], "a100"), (2, ["lr=0.001"], "h100")]
+    rows = make_plan(jobs, options, lambda name: parse_instance_type(name).price_per_hour)
+    a100 = parse_instance_type("a100").price_per_hour
+    h100 = parse_instance_type("h100").price_per_hour
+    worst = 2 * a100 * 2 + h100 * 2
+    with pytest.raises(FlowLauncherError) as raised:
+        check_budget(rows, options)
+    message = str(raised.value)
+    assert f"worst-case cost ${worst:,.2f}" in message
+    assert f"2 × a100 at ${a100:,.2f}/h × 2 h" in message
+    assert "hydra.launcher.max_total_cost=$10.00" in message
+    plan = format_plan(rows, "mithril")
+    assert f"Total worst-case cost: ${worst:,.2f}" in plan
+
+
+def test_max_total_cost_without_time_limit_is_unbounded() -> None:
+    options = LauncherOptions.from_params({"max_total_cost": 100.0})
+    rows = make_plan([(0, [], "a100")], options, lambda name: 1.0)
+    with pytest.raises(FlowLauncherError, match="worst case is unbounded"):
+        check_budget(rows, options)
+
+
+def test_free_local_plan_passes_any_budget(tmp_path: Path, run_app: RunApp) -> None:
+    proc = run_app(APP, "-m", "hydra/launcher=flow", "hydra.launcher.max_total_cost=0", "value=1,2")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(tmp_path.glob("multirun/*/*/*/.flow/result.pkl"))) == 2

@@ -1,0 +1,64 @@
+"""Ctrl-C or SIGTERM in the middle of a sweep cancels every live task and leaves no process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from launcher_helpers import APPS, processes_mentioning
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_cancels_live_tasks_and_leaves_no_process(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    sweep = subprocess.Popen(
+        [
+            sys.executable,
+            str(APPS / "behaviour_app.py"),
+            "-m",
+            "hydra/launcher=flow",
+            "hydra.launcher.max_parallel=2",
+            "mode=sleep",
+            "seconds=120",
+            "value=1,2,3",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        # Both live jobs have printed from inside their task function: they are really running.
+        logs = lambda: list(tmp_path.glob("flow-home/tasks/*/*.log"))  # noqa: E731
+        _wait_for(
+            lambda: sum("job starts" in p.read_text() for p in logs()) >= 2, 60, "2 running jobs"
+        )
+        sweep.send_signal(sig)
+        _out, err = sweep.communicate(timeout=60)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait()
+    assert sweep.returncode != 0
+    assert "cancelled 2 live task(s)" in err
+    assert "(job #0)" in err and "(job #1)" in err, err
+    assert "Traceback" not in err
+    assert "job #2" not in err.split("cancelled 2 live task(s)")[1]  # never started
+    _wait_for(lambda: not processes_mentioning(str(tmp_path)), 15, "no task process left")
+    assert not list(tmp_path.glob("multirun/*/*/*/.flow/result.pkl"))

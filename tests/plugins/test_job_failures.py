@@ -1,0 +1,96 @@
+"""Jobs that raise, die, or return what cannot be pickled: each FAILED clearly, the others fine."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from launcher_helpers import APPS, RunApp, job_runs, processes_mentioning
+
+APP = APPS / "behaviour_app.py"
+
+
+def _results(tmp_path: Path) -> dict[str, Path]:
+    return {p.parent.parent.name: p for p in tmp_path.glob("multirun/*/*/*/.flow/result.pkl")}
+
+
+def test_raise_kill_unpicklable_each_fail_clearly_others_complete(
+    tmp_path: Path, run_app: RunApp
+) -> None:
+    proc = run_app(
+        APP,
+        "-m",
+        "hydra/launcher=flow",
+        "hydra/callbacks=mlflow",
+        "mode=ok,raise,kill,unpicklable",
+        "value=3",
+    )
+    assert proc.returncode == 1, proc.stderr
+    err = proc.stderr
+    # The launcher names every failed job and why; Hydra then raises the first failure.
+    assert "job #1 (mode=raise value=3) FAILED: ValueError: boom from value 3" in err
+    assert "job #2 (mode=kill value=3) FAILED: TaskEndedWithoutResult" in err
+    assert "job #3 (mode=unpicklable value=3) FAILED: TypeError" in err
+    assert "cannot be pickled" in err
+
+    results = _results(tmp_path)
+    assert sorted(results) == ["0", "1", "3"]  # the killed job left no result
+    ok = pickle.loads(results["0"].read_bytes())
+    assert ok.return_value == {"value": 3.0, "double": 6.0}
+    # The killed job's task log was kept beside its Hydra output, with what it printed.
+    killed_log = next(tmp_path.glob("multirun/*/*/2/flow-task.log")).read_text()
+    assert "about to die by SIGKILL" in killed_log
+
+    runs = {
+        r.data.tags.get("hydraflow.job_num"): r for r in job_runs(_uri(tmp_path), "behaviour_app")
+    }
+    assert runs["0"].info.status == "FINISHED"
+    assert runs["0"].data.metrics["double"] == 6.0
+    assert runs["1"].info.status == "FAILED"
+    assert runs["1"].data.tags["hydraflow.error"] == "ValueError: boom from value 3"
+    assert runs["2"].info.status == "FAILED"  # ended by the launcher: the process never could
+    assert "produced no result" in runs["2"].data.tags["hydraflow.error"]
+    assert runs["3"].info.status == "FAILED"
+    assert "cannot be pickled" in runs["3"].data.tags["hydraflow.error"]
+    assert not processes_mentioning(str(tmp_path))
+
+
+def test_killed_job_message_carries_log_tail(tmp_path: Path, run_app: RunApp) -> None:
+    proc = run_app(APP, "-m", "hydra/launcher=flow", "mode=kill", "value=7")
+    assert proc.returncode == 1
+    assert "produced no result" in proc.stderr
+    assert "Last 30 log lines of the task" in proc.stderr
+    assert "about to die by SIGKILL" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_max_retries_reruns_a_job_whose_task_died(tmp_path: Path, run_app: RunApp) -> None:
+    marker = tmp_path / "died-once"
+    proc = run_app(
+        APP,
+        "-m",
+        "hydra/launcher=flow",
+        "hydra.launcher.max_retries=1",
+        "mode=kill_once",
+        f"marker={marker}",
+        "value=1,2",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "retry 1/1" in proc.stdout + proc.stderr
+    results = _results(tmp_path)
+    assert sorted(results) == ["0", "1"]
+    assert {pickle.loads(p.read_bytes()).return_value["value"] for p in results.values()} == {
+        1.0,
+        2.0,
+    }
+
+
+def test_code_exceptions_are_not_retried(tmp_path: Path, run_app: RunApp) -> None:
+    proc = run_app(APP, "-m", "hydra/launcher=flow", "hydra.launcher.max_retries=2", "mode=raise")
+    assert proc.returncode == 1
+    assert "retry" not in proc.stdout + proc.stderr
+    assert "ValueError: boom from value 1" in proc.stderr
+
+
+def _uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
