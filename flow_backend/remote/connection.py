@@ -11,6 +11,7 @@ Host keys (no prompts, ever):
 
 from __future__ import annotations
 
+import logging
 import shutil
 import socket
 import threading
@@ -28,6 +29,11 @@ from flow_backend.errors import AuthenticationError, ProviderError, ValidationEr
 from flow_backend.remote.destination import SSHDestination
 
 __all__ = ["RemoteResult", "connect", "exec_command", "translate_ssh_errors"]
+
+# paramiko logs every connection at INFO ("Connected", "Authentication successful"); apps that log
+# at INFO (Hydra does) would print that for every host. Quiet it unless the user set a level.
+if logging.getLogger("paramiko").level == logging.NOTSET:
+    logging.getLogger("paramiko").setLevel(logging.WARNING)
 
 # sshd allows 10 sessions per connection by default (MaxSessions); stay below it.
 _MAX_CHANNELS = 8
