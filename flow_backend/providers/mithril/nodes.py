@@ -33,7 +33,6 @@ __all__ = ["DEFAULT_SSH_USER", "LaunchPlan", "NodeOps", "destination_of"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_SSH_USER = "ubuntu"
-CODE_ROOT = "/var/tmp/flow-mithril/.code"
 
 
 def destination_of(instance: Instance) -> str | None:
@@ -73,8 +72,10 @@ class NodeView:
 class NodeOps:
     """SSH operations on task nodes; connections are pooled per destination."""
 
-    def __init__(self, key_path: Path, known_hosts: Path) -> None:
-        self.pool = HostPool(key_path, known_hosts, CODE_ROOT)
+    def __init__(self, key_path: Path, known_hosts: Path, root: str) -> None:
+        self.root = root
+        self.code_root = f"{root}/.code"
+        self.pool = HostPool(key_path, known_hosts, self.code_root)
         self._node_dirs: dict[str, str] = {}  # instance fid → node folder
         self._lock = threading.Lock()
 
@@ -94,7 +95,7 @@ class NodeOps:
         for node in todo:
             by_destination.setdefault(node.destination, []).append(node)
         for destination, group in by_destination.items():
-            script = f'for d in {node_glob(task_name)}; do [ -f "${{d}}{READY_FILE}" ] && echo "${{d%/}}"; done\n'
+            script = f'for d in {node_glob(self.root, task_name)}; do [ -f "${{d}}{READY_FILE}" ] && echo "${{d%/}}"; done\n'
             result = exec_command(self.conn(destination), "bash -s", stdin=script.encode())
             ready = [line.strip() for line in result.text.splitlines() if line.strip()]
             for node in group:
@@ -126,7 +127,7 @@ class NodeOps:
             conn = self.conn(node.destination)
             workdir = plan.working_dir
             if plan.code_root:
-                code_dir = upload_code(conn, Path(plan.code_root), CODE_ROOT).path
+                code_dir = upload_code(conn, Path(plan.code_root), self.code_root).path
                 if not (workdir and PurePosixPath(workdir).is_absolute()):
                     workdir = str(PurePosixPath(code_dir) / (workdir or "."))
             env = dict(plan.env)
@@ -179,7 +180,7 @@ class NodeOps:
             try:
                 exec_command(
                     self.conn(destination),
-                    f"rm -rf {shlex.quote(task_root(task_name))}",
+                    f"rm -rf {shlex.quote(task_root(self.root, task_name))}",
                     timeout=30,
                 )
             except FlowError as error:

@@ -29,7 +29,7 @@ from flow_backend.providers.mithril.api import (
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
 from flow_backend.providers.mithril.pricing import default_limit_price
 from flow_backend.providers.mithril.records import record_of
-from flow_backend.providers.mithril.startup_script import render_startup_script
+from flow_backend.providers.mithril.startup_script import remote_root, render_startup_script
 from flow_backend.providers.mithril.task_store import TaskStore
 from flow_backend.remote import (
     SSHDestination,
@@ -68,13 +68,14 @@ class MithrilProvider(Provider):
         self._plans: dict[str, LaunchPlan] = {}
         self._lock = threading.Lock()
         self._nodes: NodeOps | None = None
+        self.remote_root = remote_root()
 
     @property
     def nodes(self) -> NodeOps:
         with self._lock:
             if self._nodes is None:
                 known_hosts = Path(self.settings.home).expanduser() / "known_hosts"
-                self._nodes = NodeOps(self.account.key_path, known_hosts)
+                self._nodes = NodeOps(self.account.key_path, known_hosts, self.remote_root)
             return self._nodes
 
     # -- submit ---------------------------------------------------------------------------------
@@ -104,6 +105,7 @@ class MithrilProvider(Provider):
             config.command_string,
             image=config.image,
             mount_paths=[spec.resolved_mount_path for spec in config.volumes],
+            root=self.remote_root,
         )
         bid = self.client.create_bid(
             CreateBidRequest(

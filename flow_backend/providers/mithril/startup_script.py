@@ -7,36 +7,54 @@ runs the command — inside ``image`` when docker or podman exists — with stdo
 ``output.log`` and the exit status recorded atomically in ``exit_code``: the layout of
 :mod:`flow_backend.remote.detached`, so the SSH readers of that module work on it unchanged.
 
-Node folder: ``/var/tmp/flow-mithril/<task name>/<node key>`` where the node key is the instance
+Node folder: ``/var/tmp/flow-mithril/<task name>/<node key>`` (root: :func:`remote_root`) where the node key is the instance
 id when the platform exports ``MITHRIL_INSTANCE_FID`` (the fake does) and the host name otherwise.
 ``/var/tmp`` is used because the script runs as root while SSH logs in as another user.
 """
 
 from __future__ import annotations
 
+import os
 import shlex
 
 from flow_backend.errors import ValidationError
 from flow_backend.providers.mithril.api.models import MAX_STARTUP_SCRIPT_CHARS
 from flow_backend.remote import EXIT_CODE_FILE, OUTPUT_LOG, PID_FILE
 
-__all__ = ["GO_FILE", "READY_FILE", "REMOTE_ROOT", "node_glob", "render_startup_script"]
+__all__ = [
+    "GO_FILE",
+    "READY_FILE",
+    "REMOTE_ROOT",
+    "node_glob",
+    "remote_root",
+    "render_startup_script",
+    "task_root",
+]
 
 REMOTE_ROOT = "/var/tmp/flow-mithril"
+REMOTE_ROOT_ENV = "FLOW_MITHRIL_REMOTE_ROOT"
 READY_FILE = "ready"
 GO_FILE = "go.env"
 #: How long a node waits for its environment before giving up (exit code 125).
 GO_WAIT_SECONDS = 3600
 
 
-def task_root(task_name: str) -> str:
+def remote_root() -> str:
+    """The instances' folder for flow files: ``$FLOW_MITHRIL_REMOTE_ROOT`` (tests) or the default.
+
+    The value is read on this machine and written into the startup script, so both sides agree.
+    """
+    return (os.environ.get(REMOTE_ROOT_ENV) or REMOTE_ROOT).rstrip("/")
+
+
+def task_root(root: str, task_name: str) -> str:
     """Folder holding one sub-folder per node of a task."""
-    return f"{REMOTE_ROOT}/{task_name}"
+    return f"{root}/{task_name}"
 
 
-def node_glob(task_name: str) -> str:
+def node_glob(root: str, task_name: str) -> str:
     """Shell glob matching every node folder of a task."""
-    return f"{shlex.quote(task_root(task_name))}/*/"
+    return f"{shlex.quote(task_root(root, task_name))}/*/"
 
 
 _TEMPLATE = """#!/bin/bash
@@ -74,7 +92,12 @@ echo $code > "$D/{exit_code}.tmp" && mv -f "$D/{exit_code}.tmp" "$D/{exit_code}"
 
 
 def render_startup_script(
-    task_name: str, command: str, *, image: str | None, mount_paths: list[str]
+    task_name: str,
+    command: str,
+    *,
+    image: str | None,
+    mount_paths: list[str],
+    root: str = REMOTE_ROOT,
 ) -> str:
     """The script for one task.
 
@@ -83,6 +106,7 @@ def render_startup_script(
         command: Shell command line to run.
         image: Container image to run it in when the instance has a container engine.
         mount_paths: Absolute paths where the task's volumes appear.
+        root: The instances' folder for flow files (see :func:`remote_root`).
 
     Raises:
         ValidationError: The script would exceed the API's 10,000 characters.
@@ -93,8 +117,8 @@ def render_startup_script(
     )
     script = _TEMPLATE.format(
         name_comment=task_name.replace("\n", " "),
-        task_root=shlex.quote(task_root(task_name)),
-        root=REMOTE_ROOT,
+        task_root=shlex.quote(task_root(root, task_name)),
+        root=shlex.quote(root),
         volume_lines=volume_lines,
         volume_args=volume_args,
         image=shlex.quote(image or ""),

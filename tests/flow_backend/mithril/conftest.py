@@ -18,6 +18,14 @@ from flow_backend.testing.openapi_check import RecordingTransport, SpecChecker
 FAST_RETRY = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05, max_retry_after=2.0)
 
 
+@pytest.fixture(autouse=True)
+def remote_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Task folders of the fake's instances go to tmp_path, not /var/tmp."""
+    root = tmp_path / "remote"
+    monkeypatch.setenv("FLOW_MITHRIL_REMOTE_ROOT", str(root))
+    return root
+
+
 @pytest.fixture(scope="session")
 def spec_checker() -> SpecChecker:
     return SpecChecker()
