@@ -1,4 +1,4 @@
-"""``python -m flow_backend.testing``: run a fake Mithril API for a demo until Ctrl-C."""
+"""``python -m flow_backend.testing`` (and ``flow fake-mithril``): run a fake Mithril API until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from collections.abc import Sequence
 
 from flow_backend.testing.fake_mithril import FakeMithril
 
+__all__ = ["add_arguments", "main", "serve"]
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Start the fake, print how to point ``flow`` at it, serve until interrupted."""
-    parser = argparse.ArgumentParser(
-        prog="python -m flow_backend.testing",
-        description="Run a fake Mithril Compute API on loopback that executes tasks locally.",
-    )
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the fake server's command line."""
     parser.add_argument(
         "--port", type=int, default=0, help="port to listen on (default: a free one)"
     )
@@ -26,16 +24,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--work-dir", default=None, help="where instance folders go (default: temp)"
     )
     parser.add_argument(
-        "--ssh-destination", default=None, help="host:port of an sshd every instance reports"
+        "--ssh-destination",
+        default=None,
+        help="user@host:port of an sshd every instance reports (needed to run tasks end to end)",
     )
     parser.add_argument(
         "--provisioning-delay", type=float, default=1.0, help="seconds a bid stays Open (default 1)"
     )
-    args = parser.parse_args(argv)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Start the fake, print how to point ``flow`` at it, serve until Ctrl-C or SIGTERM."""
     if not 0 <= args.port <= 65535:
-        parser.error(f"--port must be in 0..65535, got {args.port}")
+        print(f"error: --port must be in 0..65535, got {args.port}", file=sys.stderr)
+        return 2
     if args.provisioning_delay < 0:
-        parser.error(f"--provisioning-delay must not be negative, got {args.provisioning_delay}")
+        print(
+            f"error: --provisioning-delay must not be negative, got {args.provisioning_delay}",
+            file=sys.stderr,
+        )
+        return 2
     try:
         fake = FakeMithril(
             args.work_dir,
@@ -58,6 +66,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop.wait()
     print("Fake Mithril stopped.", flush=True)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv`` and serve."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flow_backend.testing",
+        description="Run a fake Mithril Compute API on loopback that executes tasks locally.",
+    )
+    add_arguments(parser)
+    return serve(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -48,3 +48,23 @@ def test_cli_rejects_a_bad_port_with_a_message() -> None:
     assert result.returncode != 0
     assert "--port must be in 0..65535, got 70000" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_flow_fake_mithril_subcommand_serves_too() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flow_backend.cli", "fake-mithril", "--provisioning-delay", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("Fake Mithril API at http://127.0.0.1:")
+        os.killpg(process.pid, signal.SIGTERM)
+        process.communicate(timeout=20)
+        assert process.returncode == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
