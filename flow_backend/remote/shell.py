@@ -74,6 +74,13 @@ def interactive_shell(
     """
     if shutil.which("ssh"):
         argv = shlex.split(ssh_command_line(destination, key_path))
+        # Same host-key policy as connect(): no prompt; loopback keys are not recorded.
+        if destination.is_loopback:
+            options = ["StrictHostKeyChecking=no", "UserKnownHostsFile=/dev/null"]
+        else:
+            options = ["StrictHostKeyChecking=accept-new"]
+        for option in reversed(options):
+            argv[1:1] = ["-o", option]
         if cwd:
             argv[1:1] = ["-t"]
             argv.append(f"cd {shlex.quote(cwd)} && exec $SHELL -l")
