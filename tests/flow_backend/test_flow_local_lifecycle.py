@@ -300,3 +300,14 @@ def test_exit_codes_survive_exec_exit_and_own_traps(
     assert task.exit_code == code and output in task.logs()
     with Flow() as other:  # another process reads the code from disk, not from its child
         assert other.get_task(task.task_id).exit_code == code
+
+
+def test_env_values_reach_the_task_literally(flow: Flow, tmp_path: Path) -> None:
+    out = tmp_path / "values.json"
+    tricky = {"SPACES": "a b  c", "QUOTES": "it's \"quoted\"", "DOLLAR": "$HOME `id`", "LINES": "one\ntwo", "EMPTY": ""}
+    code = f"import json,os,sys; json.dump([{{k: os.environ[k] for k in {sorted(tricky)!r}}}, sys.argv[1:]], open({str(out)!r}, 'w'))"
+    task = flow.run(f'{PY} -c "{code}" "$1" "$2"', env=tricky)
+    assert task.wait() is TaskStatus.COMPLETED, task.logs()
+    values, positional = json.loads(out.read_text())
+    assert values == tricky
+    assert positional == ["", ""]  # the wrapper's own arguments do not leak into the command

@@ -19,8 +19,8 @@ MAIN_IP = "127.0.0.1"
 def resolve_working_dir(config: TaskConfig) -> str:
     """The folder the task starts in: ``working_dir``, else ``code_root``, else the current one."""
     chosen = config.working_dir or config.code_root or os.getcwd()
-    folder = Path(chosen).expanduser().resolve()
-    if not folder.is_dir():
+    folder = os.path.abspath(os.path.expanduser(chosen))
+    if not os.path.isdir(folder):
         field = "working_dir" if config.working_dir else "code_root"
         raise ValidationError(
             f"{field}={chosen!r} is not an existing directory on this machine",
@@ -28,12 +28,12 @@ def resolve_working_dir(config: TaskConfig) -> str:
             value=chosen,
             hint="Create it or give an existing directory",
         )
-    return str(folder)
+    return folder
 
 
 def _task_env(config: TaskConfig, spec: TaskSpec, volumes_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(config.env)
+    """The variables a task gets on top of the inherited environment."""
+    env = dict(config.env)
     env.update(
         FLOW_TASK_ID=spec.task_id,
         FLOW_TASK_NAME=spec.name,
@@ -69,7 +69,6 @@ def start_ranks(
     limit = None if spec.max_run_time_hours is None else spec.max_run_time_hours * 3600.0
     spec.timeout_in_wrapper = limit is not None and processes.has_timeout_binary()
     per_rank = len(spec.gpus) // spec.num_instances if spec.gpus else 0
-    log_fd = os.open(files.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     started: list[subprocess.Popen[bytes]] = []
     spec.started_at = utc_now()
     try:
@@ -83,7 +82,7 @@ def start_ranks(
                 processes.launch(
                     spec.command,
                     exit_file=files.exit_path(rank),
-                    log_fd=log_fd,
+                    log_file=files.log_path,
                     cwd=spec.working_dir,
                     env=rank_env,
                     time_limit_seconds=limit,
@@ -95,7 +94,5 @@ def start_ranks(
             processes.signal_tree(popen.pid, processes.signal.SIGKILL)
             popen.wait()
         raise
-    finally:
-        os.close(log_fd)
     spec.processes = [popen.pid for popen in started]
     return started

@@ -23,14 +23,27 @@ __all__ = [
     "signal_tree",
 ]
 
-# $1 = command, $2 = exit-code file. The EXIT trap also catches the user's `exit N`; it costs no
-# extra process for shell builtins (dash forks once for an external command either way).
-_WRAPPER = 'trap \'echo $? >"$2"\' EXIT; eval "$1"'
+# The wrapper's arguments: command, exit-code file, log file, grace, time limit, then K=V pairs to
+# export (the rest of the environment is inherited, which spares encoding all of it for every task).
+# The wrapper opens the log itself, so the submitting process creates one file less per task.
+_PROLOGUE = (
+    "__flow_cmd=$1 __flow_exit=$2 __flow_grace=$4 __flow_limit=$5; "
+    'exec </dev/null >>"$3" 2>&1; shift 5; '
+    'for __flow_kv; do export "$__flow_kv"; done; unset __flow_kv; set --; '
+)
+# The EXIT trap also catches the user's `exit N`; it costs no extra process for shell builtins
+# (dash forks once for an external command either way).
+_WRAPPER = _PROLOGUE + 'trap \'echo $? >"$__flow_exit"\' EXIT; eval "$__flow_cmd"'
 # For commands that `exec` (the trap would be lost) or set their own traps: a subshell runs them.
-_WRAPPER_SUBSHELL = '(eval "$1"); c=$?; echo $c >"$2"; exit $c'
+_WRAPPER_SUBSHELL = (
+    _PROLOGUE + '(eval "$__flow_cmd"); __flow_c=$?; echo $__flow_c >"$__flow_exit"; exit $__flow_c'
+)
 _NEEDS_SUBSHELL = re.compile(r"\b(exec|trap)\b")
-# $3 = grace before SIGKILL, $4 = time limit: coreutils `timeout` stops the command's process group.
-_WRAPPER_TIMED = 'timeout -k "$3" "$4" /bin/sh -c "$1"; c=$?; echo $c >"$2"; exit $c'
+# coreutils `timeout` enforces the time limit: SIGTERM to the command's process group, then SIGKILL.
+_WRAPPER_TIMED = _PROLOGUE + (
+    'timeout -k "$__flow_grace" "$__flow_limit" /bin/sh -c "$__flow_cmd"; __flow_c=$?; '
+    'echo $__flow_c >"$__flow_exit"; exit $__flow_c'
+)
 
 #: A process with the task's pid that started this long before the task is another process.
 _PID_REUSE_WINDOW_SECONDS = 120.0
@@ -48,28 +61,29 @@ def launch(
     command: str,
     *,
     exit_file: Path,
-    log_fd: int,
+    log_file: Path,
     cwd: str,
     env: dict[str, str],
     time_limit_seconds: float | None = None,
     grace_seconds: float = 10.0,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` under the wrapper in a new session, output appended to ``log_fd``."""
+    """Start ``command`` under the wrapper in a new session, its output appended to ``log_file``.
+
+    Args:
+        env: Variables to set on top of this process's environment.
+    """
+    limits = ["", ""]
     if time_limit_seconds is not None and has_timeout_binary():
         script = _WRAPPER_TIMED
-        extra = [f"{max(grace_seconds, 0.1):g}", f"{time_limit_seconds:.3f}"]
+        limits = [f"{max(grace_seconds, 0.1):g}", f"{time_limit_seconds:.3f}"]
+    elif _NEEDS_SUBSHELL.search(command):
+        script = _WRAPPER_SUBSHELL
     else:
-        script = _WRAPPER_SUBSHELL if _NEEDS_SUBSHELL.search(command) else _WRAPPER
-        extra = []
+        script = _WRAPPER
+    pairs = [f"{key}={value}" for key, value in env.items()]
+    argv = ["/bin/sh", "-c", script, "flow-task", command, str(exit_file), str(log_file)]
     return subprocess.Popen(
-        ["/bin/sh", "-c", script, "flow-task", command, str(exit_file), *extra],
-        stdin=subprocess.DEVNULL,
-        stdout=log_fd,
-        stderr=log_fd,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-        close_fds=True,
+        [*argv, *limits, *pairs], cwd=cwd, start_new_session=True, close_fds=True
     )
 
 
