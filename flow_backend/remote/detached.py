@@ -255,9 +255,9 @@ def start_detached(
     script = (
         "set -e\n"
         + render_detached_run(task_dir, command, env=env, workdir=workdir)
-        + "for flow_i in $(seq 1 200); do\n"
+        + "for flow_i in $(seq 1 1000); do\n"
         + f"    [ -s {d}/{PID_FILE} ] && exec cat {d}/{PID_FILE}\n"
-        + "    sleep 0.05\n"
+        + "    sleep 0.01\n"
         + "done\n"
         + "exit 1\n"
     )
