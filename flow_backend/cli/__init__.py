@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -43,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``flow`` command line; returns the exit code (errors: one line on stderr, 1)."""
+    # Notes such as "no GPUs: running on the CPU" reach the user through the task's message.
+    logging.getLogger("flow_backend").addHandler(logging.NullHandler())
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "func", None)

@@ -171,3 +171,14 @@ def test_malformed_config_file_in_a_subprocess(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "not valid YAML" in result.stderr and "flow-config.yaml" in result.stderr
+
+
+def test_unusable_flow_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("FLOW_HOME", str(blocker / "home"))
+    assert main(["status"]) == 1
+    err = capsys.readouterr().err
+    assert "FLOW_HOME" in err and str(blocker / "home") in err and "Traceback" not in err

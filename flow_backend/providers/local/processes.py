@@ -13,10 +13,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
 __all__ = [
+    "end_sessions",
     "is_alive",
     "launch",
     "session_members",
@@ -177,3 +180,31 @@ def signal_tree(session_id: int, sig: signal.Signals) -> int:
         except (ProcessLookupError, PermissionError):
             pass
     return count
+
+
+def _wait_until_gone(
+    sessions: Sequence[int], seconds: float, children: Sequence[subprocess.Popen[bytes]]
+) -> bool:
+    deadline = time.monotonic() + seconds
+    pause = 0.005
+    while True:
+        for child in children:
+            child.poll()  # reap our own children, so they do not linger as zombies
+        if not any(session_members(session) for session in sessions):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def end_sessions(
+    sessions: Sequence[int], grace_seconds: float, children: Sequence[subprocess.Popen[bytes]] = ()
+) -> None:
+    """SIGTERM every process of the sessions, SIGKILL what is left after ``grace_seconds``."""
+    for session in sessions:
+        signal_tree(session, signal.SIGTERM)
+    if not _wait_until_gone(sessions, grace_seconds, children):
+        for session in sessions:
+            signal_tree(session, signal.SIGKILL)
+        _wait_until_gone(sessions, 5.0, children)

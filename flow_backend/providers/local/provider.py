@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import ClassVar
 
-from flow_backend.errors import InsufficientQuotaError, TaskNotFoundError
+from flow_backend.errors import InsufficientQuotaError, TaskNotFoundError, ValidationError
 from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.local import logs, processes, volumes
@@ -43,7 +43,15 @@ class LocalProvider(Provider):
     def __init__(self, settings: FlowSettings) -> None:
         super().__init__(settings)
         self._tasks_dir = settings.tasks_dir
-        self._tasks_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._tasks_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValidationError(
+                f"FLOW_HOME {str(settings.home)!r} is not usable: {error.strerror}",
+                field="home",
+                value=str(settings.home),
+                hint="Point FLOW_HOME (or the home setting) at a writable directory",
+            ) from None
         self._children: dict[str, list[subprocess.Popen[bytes]]] = {}
         self._started_specs: dict[str, TaskSpec] = {}
         self._lock = threading.Lock()
@@ -277,32 +285,14 @@ class LocalProvider(Provider):
     ) -> TaskRecord:
         files.write_stop(StopRequest(status=status, message=reason))
         files.append_log(reason)
-        sessions = list(spec.processes)
-        for session in sessions:
-            processes.signal_tree(session, signal.SIGTERM)
-        if not self._await_exit(spec, sessions, self.settings.stop_grace_seconds):
-            for session in sessions:
-                processes.signal_tree(session, signal.SIGKILL)
-            self._await_exit(spec, sessions, 5.0)
+        children = self._children.get(spec.task_id, [])
+        processes.end_sessions(spec.processes, self.settings.stop_grace_seconds, children)
         final = FinalState(status=status, message=reason)
         files.write_final(final)
         files.config_path.unlink(missing_ok=True)
         self._release_gpus(spec)
         self._forget_children(spec.task_id)
         return record_of(spec, final)
-
-    def _await_exit(self, spec: TaskSpec, sessions: list[int], seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        pause = 0.005
-        while True:
-            for child in self._children.get(spec.task_id, []):
-                child.poll()  # reap, so our own children do not linger as zombies
-            if not any(processes.session_members(session) for session in sessions):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(pause)
-            pause = min(pause * 2, 0.1)
 
     def _release_gpus(self, spec: TaskSpec) -> None:
         if spec.gpus and self._pool() is not None:
