@@ -158,6 +158,13 @@ class NodeOps:
         todo = [n for n in nodes if n.instance_fid not in plan.started and n.node_dir]
         self.pool.each(todo, start_one)
 
+    def workdir(self, node: NodeView) -> str:
+        """The folder the node's command runs in (its node folder until the command starts)."""
+        assert node.node_dir is not None
+        quoted = shlex.quote(f"{node.node_dir}/workdir")
+        result = exec_command(self.conn(node.destination), f"cat {quoted} 2>/dev/null || true")
+        return result.text.strip() or node.node_dir
+
     def collect_log(self, node: NodeView, local_log: Path) -> None:
         """Copy the node's ``output.log`` to ``local_log``."""
         assert node.node_dir is not None

@@ -337,12 +337,16 @@ class MithrilProvider(Provider):
         return nodes[0]
 
     def logs(self, task_id: str, tail: int | None = None) -> str:
+        """The task's output: from the instance while it runs, from the collected copy after."""
         saved = self.store.log(task_id)
-        if saved is None:
+        if saved is None and not self.get(task_id).status.is_terminal:  # get() also starts nodes
             node = self._main_node(task_id)
             if node is None or node.node_dir is None:
                 return ""
             return tail_logs(self.nodes.conn(node.destination), node.node_dir, tail)
+        saved = self.store.log(task_id)
+        if saved is None:
+            return ""
         if tail is None:
             return saved
         lines = saved.splitlines(keepends=True)
@@ -375,9 +379,11 @@ class MithrilProvider(Provider):
     def shell(self, task_id: str, command: str | None = None) -> str:
         node = self._require_node(task_id)
         if command is None:
-            interactive_shell(_parse(node.destination), self.account.key_path, cwd=node.node_dir)
+            cwd = self.nodes.workdir(node)
+            interactive_shell(_parse(node.destination), self.account.key_path, cwd=cwd)
             return ""
-        return run_shell(self.nodes.conn(node.destination), command, cwd=node.node_dir)
+        cwd = self.nodes.workdir(node)
+        return run_shell(self.nodes.conn(node.destination), command, cwd=cwd)
 
     def shell_command(self, task_id: str) -> str | None:
         record = self.get(task_id)
@@ -386,7 +392,10 @@ class MithrilProvider(Provider):
         return ssh_command_line(_parse(record.ssh_destination), self.account.key_path)
 
     def download(self, task_id: str, remote_path: str, local_path: Path) -> None:
+        """Copy a file or folder of the running task (relative paths: from its working folder)."""
         node = self._require_node(task_id)
+        if not remote_path.startswith(("/", "~/")):
+            remote_path = f"{self.nodes.workdir(node)}/{remote_path}"
         remote_download(self.nodes.conn(node.destination), remote_path, local_path)
 
     def price_per_hour(self, instance_type: str) -> float:

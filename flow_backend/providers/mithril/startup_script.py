@@ -77,6 +77,7 @@ done
 set -a; . "$D/{go}"; set +a; rm -f "$D/{go}"
 echo $$ > "$D/{pid}.tmp" && mv -f "$D/{pid}.tmp" "$D/{pid}"
 mkdir -p "$FLOW_WORKDIR" 2>/dev/null; cd "$FLOW_WORKDIR" 2>/dev/null || cd "$D"
+pwd > "$D/workdir"
 CMD={command}
 if [ -n "$ENGINE" ]; then
   ARGS=(run --rm --network host --ipc host -v {root}:{root} -v "$PWD:$PWD" -w "$PWD")
