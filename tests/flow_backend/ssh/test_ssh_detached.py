@@ -130,8 +130,13 @@ def test_stop_kills_the_whole_remote_process_tree(conn: Connection, tmp_path: Pa
 
 def test_stop_lets_the_command_exit_on_term(conn: Connection, tmp_path: Path) -> None:
     task_dir = str(tmp_path / "task")
-    start_detached(conn, task_dir, "trap 'echo got TERM; exit 5' TERM; sleep 300 & wait")
-    time.sleep(0.3)
+    start_detached(
+        conn, task_dir, "trap 'echo got TERM; exit 5' TERM; echo ready; sleep 300 & wait"
+    )
+    deadline = time.monotonic() + 10
+    while "ready" not in tail_logs(conn, task_dir):  # its trap is set
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     status = stop(conn, task_dir, grace_seconds=10)
     assert (status.state, status.exit_code, status.stopped) == ("exited", 5, True)
     assert "got TERM" in tail_logs(conn, task_dir)
@@ -142,11 +147,14 @@ def test_env_values_stay_out_of_remote_files_and_process_lists(
 ) -> None:
     secret = "sk-test-0123456789abcdef"
     task_dir = tmp_path / "task"
-    start_detached(conn, str(task_dir), "sleep 2; echo len=${#MY_API_KEY}", {"MY_API_KEY": secret})
+    gate = tmp_path / "gate"
+    command = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo len=${{#MY_API_KEY}}"
+    start_detached(conn, str(task_dir), command, {"MY_API_KEY": secret})
     try:
         processes = exec_command(conn, "ps -eo args").text
-        assert secret not in processes
+        assert "MY_API_KEY" in processes and secret not in processes  # running, key not shown
     finally:
+        gate.touch()
         _wait_done(conn, str(task_dir))
     assert tail_logs(conn, str(task_dir)).strip() == f"len={len(secret)}"
     for file in task_dir.rglob("*"):

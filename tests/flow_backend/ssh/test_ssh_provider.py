@@ -58,6 +58,21 @@ def make_flow(
         flow.close()
 
 
+class Gate:
+    """A file the tests create to let gated tasks finish (no timing assumptions)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def wait(self) -> str:
+        """Shell that blocks until the gate is open."""
+        return f"while [ ! -e {self.path} ]; do sleep 0.05; done"
+
+    def open(self) -> None:
+        self.path.touch()
+
+
 def _task_dirs(tmp_path: Path, task: Task) -> list[Path]:
     return sorted((tmp_path / "remote" / "tasks" / task.task_id).iterdir())
 
@@ -66,10 +81,12 @@ def test_tasks_wait_for_a_free_host_and_report_exit_codes(
     make_flow: MakeFlow, sshd: SSHServer, tmp_path: Path
 ) -> None:
     flow = make_flow([sshd.destination, sshd.alias_destination])
-    stamp = 'echo "start $(date +%s.%N)"; sleep 0.4; echo "end $(date +%s.%N)"'
+    gate = Gate(tmp_path / "gate")
+    stamp = f'echo "start $(date +%s.%N)"; {gate.wait}; echo "end $(date +%s.%N)"'
     tasks = [flow.run(f"{stamp}; exit {code}", upload_code=False) for code in (0, 3, 0, 0)]
     assert [t.status for t in tasks[:2]] == [TaskStatus.RUNNING] * 2
     assert [t.status for t in tasks[2:]] == [TaskStatus.PENDING] * 2  # one CPU task per host
+    gate.open()
     assert [t.wait(timeout=60) for t in tasks] == [
         TaskStatus.COMPLETED,
         TaskStatus.FAILED,
@@ -112,10 +129,12 @@ def test_a_waiting_task_can_be_cancelled_and_never_starts(
     make_flow: MakeFlow, tmp_path: Path
 ) -> None:
     flow = make_flow()
-    first = flow.run("sleep 0.5", upload_code=False)
+    gate = Gate(tmp_path / "gate")
+    first = flow.run(gate.wait, upload_code=False)
     waiting = flow.run("echo should-not-run", upload_code=False)
     assert waiting.status is TaskStatus.PENDING
     assert waiting.stop() is TaskStatus.CANCELLED
+    gate.open()
     assert first.wait(timeout=60) is TaskStatus.COMPLETED
     flow.list_tasks()  # a poll that would start waiting tasks
     assert not (tmp_path / "remote" / "tasks" / waiting.task_id).exists()
@@ -206,13 +225,15 @@ def test_secrets_stay_out_of_state_files_remote_files_and_reprs(
 ) -> None:
     secret = "sk-live-abcdef0123456789"
     flow = make_flow()
-    first = flow.run("sleep 0.3", upload_code=False)
+    gate = Gate(tmp_path / "gate")
+    first = flow.run(gate.wait, upload_code=False)
     task = flow.run(
         'test -n "$WANDB_API_KEY" && echo key-present',
         upload_code=False,
         env={"WANDB_API_KEY": secret, "MITHRIL_API_KEY": secret},
     )
     assert task.status is TaskStatus.PENDING  # waits, with its env in memory only
+    gate.open()
     assert task.wait(timeout=60) is TaskStatus.COMPLETED
     first.wait(timeout=60)
     assert task.logs().strip() == "key-present"
@@ -279,13 +300,11 @@ def test_gpus_are_handed_out_per_task(
     flow = make_flow([sshd.destination, sshd.alias_destination])
     pool = flow.provider._pool  # type: ignore[attr-defined]
     pool._gpus.update({sshd.destination: ["0", "1"], sshd.alias_destination: ["0"]})
-    tasks = [
-        flow.run(
-            'echo "gpus=$CUDA_VISIBLE_DEVICES"; sleep 1', upload_code=False, instance_type="a100"
-        )
-        for _ in range(4)
-    ]
+    gate = Gate(tmp_path / "gate")
+    command = f'echo "gpus=$CUDA_VISIBLE_DEVICES"; {gate.wait}'
+    tasks = [flow.run(command, upload_code=False, instance_type="a100") for _ in range(4)]
     assert [t.status for t in tasks] == [TaskStatus.RUNNING] * 3 + [TaskStatus.PENDING]
+    gate.open()
     assert [t.wait(timeout=60) for t in tasks] == [TaskStatus.COMPLETED] * 4
     placed = sorted((t.record.ssh_destination, t.logs().strip()) for t in tasks[:3])
     assert placed == sorted(
@@ -347,11 +366,13 @@ def test_bad_inputs_give_one_clear_error(make_flow: MakeFlow, sshd: SSHServer) -
     assert busy.shell_command == (f"ssh -i {sshd.key_path} -p {sshd.port} {sshd.user}@127.0.0.1")
 
 
-def test_follow_streams_lines_until_the_task_ends(make_flow: MakeFlow) -> None:
+def test_follow_streams_lines_until_the_task_ends(make_flow: MakeFlow, tmp_path: Path) -> None:
     flow = make_flow()
-    first = flow.run("sleep 0.5", upload_code=False)
+    gate = Gate(tmp_path / "gate")
+    first = flow.run(gate.wait, upload_code=False)
     task = flow.run("for i in 1 2 3; do echo line$i; sleep 0.2; done", upload_code=False)
     assert task.status is TaskStatus.PENDING  # follow waits for it to start
+    gate.open()
     assert list(task.logs(follow=True)) == ["line1\n", "line2\n", "line3\n"]
     assert first.refresh().status is TaskStatus.COMPLETED
     assert task.refresh().status is TaskStatus.COMPLETED
