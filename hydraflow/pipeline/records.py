@@ -34,6 +34,7 @@ from hydraflow.conventions import (
     sanitize_key,
 )
 from hydraflow.pipeline.cache import TAG_RESULT, find_finished_run, lock_dir_for, stage_lock
+from hydraflow.pipeline.errors import PipelineDefinitionError
 from hydraflow.pipeline.stage import StageOutput
 
 if TYPE_CHECKING:
@@ -73,11 +74,23 @@ class PipelineRecords:
         self._scratch: Path | None = None
 
     def _experiment_id(self, name: str) -> str:
+        from mlflow.exceptions import MlflowException
+
         found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return str(found.experiment_id)
-        location = artifact_location_for(self.tracking_uri)
-        return str(self.client.create_experiment(name, artifact_location=location))
+        if found is None:
+            location = artifact_location_for(self.tracking_uri)
+            try:
+                return str(self.client.create_experiment(name, artifact_location=location))
+            except MlflowException:  # created meanwhile by another process (a remote store)
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+        if found.lifecycle_stage == "deleted":
+            raise PipelineDefinitionError(
+                f"MLflow experiment {name!r} is deleted; restore it (`mlflow experiments restore "
+                f"--experiment-id {found.experiment_id}`) or pass another experiment="
+            )
+        return str(found.experiment_id)
 
     # -- parent ----------------------------------------------------------------------------------
     def start_parent(self, name: str, parent_run_id: str | None) -> str:

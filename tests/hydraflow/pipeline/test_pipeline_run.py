@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from hydraflow.pipeline import Pipeline, PipelineRunError, Stage, StageContext
 
 __all__ = ["empty_store_file", "store"]
 
+STAGES_TAG = "hydraflow.pipeline.stages"
 SEED_STAGES = ["data_preparation", "model_training", "model_evaluation"]
 
 
@@ -94,6 +96,18 @@ def test_second_run_skips_every_stage_and_reuses_values_and_files(
     assert len(stage_runs(store)) == 3  # no new child runs
     printed = capsys.readouterr().out
     assert printed.count("skipped, reusing run") == 3
+    summary = json.loads(MlflowClient(store).get_run(second.run_id).data.tags[STAGES_TAG])
+    assert {name: entry["status"] for name, entry in summary.items()} == dict.fromkeys(
+        SEED_STAGES, "cached"
+    )
+
+
+def test_deleted_experiment_is_a_clear_error(store: str) -> None:
+    client = MlflowClient(store)
+    client.delete_experiment(client.create_experiment("gone"))
+
+    with pytest.raises(ValueError, match="MLflow experiment 'gone' is deleted; restore it"):
+        seed_pipeline().run(_cfg(), experiment="gone")
 
 
 def test_changed_training_config_reruns_training_and_evaluation_only(

@@ -99,3 +99,25 @@ def test_unpicklable_result_of_a_task_stage_names_the_stage(store: str) -> None:
         "Stage 'in_task' runs as a Flow task and returned a value that cannot be pickled" in message
     )
     assert info.value.results == {"make_numbers": [0, 1, 2, 3]}
+
+
+def test_unpicklable_input_of_a_task_stage_names_the_stage(store: str) -> None:
+    def make_lock() -> Any:
+        return threading.Lock()
+
+    def use_in_task(make_lock: Any) -> None:
+        return None
+
+    first = Stage("make_lock", make_lock)
+    pipeline = Pipeline([first, Stage("in_task", use_in_task, resources=TASK).depends_on(first)])
+    with pytest.raises(PipelineRunError) as info:
+        pipeline.run()
+
+    assert (
+        "Stage 'in_task' runs as a Flow task but its function or inputs cannot be pickled"
+        in str(info.value)
+    )
+    from flow_backend import Flow
+
+    with Flow() as flow:
+        assert flow.list_tasks() == []  # refused before any task started
