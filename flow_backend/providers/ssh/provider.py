@@ -56,6 +56,14 @@ class SSHProvider(Provider):
     def __init__(self, settings: FlowSettings) -> None:
         super().__init__(settings)
         self.hosts = [str(parse_destination(host)) for host in settings.ssh_hosts]
+        repeated = sorted({host for host in self.hosts if self.hosts.count(host) > 1})
+        if repeated:
+            raise ValidationError(
+                f"ssh_hosts lists {repeated[0]} more than once",
+                field="ssh_hosts",
+                value=settings.ssh_hosts,
+                hint="List each host once; a host runs several GPU tasks when it has the GPUs",
+            )
         self._home_key = str(Path(settings.home).expanduser().resolve())
         self._store = StateStore(Path(settings.home).expanduser())
         self._pool = HostPool(

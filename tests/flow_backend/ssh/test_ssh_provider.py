@@ -348,6 +348,8 @@ def test_bad_inputs_give_one_clear_error(make_flow: MakeFlow, sshd: SSHServer) -
     assert "FLOW_SSH_HOSTS" in str(no_hosts.value)
     with pytest.raises(ValidationError, match="not-a-host:port"):
         make_flow(["not-a-host:port"])
+    with pytest.raises(ValidationError, match="more than once"):
+        make_flow([sshd.destination, sshd.destination.rsplit(":", 1)[0] + f":{sshd.port}"])
     flow = make_flow()
     with pytest.raises(ValidationError, match="volumes"):
         flow.run("true", upload_code=False, volumes=[{"name": "data"}])
