@@ -101,7 +101,8 @@ def log_params(params: Mapping[str, Any]) -> None:
 
 def set_tag(key: str, value: Any) -> None:
     """Set a tag on the active run."""
-    _client().set_tag(_run_id(), key, str(value))
+    run_id = _run_id()  # before the client: a client alone creates an empty store
+    _client().set_tag(run_id, key, str(value))
 
 
 def log_artifact(path: str | os.PathLike[str], description: str | None = None) -> None:

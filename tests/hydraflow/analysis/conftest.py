@@ -218,15 +218,26 @@ def any_store(request: pytest.FixtureRequest) -> StoreData:
     return request.getfixturevalue(f"{request.param}_store")  # type: ignore[no-any-return]
 
 
+@pytest.fixture(scope="session")
+def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty, migrated MLflow sqlite store to copy (migrating one takes seconds)."""
+    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def fresh_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """An empty sqlite store as MLFLOW_TRACKING_URI, cwd in tmp_path; MLflow globals restored."""
+def fresh_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_db: Path) -> Iterator[str]:
+    """An empty sqlite store as MLFLOW_TRACKING_URI, cwd in tmp_path; MLflow globals restored.
+
+    The database is a copy of ``empty_db``."""
     import mlflow
 
+    shutil.copy(empty_db, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    mlflow.set_tracking_uri(None)
