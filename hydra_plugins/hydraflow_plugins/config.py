@@ -27,8 +27,9 @@ class FlowLauncherConf:
     """
 
     _target_: str = LAUNCHER_TARGET
-    # `instance: null` in the defaults list lets `hydra/launcher/instance=NAME` (no `+`) select one.
-    defaults: list[Any] = field(default_factory=lambda: [{"instance": None}])
+    # `instance: null` in the defaults list lets `hydra/launcher/instance=NAME` (no `+`) select one;
+    # `_self_` first so that the selected option's value wins over the `instance` field below.
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"instance": None}])
     provider: str | None = None
     instance: str | None = None
     max_price_per_hour: float | None = None

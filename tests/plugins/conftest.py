@@ -6,6 +6,7 @@ Every test gets its own FLOW_HOME, MLflow store and working directory under ``tm
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,9 +16,33 @@ import pytest
 from launcher_helpers import REPO, RunApp
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "fresh_store: start without an MLflow store file")
+
+
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow sqlite store with its schema created once (migrating one takes seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Every test gets its own Flow state, MLflow store and working directory."""
+def isolated(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """Every test gets its own Flow state, MLflow store and working directory.
+
+    The store starts as a copy of an empty migrated one, except for tests marked ``fresh_store``.
+    """
+    if (
+        request.node.get_closest_marker("fresh_store") is None
+        and "hydra" not in request.node.nodeid.lower()
+    ):
+        shutil.copyfile(request.getfixturevalue("migrated_store"), tmp_path / "mlflow.db")
     monkeypatch.setenv("FLOW_HOME", str(tmp_path / "flow-home"))
     monkeypatch.setenv("FLOW_CONFIG_PATH", str(tmp_path / "flow-config.yaml"))
     monkeypatch.setenv("FLOW_PROVIDER", "local")
