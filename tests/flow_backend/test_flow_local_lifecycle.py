@@ -304,7 +304,13 @@ def test_exit_codes_survive_exec_exit_and_own_traps(
 
 def test_env_values_reach_the_task_literally(flow: Flow, tmp_path: Path) -> None:
     out = tmp_path / "values.json"
-    tricky = {"SPACES": "a b  c", "QUOTES": "it's \"quoted\"", "DOLLAR": "$HOME `id`", "LINES": "one\ntwo", "EMPTY": ""}
+    tricky = {
+        "SPACES": "a b  c",
+        "QUOTES": 'it\'s "quoted"',
+        "DOLLAR": "$HOME `id`",
+        "LINES": "one\ntwo",
+        "EMPTY": "",
+    }
     code = f"import json,os,sys; json.dump([{{k: os.environ[k] for k in {sorted(tricky)!r}}}, sys.argv[1:]], open({str(out)!r}, 'w'))"
     task = flow.run(f'{PY} -c "{code}" "$1" "$2"', env=tricky)
     assert task.wait() is TaskStatus.COMPLETED, task.logs()
