@@ -62,14 +62,22 @@ def test_example_second_run_skips_all_and_a_training_change_reruns_training_and_
 
 
 @pytest.mark.timeout(600)
-def test_concurrent_sweep_jobs_compute_the_shared_stage_once(tmp_path: Path) -> None:
-    out = _run(
-        tmp_path,
-        "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "model_training.lr=0.05,0.2",
-    )
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],  # two job processes at once
+        ["hydra/launcher=flow"],  # two local Flow tasks at once
+    ],
+    ids=["joblib", "flow"],
+)
+def test_concurrent_sweep_jobs_compute_the_shared_stage_once(
+    tmp_path: Path, launcher: list[str]
+) -> None:
+    out = _run(tmp_path, "-m", *launcher, "model_training.lr=0.05,0.2")
+    if "hydra/launcher=flow" in launcher:  # the jobs' output is in the tasks' logs
+        logs = sorted((tmp_path / "flow-home" / "tasks").glob("*/output.log"))
+        assert len(logs) == 2, out
+        out = "\n".join(log.read_text() for log in logs)
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (data_run,) = stage_runs(uri, stage="data_preparation")  # computed by one job only
