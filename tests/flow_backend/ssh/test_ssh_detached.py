@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fabric import Connection
+from ssh_processes import live_processes, pids_matching
 
 from flow_backend.remote import (
     exec_command,
@@ -26,16 +27,6 @@ def _wait_done(conn: Connection, task_dir: str, limit: float = 30.0) -> None:
     while not read_status(conn, task_dir).is_done:
         assert time.monotonic() < deadline, f"{task_dir} did not finish"
         time.sleep(0.1)
-
-
-def _alive_pids(conn: Connection, marker: str) -> list[str]:
-    out = exec_command(conn, f"pgrep -f {marker} || true").text
-    pids = []
-    for pid in out.split():
-        state = exec_command(conn, f"cat /proc/{pid}/stat 2>/dev/null || true").text
-        if state and state.rsplit(")", 1)[-1].split()[0] != "Z":
-            pids.append(pid)
-    return pids
 
 
 def test_exit_code_and_output_are_captured_after_the_session_ends(
@@ -119,11 +110,11 @@ def test_stop_kills_the_whole_remote_process_tree(conn: Connection, tmp_path: Pa
     )
     start_detached(conn, task_dir, command)
     deadline = time.monotonic() + 10
-    while len(_alive_pids(conn, marker)) < 2:
+    while len(pids_matching(conn, marker)) < 2:
         assert time.monotonic() < deadline, "the task's children did not start"
         time.sleep(0.1)
     status = stop(conn, task_dir, grace_seconds=0.5)
-    assert _alive_pids(conn, marker) == []
+    assert pids_matching(conn, marker) == []
     assert status.stopped and status.state == "exited" and status.exit_code is not None
     assert status.exit_code >= 128  # ended by a signal
 
@@ -151,7 +142,7 @@ def test_env_values_stay_out_of_remote_files_and_process_lists(
     command = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo len=${{#MY_API_KEY}}"
     start_detached(conn, str(task_dir), command, {"MY_API_KEY": secret})
     try:
-        processes = exec_command(conn, "ps -eo args").text
+        processes = " ".join(args for _, args in live_processes(conn))
         assert "MY_API_KEY" in processes and secret not in processes  # running, key not shown
     finally:
         gate.touch()
@@ -200,9 +191,9 @@ def test_stop_also_ends_a_tree_whose_pid_leads_no_group(conn: Connection, tmp_pa
         ).encode(),
     )
     deadline = time.monotonic() + 10
-    while not _alive_pids(conn, marker):
+    while not pids_matching(conn, marker):
         assert time.monotonic() < deadline, "the tree did not start"
         time.sleep(0.1)
     status = stop(conn, str(task_dir), grace_seconds=1)
-    assert _alive_pids(conn, marker) == []
+    assert pids_matching(conn, marker) == []
     assert status.stopped and status.is_done

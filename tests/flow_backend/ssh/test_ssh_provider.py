@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ssh_processes import pids_matching
 from sshd import SSHServer
 
 from flow_backend import Flow, Task, TaskStatus
@@ -21,7 +22,6 @@ from flow_backend.errors import (
     TaskNotFoundError,
     ValidationError,
 )
-from flow_backend.remote import exec_command
 
 MakeFlow = Callable[..., Flow]
 
@@ -116,11 +116,11 @@ def test_cancel_ends_the_remote_process_tree(
     )
     conn = flow.provider._pool.conn(sshd.destination)  # type: ignore[attr-defined]
     deadline = time.monotonic() + 10
-    while exec_command(conn, f"pgrep -f {marker}").exit_code != 0:
+    while not pids_matching(conn, marker):
         assert time.monotonic() < deadline
         time.sleep(0.1)
     assert task.stop() is TaskStatus.CANCELLED
-    assert exec_command(conn, f"pgrep -f {marker}").text == ""
+    assert pids_matching(conn, marker) == []
     assert flow.get_task(task.task_id).status is TaskStatus.CANCELLED
     assert task.exit_code is not None and task.exit_code >= 128
 
