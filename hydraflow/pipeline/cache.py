@@ -7,6 +7,7 @@ the same lock file, so the second one waits and then reuses the first one's reco
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -21,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from hydraflow.conventions import TAG_CACHE_KEY, config_hash
+from hydraflow.pipeline.errors import PipelineDefinitionError
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -48,14 +51,24 @@ def config_section(cfg: Any, key: str) -> tuple[Any, Any]:
     """
     if cfg is None:
         return OmegaConf.create({}), {}
-    if not isinstance(cfg, (DictConfig, ListConfig)):
-        cfg = OmegaConf.create(cfg)
-    node = OmegaConf.select(cfg, key, default=None)
-    if node is None:
-        return OmegaConf.create({}), {}
-    if isinstance(node, (DictConfig, ListConfig)):
-        plain = OmegaConf.to_container(node, resolve=True)
-        return OmegaConf.create(plain), plain
+    if not isinstance(cfg, DictConfig):
+        if not (isinstance(cfg, Mapping) or dataclasses.is_dataclass(cfg)):
+            raise PipelineDefinitionError(
+                f"The pipeline config must be a mapping (DictConfig, dict or dataclass) with one "
+                f"section per stage, got {type(cfg).__name__} {cfg!r:.80}"
+            )
+        cfg = OmegaConf.create(cfg)  # type: ignore[call-overload]
+    try:
+        node = OmegaConf.select(cfg, key, default=None)
+        if node is None:
+            return OmegaConf.create({}), {}
+        if isinstance(node, (DictConfig, ListConfig)):
+            plain = OmegaConf.to_container(node, resolve=True)
+            return OmegaConf.create(plain), plain
+    except OmegaConfBaseException as error:
+        raise PipelineDefinitionError(
+            f"Config section {key!r} cannot be resolved: {str(error).splitlines()[0]}"
+        ) from None
     return node, node
 
 

@@ -159,7 +159,7 @@ class Stage:
         """The keyword arguments to call ``fn`` with (see the module docstring)."""
         try:
             params = list(inspect.signature(self.fn).parameters.values())
-        except (TypeError, ValueError):  # builtins without a signature: just the config
+        except (TypeError, ValueError):  # a builtin without a signature: called with no arguments
             return {}
         names = {p.name for p in params}
         kwargs: dict[str, Any] = {}

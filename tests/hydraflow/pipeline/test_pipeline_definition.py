@@ -168,3 +168,15 @@ def test_cache_key_is_the_same_in_another_process() -> None:
     ).stdout.strip()
 
     assert out == _three().cache_keys({"load": {"n": 1}})["score"]
+
+
+@pytest.mark.parametrize("cfg", [5, "a: 1", [1, 2]])
+def test_config_that_is_not_a_mapping_is_refused(cfg: Any) -> None:
+    with pytest.raises(PipelineDefinitionError, match=r"config must be a mapping .* got"):
+        _three().run(cfg)
+
+
+def test_unresolvable_config_section_names_the_section() -> None:
+    cfg = {"fit": {"lr": "${missing}"}}
+    with pytest.raises(PipelineDefinitionError, match="Config section 'fit' cannot be resolved"):
+        _three().run(cfg)
