@@ -86,38 +86,66 @@ class NodeOps:
         with self._lock:
             return self._node_dirs.get(instance_fid)
 
-    def discover(self, task_name: str, nodes: Sequence[NodeView]) -> None:
-        """Fill in ``node_dir`` of each node whose startup script has marked itself ready."""
-        for node in nodes:
-            node.node_dir = self.known_dir(node.instance_fid)
-        todo = [node for node in nodes if node.node_dir is None]
-        by_destination: dict[str, list[NodeView]] = {}
-        for node in todo:
-            by_destination.setdefault(node.destination, []).append(node)
+    def discover(self, tasks: Sequence[tuple[str, Sequence[NodeView]]]) -> dict[str, str]:
+        """Fill in ``node_dir`` of each node whose startup script has marked itself ready.
+
+        One SSH round trip per host for all the tasks given. Returns an error text per host that
+        could not be asked (the nodes there stay undiscovered until the next poll).
+        """
+        by_destination: dict[str, list[tuple[str, NodeView]]] = {}
+        for task_name, nodes in tasks:
+            for node in nodes:
+                node.node_dir = node.node_dir or self.known_dir(node.instance_fid)
+                if node.node_dir is None:
+                    by_destination.setdefault(node.destination, []).append((task_name, node))
+        errors: dict[str, str] = {}
         for destination, group in by_destination.items():
-            script = f'for d in {node_glob(self.root, task_name)}; do [ -f "${{d}}{READY_FILE}" ] && echo "${{d%/}}"; done\n'
-            result = exec_command(self.conn(destination), "bash -s", stdin=script.encode())
-            ready = [line.strip() for line in result.text.splitlines() if line.strip()]
-            for node in group:
-                exact = [d for d in ready if PurePosixPath(d).name == node.instance_fid]
+            script = "".join(
+                f'for d in {node_glob(self.root, name)}; do [ -f "${{d}}{READY_FILE}" ] '
+                f'&& echo "{name} ${{d%/}}"; done\n'
+                for name in sorted({name for name, _ in group})
+            )
+            try:
+                result = exec_command(self.conn(destination), "bash -s", stdin=script.encode())
+            except FlowError as error:
+                errors[destination] = str(error)
+                continue
+            ready: dict[str, list[str]] = {}
+            for line in result.text.splitlines():
+                name, _, folder = line.strip().partition(" ")
+                if folder:
+                    ready.setdefault(name, []).append(folder)
+            for name, node in group:
+                folders = ready.get(name, [])
+                exact = [d for d in folders if PurePosixPath(d).name == node.instance_fid]
                 # a real instance has exactly one node folder; the fake's share one machine
-                if exact or len(ready) == 1:
-                    node.node_dir = (exact or ready)[0]
+                if exact or len(folders) == 1:
+                    node.node_dir = (exact or folders)[0]
                     with self._lock:
                         self._node_dirs[node.instance_fid] = node.node_dir
+        return errors
 
-    def read(self, nodes: Sequence[NodeView]) -> None:
-        """Fill in ``status`` of every node with a known folder (one round trip per host)."""
+    def read(self, nodes: Sequence[NodeView]) -> dict[str, str]:
+        """Fill in ``status`` of every node with a known folder: one round trip per host.
+
+        Returns an error text per host that could not be read.
+        """
         by_destination: dict[str, list[NodeView]] = {}
         for node in nodes:
             if node.node_dir:
                 by_destination.setdefault(node.destination, []).append(node)
+        errors: dict[str, str] = {}
         for destination, group in by_destination.items():
-            statuses = read_statuses(
-                self.conn(destination), [n.node_dir for n in group if n.node_dir]
-            )
+            try:
+                statuses = read_statuses(
+                    self.conn(destination), [n.node_dir for n in group if n.node_dir]
+                )
+            except FlowError as error:
+                errors[destination] = str(error)
+                continue
             for node in group:
                 node.status = statuses.get(node.node_dir or "")
+        return errors
 
     def start(self, plan: LaunchPlan, nodes: Sequence[NodeView], main_ip: str) -> None:
         """Upload the code (once per host and version) and hand every ready node its environment."""

@@ -9,11 +9,11 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flow_backend.errors import FlowError, ResourceNotFoundError, TaskNotFoundError
+from flow_backend.errors import FlowError, ResourceNotFoundError
 from flow_backend.models import TaskRecord
 from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.mithril.account import Account, choose_region
@@ -21,11 +21,11 @@ from flow_backend.providers.mithril.api import (
     Auction,
     Bid,
     CreateBidRequest,
-    CreateVolumeRequest,
     Instance,
     LaunchSpecification,
     MithrilClient,
 )
+from flow_backend.providers.mithril.lookup import find_bids, instances_for, volume_fid
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
 from flow_backend.providers.mithril.pricing import default_limit_price
 from flow_backend.providers.mithril.records import record_of
@@ -51,8 +51,6 @@ __all__ = ["MithrilProvider"]
 logger = logging.getLogger(__name__)
 
 _LIVE = ("Open", "Allocated", "Preempting", "Paused")
-_DEFAULT_VOLUME_GB = 100
-_BID_FILTER_MAX = 50  # beyond this many bids, list live instances instead of filtering by bid
 
 
 class MithrilProvider(Provider):
@@ -136,15 +134,8 @@ class MithrilProvider(Provider):
             )
         return record_of(bid, [], instance.name, None)
 
-    def _volume_fid(self, project: str, region: str, name: str, size_gb: float | None) -> str:
-        for volume in self.client.list_volumes(project, region=region):
-            if volume.name == name:
-                return volume.fid
-        size = max(1, round(size_gb or _DEFAULT_VOLUME_GB))
-        request = CreateVolumeRequest(
-            name=name, project=project, disk_interface="Block", region=region, size_gb=size
-        )
-        return self.client.create_volume(request).fid
+    def _find_bids(self, task_ids: list[str]) -> dict[str, Bid]:
+        return find_bids(self.client, self.account.project_fid, task_ids)
 
     # -- status ---------------------------------------------------------------------------------
     def get(self, task_id: str) -> TaskRecord:
@@ -163,88 +154,62 @@ class MithrilProvider(Provider):
         if not todo:
             return records
         bids = self._find_bids(todo)
-        instances = self._instances_for(list(bids.values()))
-        for task_id in todo:
-            bid = bids[task_id]
-            mine = sorted(instances.get(bid.fid, []), key=lambda i: _rank_key(bid, i))
-            records[task_id] = self._observe(bid, mine)
+        instances = instances_for(self.client, self.account.project_fid, list(bids.values()))
+        records.update(self._observe(list(bids.values()), instances))
         return records
 
-    def _find_bids(self, task_ids: list[str]) -> dict[str, Bid]:
-        if len(task_ids) == 1:
+    def _observe(
+        self, bids: list[Bid], instances: dict[str, list[Instance]]
+    ) -> dict[str, TaskRecord]:
+        """Build the records; start, read and collect nodes over SSH (one round trip per host)."""
+        views = {bid.fid: self._node_views(bid, instances[bid.fid]) for bid in bids}
+        live = [(bid, views[bid.fid] or []) for bid in bids if views[bid.fid]]
+        errors: dict[str, str] = {}
+        if live:
+            errors.update(self.nodes.discover([(bid.name, nodes) for bid, nodes in live]))
+            errors.update(self._start_ready(live, instances))
+            errors.update(self.nodes.read([node for _, nodes in live for node in nodes]))
+        records = {}
+        for bid in bids:
+            nodes = views[bid.fid]
+            record = record_of(bid, instances[bid.fid], self._type_name(bid), nodes)
+            trouble = [errors[n.destination] for n in nodes or [] if n.destination in errors]
+            if record.message is None and trouble:  # booting sshd, network blip: next poll
+                record.message = f"waiting for SSH: {trouble[0]}"
+            if record.status.is_terminal:
+                if nodes and record.exit_code is not None:
+                    self._collect(bid, nodes)
+                self._release(bid, nodes or [])
+                self.store.save(record)
+            records[bid.fid] = record
+        return records
+
+    def _start_ready(
+        self, live: list[tuple[Bid, list[NodeView]]], instances: dict[str, list[Instance]]
+    ) -> dict[str, str]:
+        """Hand every discovered, not yet started node of our own tasks its environment."""
+        todo = []
+        for bid, nodes in live:
+            plan = self._plans.get(bid.fid)
+            if plan is None or not all(n.node_dir for n in nodes):
+                continue
+            if all(n.instance_fid in plan.started for n in nodes):
+                continue
+            todo.append((plan, nodes, instances[bid.fid][0].private_ip or "127.0.0.1"))
+
+        def start(item: tuple[LaunchPlan, list[NodeView], str]) -> dict[str, str]:
+            plan, nodes, main_ip = item
             try:
-                return {task_ids[0]: self.client.get_bid(task_ids[0])}
-            except ResourceNotFoundError:
-                raise self._not_found(task_ids[0]) from None
-        wanted = set(task_ids)
-        found: dict[str, Bid] = {}
-        for bid in self.client.iter_bids(project=self.account.project_fid):
-            if bid.fid in wanted:
-                found[bid.fid] = bid
-                if len(found) == len(wanted):
-                    break
-        missing = [task_id for task_id in task_ids if task_id not in found]
-        if missing:
-            raise self._not_found(missing[0])
-        return found
-
-    def _not_found(self, task_id: str) -> TaskNotFoundError:
-        return TaskNotFoundError(
-            f"No Mithril task (spot bid) {task_id!r} in this project",
-            field="task_id",
-            value=task_id,
-            hint="List tasks with `flow status`; check MITHRIL_PROJECT",
-        )
-
-    def _instances_for(self, bids: list[Bid]) -> dict[str, list[Instance]]:
-        """Instances of live bids (one listing) and of ended bids not yet recorded (by id)."""
-        grouped = self._instances_of([b for b in bids if b.status in ("Allocated", "Preempting")])
-        ended = [b for b in bids if b.status == "Terminated" and b.instances]
-        for start in range(0, len(ended), _BID_FILTER_MAX):
-            grouped.update(self._instances_of(ended[start : start + _BID_FILTER_MAX]))
-        return grouped
-
-    def _instances_of(self, bids: Iterable[Bid]) -> dict[str, list[Instance]]:
-        wanted = {bid.fid for bid in bids}
-        if not wanted:
+                self.nodes.start(plan, nodes, main_ip)
+            except FlowError as error:
+                logger.info("could not start task %s yet: %s", plan.name, error)
+                return {nodes[0].destination: str(error)}
             return {}
-        project = self.account.project_fid
-        if len(wanted) <= _BID_FILTER_MAX:
-            listed = self.client.list_instances(project, bid_fids=sorted(wanted))
-        else:
-            live = ["STATUS_NEW", "STATUS_CONFIRMED", "STATUS_INITIALIZING", "STATUS_STARTING"]
-            live += ["STATUS_RUNNING", "STATUS_PREEMPTING", "STATUS_STOPPING"]
-            listed = self.client.list_instances(project, statuses=live)
-        grouped: dict[str, list[Instance]] = {}
-        for instance in listed:
-            if instance.bid in wanted:
-                grouped.setdefault(instance.bid, []).append(instance)
-        return grouped
 
-    def _observe(self, bid: Bid, instances: list[Instance]) -> TaskRecord:
-        """Build the record; start, read and collect the nodes over SSH when the time has come."""
-        type_name = self._type_name(bid)
-        nodes = self._node_views(bid, instances)
-        message = None
-        if nodes is not None:
-            try:
-                self.nodes.discover(bid.name, nodes)
-                plan = self._plans.get(bid.fid)
-                if plan is not None and all(n.node_dir for n in nodes):
-                    self.nodes.start(plan, nodes, instances[0].private_ip or "127.0.0.1")
-                self.nodes.read(nodes)
-            except FlowError as error:  # booting sshd, network blip: try again next poll
-                logger.info("SSH to task %s not possible yet: %s", bid.name, error)
-                message = f"waiting for SSH: {error}"
-        record = record_of(bid, instances, type_name, nodes)
-        if record.message is None:
-            record.message = message
-        if record.status.is_terminal:
-            if nodes and record.exit_code is not None:
-                self._collect(bid, nodes)
-            self._release(bid, nodes or [])
-            self.store.save(record)
-        return record
+        errors: dict[str, str] = {}
+        for result in self.nodes.pool.each(todo, start):
+            errors.update(result)
+        return errors
 
     def _type_name(self, bid: Bid) -> str:
         plan = self._plans.get(bid.fid)
@@ -291,15 +256,14 @@ class MithrilProvider(Provider):
             if name_prefix is None or bid.name.startswith(name_prefix)
         ]
         unsaved = [b for b in bids if not _is_saved_terminal(self.store.load(b.fid))]
-        instances = self._instances_for(unsaved)
+        instances = instances_for(self.client, self.account.project_fid, unsaved)
         records = []
         for bid in bids:
             saved = self.store.load(bid.fid)
             if saved is not None and saved.status.is_terminal:
                 record = saved
             else:
-                mine = sorted(instances.get(bid.fid, []), key=lambda i: _rank_key(bid, i))
-                record = record_of(bid, mine, self._type_name(bid), None)
+                record = record_of(bid, instances.get(bid.fid, []), self._type_name(bid), None)
                 if bid.status == "Terminated":
                     self.store.save(record)
             if not active_only or not record.status.is_terminal:
@@ -313,9 +277,8 @@ class MithrilProvider(Provider):
         ops = self._nodes  # only a process that fed the nodes knows their folders
         known = [fid for fid in bid.instances if ops is not None and ops.known_dir(fid)]
         if known and bid.status == "Allocated":  # tidy the node folders first
-            instances = self._instances_of([bid]).get(bid.fid, [])
-            nodes = self._node_views(bid, sorted(instances, key=lambda i: _rank_key(bid, i)))
-            self._release(bid, nodes or [])
+            instances = instances_for(self.client, self.account.project_fid, [bid])[bid.fid]
+            self._release(bid, self._node_views(bid, instances) or [])
         else:
             self._release(bid, [])
         if saved is not None and saved.status.is_terminal:
@@ -327,13 +290,11 @@ class MithrilProvider(Provider):
     # -- logs, shell, files ---------------------------------------------------------------------
     def _main_node(self, task_id: str) -> NodeView | None:
         bid = self._find_bids([task_id])[task_id]
-        instances = sorted(
-            self._instances_of([bid]).get(bid.fid, []), key=lambda i: _rank_key(bid, i)
-        )
+        instances = instances_for(self.client, self.account.project_fid, [bid])[bid.fid]
         nodes = self._node_views(bid, instances)
         if not nodes:
             return None
-        self.nodes.discover(bid.name, nodes[:1])
+        self.nodes.discover([(bid.name, nodes[:1])])
         return nodes[0]
 
     def logs(self, task_id: str, tail: int | None = None) -> str:
@@ -409,6 +370,9 @@ class MithrilProvider(Provider):
         return min(prices, default=0.0)
 
     # -- volumes ----------------------------------------------------------------------------------
+    def _volume_fid(self, project: str, region: str, name: str, size_gb: float | None) -> str:
+        return volume_fid(self.client, project, region, name, size_gb)
+
     def list_volumes(self) -> list[VolumeInfo]:
         volumes = self.client.list_volumes(
             self.account.project_fid, region=self.settings.mithril_region
@@ -445,12 +409,6 @@ class MithrilProvider(Provider):
 
 def _is_saved_terminal(record: TaskRecord | None) -> bool:
     return record is not None and record.status.is_terminal
-
-
-def _rank_key(bid: Bid, instance: Instance) -> int:
-    return (
-        bid.instances.index(instance.fid) if instance.fid in bid.instances else len(bid.instances)
-    )
 
 
 def _parse(destination: str) -> SSHDestination:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mithril_helpers import settings_for
@@ -17,6 +18,7 @@ from flow_backend.errors import (
 )
 from flow_backend.models import TaskStatus
 from flow_backend.providers.mithril import MithrilProvider
+from flow_backend.providers.mithril import nodes as nodes_module
 from flow_backend.task_config import VolumeSpec
 from flow_backend.testing import FakeMithril
 
@@ -34,9 +36,18 @@ def test_every_node_gets_its_rank_and_the_main_ip(cloud_flow: Flow, tmp_path: Pa
 
 
 def test_polling_costs_the_same_few_requests_for_3_or_8_tasks(
-    cloud_flow: Flow, cloud: FakeMithril
+    cloud_flow: Flow, cloud: FakeMithril, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def requests_per_poll(count: int) -> int:
+    ssh_status_reads: list[int] = []
+    real_read = nodes_module.read_statuses
+
+    def counting_read(conn: Any, task_dirs: Any) -> Any:
+        ssh_status_reads.append(len(task_dirs))
+        return real_read(conn, task_dirs)
+
+    monkeypatch.setattr(nodes_module, "read_statuses", counting_read)
+
+    def costs_per_poll(count: int) -> tuple[int, list[int]]:
         tasks = [
             cloud_flow.run(TaskConfig(command="sleep 300", instance_type="a10", upload_code=False))
             for _ in range(count)
@@ -49,13 +60,17 @@ def test_polling_costs_the_same_few_requests_for_3_or_8_tasks(
             timeout=90,
         )
         cloud.reset_request_counts()
+        ssh_status_reads.clear()
         cloud_flow.provider.get_many(ids)
-        total = sum(cloud.request_counts.values())
+        api_requests = sum(cloud.request_counts.values())
+        reads = list(ssh_status_reads)
         for task_id in ids:
             cloud_flow.cancel(task_id)
-        return total
+        return api_requests, reads
 
-    assert requests_per_poll(3) == requests_per_poll(8) == 2  # one bid list, one instance list
+    # one bid list and one instance list; one SSH status round trip for all tasks on the host
+    assert costs_per_poll(3) == (2, [3])
+    assert costs_per_poll(8) == (2, [8])
 
 
 def test_preemption_ends_the_task_failed_with_a_preempted_message(
