@@ -94,4 +94,6 @@ def record_of(
             record.status = TaskStatus.RUNNING
         else:
             record.status = TaskStatus.PROVISIONING
+            if booted and not all(i.ssh_destination for i in instances):
+                record.message = "waiting for the instance's SSH address (ssh_destination)"
     return record

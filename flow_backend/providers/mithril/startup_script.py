@@ -70,10 +70,12 @@ if [ -n "$IMAGE" ]; then
   [ -n "$ENGINE" ] && "$ENGINE" pull "$IMAGE" >> "$D/setup.log" 2>&1
 fi
 touch "$D/{ready}"
+rm -f "$D/.tick"; mkfifo "$D/.tick" 2>/dev/null && exec 9<>"$D/.tick"
 while [ ! -f "$D/{go}" ]; do
   if [ "$SECONDS" -gt {wait} ]; then echo 125 > "$D/{exit_code}"; exit 125; fi
-  sleep 0.5
+  read -r -t 0.5 -u 9 2>/dev/null || [ $? -gt 128 ] || sleep 0.5
 done
+exec 9>&-; rm -f "$D/.tick"
 set -a; . "$D/{go}"; set +a; rm -f "$D/{go}"
 echo $$ > "$D/{pid}.tmp" && mv -f "$D/{pid}.tmp" "$D/{pid}"
 mkdir -p "$FLOW_WORKDIR" 2>/dev/null; cd "$FLOW_WORKDIR" 2>/dev/null || cd "$D"
