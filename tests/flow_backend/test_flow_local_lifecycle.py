@@ -241,7 +241,7 @@ def test_shell_endpoints_and_repr(flow: Flow, tmp_path: Path) -> None:
     assert task.shell_command is not None and str(tmp_path.resolve()) in task.shell_command
     assert task.endpoints == {"port-8888": "http://127.0.0.1:8888"}
     assert task.task_id in repr(task) and "s3cr3t" not in repr(task)
-    spec_text = (Path(os.environ["FLOW_HOME"]) / "tasks" / task.task_id / "task.json").read_text()
+    spec_text = (Path(os.environ["FLOW_HOME"]) / "tasks" / f"{task.task_id}.jsonl").read_text()
     assert "SECRET_TOKEN" in spec_text and "s3cr3t" not in spec_text
     task.stop()
 
@@ -250,7 +250,7 @@ def test_module_level_run_uses_settings(flow_home: Path) -> None:
     task = run("echo shortcut", name="short")
     assert task.wait() is TaskStatus.COMPLETED
     assert task.logs() == "shortcut\n"
-    assert (flow_home / "tasks" / task.task_id).is_dir()
+    assert (flow_home / "tasks" / f"{task.task_id}.log").read_text() == "shortcut\n"
 
 
 def test_run_accepts_a_config_with_overrides(flow: Flow) -> None:

@@ -81,8 +81,9 @@ def start_ranks(
             started.append(
                 processes.launch(
                     spec.command,
-                    exit_file=files.exit_path(rank),
+                    record_file=files.events_path,
                     log_file=files.log_path,
+                    rank=rank,
                     cwd=spec.working_dir,
                     env=rank_env,
                     time_limit_seconds=limit,

@@ -26,26 +26,27 @@ __all__ = [
     "signal_tree",
 ]
 
-# The wrapper's arguments: command, exit-code file, log file, grace, time limit, then K=V pairs to
-# export (the rest of the environment is inherited, which spares encoding all of it for every task).
-# The wrapper opens the log itself, so the submitting process creates one file less per task.
+# The wrapper's arguments: command, task record, log file, rank, grace, time limit, then K=V pairs
+# to export (the rest of the environment is inherited, which spares encoding all of it for every
+# task). The wrapper opens the log itself and appends the exit code to the record (see state.py).
 _PROLOGUE = (
-    "__flow_cmd=$1 __flow_exit=$2 __flow_grace=$4 __flow_limit=$5; "
-    'exec </dev/null >>"$3" 2>&1; shift 5; '
+    "__flow_cmd=$1 __flow_record=$2 __flow_rank=$4 __flow_grace=$5 __flow_limit=$6; "
+    'exec </dev/null >>"$3" 2>&1; shift 6; '
     'for __flow_kv; do export "$__flow_kv"; done; unset __flow_kv; set --; '
+    '__flow_done() { printf \'{"exit":[%s,%s]}\\n\' "$__flow_rank" "$1" >>"$__flow_record"; }; '
 )
 # The EXIT trap also catches the user's `exit N`; it costs no extra process for shell builtins
 # (dash forks once for an external command either way).
-_WRAPPER = _PROLOGUE + 'trap \'echo $? >"$__flow_exit"\' EXIT; eval "$__flow_cmd"'
+_WRAPPER = _PROLOGUE + "trap '__flow_done $?' EXIT; eval \"$__flow_cmd\""
 # For commands that `exec` (the trap would be lost) or set their own traps: a subshell runs them.
 _WRAPPER_SUBSHELL = (
-    _PROLOGUE + '(eval "$__flow_cmd"); __flow_c=$?; echo $__flow_c >"$__flow_exit"; exit $__flow_c'
+    _PROLOGUE + '(eval "$__flow_cmd"); __flow_c=$?; __flow_done $__flow_c; exit $__flow_c'
 )
 _NEEDS_SUBSHELL = re.compile(r"\b(exec|trap)\b")
 # coreutils `timeout` enforces the time limit: SIGTERM to the command's process group, then SIGKILL.
 _WRAPPER_TIMED = _PROLOGUE + (
     'timeout -k "$__flow_grace" "$__flow_limit" /bin/sh -c "$__flow_cmd"; __flow_c=$?; '
-    'echo $__flow_c >"$__flow_exit"; exit $__flow_c'
+    "__flow_done $__flow_c; exit $__flow_c"
 )
 
 #: A process with the task's pid that started this long before the task is another process.
@@ -63,16 +64,19 @@ def has_timeout_binary() -> bool:
 def launch(
     command: str,
     *,
-    exit_file: Path,
+    record_file: Path,
     log_file: Path,
+    rank: int,
     cwd: str,
     env: dict[str, str],
     time_limit_seconds: float | None = None,
     grace_seconds: float = 10.0,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` under the wrapper in a new session, its output appended to ``log_file``.
+    """Start one rank of ``command`` under the wrapper in a new session.
 
     Args:
+        record_file: The task's event record; the wrapper appends the exit code to it.
+        log_file: Where stdout and stderr are appended.
         env: Variables to set on top of this process's environment.
     """
     limits = ["", ""]
@@ -84,9 +88,12 @@ def launch(
     else:
         script = _WRAPPER
     pairs = [f"{key}={value}" for key, value in env.items()]
-    argv = ["/bin/sh", "-c", script, "flow-task", command, str(exit_file), str(log_file)]
+    files = [str(record_file), str(log_file), str(rank)]
     return subprocess.Popen(
-        [*argv, *limits, *pairs], cwd=cwd, start_new_session=True, close_fds=True
+        ["/bin/sh", "-c", script, "flow-task", command, *files, *limits, *pairs],
+        cwd=cwd,
+        start_new_session=True,
+        close_fds=True,
     )
 
 

@@ -26,7 +26,14 @@ from flow_backend.providers.local.outcome import (
     record_of,
     time_limit_message,
 )
-from flow_backend.providers.local.state import FinalState, StopRequest, TaskFiles, TaskSpec, utc_now
+from flow_backend.providers.local.state import (
+    EVENTS_SUFFIX,
+    FinalState,
+    StopRequest,
+    TaskFiles,
+    TaskSpec,
+    utc_now,
+)
 from flow_backend.settings import FlowSettings
 from flow_backend.task_config import TaskConfig, volume_env_var
 
@@ -68,8 +75,8 @@ class LocalProvider(Provider):
         return self._gpu_pool
 
     def _has_ended(self, task_id: str) -> bool:
-        files = TaskFiles(self._tasks_dir / task_id)
-        if not files.spec_path.exists():
+        files = TaskFiles(self._tasks_dir, task_id)
+        if not files.exists():
             return True
         return self._derive(files, allow_start=False).status.is_terminal
 
@@ -78,7 +85,7 @@ class LocalProvider(Provider):
         """Start the task now, or leave it ``pending`` until enough GPUs are free."""
         instance = config.instance
         task_id = f"local-{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
-        files = TaskFiles(self._tasks_dir / task_id)
+        files = TaskFiles(self._tasks_dir, task_id)
         spec = TaskSpec(
             task_id=task_id,
             name=config.name,
@@ -110,7 +117,6 @@ class LocalProvider(Provider):
                 value=config.instance_type,
                 hint="Pick a type with fewer GPUs, fewer num_instances, or a cloud provider",
             )
-        files.folder.mkdir()
         if pool is not None:
             allocated = pool.allocate(task_id, needed)
             if allocated is None:
@@ -140,7 +146,7 @@ class LocalProvider(Provider):
         with self._lock:
             self._children[spec.task_id] = children
             self._started_specs[spec.task_id] = spec
-        files.write_spec(spec, new=not was_pending)
+        files.write_spec(spec)
         if was_pending:
             files.config_path.unlink(missing_ok=True)
         return record_of(spec, None)
@@ -156,6 +162,7 @@ class LocalProvider(Provider):
             return spec
         if not files.claim_start():  # another process is starting (or cancelling) it right now
             return files.read_spec() or spec
+        spec = spec.model_copy(deep=True)
         spec.gpus = allocated
         self._start(files, spec, TaskConfig.model_validate(data), was_pending=True)
         return files.read_spec() or spec
@@ -164,8 +171,8 @@ class LocalProvider(Provider):
     def _files(self, task_id: str) -> TaskFiles:
         if not _TASK_ID.match(task_id or ""):
             raise _not_found(task_id)
-        files = TaskFiles(self._tasks_dir / task_id)
-        if task_id not in self._started_specs and not files.spec_path.exists():
+        files = TaskFiles(self._tasks_dir, task_id)
+        if task_id not in self._started_specs and not files.exists():
             raise _not_found(task_id)
         return files
 
@@ -174,16 +181,16 @@ class LocalProvider(Provider):
         return self._derive(self._files(task_id))
 
     def _derive(self, files: TaskFiles, *, allow_start: bool = True) -> TaskRecord:
+        snapshot = files.snapshot()
         # A started task's spec never changes again, so the one we wrote is still current.
-        spec = self._started_specs.get(files.task_id) or files.read_spec()
+        spec = self._started_specs.get(files.task_id) or snapshot.spec
         if spec is None:
             raise _not_found(files.task_id)
-        final = files.read_final()
-        if final is not None:
+        if snapshot.final is not None:
             self._forget_children(spec.task_id)
-            return record_of(spec, final)
+            return record_of(spec, snapshot.final)
         if not spec.processes:
-            if allow_start and files.read_stop() is None:
+            if allow_start and snapshot.stop is None:
                 spec = self._try_start_pending(files, spec)
             if not spec.processes:
                 return record_of(spec, None, message="waiting for free GPUs")
@@ -194,6 +201,7 @@ class LocalProvider(Provider):
         launched_at = spec.started_at.timestamp() if spec.started_at else None
         for rank, pid in enumerate(spec.processes):
             child = children[rank] if children else None
+            code = snapshot.exit_codes.get(rank)
             killed_by = None
             if child is not None:
                 # Our own child: its return code is the command's (the wrapper exits with it).
@@ -201,15 +209,11 @@ class LocalProvider(Provider):
                 if returncode is None:
                     running = True
                     continue
-                code = returncode if returncode >= 0 else files.read_exit_code(rank)
+                code = returncode if returncode >= 0 else code
                 killed_by = -returncode if returncode < 0 else None
-            else:
-                code = files.read_exit_code(rank)
-                if code is None:
-                    if processes.is_alive(pid, launched_at):
-                        running = True
-                        continue
-                    code = files.read_exit_code(rank)  # written just before the wrapper exits
+            elif code is None and processes.is_alive(pid, launched_at):
+                running = True
+                continue
             codes.append(code)
             signals.append(killed_by)
         if running:
@@ -217,14 +221,23 @@ class LocalProvider(Provider):
                 reason = time_limit_message(spec.max_run_time_hours or 0.0)
                 return self._stop(files, spec, TaskStatus.FAILED, reason)
             return record_of(spec, None)
-        final = conclude(spec, codes, signals, files.read_stop())
-        final.ended_at = files.ended_at(spec.num_instances) or final.ended_at
-        if any(code is None for code in codes):
+        if None in codes:
+            # The record may have gained the exit codes since it was read (they are written
+            # just before the wrapper exits).
+            snapshot = files.snapshot()
+            codes = [
+                snapshot.exit_codes.get(rank) if code is None else code
+                for rank, code in enumerate(codes)
+            ]
+        final = conclude(spec, codes, signals, snapshot.stop)
+        if len(snapshot.exit_codes) == spec.num_instances and snapshot.modified_at:
+            final.ended_at = snapshot.modified_at  # when the last rank recorded its exit
+        if None in codes:
             # A rank vanished without an exit code: end whatever it left running in its session.
             for session in spec.processes:
                 processes.signal_tree(session, signal.SIGKILL)
         if not final.from_exit_codes_only:
-            # A plain exit is derived from the exit files each time; anything else is kept.
+            # A plain exit is derived from the exit codes each time; anything else is recorded.
             if final.status is TaskStatus.FAILED and final.exit_code is not None:
                 files.append_log(final.message or "")
             files.write_final(final)
@@ -248,9 +261,9 @@ class LocalProvider(Provider):
         """Every task under ``FLOW_HOME/tasks``, newest first."""
         records = []
         for entry in os.scandir(self._tasks_dir):
-            files = TaskFiles(self._tasks_dir / entry.name)
-            if not entry.is_dir() or not files.spec_path.exists():
+            if not entry.name.endswith(EVENTS_SUFFIX):
                 continue
+            files = TaskFiles(self._tasks_dir, entry.name.removesuffix(EVENTS_SUFFIX))
             try:
                 record = self._derive(files)
             except TaskNotFoundError:

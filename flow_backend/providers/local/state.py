@@ -1,31 +1,44 @@
-"""The on-disk layout of one local task, readable and writable by any process.
+"""The on-disk state of one local task, readable and writable by any process.
 
-``FLOW_HOME/tasks/<task_id>/``::
+Two files per task in ``FLOW_HOME/tasks/`` (plus two rare ones)::
 
-    task.json     what was started: name, command, ranks' pids, GPUs, limits (never env values)
-    config.json   the full TaskConfig while the task waits for GPUs (mode 0600; removed at start)
-    output.log    stdout and stderr of every rank, interleaved as written
-    exit-<rank>   the exit code, written by the shell wrapper when the command ends
-    stop.json     a stop request: the status to end in and why (cancel, time limit)
-    final.json    the final status, exit code and message, once known
+    <task_id>.jsonl        an append-only record of events, one JSON object per line:
+                           {"spec": ...}  what was started: name, command, pids, GPUs (never env values)
+                           {"exit": [rank, code]}  written by the shell wrapper when a rank ends
+                           {"stop": ...}  a stop request: the status to end in and why
+                           {"final": ...} the final state, when it is more than the exit codes say
+    <task_id>.log          stdout and stderr of every rank, interleaved as written
+    <task_id>.config.json  the full TaskConfig while the task waits for GPUs (mode 0600)
+    <task_id>.claim        taken by the one process that starts (or cancels) a pending task
+
+Appending a line to an existing file is atomic for small writes and creates no directory entry, so a
+task costs two file creations: this record (by the submitting process) and its log (by the task).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from flow_backend.models import TaskStatus
 
-__all__ = ["FinalState", "StopRequest", "TaskFiles", "TaskSpec", "utc_now"]
+__all__ = [
+    "FinalState",
+    "StopRequest",
+    "TaskFiles",
+    "TaskSnapshot",
+    "TaskSpec",
+    "utc_now",
+    "write_atomic",
+]
 
-_M = TypeVar("_M", bound=BaseModel)
+EVENTS_SUFFIX = ".jsonl"
 
 
 def utc_now() -> datetime:
@@ -34,7 +47,7 @@ def utc_now() -> datetime:
 
 
 class TaskSpec(BaseModel):
-    """What ``task.json`` holds."""
+    """What a ``spec`` event holds (the last one counts)."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -58,7 +71,7 @@ class TaskSpec(BaseModel):
 
 
 class StopRequest(BaseModel):
-    """What ``stop.json`` holds."""
+    """What a ``stop`` event holds."""
 
     status: TaskStatus
     message: str
@@ -66,7 +79,7 @@ class StopRequest(BaseModel):
 
 
 class FinalState(BaseModel):
-    """What ``final.json`` holds."""
+    """What a ``final`` event holds."""
 
     status: TaskStatus
     exit_code: int | None = None
@@ -84,71 +97,70 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class TaskSnapshot:
+    """Everything one read of a task's record says."""
+
+    spec: TaskSpec | None = None
+    exit_codes: dict[int, int] = field(default_factory=dict)
+    stop: StopRequest | None = None
+    final: FinalState | None = None
+    modified_at: datetime | None = None
+
+
 class TaskFiles:
-    """Paths and reads/writes of one task's folder."""
+    """Paths, reads and appends of one task's files."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, tasks_dir: Path, task_id: str) -> None:
+        self.task_id = task_id
+        base = os.path.join(tasks_dir, task_id)
+        self.events_path = Path(base + EVENTS_SUFFIX)
+        self.log_path = Path(base + ".log")
+        self.config_path = Path(base + ".config.json")
+        self._claim_path = base + ".claim"
 
-    @property
-    def task_id(self) -> str:
-        return self.folder.name
-
-    @property
-    def spec_path(self) -> Path:
-        return self.folder / "task.json"
-
-    @property
-    def config_path(self) -> Path:
-        return self.folder / "config.json"
-
-    @property
-    def log_path(self) -> Path:
-        return self.folder / "output.log"
-
-    @property
-    def stop_path(self) -> Path:
-        return self.folder / "stop.json"
-
-    @property
-    def final_path(self) -> Path:
-        return self.folder / "final.json"
-
-    def exit_path(self, rank: int) -> Path:
-        return self.folder / f"exit-{rank}"
+    def exists(self) -> bool:
+        """Whether the task's record exists."""
+        return self.events_path.exists()
 
     # -- reads ---------------------------------------------------------------------------------
-    def read_spec(self) -> TaskSpec | None:
-        spec = _read_model(self.spec_path, TaskSpec)
-        if spec is None and self.spec_path.exists():
-            time.sleep(0.01)  # caught it while a new task.json was being written
-            spec = _read_model(self.spec_path, TaskSpec)
-        return spec
-
-    def read_stop(self) -> StopRequest | None:
-        return _read_model(self.stop_path, StopRequest)
-
-    def read_final(self) -> FinalState | None:
-        return _read_model(self.final_path, FinalState)
-
-    def read_exit_code(self, rank: int) -> int | None:
+    def snapshot(self) -> TaskSnapshot:
+        """Read the record once and fold its events."""
+        snapshot = TaskSnapshot()
         try:
-            text = self.exit_path(rank).read_text().strip()
+            with open(self.events_path, "rb") as handle:
+                data = handle.read()
+                modified = os.fstat(handle.fileno()).st_mtime
         except OSError:
-            return None
-        return int(text) if text.lstrip("-").isdigit() else None
-
-    def ended_at(self, ranks: int) -> datetime | None:
-        """When the last of ``ranks`` ranks wrote its exit code."""
-        times = []
-        for rank in range(ranks):
+            return snapshot
+        snapshot.modified_at = datetime.fromtimestamp(modified, UTC)
+        spec_data: dict[str, Any] | None = None
+        for line in data.splitlines():
             try:
-                times.append(self.exit_path(rank).stat().st_mtime)
-            except OSError:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a crash, or still being written
+            if not isinstance(event, dict):
                 continue
-        return datetime.fromtimestamp(max(times), UTC) if times else None
+            if "exit" in event:
+                rank, code = event["exit"]
+                snapshot.exit_codes.setdefault(int(rank), int(code))
+            elif "spec" in event:
+                spec_data = event["spec"]
+            elif "stop" in event and snapshot.stop is None:
+                snapshot.stop = StopRequest.model_validate(event["stop"])
+            elif "final" in event and snapshot.final is None:
+                snapshot.final = FinalState.model_validate(event["final"])
+        if spec_data is not None:
+            snapshot.spec = TaskSpec.model_validate(spec_data)
+        return snapshot
+
+    def read_spec(self) -> TaskSpec | None:
+        """The latest spec, if the record has one."""
+        return self.snapshot().spec
 
     def read_config(self) -> dict[str, Any] | None:
+        """The full config of a task waiting for GPUs."""
         try:
             data = json.loads(self.config_path.read_text())
         except (OSError, ValueError):
@@ -156,28 +168,36 @@ class TaskFiles:
         return data if isinstance(data, dict) else None
 
     # -- writes --------------------------------------------------------------------------------
-    def write_spec(self, spec: TaskSpec, *, new: bool = False) -> None:
-        """Write ``task.json``; a new one directly (one file creation less), else atomically."""
-        if not new:
-            write_atomic(self.spec_path, spec.model_dump_json())
-            return
-        fd = os.open(self.spec_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(spec.model_dump_json())
+    def _append(self, key: str, model: BaseModel) -> None:
+        line = f'{{"{key}":{model.model_dump_json()}}}\n'.encode()
+        fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def write_spec(self, spec: TaskSpec) -> None:
+        """Record (a new version of) the spec."""
+        self._append("spec", spec)
 
     def write_stop(self, request: StopRequest) -> None:
-        write_atomic(self.stop_path, request.model_dump_json())
+        """Record a stop request."""
+        self._append("stop", request)
 
     def write_final(self, final: FinalState) -> None:
-        write_atomic(self.final_path, final.model_dump_json())
+        """Record the final state."""
+        self._append("final", final)
 
     def write_config(self, config_json: str) -> None:
-        write_atomic(self.config_path, config_json, mode=0o600)
+        """Keep the full config of a task that waits for GPUs (only the owner can read it)."""
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(config_json)
 
     def claim_start(self) -> bool:
         """Claim the right to start (or cancel) a pending task; only one process gets it."""
         try:
-            os.close(os.open(self.folder / "start.claim", os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+            os.close(os.open(self._claim_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
         except FileExistsError:
             return False
         return True
@@ -186,14 +206,3 @@ class TaskFiles:
         """Append one ``[flow]`` note to the task's log."""
         with open(self.log_path, "a") as handle:
             handle.write(f"[flow] {line}\n")
-
-
-def _read_model(path: Path, model: type[_M]) -> _M | None:
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    try:
-        return model.model_validate_json(text)
-    except ValueError:
-        return None
