@@ -75,9 +75,12 @@ def test_concurrent_sweep_jobs_compute_the_shared_stage_once(
 ) -> None:
     out = _run(tmp_path, "-m", *launcher, "model_training.lr=0.05,0.2")
     if "hydra/launcher=flow" in launcher:  # the jobs' output is in the tasks' logs
-        logs = sorted((tmp_path / "flow-home" / "tasks").glob("*/output.log"))
-        assert len(logs) == 2, out
-        out = "\n".join(log.read_text() for log in logs)
+        from flow_backend import Flow
+
+        with Flow(provider="local", home=str(tmp_path / "flow-home")) as flow:
+            tasks = flow.list_tasks()
+            assert len(tasks) == 2, out
+            out = "\n".join(str(task.logs()) for task in tasks)
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     (data_run,) = stage_runs(uri, stage="data_preparation")  # computed by one job only
