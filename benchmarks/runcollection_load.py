@@ -1,8 +1,9 @@
 """Load N runs three ways and compare: RunCollection (ADBC + polars), mlflow.search_runs, bare SQL.
 
 Each N gets a fresh sqlite MLflow store (schema made by MLflow itself) filled by SQL in bulk: N runs with
-8 params, 3 metrics of 10 steps each (history + latest) and 5 tags. Each reader then runs in its own
-process (so peak memory is its own), three times; the best time is shown. Nothing is asserted.
+8 params, 3 metrics of 10 steps each (history + latest) and 5 tags. Each timed read runs in a fresh
+process (so peak memory is its own) after a warm-up outside the timing (imports, connection, MLflow's
+engine); rounds interleave the readers so machine load hits them alike. Nothing is asserted.
 
     python benchmarks/runcollection_load.py            # N = 1,000 and 10,000
     python benchmarks/runcollection_load.py --n 500    # other sizes
@@ -16,6 +17,7 @@ import os
 import random
 import resource
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -128,11 +130,16 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(reader: str, db: Path, repeat: int) -> None:
-    """Time one reader ``repeat`` times in this process; print JSON (best seconds, peak MB)."""
+def worker(reader: str, db: Path) -> None:
+    """Warm up (imports, connections), then time one full read; print JSON (seconds, peak MB)."""
     uri = f"sqlite:///{db}"
     if reader == "runcollection":
+        import adbc_driver_sqlite.dbapi
+        import pyarrow  # noqa: F401  (imported by the first read otherwise)
+
         from hydraflow import RunCollection
+
+        adbc_driver_sqlite.dbapi.connect(f"file:{db}?mode=ro").close()
 
         def read() -> int:
             return RunCollection.load(EXPERIMENT, tracking_uri=uri).to_frame().height
@@ -141,6 +148,7 @@ def worker(reader: str, db: Path, repeat: int) -> None:
         import mlflow
 
         mlflow.set_tracking_uri(uri)
+        mlflow.search_experiments()  # engine and schema check, outside the timing
 
         def read() -> int:
             return len(mlflow.search_runs(experiment_names=[EXPERIMENT]))
@@ -150,30 +158,16 @@ def worker(reader: str, db: Path, repeat: int) -> None:
         def read() -> int:
             return _bare_sql(db)
 
-    base = _peak_mb()
-    times, rows = [], 0
-    for _ in range(repeat):
-        started = time.perf_counter()
-        rows = read()
-        times.append(time.perf_counter() - started)
-    peak = _peak_mb()
-    print(
-        json.dumps(
-            {
-                "best": min(times),
-                "first": times[0],
-                "rows": rows,
-                "peak_mb": peak,
-                "delta_mb": (peak - base) / 1024,
-            }
-        )
-    )
+    started = time.perf_counter()
+    rows = read()
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "rows": rows, "peak_mb": _peak_mb()}))
 
 
-def measure(reader: str, db: Path, repeat: int) -> dict[str, float]:
+def measure(reader: str, db: Path) -> dict[str, float]:
     """Run :func:`worker` in a fresh interpreter and read its JSON line."""
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", reader, "--db", str(db), "--repeat", str(repeat)],
+        [sys.executable, __file__, "--worker", reader, "--db", str(db)],
         check=True,
         capture_output=True,
         text=True,
@@ -184,18 +178,18 @@ def measure(reader: str, db: Path, repeat: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1_000, 10_000])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per reader")
     parser.add_argument("--worker", choices=READERS)
     parser.add_argument("--db", type=Path)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.db, args.repeat)
+        worker(args.worker, args.db)
         return
     print(
-        f"{'N':>7} {'reader':<14} {'best s':>8} {'first s':>8} {'rows':>7} {'peak MB':>8} "
-        f"{'+MB':>6} {'vs search_runs':>15}"
+        f"{'N':>7} {'reader':<14} {'best s':>8} {'median s':>9} {'rows':>7} {'peak MB':>8} "
+        f"{'search_runs / reader':>21}"
     )
     for n in args.n:
         with tempfile.TemporaryDirectory() as tmp:
@@ -203,14 +197,21 @@ def main() -> None:
             started = time.perf_counter()
             build_store(db, n)
             built = time.perf_counter() - started
-            results = {reader: measure(reader, db, args.repeat) for reader in READERS}
-            baseline = results["search_runs"]["best"]
-            for reader, r in results.items():
+            results: dict[str, list[dict[str, float]]] = {reader: [] for reader in READERS}
+            for _ in range(args.rounds):  # interleaved, so a busy machine slows every reader alike
+                for reader in READERS:
+                    results[reader].append(measure(reader, db))
+            best = {reader: min(r["seconds"] for r in rs) for reader, rs in results.items()}
+            for reader, rs in results.items():
+                median = statistics.median(r["seconds"] for r in rs)
                 print(
-                    f"{n:>7} {reader:<14} {r['best']:>8.3f} {r['first']:>8.3f} {int(r['rows']):>7} "
-                    f"{r['peak_mb']:>8.0f} {r['delta_mb']:>6.0f} {baseline / r['best']:>14.1f}x"
+                    f"{n:>7} {reader:<14} {best[reader]:>8.3f} {median:>9.3f} "
+                    f"{int(rs[0]['rows']):>7} {max(r['peak_mb'] for r in rs):>8.0f} "
+                    f"{best['search_runs'] / best[reader]:>20.1f}x"
                 )
-            print(f"{'':>7} (store built in {built:.1f} s)")
+            print(
+                f"{'':>7} (store built in {built:.1f} s; best and median of {args.rounds} rounds)"
+            )
 
 
 if __name__ == "__main__":
