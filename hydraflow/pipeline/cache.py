@@ -123,8 +123,9 @@ def lock_dir_for(tracking_uri: str) -> Path:
     parsed = urlparse(tracking_uri)
     if parsed.scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
         return Path(tracking_uri.removeprefix("sqlite:///")).parent / ".hydraflow-locks"
-    if parsed.scheme in ("", "file"):
-        return Path(unquote(parsed.path) if parsed.scheme else tracking_uri) / ".hydraflow-locks"
+    if parsed.scheme in ("", "file"):  # beside the store's folder: MLflow reads every entry in it
+        root = Path(unquote(parsed.path) if parsed.scheme else tracking_uri).resolve()
+        return root.parent / f".{root.name}.hydraflow-locks"
     digest = hashlib.sha1(tracking_uri.encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / "hydraflow-locks" / digest
 

@@ -34,7 +34,7 @@ from hydraflow.conventions import (
     sanitize_key,
 )
 from hydraflow.pipeline.cache import TAG_RESULT, find_finished_run, lock_dir_for, stage_lock
-from hydraflow.pipeline.errors import PipelineDefinitionError
+from hydraflow.pipeline.errors import PipelineDefinitionError, PipelineError
 from hydraflow.pipeline.stage import StageOutput
 
 if TYPE_CHECKING:
@@ -68,9 +68,17 @@ class PipelineRecords:
         self.tracking_uri = tracking_uri
         self.lock_dir = lock_dir_for(tracking_uri)
         # A fresh sqlite store migrated by several processes at once breaks: create it under a lock.
+        from mlflow.exceptions import MlflowException
+
         with stage_lock(self.lock_dir, "store"):
-            self.client = MlflowClient(tracking_uri)
-            self.experiment_id = self._experiment_id(experiment)
+            try:
+                self.client = MlflowClient(tracking_uri)
+                self.experiment_id = self._experiment_id(experiment)
+            except MlflowException as error:
+                raise PipelineError(
+                    f"Cannot use the MLflow store {tracking_uri!r} (MLFLOW_TRACKING_URI): "
+                    f"{error.message}"
+                ) from None
         self._scratch: Path | None = None
 
     def _experiment_id(self, name: str) -> str:

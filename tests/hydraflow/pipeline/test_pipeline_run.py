@@ -21,7 +21,7 @@ from pipeline_helpers import (
     store,
 )
 
-from hydraflow.pipeline import Pipeline, PipelineRunError, Stage, StageContext
+from hydraflow.pipeline import Pipeline, PipelineError, PipelineRunError, Stage, StageContext
 
 __all__ = ["empty_store_file", "store"]
 
@@ -311,3 +311,12 @@ def test_unpicklable_in_process_result_flows_downstream_but_is_not_cached(
 
     assert second.executed == ["make_lock"]  # recomputed: nothing stored to reuse
     assert second.skipped == ["use_lock"]
+
+
+def test_unusable_store_is_one_error_naming_the_uri(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "bogus://nowhere")
+
+    with pytest.raises(PipelineError, match="Cannot use the MLflow store 'bogus://nowhere'"):
+        seed_pipeline().run(_cfg())
