@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import socket
 import threading
+import time
 from pathlib import Path
 
 from flow_backend.errors import ResourceNotFoundError, ValidationError
+from flow_backend.instance_types import parse_instance_type
 from flow_backend.providers.mithril.api import (
     Auction,
     CreateSshKeyRequest,
@@ -33,6 +36,7 @@ class Account:
         self._project_fid: str | None = None
         self._types: dict[str, InstanceType] | None = None
         self._ssh_key_fid: str | None = None
+        self._availability: tuple[float, list[Auction]] | None = None
 
     @property
     def project_fid(self) -> str:
@@ -67,12 +71,15 @@ class Account:
         )
 
     def instance_type(self, name: str) -> InstanceType:
-        """The API's instance type named like the catalog's full spec (``a100-80gb.sxm.1x``)."""
+        """The API's instance type with the catalog's full spec (``a100-80gb.sxm.1x``) or short name."""
         with self._lock:
             if self._types is None:
                 self._types = {it.name.lower(): it for it in self.client.list_instance_types()}
             types = self._types
         found = types.get(name.lower())
+        if found is None:  # a short catalog name such as "a100" → "a100-80gb.sxm.1x"
+            with contextlib.suppress(ResourceNotFoundError):
+                found = types.get(parse_instance_type(name).name.lower())
         if found is None:
             raise ResourceNotFoundError(
                 f"Mithril offers no instance type {name!r}",
@@ -88,6 +95,17 @@ class Account:
             if self._types is None:
                 self._types = {it.name.lower(): it for it in self.client.list_instance_types()}
             return next((it.name for it in self._types.values() if it.fid == fid), fid)
+
+    def availability(self, max_age: float = 5.0) -> list[Auction]:
+        """Spot availability, reused for ``max_age`` seconds (concurrent submissions share it)."""
+        with self._lock:
+            cached = self._availability
+            if cached is not None and time.monotonic() - cached[0] <= max_age:
+                return cached[1]
+        auctions = self.client.list_availability()
+        with self._lock:
+            self._availability = (time.monotonic(), auctions)
+        return auctions
 
     @property
     def key_path(self) -> Path:

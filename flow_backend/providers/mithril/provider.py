@@ -9,11 +9,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from flow_backend.errors import FlowError, ResourceNotFoundError
+from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationError
 from flow_backend.models import TaskRecord
 from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.mithril.account import Account, choose_region
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
     from flow_backend.task_config import TaskConfig
 
 __all__ = ["MithrilProvider"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +87,7 @@ class MithrilProvider(Provider):
         project = self.account.project_fid
         region = config.region or self.settings.mithril_region
         if region is None:
-            region = choose_region(
-                self.client.list_availability(), api_type.fid, config.num_instances
-            )
+            region = choose_region(self.account.availability(), api_type.fid, config.num_instances)
             if region is None:
                 raise ResourceNotFoundError(
                     f"Mithril has no spot market for instance type {instance.name!r}",
@@ -165,23 +166,36 @@ class MithrilProvider(Provider):
         views = {bid.fid: self._node_views(bid, instances[bid.fid]) for bid in bids}
         live = [(bid, views[bid.fid] or []) for bid in bids if views[bid.fid]]
         errors: dict[str, str] = {}
-        if live:
-            errors.update(self.nodes.discover([(bid.name, nodes) for bid, nodes in live]))
+        try:
+            ops = self.nodes if live else None
+        except ValidationError as error:  # no SSH key here: report, still show API states
+            errors = {node.destination: str(error) for _, nodes in live for node in nodes}
+            ops = None
+        if ops is not None:
+            errors.update(ops.discover([(bid.name, nodes) for bid, nodes in live]))
             errors.update(self._start_ready(live, instances))
-            errors.update(self.nodes.read([node for _, nodes in live for node in nodes]))
+            errors.update(ops.read([node for _, nodes in live for node in nodes]))
         records = {}
         for bid in bids:
             nodes = views[bid.fid]
-            record = record_of(bid, instances[bid.fid], self._type_name(bid), nodes)
+            feeding = bid.fid in self._plans
+            record = record_of(
+                bid, instances[bid.fid], self._type_name(bid), nodes, feeding=feeding
+            )
             trouble = [errors[n.destination] for n in nodes or [] if n.destination in errors]
             if record.message is None and trouble:  # booting sshd, network blip: next poll
                 record.message = f"waiting for SSH: {trouble[0]}"
-            if record.status.is_terminal:
-                if nodes and record.exit_code is not None:
-                    self._collect(bid, nodes)
-                self._release(bid, nodes or [])
-                self.store.save(record)
             records[bid.fid] = record
+        ended = [bid for bid in bids if records[bid.fid].status.is_terminal]
+
+        def finish(bid: Bid) -> None:  # log home first, then cancel: nothing keeps billing
+            nodes = views[bid.fid] or []
+            if nodes and records[bid.fid].exit_code is not None:
+                self._collect(bid, nodes)
+            self._release(bid, nodes)
+            self.store.save(records[bid.fid])
+
+        _each(ended, finish)  # concurrently when several ended in this poll
         return records
 
     def _start_ready(
@@ -237,12 +251,14 @@ class MithrilProvider(Provider):
 
     def _release(self, bid: Bid, nodes: list[NodeView]) -> None:
         """Cancel the bid (nothing keeps billing) and forget what this process held for it."""
-        if nodes:
-            self.nodes.clean(bid.name, [n.destination for n in nodes])
-            self.nodes.forget([n.instance_fid for n in nodes])
         if bid.status in _LIVE:
             with contextlib.suppress(ResourceNotFoundError):
                 self.client.cancel_bid(bid.fid)
+        if nodes:  # a cloud instance's disk goes with it; a loopback "instance" keeps its files
+            self.nodes.clean(
+                bid.name, [n.destination for n in nodes if _is_loopback(n.destination)]
+            )
+            self.nodes.forget([n.instance_fid for n in nodes])
         with self._lock:
             self._plans.pop(bid.fid, None)
 
@@ -364,7 +380,7 @@ class MithrilProvider(Provider):
         api_type = self.account.instance_type(instance_type)
         prices = [
             a.last_instance_price
-            for a in self.client.list_availability()
+            for a in self.account.availability()
             if a.instance_type == api_type.fid
         ]
         return min(prices, default=0.0)
@@ -380,7 +396,7 @@ class MithrilProvider(Provider):
         return [VolumeInfo(v.name, float(v.capacity_gb), v.region) for v in volumes]
 
     def create_volume(self, name: str, size_gb: float) -> VolumeInfo:
-        region = self.settings.mithril_region or _first_region(self.client.list_availability())
+        region = self.settings.mithril_region or _first_region(self.account.availability())
         project = self.account.project_fid
         fid = self._volume_fid(project, region, name, size_gb)
         volume = next(v for v in self.client.list_volumes(project, region=region) if v.fid == fid)
@@ -409,6 +425,20 @@ class MithrilProvider(Provider):
 
 def _is_saved_terminal(record: TaskRecord | None) -> bool:
     return record is not None and record.status.is_terminal
+
+
+def _each(items: list[T], work: Callable[[T], object]) -> None:
+    """Run ``work`` on each item, up to 8 at a time."""
+    if len(items) <= 1:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
+        list(pool.map(work, items))
+
+
+def _is_loopback(destination: str) -> bool:
+    return parse_destination(destination, field="ssh_destination").is_loopback
 
 
 def _parse(destination: str) -> SSHDestination:

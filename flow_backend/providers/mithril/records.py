@@ -46,9 +46,23 @@ def outcome(nodes: list[NodeView]) -> tuple[int, str | None] | None:
 
 
 def record_of(
-    bid: Bid, instances: list[Instance], instance_type: str, nodes: list[NodeView] | None
+    bid: Bid,
+    instances: list[Instance],
+    instance_type: str,
+    nodes: list[NodeView] | None,
+    *,
+    feeding: bool = False,
 ) -> TaskRecord:
-    """The task record for this poll (ended tasks get ``exit_code`` and ``ended_at``)."""
+    """The task record for this poll (ended tasks get ``exit_code`` and ``ended_at``).
+
+    Args:
+        bid: The task's bid.
+        instances: Its instances, rank 0 first.
+        instance_type: The catalog name to report.
+        nodes: The nodes as read over SSH this poll (None: not looked at).
+        feeding: This process hands the nodes their environment, so "running" needs SSH to
+            confirm the command started; other processes trust the API (instances running).
+    """
     price = bid.limit_price * bid.instance_quantity
     started = min((i.created_at for i in instances), default=None)
     record = TaskRecord(
@@ -82,9 +96,10 @@ def record_of(
         booted = len(instances) == bid.instance_quantity and all(
             i.status == "STATUS_RUNNING" for i in instances
         )
-        running = bool(nodes) and all(
-            n.status and n.status.state != "starting" for n in nodes or []
-        )
+        if nodes and all(n.status is not None for n in nodes):
+            running = all(n.status and n.status.state != "starting" for n in nodes)
+        else:
+            running = not feeding
         ended = outcome(nodes or [])
         if ended is not None:
             record.exit_code, record.message = ended

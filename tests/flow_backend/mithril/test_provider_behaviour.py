@@ -226,3 +226,27 @@ def test_bad_settings_give_clear_errors(
     with pytest.raises(Exception, match="MITHRIL_API_URL"):
         MithrilProvider(unreachable).submit(config)
     assert cloud.bids() == []
+
+
+def test_status_list_and_cancel_work_without_an_ssh_key(
+    cloud_flow: Flow,
+    cloud: FakeMithril,
+    sshd: SSHServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task = cloud_flow.run(TaskConfig(command="sleep 300", instance_type="a10", upload_code=False))
+    assert cloud.wait_until(
+        lambda: cloud_flow.get_task(task.task_id).status == TaskStatus.RUNNING, 60
+    )
+    monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))  # no ~/.ssh/id_* either
+    keyless = settings_for(cloud, sshd, tmp_path / "other-home").model_copy(
+        update={"ssh_key_path": None}
+    )
+    with Flow(MithrilProvider(keyless)) as other:
+        seen = other.get_task(task.task_id)
+        assert seen.status == TaskStatus.RUNNING  # as the API shows it; SSH would tell more
+        assert "ssh_key_path" in (seen.message or "")
+        assert [t.task_id for t in other.list_tasks(active_only=True)] == [task.task_id]
+        assert other.cancel(task.task_id).status == TaskStatus.CANCELLED
+    assert cloud.billing_instances() == []

@@ -1,0 +1,172 @@
+"""Mithril provider against the fake Mithril (loopback HTTP + a loopback sshd): many short jobs.
+
+Run: ``python benchmarks/cloud_sweep.py [--jobs 200] [--poll 1.0] [--submitters 16]``. Needs
+``/usr/sbin/sshd`` (the fake's instances are reached over SSH like real ones). Prints:
+
+- submission: wall time to place every spot bid (``--submitters`` threads), API requests per job;
+- polling: API list requests per poll cycle (``get_many`` of every live task) and SSH status round
+  trips per cycle, as the number of live tasks falls from ``--jobs`` to 0 — the claim is O(1);
+- billing: seconds each instance stayed allocated after its command exited (the provider reads the
+  exit code, brings the log home, then cancels the bid; aim: at most about one poll interval).
+
+It asserts nothing: timings depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from rich.console import Console
+from rich.table import Table
+
+from flow_backend import Flow, TaskConfig
+from flow_backend.providers.mithril import MithrilProvider
+from flow_backend.providers.mithril import nodes as nodes_module
+from flow_backend.settings import FlowSettings
+from flow_backend.testing import FakeMithril
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from sshd import SSHDUnavailable, start_sshd, stop_sshd
+
+
+def _summary(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+
+def run(jobs: int, poll: float, submitters: int, work: Path) -> None:
+    """Run the benchmark and print its tables."""
+    import os
+
+    os.environ["FLOW_MITHRIL_REMOTE_ROOT"] = str(work / "remote")
+    server, sshd_process = start_sshd(work / "sshd")
+    ssh_reads: list[int] = []
+    real_read = nodes_module.read_statuses
+
+    def counting_read(conn: Any, task_dirs: Any) -> Any:
+        ssh_reads.append(len(task_dirs))
+        return real_read(conn, task_dirs)
+
+    nodes_module.read_statuses = counting_read
+    try:
+        with FakeMithril(
+            work / "fake", ssh_destination=server.destination, provisioning_delay=0.5, capacity=jobs
+        ) as fake:
+            settings = FlowSettings(
+                provider="mithril",
+                home=work / "home",
+                mithril_api_key=SecretStr(fake.api_key),
+                mithril_api_url=fake.url,
+                ssh_key_path=server.key_path,
+                poll_interval=poll,
+            )
+            with Flow(MithrilProvider(settings)) as flow:
+                flow.provider.price_per_hour("a10")  # resolve project, types and key once
+                fake.reset_request_counts()
+                configs = [
+                    TaskConfig(
+                        name=f"hf-bench-{i}",
+                        unique_name=False,
+                        command="echo job $FLOW_TASK_NAME",
+                        instance_type="a10",
+                        upload_code=False,
+                    )
+                    for i in range(jobs)
+                ]
+                start = time.perf_counter()
+                with ThreadPoolExecutor(max_workers=submitters) as pool:
+                    tasks = list(pool.map(flow.run, configs))
+                submit_seconds = time.perf_counter() - start
+                submit_requests = sum(fake.request_counts.values())
+
+                live = [task.task_id for task in tasks]
+                polls: list[tuple[int, int, int, int]] = []  # live, list requests, cancels, ssh
+                began = time.perf_counter()
+                while live:
+                    cycle = time.perf_counter()
+                    fake.reset_request_counts()
+                    ssh_reads.clear()
+                    records = flow.provider.get_many(live)
+                    counts = fake.request_counts
+                    lists = counts["GET /v2/spot/bids"] + counts["GET /v2/instances"]
+                    lists += counts["GET /v2/spot/bids/{bid_fid}"]
+                    polls.append(
+                        (len(live), lists, counts["DELETE /v2/spot/bids/{bid_fid}"], len(ssh_reads))
+                    )
+                    live = [task_id for task_id, r in records.items() if not r.status.is_terminal]
+                    time.sleep(max(0.0, poll - (time.perf_counter() - cycle)))
+                total_seconds = time.perf_counter() - began
+                statuses = [flow.provider.get(t.task_id).status.value for t in tasks]
+            billed = list(fake.seconds_billed_after_exit().values())
+            left_billing = len(fake.billing_instances())
+    finally:
+        nodes_module.read_statuses = real_read
+        stop_sshd(sshd_process)
+
+    console = Console()
+    table = Table(title=f"Mithril provider on the fake: {jobs} jobs, poll every {poll:g} s")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("submission wall time (s)", f"{submit_seconds:.2f}")
+    table.add_row("submission per job (ms)", f"{1000 * submit_seconds / jobs:.1f}")
+    table.add_row("API requests per submitted job", f"{submit_requests / jobs:.2f}")
+    table.add_row("poll cycles until all ended", str(len(polls)))
+    table.add_row("time until all ended (s)", f"{total_seconds:.1f}")
+    table.add_row("completed / all", f"{statuses.count('completed')} / {jobs}")
+    table.add_row("instances still billing at the end", str(left_billing))
+    table.add_row("billed s after exit (min / median / max)", _summary(billed))
+    table.add_row(
+        "billed after exit / poll interval (median)",
+        f"{statistics.median(billed) / poll:.2f}" if billed else "-",
+    )
+    console.print(table)
+
+    cycles = Table(title="Per poll cycle (first 5, then every 5th): cost vs live tasks")
+    for column in (
+        "cycle",
+        "live tasks",
+        "API list requests",
+        "bid cancels",
+        "SSH status round trips",
+    ):
+        cycles.add_column(column, justify="right")
+    for index, (count, lists, cancels, reads) in enumerate(polls):
+        if index < 5 or index % 5 == 0 or index == len(polls) - 1:
+            cycles.add_row(str(index), str(count), str(lists), str(cancels), str(reads))
+    console.print(cycles)
+    list_costs = [lists for _, lists, _, _ in polls]
+    console.print(
+        f"API list requests per cycle: min {min(list_costs)}, max {max(list_costs)} "
+        f"for {max(p[0] for p in polls)} → {min(p[0] for p in polls)} live tasks (O(1): pages of 100)."
+    )
+
+
+def main() -> None:
+    """Parse the options and run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--poll", type=float, default=1.0, help="poll interval in seconds")
+    parser.add_argument("--submitters", type=int, default=16, help="threads placing bids")
+    args = parser.parse_args()
+    if args.jobs < 1 or args.poll <= 0 or args.submitters < 1:
+        parser.error("--jobs and --submitters must be at least 1, --poll positive")
+    with tempfile.TemporaryDirectory(prefix="cloud-bench-") as work:
+        try:
+            run(args.jobs, args.poll, args.submitters, Path(work))
+        except SSHDUnavailable as error:
+            print(f"cannot run: {error}", file=sys.stderr)
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
