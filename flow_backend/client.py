@@ -6,9 +6,6 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-import pydantic
-
-from flow_backend._pydantic_errors import to_flow_error
 from flow_backend.errors import ValidationError
 from flow_backend.models import TaskRecord
 from flow_backend.providers import get_provider
@@ -18,8 +15,6 @@ from flow_backend.task import Task
 from flow_backend.task_config import TaskConfig
 
 __all__ = ["Flow", "run"]
-
-_SECRETS = frozenset({"mithril_api_key"})
 
 
 class Flow:
@@ -50,10 +45,7 @@ class Flow:
             updates = dict(setting_overrides)
             if provider is not None:
                 updates["provider"] = provider
-            try:
-                settings = FlowSettings.model_validate({**dict(settings), **updates})
-            except pydantic.ValidationError as error:
-                raise to_flow_error(error, where="Flow settings", secret_fields=_SECRETS) from None
+            settings = FlowSettings(**{**dict(settings), **updates})
         self.settings = settings
         self.provider = get_provider(settings.provider, settings)
 

@@ -81,6 +81,12 @@ class FlowSettings(BaseModel):
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     local_gpus: str | None = None
 
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as error:
+            raise to_flow_error(error, where="FlowSettings", secret_fields=_SECRET_FIELDS) from None
+
     @field_validator("provider")
     @classmethod
     def _check_provider(cls, name: str) -> str:
@@ -230,10 +236,13 @@ def load_settings(**overrides: Any) -> FlowSettings:
             merged[key] = value
             origin[key] = source if source != "environment" else f"environment ({ENV_VARS[key]})"
     try:
-        return FlowSettings.model_validate(merged)
-    except pydantic.ValidationError as error:
-        problems = error.errors(include_url=False)
-        loc = problems[0].get("loc", ()) if problems else ()
-        field = str(loc[0]) if loc else ""
+        return FlowSettings(**merged)
+    except ValidationError as error:  # say where the bad value came from
+        field = (error.field or "").split(".")[0]
         where = f"settings from {origin.get(field, 'defaults')}"
-        raise to_flow_error(error, where=where, secret_fields=_SECRET_FIELDS) from None
+        raise ValidationError(
+            error.message.replace("FlowSettings", where, 1),
+            field=error.field,
+            value=error.value,
+            hint=error.hint,
+        ) from None

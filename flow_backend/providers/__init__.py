@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from flow_backend.errors import ValidationError
+from flow_backend.errors import ProviderError, ValidationError
 from flow_backend.providers.base import Provider, VolumeInfo
 
 if TYPE_CHECKING:
@@ -36,8 +36,16 @@ def provider_class(name: str) -> type[Provider]:
             hint=f"Valid providers: {', '.join(PROVIDERS)}",
         )
     module_name, _, class_name = PROVIDERS[key].partition(":")
-    module = importlib.import_module(module_name)
-    cls: type[Provider] = getattr(module, class_name)
+    try:
+        module = importlib.import_module(module_name)
+        cls: type[Provider] = getattr(module, class_name)
+    except (ImportError, AttributeError) as error:
+        raise ProviderError(
+            f"Provider {key!r} cannot be loaded: {error}",
+            field="provider",
+            value=name,
+            hint="Reinstall hydraflow, or use another provider",
+        ) from error
     return cls
 
 
