@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flow_helpers import wait_for
+from flow_helpers import run_flow_cli, wait_for
 
 from flow_backend import Flow, TaskStatus
 from flow_backend.errors import InsufficientQuotaError
@@ -73,3 +73,17 @@ def test_cancelling_a_pending_task_ends_it_without_starting_it(
     assert holder.wait(timeout=20) is TaskStatus.COMPLETED
     assert waiting.refresh().status is TaskStatus.CANCELLED
     assert "never" not in waiting.logs() and "cancelled by user" in waiting.logs()
+
+
+def test_pending_task_is_started_by_another_process(two_gpus: Flow, tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    holder = two_gpus.run(f"while [ ! -e {release} ]; do sleep 0.05; done", instance_type="2xa100")
+    waiting = two_gpus.run("echo got $CUDA_VISIBLE_DEVICES", instance_type="a100")
+    assert waiting.status is TaskStatus.PENDING
+    release.touch()
+    assert holder.wait(timeout=20) is TaskStatus.COMPLETED
+    # `flow status` in another process notices the free GPUs and starts the pending task
+    status = run_flow_cli("status", waiting.task_id, "--json", check=True)
+    assert '"status": "running"' in status.stdout or '"status": "completed"' in status.stdout
+    assert waiting.wait(timeout=20) is TaskStatus.COMPLETED
+    assert waiting.logs().strip() in ("got 0", "got 1")

@@ -172,3 +172,14 @@ def test_settings_object_can_be_given_directly(tmp_path: Path) -> None:
     with Flow(settings=settings, stop_grace_seconds=3) as client:
         assert client.settings.stop_grace_seconds == 3
         assert client.settings.home == tmp_path / "given"
+
+
+def test_a_provider_that_cannot_be_loaded_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flow_backend import providers
+    from flow_backend.errors import ProviderError
+
+    monkeypatch.setitem(providers.PROVIDERS, "ssh", "flow_backend.providers.no_such_module:X")
+    with pytest.raises(ProviderError, match="'ssh' cannot be loaded"):
+        Flow(provider="ssh")
