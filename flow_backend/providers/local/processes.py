@@ -1,8 +1,9 @@
 """Starting task processes and finding, checking and signalling them later from any process.
 
-A task process is ``/bin/sh`` running a two-line wrapper in a new session: it runs the user's command
-in a subshell and writes its exit code to a file, so any process can read the outcome without a Python
-interpreter in the task's path. The session id (= the wrapper's pid) names the whole process tree.
+A task process is ``/bin/sh`` running a short wrapper in a new session: it sends its output to the
+task's log, runs the user's command and appends the exit code to the task's record, so any process
+can read the outcome, with no Python interpreter in the task's path. The session id (= the wrapper's
+pid) names the whole process tree, even the parts that moved to process groups of their own.
 """
 
 from __future__ import annotations
