@@ -15,6 +15,7 @@ import inspect
 import marshal
 import tempfile
 import textwrap
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hydraflow.conventions import TAG_CACHE_KEY, config_hash
-from hydraflow.pipeline.errors import PipelineDefinitionError
+from hydraflow.pipeline.errors import PipelineDefinitionError, PipelineError
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -131,11 +132,39 @@ def lock_dir_for(tracking_uri: str) -> Path:
 
 
 @contextmanager
-def stage_lock(lock_dir: Path, name: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_dir/name.lock`` (released on exit, or if the process dies)."""
+def stage_lock(
+    lock_dir: Path,
+    name: str,
+    cancel: threading.Event | None = None,
+    on_wait: Callable[[], None] | None = None,
+) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_dir/name.lock`` (released on exit, or if the process dies).
+
+    Args:
+        lock_dir: Folder of the lock files.
+        name: The lock's name (a cache key).
+        cancel: When set while waiting, stop waiting and raise :class:`PipelineError`.
+        on_wait: Called once if the lock is held by someone else.
+    """
     lock_dir.mkdir(parents=True, exist_ok=True)
     with open(lock_dir / f"{name}.lock", "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        if cancel is None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        else:
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not waited and on_wait is not None:
+                        on_wait()
+                    waited = True
+                    if cancel.wait(0.1):
+                        raise PipelineError(
+                            "Interrupted while another process held the lock of cache key "
+                            f"{name[:12]}"
+                        ) from None
         try:
             yield
         finally:

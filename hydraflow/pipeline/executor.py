@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydraflow.pipeline.cache import stage_lock
+from hydraflow.pipeline.errors import PipelineError
 from hydraflow.pipeline.graph import StageGraph
 from hydraflow.pipeline.records import PipelineRecords
 from hydraflow.pipeline.stage import Stage, StageContext, StageOutput
@@ -118,13 +120,21 @@ def _run_stage(
     run_ids: dict[str, str],
 ) -> StageOutput:
     stage = plan.stage
+
     # Equal keys (another sweep job, another process) wait here, then find this run's record.
-    with _locked(records, plan.key):
+    def waiting() -> None:
+        say(stage.name, "waiting: another process is computing the same cache key")
+
+    with stage_lock(records.lock_dir, plan.key, cancel, on_wait=waiting):
         if not plan.force:
             cached = records.find_cached(stage.name, plan.key)
             if cached is not None:
                 say(stage.name, f"skipped, reusing run {cached.run_id} (cache key {plan.key[:12]})")
                 return cached
+        if cancel.is_set():
+            raise PipelineError(
+                f"Stage {stage.name!r} was not started: the pipeline was interrupted"
+            )
         run_id, output_dir = records.start_stage(parent_run_id, stage.name, plan.key, plan.section)
         run_ids[stage.name] = run_id
         where = f" as a Flow task ({stage.resources})" if stage.runs_as_task else ""
@@ -162,14 +172,6 @@ def _run_stage(
         output = records.finish_stage(run_id, stage.name, plan.key, value, output_dir)
         say(stage.name, f"done in {time.monotonic() - started:.1f}s")
         return output
-
-
-@contextmanager
-def _locked(records: PipelineRecords, key: str) -> Iterator[None]:
-    from hydraflow.pipeline.cache import stage_lock
-
-    with stage_lock(records.lock_dir, key):
-        yield
 
 
 @contextmanager

@@ -150,7 +150,8 @@ class Pipeline:
         assert report is not None
         result = PipelineResult(report.outputs, graph.order, parent, records.experiment_id)
         if report.failed:
-            raise PipelineRunError(report.failed, report.not_run, dict(result))
+            first_error = next(iter(report.failed.values()))  # its traceback is shown as the cause
+            raise PipelineRunError(report.failed, report.not_run, dict(result)) from first_error
         return result
 
     # -- selection -------------------------------------------------------------------------------

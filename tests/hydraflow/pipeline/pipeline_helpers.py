@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,19 @@ SEED_CFG: dict[str, Any] = {
     "model_training": {"epochs": 2, "lr": 0.1},
     "model_evaluation": {},
 }
+
+
+def gated(cfg: Any) -> str:
+    """Wait until the file named by PIPELINE_GATE exists (if set), then return who computed it."""
+    gate = os.environ.get("PIPELINE_GATE")
+    deadline = time.monotonic() + 120  # a guard against hanging, not an assertion on time
+    while gate and not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {gate} never opened")
+        time.sleep(0.05)
+    return f"computed by {os.getpid()}"
+
+
+def gated_pipeline() -> Pipeline:
+    """One stage that waits for a gate file: lets a test hold it mid-computation."""
+    return Pipeline([Stage("gated", gated)])
