@@ -7,10 +7,12 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from fabric import Connection
 
@@ -193,15 +195,35 @@ class NodeOps:
         result = exec_command(self.conn(node.destination), f"cat {quoted} 2>/dev/null || true")
         return result.text.strip() or node.node_dir
 
-    def collect_log(self, node: NodeView, local_log: Path) -> None:
-        """Copy the node's ``output.log`` to ``local_log``."""
-        assert node.node_dir is not None
-        local_log.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            download(self.conn(node.destination), f"{node.node_dir}/{OUTPUT_LOG}", local_log)
-        except FlowError as error:  # no log: the command never wrote a byte
-            logger.info("no log to collect from %s: %s", node.destination, error)
-            local_log.touch()
+    def collect_logs(self, items: Sequence[tuple[NodeView, Path]]) -> None:
+        """Copy each node's ``output.log`` to its local path: one round trip per host.
+
+        The host prints ``<index> <size>`` then the bytes of each log (``-1``: none), streamed to
+        a temporary file; a node without a log gets an empty file.
+        """
+        by_destination: dict[str, list[tuple[int, NodeView, Path]]] = {}
+        for index, (node, local) in enumerate(items):
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.touch()
+            if node.node_dir:
+                by_destination.setdefault(node.destination, []).append((index, node, local))
+        for destination, group in by_destination.items():
+            script = "".join(
+                f"f={shlex.quote(f'{node.node_dir}/{OUTPUT_LOG}')}; "
+                f'if [ -f "$f" ]; then echo "{index} $(stat -c %s "$f")"; head -c "$(stat -c %s "$f")" "$f"; '
+                f'else echo "{index} -1"; fi\n'
+                for index, node, _ in group
+            )
+            targets = {index: local for index, _, local in group}
+            try:
+                with tempfile.TemporaryFile() as buffer:
+                    exec_command(
+                        self.conn(destination), "bash -s", stdin=script.encode(), stdout=buffer
+                    )
+                    buffer.seek(0)
+                    _split_logs(buffer, targets)
+            except FlowError as error:  # the logs stay empty; the outcome is still recorded
+                logger.warning("could not bring logs home from %s: %s", destination, error)
 
     def collect_results(self, node: NodeView, working_dir: str) -> None:
         """Mirror the task's absolute working folder locally (not needed on this very machine)."""
@@ -209,17 +231,17 @@ class NodeOps:
             return
         download(self.conn(node.destination), working_dir, Path(working_dir))
 
-    def clean(self, task_name: str, destinations: Sequence[str]) -> None:
-        """Remove the task's node folders (best effort: the instance is about to go)."""
-        for destination in set(destinations):
+    def clean(self, tasks: Sequence[tuple[str, str]]) -> None:
+        """Remove the folders of ``(task name, destination)`` pairs: one round trip per host."""
+        by_destination: dict[str, set[str]] = {}
+        for name, destination in tasks:
+            by_destination.setdefault(destination, set()).add(name)
+        for destination, names in by_destination.items():
+            folders = " ".join(shlex.quote(task_root(self.root, name)) for name in sorted(names))
             try:
-                exec_command(
-                    self.conn(destination),
-                    f"rm -rf {shlex.quote(task_root(self.root, task_name))}",
-                    timeout=30,
-                )
-            except FlowError as error:
-                logger.debug("could not clean %s on %s: %s", task_name, destination, error)
+                exec_command(self.conn(destination), f"rm -rf {folders}", timeout=60)
+            except FlowError as error:  # best effort: the instance is going anyway
+                logger.debug("could not clean %s on %s: %s", sorted(names), destination, error)
 
     def forget(self, instance_fids: Sequence[str]) -> None:
         with self._lock:
@@ -228,3 +250,23 @@ class NodeOps:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _split_logs(buffer: BinaryIO, targets: dict[int, Path]) -> None:
+    """Write the framed logs of :meth:`NodeOps.collect_logs` to their files."""
+    while True:
+        header = buffer.readline()
+        if not header:
+            return
+        index_text, _, size_text = header.decode(errors="replace").strip().partition(" ")
+        index, size = int(index_text), int(size_text)
+        if size < 0:
+            continue
+        with targets[index].open("wb") as out:
+            remaining = size
+            while remaining > 0:
+                chunk = buffer.read(min(remaining, 1 << 20))
+                if not chunk:
+                    return
+                out.write(chunk)
+                remaining -= len(chunk)

@@ -186,17 +186,38 @@ class MithrilProvider(Provider):
             if record.message is None and trouble:  # booting sshd, network blip: next poll
                 record.message = f"waiting for SSH: {trouble[0]}"
             records[bid.fid] = record
-        ended = [bid for bid in bids if records[bid.fid].status.is_terminal]
-
-        def finish(bid: Bid) -> None:  # log home first, then cancel: nothing keeps billing
-            nodes = views[bid.fid] or []
-            if nodes and records[bid.fid].exit_code is not None:
-                self._collect(bid, nodes)
-            self._release(bid, nodes)
-            self.store.save(records[bid.fid])
-
-        _each(ended, finish)  # concurrently when several ended in this poll
+        self._finish([bid for bid in bids if records[bid.fid].status.is_terminal], views, records)
         return records
+
+    def _finish(
+        self,
+        ended: list[Bid],
+        views: dict[str, list[NodeView] | None],
+        records: dict[str, TaskRecord],
+    ) -> None:
+        """Logs home (one round trip per host), results, then every bid cancelled concurrently."""
+        if not ended:
+            return
+        collected = [b for b in ended if views[b.fid] and records[b.fid].exit_code is not None]
+        if collected:
+            self.nodes.collect_logs(
+                [((views[b.fid] or [])[0], self.store.log_path(b.fid)) for b in collected]
+            )
+            _each(collected, lambda bid: self._collect_results(bid, (views[bid.fid] or [])[0]))
+        _each(ended, self._cancel_bid)
+        finished = [(b, views[b.fid] or []) for b in ended if views[b.fid]]
+        if finished:  # a cloud instance's disk goes with it; a loopback "instance" keeps its files
+            self.nodes.clean(
+                [
+                    (b.name, n.destination)
+                    for b, nodes in finished
+                    for n in nodes
+                    if _is_loopback(n.destination)
+                ]
+            )
+            self.nodes.forget([n.instance_fid for _, nodes in finished for n in nodes])
+        for bid in ended:
+            self.store.save(records[bid.fid])
 
     def _start_ready(
         self, live: list[tuple[Bid, list[NodeView]]], instances: dict[str, list[Instance]]
@@ -239,26 +260,20 @@ class MithrilProvider(Provider):
             for rank, i in enumerate(instances)
         ]
 
-    def _collect(self, bid: Bid, nodes: list[NodeView]) -> None:
-        """Bring the log (and an absolute working folder) home before the bid is cancelled."""
-        try:
-            self.nodes.collect_log(nodes[0], self.store.log_path(bid.fid))
-            plan = self._plans.get(bid.fid)
-            if plan and plan.working_dir and os.path.isabs(plan.working_dir):
-                self.nodes.collect_results(nodes[0], plan.working_dir)
-        except FlowError as error:
-            logger.warning("could not collect the results of %s: %s", bid.name, error)
+    def _collect_results(self, bid: Bid, node: NodeView) -> None:
+        """Mirror an absolute working folder home before the bid is cancelled."""
+        plan = self._plans.get(bid.fid)
+        if plan and plan.working_dir and os.path.isabs(plan.working_dir):
+            try:
+                self.nodes.collect_results(node, plan.working_dir)
+            except FlowError as error:
+                logger.warning("could not collect the results of %s: %s", bid.name, error)
 
-    def _release(self, bid: Bid, nodes: list[NodeView]) -> None:
-        """Cancel the bid (nothing keeps billing) and forget what this process held for it."""
+    def _cancel_bid(self, bid: Bid) -> None:
+        """Cancel the bid (nothing keeps billing) and forget this process's plan for it."""
         if bid.status in _LIVE:
             with contextlib.suppress(ResourceNotFoundError):
                 self.client.cancel_bid(bid.fid)
-        if nodes:  # a cloud instance's disk goes with it; a loopback "instance" keeps its files
-            self.nodes.clean(
-                bid.name, [n.destination for n in nodes if _is_loopback(n.destination)]
-            )
-            self.nodes.forget([n.instance_fid for n in nodes])
         with self._lock:
             self._plans.pop(bid.fid, None)
 
@@ -290,13 +305,13 @@ class MithrilProvider(Provider):
         """Cancel the bid: its instances stop and stop billing."""
         saved = self.store.load(task_id)
         bid = self._find_bids([task_id])[task_id]
+        self._cancel_bid(bid)
         ops = self._nodes  # only a process that fed the nodes knows their folders
-        known = [fid for fid in bid.instances if ops is not None and ops.known_dir(fid)]
-        if known and bid.status == "Allocated":  # tidy the node folders first
+        if ops is not None and any(ops.known_dir(fid) for fid in bid.instances):
             instances = instances_for(self.client, self.account.project_fid, [bid])[bid.fid]
-            self._release(bid, self._node_views(bid, instances) or [])
-        else:
-            self._release(bid, [])
+            destinations = {destination_of(i) for i in instances} - {None}
+            ops.clean([(bid.name, d) for d in destinations if d and _is_loopback(d)])
+            ops.forget(bid.instances)
         if saved is not None and saved.status.is_terminal:
             return saved
         record = self.get(task_id)
