@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from hydraflow.core.errors import ColumnTypeError
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _label(key: str) -> str:
@@ -34,7 +37,7 @@ def plot_frame(
     color: tuple[str, str] | None = None,
     path: str | os.PathLike[str] | None = None,
     title: str | None = None,
-) -> Path | Any:
+) -> Path | Figure:
     """Plot column ``y`` against ``x`` (each given as (column, user key)), one series per color.
 
     Points of a series are joined in x order, and a series with several runs per x shows the mean

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import polars as pl
 
@@ -17,6 +17,9 @@ from hydraflow.core.grouping import GroupBy, numeric_column
 from hydraflow.core.loaders import load_tables
 from hydraflow.core.run import Run, locate, run_from_row
 from hydraflow.core.store import Store, open_store
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _URI = "__tracking_uri"
 
@@ -253,6 +256,20 @@ class RunCollection:
         """Group runs by keys; aggregate with ``mean``/``min``/``max``/``std``/``count``/``agg``."""
         return GroupBy(self, group_keys)
 
+    @overload
+    def plot(
+        self, x: str, y: str, color: str | None = None, path: None = None, title: str | None = None
+    ) -> Figure: ...
+    @overload
+    def plot(
+        self,
+        x: str,
+        y: str,
+        color: str | None = None,
+        *,
+        path: str | os.PathLike[str],
+        title: str | None = None,
+    ) -> Path: ...
     def plot(
         self,
         x: str,
@@ -260,7 +277,7 @@ class RunCollection:
         color: str | None = None,
         path: str | os.PathLike[str] | None = None,
         title: str | None = None,
-    ) -> Path | Any:
+    ) -> Path | Figure:
         """A scatter/line plot of ``y`` against ``x``, one series per ``color`` value.
 
         Returns the PNG path when ``path`` is given, else the matplotlib Figure.

@@ -28,7 +28,7 @@ def test_frame_equals_search_runs(any_store: StoreData) -> None:
     try:
         theirs = mlflow.search_runs(experiment_names=["train", "other"])
     finally:
-        mlflow.set_tracking_uri(None)
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
     assert sorted(ours["run_id"].to_list()) == sorted(theirs["run_id"].tolist())
     assert len(ours) == 8  # sweep parent + 6 jobs + other; the deleted run is not there
     raw = {row["run_id"]: row for row in runs._raw.iter_rows(named=True)}

@@ -39,7 +39,8 @@ CFG = {"model": {"type": "lstm", "layers": [64, 64]}, "lr": 0.001, "name": "${mo
 
 def test_create_logs_flattened_config_and_finishes(fresh_uri: str) -> None:
     with Run.create(cfg=OmegaConf.create(CFG), experiment="train", run_name="first") as run:
-        assert mlflow.active_run().info.run_id == run.info.run_id
+        active = mlflow.active_run()
+        assert active is not None and active.info.run_id == run.info.run_id
         assert run.info.status == "RUNNING"
         log_metric("loss", 0.5)
         log_metric("loss", 0.25)
