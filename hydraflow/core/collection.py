@@ -11,7 +11,7 @@ import polars as pl
 
 from hydraflow.conventions import TAG_ROLE, TAG_SWEEP_ID
 from hydraflow.core import filters, keys
-from hydraflow.core.errors import RunSelectionError, UnknownKeyError, suggestion
+from hydraflow.core.errors import RunNotFoundError, RunSelectionError, UnknownKeyError, suggestion
 from hydraflow.core.frame import assemble
 from hydraflow.core.grouping import GroupBy, numeric_column
 from hydraflow.core.loaders import load_tables
@@ -83,6 +83,8 @@ class RunCollection:
         cls, sources: Sequence[str | os.PathLike[str]], tracking_uri: str | None = None
     ) -> RunCollection:
         """Runs from run directories and run ids, in the order given (see :meth:`Run.load`)."""
+        if not sources:
+            raise RunNotFoundError("Run.load([]) got no run: pass run ids or run directories.")
         located = [locate(source, tracking_uri) for source in sources]
         by_store: dict[Store, list[str]] = {}
         for store, run_id in located:

@@ -31,7 +31,7 @@ def read_history(store: Store, info: RunInfo, key: str) -> pl.DataFrame:
     if store.kind == "sqlite":
         import adbc_driver_sqlite.dbapi as adbc
 
-        with adbc.connect(f"file:{store.location}?mode=ro") as conn, conn.cursor() as cursor:
+        with adbc.connect(store.readonly_uri) as conn, conn.cursor() as cursor:
             cursor.execute(
                 "SELECT step, timestamp, CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END "
                 "AS value, is_nan FROM metrics WHERE run_uuid = ? AND key = ?",

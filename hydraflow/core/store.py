@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 from hydraflow.conventions import resolve_tracking_uri
 from hydraflow.core.errors import StoreNotFoundError
@@ -26,6 +26,11 @@ class Store:
     def path(self) -> Path:
         """The sqlite file or the file-store root (local stores only)."""
         return Path(self.location)
+
+    @property
+    def readonly_uri(self) -> str:
+        """SQLite's URI for reading the file without ever creating or changing it."""
+        return f"file:{quote(self.location)}?mode=ro"
 
 
 def _file_uri_path(uri: str) -> str:

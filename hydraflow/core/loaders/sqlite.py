@@ -25,7 +25,7 @@ _BATCH_ROWS = "65536"  # the driver's default (1024) makes many small Arrow batc
 def _connect(store: Store) -> Any:
     import adbc_driver_sqlite.dbapi as adbc
 
-    return adbc.connect(f"file:{store.location}?mode=ro")
+    return adbc.connect(store.readonly_uri)
 
 
 def _read(conn: Any, query: str) -> pl.DataFrame:

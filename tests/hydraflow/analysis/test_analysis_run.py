@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -105,3 +106,14 @@ def test_load_bad_inputs(sqlite_store: StoreData, tmp_path: Path) -> None:
         Run.load(tmp_path)
     with pytest.raises(StoreNotFoundError, match="does not exist"):
         Run.load("a" * 32, tracking_uri=str(tmp_path / "missing.db"))
+    with pytest.raises(RunNotFoundError, match="got no run"):
+        Run.load([])
+
+
+def test_store_path_with_unusual_characters(sqlite_store: StoreData, tmp_path: Path) -> None:
+    odd = tmp_path / "my store #1?" / "mlflow.db"
+    odd.parent.mkdir()
+    shutil.copy(sqlite_store.root / "mlflow.db", odd)
+    runs = RunCollection.load("train", tracking_uri=str(odd))
+    assert len(runs) == 6
+    assert runs[0].metric_history("loss").height == 3
