@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shlex
 import tempfile
 import threading
@@ -149,44 +150,96 @@ class NodeOps:
                 node.status = statuses.get(node.node_dir or "")
         return errors
 
-    def start(self, plan: LaunchPlan, nodes: Sequence[NodeView], main_ip: str) -> None:
-        """Upload the code (once per host and version) and hand every ready node its environment."""
+    def start(
+        self, launches: Sequence[tuple[LaunchPlan, Sequence[NodeView], str]]
+    ) -> dict[str, str]:
+        """Hand every ready, not yet started node its environment: one round trip per host.
 
-        def start_one(node: NodeView) -> None:
-            assert node.node_dir is not None
-            conn = self.conn(node.destination)
-            workdir = plan.working_dir
-            if plan.code_root:
-                code_dir = upload_code(conn, Path(plan.code_root), self.code_root).path
-                if not (workdir and PurePosixPath(workdir).is_absolute()):
-                    workdir = str(PurePosixPath(code_dir) / (workdir or "."))
-            env = dict(plan.env)
-            env.update(
-                FLOW_TASK_ID=plan.task_id,
-                FLOW_TASK_NAME=plan.name,
-                FLOW_INSTANCE_TYPE=plan.instance_type,
-                FLOW_NODE_RANK=str(node.rank),
-                FLOW_NUM_NODES=str(len(nodes)),
-                FLOW_MAIN_IP=main_ip,
-                FLOW_WORKDIR=workdir or node.node_dir,
-            )
-            env["FLOW_ENV_NAMES"] = " ".join(sorted(env))
-            content = "".join(
-                f"export {name}={shlex.quote(value)}\n" for name, value in env.items()
-            )
-            target = shlex.quote(f"{node.node_dir}/{GO_FILE}")
-            script = f"umask 077; cat > {target}.tmp && mv -f {target}.tmp {target}"
-            result = exec_command(conn, f"bash -c {shlex.quote(script)}", stdin=content.encode())
-            if result.exit_code != 0:
-                raise FlowError(
-                    f"could not hand task {plan.name!r} its environment on {node.destination}: "
-                    f"{result.error_text.strip()[-300:]}",
-                    hint="Check that the instance's disk is writable",
+        ``launches`` holds ``(plan, nodes of the task, main IP)``. The code is uploaded first
+        (once per host and version). The environment files travel inside the script on the
+        channel's stdin (never in a command line) and are written with mode 600; the startup
+        script deletes each once read. Returns an error text per host that failed.
+        """
+        errors: dict[str, str] = {}
+        uploads = {
+            (node.destination, plan.code_root)
+            for plan, nodes, _ in launches
+            for node in nodes
+            if plan.code_root
+        }
+
+        def upload(
+            item: tuple[str, str | None],
+        ) -> tuple[tuple[str, str | None], str | BaseException]:
+            destination, code_root = item
+            try:
+                return item, upload_code(
+                    self.conn(destination), Path(code_root or "."), self.code_root
+                ).path
+            except FlowError as error:
+                return item, error
+
+        code_dirs: dict[tuple[str, str | None], str] = {}
+        for key, outcome in self.pool.each(sorted(uploads, key=str), upload):
+            if isinstance(outcome, BaseException):
+                errors[key[0]] = str(outcome)
+            else:
+                code_dirs[key] = outcome
+        scripts: dict[str, list[str]] = {}
+        started: dict[str, list[tuple[LaunchPlan, NodeView]]] = {}
+        for plan, nodes, main_ip in launches:
+            for node in nodes:
+                if (
+                    node.instance_fid in plan.started
+                    or not node.node_dir
+                    or node.destination in errors
+                ):
+                    continue
+                workdir = plan.working_dir
+                if plan.code_root:
+                    code_dir = code_dirs[(node.destination, plan.code_root)]
+                    if not (workdir and PurePosixPath(workdir).is_absolute()):
+                        workdir = str(PurePosixPath(code_dir) / (workdir or "."))
+                env = dict(plan.env)
+                env.update(
+                    FLOW_TASK_ID=plan.task_id,
+                    FLOW_TASK_NAME=plan.name,
+                    FLOW_INSTANCE_TYPE=plan.instance_type,
+                    FLOW_NODE_RANK=str(node.rank),
+                    FLOW_NUM_NODES=str(len(nodes)),
+                    FLOW_MAIN_IP=main_ip,
+                    FLOW_WORKDIR=workdir or node.node_dir,
                 )
-            plan.started.add(node.instance_fid)
+                env["FLOW_ENV_NAMES"] = " ".join(sorted(env))
+                content = "".join(
+                    f"export {name}={shlex.quote(value)}\n" for name, value in env.items()
+                )
+                target = shlex.quote(f"{node.node_dir}/{GO_FILE}")
+                token = "FLOW_ENV_" + secrets.token_hex(8)
+                scripts.setdefault(node.destination, []).append(
+                    f"cat > {target}.tmp <<'{token}'\n{content}{token}\nmv -f {target}.tmp {target}\n"
+                )
+                started.setdefault(node.destination, []).append((plan, node))
 
-        todo = [n for n in nodes if n.instance_fid not in plan.started and n.node_dir]
-        self.pool.each(todo, start_one)
+        def send(destination: str) -> tuple[str, str | None]:
+            script = "set -e\numask 077\n" + "".join(scripts[destination])
+            try:
+                result = exec_command(self.conn(destination), "bash -s", stdin=script.encode())
+            except FlowError as error:
+                return destination, str(error)
+            if result.exit_code != 0:
+                return (
+                    destination,
+                    f"could not write the tasks' environment: {result.error_text.strip()[-300:]}",
+                )
+            for plan, node in started[destination]:
+                plan.started.add(node.instance_fid)
+            return destination, None
+
+        for destination, error in self.pool.each(sorted(scripts), send):
+            if error is not None:
+                errors[destination] = error
+        return errors
 
     def workdir(self, node: NodeView) -> str:
         """The folder the node's command runs in (its node folder until the command starts)."""

@@ -223,28 +223,15 @@ class MithrilProvider(Provider):
         self, live: list[tuple[Bid, list[NodeView]]], instances: dict[str, list[Instance]]
     ) -> dict[str, str]:
         """Hand every discovered, not yet started node of our own tasks its environment."""
-        todo = []
+        launches = []
         for bid, nodes in live:
             plan = self._plans.get(bid.fid)
             if plan is None or not all(n.node_dir for n in nodes):
                 continue
             if all(n.instance_fid in plan.started for n in nodes):
                 continue
-            todo.append((plan, nodes, instances[bid.fid][0].private_ip or "127.0.0.1"))
-
-        def start(item: tuple[LaunchPlan, list[NodeView], str]) -> dict[str, str]:
-            plan, nodes, main_ip = item
-            try:
-                self.nodes.start(plan, nodes, main_ip)
-            except FlowError as error:
-                logger.info("could not start task %s yet: %s", plan.name, error)
-                return {nodes[0].destination: str(error)}
-            return {}
-
-        errors: dict[str, str] = {}
-        for result in self.nodes.pool.each(todo, start):
-            errors.update(result)
-        return errors
+            launches.append((plan, nodes, instances[bid.fid][0].private_ip or "127.0.0.1"))
+        return self.nodes.start(launches) if launches else {}
 
     def _type_name(self, bid: Bid) -> str:
         plan = self._plans.get(bid.fid)
