@@ -318,8 +318,8 @@ class LocalProvider(Provider):
             children = self._children.pop(task_id, None)
             self._started_specs.pop(task_id, None)
         for child in children or []:
-            if child.poll() is None:
-                child.wait()
+            # Reap what has ended; anything else the subprocess module reaps later, never blocking.
+            child.poll()
 
     def wait_for_change(self, task_id: str, timeout: float) -> None:
         """Block on our own child processes when we have them; otherwise sleep."""
