@@ -113,3 +113,29 @@ def test_readme_examples_run_as_written(demo: tuple[Path, dict[str, str]]) -> No
         )
         assert result.returncode == 0, f"{line}\n{result.stderr}"
     assert (root / "loss.png").is_file()
+
+
+def test_tracking_helpers_log_into_the_callbacks_job_runs(tmp_path: Path) -> None:
+    app = Path(__file__).with_name("apps") / "track_app.py"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    env.pop("MLFLOW_RUN_ID", None)
+    result = subprocess.run(
+        [sys.executable, str(app), "-m", "scale=1,2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = RunCollection.load("track_app", tracking_uri=uri).sort("scale")
+    assert runs["scale"].to_list() == [1, 2]
+    for run, scale in zip(runs, (1, 2), strict=True):
+        history = run.metric_history("loss")
+        assert history["step"].to_list() == [0, 1, 2]
+        assert history["value"].to_list() == [3.0 * scale, 2.0 * scale, 1.0 * scale]
+        assert run.metrics["acc"] == 0.5 * scale
+        assert run.tags["note"] == f"scale={scale}"
+        assert run.tags["hydraflow.artifact.weights.bin"] == "Trained weights"
+        assert run.cfg is not None and run.cfg.scale == scale
