@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import shlex
+import shutil
+import tarfile
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -19,7 +20,13 @@ from fabric import Connection
 
 from flow_backend.errors import FlowError
 from flow_backend.providers.mithril.api import Instance
-from flow_backend.providers.mithril.startup_script import GO_FILE, READY_FILE, node_glob, task_root
+from flow_backend.providers.mithril.startup_script import (
+    GO_FILE,
+    GO_MARK,
+    READY_FILE,
+    node_glob,
+    task_root,
+)
 from flow_backend.providers.ssh.hosts import HostPool
 from flow_backend.remote import (
     OUTPUT_LOG,
@@ -214,10 +221,10 @@ class NodeOps:
                 content = "".join(
                     f"export {name}={shlex.quote(value)}\n" for name, value in env.items()
                 )
-                target = shlex.quote(f"{node.node_dir}/{GO_FILE}")
-                token = "FLOW_ENV_" + secrets.token_hex(8)
+                # builtins only (printf, redirections): no process per node, nothing in an argv
+                folder = shlex.quote(node.node_dir)
                 scripts.setdefault(node.destination, []).append(
-                    f"cat > {target}.tmp <<'{token}'\n{content}{token}\nmv -f {target}.tmp {target}\n"
+                    f"printf %s {shlex.quote(content)} > {folder}/{GO_FILE}\n: > {folder}/{GO_MARK}\n"
                 )
                 started.setdefault(node.destination, []).append((plan, node))
 
@@ -249,33 +256,37 @@ class NodeOps:
         return result.text.strip() or node.node_dir
 
     def collect_logs(self, items: Sequence[tuple[NodeView, Path]]) -> None:
-        """Copy each node's ``output.log`` to its local path: one round trip per host.
+        """Copy each node's ``output.log`` to its local path: one ``tar`` per host.
 
-        The host prints ``<index> <size>`` then the bytes of each log (``-1``: none), streamed to
-        a temporary file; a node without a log gets an empty file.
+        A node without a log gets an empty file.
         """
-        by_destination: dict[str, list[tuple[int, NodeView, Path]]] = {}
-        for index, (node, local) in enumerate(items):
+        by_destination: dict[str, dict[str, Path]] = {}
+        for node, local in items:
             local.parent.mkdir(parents=True, exist_ok=True)
             local.touch()
             if node.node_dir:
-                by_destination.setdefault(node.destination, []).append((index, node, local))
-        for destination, group in by_destination.items():
-            script = "".join(
-                f"f={shlex.quote(f'{node.node_dir}/{OUTPUT_LOG}')}; "
-                f'if [ -f "$f" ]; then echo "{index} $(stat -c %s "$f")"; head -c "$(stat -c %s "$f")" "$f"; '
-                f'else echo "{index} -1"; fi\n'
-                for index, node, _ in group
+                remote = f"{node.node_dir}/{OUTPUT_LOG}".lstrip("/")
+                by_destination.setdefault(node.destination, {})[remote] = local
+        for destination, targets in by_destination.items():
+            listed = " ".join(shlex.quote(path) for path in targets)
+            script = (
+                f"cd / && flow_logs=() && for f in {listed}; do "
+                '[ -f "$f" ] && flow_logs+=("$f"); done; '
+                '[ ${#flow_logs[@]} -eq 0 ] || exec tar cf - "${flow_logs[@]}"\n'
             )
-            targets = {index: local for index, _, local in group}
             try:
                 with tempfile.TemporaryFile() as buffer:
                     exec_command(
                         self.conn(destination), "bash -s", stdin=script.encode(), stdout=buffer
                     )
                     buffer.seek(0)
-                    _split_logs(buffer, targets)
-            except FlowError as error:  # the logs stay empty; the outcome is still recorded
+                    if buffer.read(1):
+                        buffer.seek(0)
+                        _unpack_logs(buffer, targets)
+            except (
+                FlowError,
+                tarfile.TarError,
+            ) as error:  # logs stay empty; outcome still recorded
                 logger.warning("could not bring logs home from %s: %s", destination, error)
 
     def collect_results(self, node: NodeView, working_dir: str) -> None:
@@ -305,21 +316,12 @@ class NodeOps:
         self.pool.close()
 
 
-def _split_logs(buffer: BinaryIO, targets: dict[int, Path]) -> None:
-    """Write the framed logs of :meth:`NodeOps.collect_logs` to their files."""
-    while True:
-        header = buffer.readline()
-        if not header:
-            return
-        index_text, _, size_text = header.decode(errors="replace").strip().partition(" ")
-        index, size = int(index_text), int(size_text)
-        if size < 0:
-            continue
-        with targets[index].open("wb") as out:
-            remaining = size
-            while remaining > 0:
-                chunk = buffer.read(min(remaining, 1 << 20))
-                if not chunk:
-                    return
-                out.write(chunk)
-                remaining -= len(chunk)
+def _unpack_logs(buffer: BinaryIO, targets: dict[str, Path]) -> None:
+    """Write each log of a tar stream to its local file."""
+    with tarfile.open(fileobj=buffer, mode="r|") as archive:
+        for member in archive:
+            target = targets.get(member.name.lstrip("/"))
+            source = archive.extractfile(member) if member.isfile() else None
+            if target is not None and source is not None:
+                with target.open("wb") as out:
+                    shutil.copyfileobj(source, out)

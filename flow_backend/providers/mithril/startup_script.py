@@ -1,7 +1,7 @@
 """The startup script every instance of a task's bid boots with (at most 10,000 characters).
 
 It prepares the instance (task folder, volume mount points, container image pull), marks the node
-``ready``, then waits for the provider to hand over the node's environment over SSH (``go.env``,
+``ready``, then waits for the provider to hand over the node's environment over SSH (``go.env``, then ``go.ready``,
 written with mode 600 and deleted once read, so no secret stays on disk or in the bid). It then
 runs the command — inside ``image`` when docker or podman exists — with stdout and stderr in
 ``output.log`` and the exit status recorded atomically in ``exit_code``: the layout of
@@ -23,6 +23,7 @@ from flow_backend.remote import EXIT_CODE_FILE, OUTPUT_LOG, PID_FILE
 
 __all__ = [
     "GO_FILE",
+    "GO_MARK",
     "READY_FILE",
     "REMOTE_ROOT",
     "node_glob",
@@ -35,6 +36,8 @@ REMOTE_ROOT = "/var/tmp/flow-mithril"
 REMOTE_ROOT_ENV = "FLOW_MITHRIL_REMOTE_ROOT"
 READY_FILE = "ready"
 GO_FILE = "go.env"
+#: Created (empty) once ``go.env`` is completely written.
+GO_MARK = "go.ready"
 #: How long a node waits for its environment before giving up (exit code 125).
 GO_WAIT_SECONDS = 3600
 
@@ -71,12 +74,12 @@ if [ -n "$IMAGE" ]; then
 fi
 touch "$D/{ready}"
 rm -f "$D/.tick"; mkfifo "$D/.tick" 2>/dev/null && exec 9<>"$D/.tick"
-while [ ! -f "$D/{go}" ]; do
+while [ ! -f "$D/{go_mark}" ]; do
   if [ "$SECONDS" -gt {wait} ]; then echo 125 > "$D/{exit_code}"; exit 125; fi
   read -r -t 0.5 -u 9 2>/dev/null || [ $? -gt 128 ] || sleep 0.5
 done
 exec 9>&-; rm -f "$D/.tick"
-set -a; . "$D/{go}"; set +a; rm -f "$D/{go}"
+set -a; . "$D/{go}"; set +a; rm -f "$D/{go}" "$D/{go_mark}"
 echo $$ > "$D/{pid}.tmp" && mv -f "$D/{pid}.tmp" "$D/{pid}"
 mkdir -p "$FLOW_WORKDIR" 2>/dev/null; cd "$FLOW_WORKDIR" 2>/dev/null || cd "$D"
 pwd > "$D/workdir"
@@ -127,6 +130,7 @@ def render_startup_script(
         image=shlex.quote(image or ""),
         ready=READY_FILE,
         go=GO_FILE,
+        go_mark=GO_MARK,
         wait=GO_WAIT_SECONDS,
         pid=PID_FILE,
         exit_code=EXIT_CODE_FILE,
