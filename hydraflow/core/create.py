@@ -116,7 +116,7 @@ def create_run(
 
     return Run(
         info,
-        {k: parse_param_value(v) for k, v in fresh.data.params.items()},
+        {k: parse_param_value(v) for k, v in flatten_config(container).items()},
         dict(fresh.data.metrics),
         dict(fresh.data.tags),
         uri,

@@ -16,7 +16,6 @@ import polars as pl
 
 from hydraflow.conventions import parse_param_value
 from hydraflow.core import keys
-from hydraflow.core.errors import UnknownKeyError, suggestion
 
 if TYPE_CHECKING:
     from hydraflow.core.collection import RunCollection
@@ -86,10 +85,7 @@ def build(runs: RunCollection, args: tuple[Any, ...], kwargs: Mapping[str, Any])
         try:
             combined = frame.select(pl.all_horizontal(exprs).alias("mask")).to_series()
         except pl.exceptions.ColumnNotFoundError as exc:
-            raise UnknownKeyError(
-                f"a filter expression names a column no run has: {exc}".splitlines()[0]
-                + suggestion(str(exc).split('"')[1] if '"' in str(exc) else "", frame.columns)
-            ) from None
+            raise keys.missing_column(exc, frame.columns) from None
         mask = mask & combined.fill_null(False)
     for extra in masks:
         mask = mask & extra

@@ -48,7 +48,10 @@ class GroupBy:
     def agg(self, *exprs: pl.Expr | str, **named: pl.Expr) -> pl.DataFrame:
         """Any polars aggregation, e.g. ``agg(pl.col("metrics.loss").min())``."""
         grouped = self._frame.group_by(self._keys, maintain_order=False)
-        return grouped.agg(*exprs, **named).sort(self._keys, nulls_last=True)
+        try:
+            return grouped.agg(*exprs, **named).sort(self._keys, nulls_last=True)
+        except pl.exceptions.ColumnNotFoundError as exc:
+            raise keys.missing_column(exc, self._frame.columns) from None
 
     def _numeric(self, operation: str, metric_keys: tuple[str, ...]) -> pl.DataFrame:
         if not metric_keys:

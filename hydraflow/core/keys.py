@@ -7,6 +7,7 @@ attribute. A key no run has raises :class:`UnknownKeyError` naming the nearest k
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from hydraflow.core.errors import UnknownKeyError, suggestion
@@ -60,4 +61,15 @@ def resolve(key: str, columns: Sequence[str]) -> str:
     raise UnknownKeyError(
         f"no run has the key {key!r} (bare keys are params; use the prefixes metrics., tags., "
         "info. for the rest)." + suggestion(key, display_keys(columns))
+    )
+
+
+def missing_column(error: Exception, columns: Sequence[str]) -> UnknownKeyError:
+    """A clear error for a polars expression naming a column the frame lacks."""
+    found = re.search(r'column "(.+?)"', str(error))
+    name = found.group(1) if found else str(error).splitlines()[0]
+    return UnknownKeyError(
+        f"a polars expression names the column {name!r}, which no run has (frame columns carry "
+        "their prefix: pl.col('params.lr'), pl.col('metrics.loss'))."
+        + suggestion(name, list(columns), "columns")
     )

@@ -97,8 +97,10 @@ def test_filter_bad_inputs(runs: RunCollection) -> None:
         runs.filter(lr=(1, 2, 3))
     with pytest.raises(TypeError, match=r"filter conditions are dicts"):
         runs.filter(42)
-    with pytest.raises(UnknownKeyError, match=r"no_such"):
-        runs.filter(pl.col("no_such") == 1)
+    with pytest.raises(
+        UnknownKeyError, match=r"names the column 'lr'.*Nearest columns: params\.lr"
+    ):
+        runs.filter(pl.col("lr") > 0.01)
 
 
 def test_sort_first_last_one_best(runs: RunCollection) -> None:
@@ -162,6 +164,8 @@ def test_group_by(runs: RunCollection) -> None:
         runs.group_by("model.type").mean("dataset.name")
     with pytest.raises(UnknownKeyError, match=r"Nearest keys: dataset.name"):
         runs.group_by("dataset.nam")
+    with pytest.raises(UnknownKeyError, match=r"'loss'.*Nearest columns: metrics\.loss"):
+        runs.group_by("model.type").agg(pl.col("loss").min())
 
 
 def test_indexing_iteration_and_columns(runs: RunCollection) -> None:
