@@ -40,8 +40,14 @@ def _kind_probes(column: str) -> list[pl.Expr]:
     present = value.is_not_null()
     return [
         (present & ~value.is_in(list(_BOOL_WORDS))).sum().alias(f"{column}\0bool"),
-        (present & ~value.str.contains(r"^[+-]?\d+$")).sum().alias(f"{column}\0int"),
+        (
+            present
+            & (~value.str.contains(r"^[+-]?\d+$") | value.cast(pl.Int64, strict=False).is_null())
+        )
+        .sum()
+        .alias(f"{column}\0int"),
         (present & value.cast(pl.Float64, strict=False).is_null()).sum().alias(f"{column}\0float"),
+        (present & ~value.str.contains(r"^[+-]?\d+$")).sum().alias(f"{column}\0digits"),
         present.sum().alias(f"{column}\0present"),
     ]
 
@@ -54,6 +60,8 @@ def _typed(column: str, misfits: dict[str, int]) -> pl.Expr | None:
         return _nulled(column).replace_strict(_BOOL_WORDS, return_dtype=pl.Boolean, default=None)
     if misfits["int"] == 0:
         return _nulled(column).cast(pl.Int64, strict=False)
+    if misfits["digits"] == 0:  # integers beyond Int64: keep the exact text
+        return None
     if misfits["float"] == 0:
         return _nulled(column).cast(pl.Float64, strict=False)
     return None
@@ -67,7 +75,10 @@ def type_params(raw: pl.DataFrame) -> pl.DataFrame:
     stats = raw.select(probe for c in columns for probe in _kind_probes(c)).row(0, named=True)
     casts = []
     for column in columns:
-        misfits = {kind: stats[f"{column}\0{kind}"] for kind in ("bool", "int", "float", "present")}
+        misfits = {
+            kind: stats[f"{column}\0{kind}"]
+            for kind in ("bool", "int", "digits", "float", "present")
+        }
         cast = _typed(column, misfits)
         if cast is not None:
             casts.append(cast.alias(column))

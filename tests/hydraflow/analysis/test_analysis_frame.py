@@ -85,3 +85,29 @@ def test_nan_metric_is_nan_not_missing(any_store: StoreData) -> None:
     values = runs.to_frame()["metrics.val"].to_list()
     assert values[2] is not None and math.isnan(values[2])
     assert values[0] is None
+
+
+def test_param_typing_rules() -> None:
+    from hydraflow.core.frame import type_params
+
+    raw = pl.DataFrame(
+        {
+            "params.big": ["1", "99999999999999999999999"],  # beyond Int64: exact text kept
+            "params.int": ["1", "-2"],
+            "params.num": ["1", "2.5e-3"],
+            "params.text": ["x", None],
+            "params.flag": ["True", "None"],
+            "params.none": ["None", "None"],
+        }
+    )
+    typed = type_params(raw)
+    assert typed.schema == {
+        "params.big": pl.String,
+        "params.int": pl.Int64,
+        "params.num": pl.Float64,
+        "params.text": pl.String,
+        "params.flag": pl.Boolean,
+        "params.none": pl.String,
+    }
+    assert typed["params.num"].to_list() == [1.0, 0.0025]
+    assert typed["params.flag"].to_list() == [True, None]
