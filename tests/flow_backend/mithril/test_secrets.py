@@ -16,7 +16,8 @@ from flow_backend.testing import FakeMithril
 def test_key_is_absent_from_debug_logs_of_success_retries_and_failures(
     fake: FakeMithril, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)  # httpx, httpcore, ours and the fake's loggers, all of them
+    caplog.set_level(logging.DEBUG)  # httpcore, ours and the fake's loggers, all of them
+    caplog.set_level(logging.DEBUG, logger="httpx")  # quiet by default; opened up here
     with MithrilClient(
         fake.api_key, fake.url, retry=RetryPolicy(max_attempts=2), sleep=lambda _: None
     ) as api:

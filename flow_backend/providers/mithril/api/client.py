@@ -38,6 +38,12 @@ __all__ = ["DEFAULT_API_URL", "MithrilClient"]
 
 logger = logging.getLogger(__name__)
 
+# httpx logs every request at INFO; apps such as Hydra show INFO, so one line per poll would
+# flood their logs. Quiet it unless the application configured the "httpx" logger itself.
+_httpx_logger = logging.getLogger("httpx")
+if _httpx_logger.level == logging.NOTSET:
+    _httpx_logger.setLevel(logging.WARNING)
+
 DEFAULT_API_URL = "https://api.mithril.ai"
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
