@@ -134,9 +134,10 @@ class Pipeline:
                 plans[name] = StagePlan(stage, keys[name], handed, section, force=name in forced)
         tracking_uri = resolve_tracking_uri()
         active_run_id, active_experiment = _active_run(tracking_uri)
-        records = PipelineRecords(tracking_uri, experiment or _default_experiment())
         if experiment is None and active_experiment is not None:
-            records.experiment_id = active_experiment
+            records = PipelineRecords(tracking_uri, experiment_id=active_experiment)
+        else:
+            records = PipelineRecords(tracking_uri, experiment or _default_experiment())
         preloaded = self._preload(graph.ancestors(selected) - selected, keys, records, selected)
         parent = records.start_parent("pipeline", active_run_id)
         status = "KILLED"

@@ -62,7 +62,9 @@ def local_path_of(uri: str) -> Path | None:
 class PipelineRecords:
     """Reads and writes a pipeline's runs in one experiment of one MLflow store."""
 
-    def __init__(self, tracking_uri: str, experiment: str) -> None:
+    def __init__(
+        self, tracking_uri: str, experiment: str | None = None, experiment_id: str | None = None
+    ) -> None:
         from mlflow.tracking import MlflowClient
 
         self.tracking_uri = tracking_uri
@@ -73,7 +75,7 @@ class PipelineRecords:
         with stage_lock(self.lock_dir, "store"):
             try:
                 self.client = MlflowClient(tracking_uri)
-                self.experiment_id = self._experiment_id(experiment)
+                self.experiment_id = experiment_id or self._experiment_id(experiment or "pipeline")
             except MlflowException as error:
                 raise PipelineError(
                     f"Cannot use the MLflow store {tracking_uri!r} (MLFLOW_TRACKING_URI): "

@@ -74,6 +74,7 @@ def test_parent_run_nests_under_the_active_run_and_uses_its_experiment(store: st
     assert parent.data.tags["mlflow.parentRunId"] == outer.info.run_id
     assert parent.info.experiment_id == experiment_id
     assert len(stage_runs(store, experiment="outer")) == 1
+    assert MlflowClient(store).get_experiment_by_name("pipeline") is None  # no stray experiment
 
 
 def test_experiment_argument_and_environment_choose_the_experiment(
