@@ -105,6 +105,11 @@ class MithrilProvider(Provider):
             image=config.image,
             mount_paths=[spec.resolved_mount_path for spec in config.volumes],
             root=self.remote_root,
+            max_run_seconds=(
+                max(1, round(config.max_run_time_hours * 3600))
+                if config.max_run_time_hours
+                else None
+            ),
         )
         bid = self.client.create_bid(
             CreateBidRequest(

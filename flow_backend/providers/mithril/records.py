@@ -42,6 +42,11 @@ def outcome(nodes: list[NodeView]) -> tuple[int, str | None] | None:
     if main.state == "lost":
         return (failing[0] if failing else 137), "the task's process vanished without an exit code"
     code = failing[0] if failing else (main.exit_code if main.exit_code is not None else 0)
+    if code == 124:
+        return (
+            code,
+            "exit code 124: the time limit (max_run_time_hours) stopped it, or it timed out",
+        )
     return code, None
 
 

@@ -84,13 +84,14 @@ echo $$ > "$D/{pid}.tmp" && mv -f "$D/{pid}.tmp" "$D/{pid}"
 mkdir -p "$FLOW_WORKDIR" 2>/dev/null; cd "$FLOW_WORKDIR" 2>/dev/null || cd "$D"
 pwd > "$D/workdir"
 CMD={command}
+LIMIT=({limit})
 if [ -n "$ENGINE" ]; then
   ARGS=(run --rm --network host --ipc host -v {root}:{root} -v "$PWD:$PWD" -w "$PWD")
   command -v nvidia-smi >/dev/null 2>&1 && ARGS+=(--gpus all)
   for n in $FLOW_ENV_NAMES; do ARGS+=(-e "$n"); done
-{volume_args}  "$ENGINE" "${{ARGS[@]}}" "$IMAGE" bash -c "$CMD"
+{volume_args}  "${{LIMIT[@]}}" "$ENGINE" "${{ARGS[@]}}" "$IMAGE" bash -c "$CMD"
 else
-  bash -c "$CMD"
+  "${{LIMIT[@]}}" bash -c "$CMD"
 fi >> "$D/{output}" 2>&1 < /dev/null
 code=$?
 echo $code > "$D/{exit_code}.tmp" && mv -f "$D/{exit_code}.tmp" "$D/{exit_code}"
@@ -104,6 +105,7 @@ def render_startup_script(
     image: str | None,
     mount_paths: list[str],
     root: str = REMOTE_ROOT,
+    max_run_seconds: int | None = None,
 ) -> str:
     """The script for one task.
 
@@ -113,6 +115,8 @@ def render_startup_script(
         image: Container image to run it in when the instance has a container engine.
         mount_paths: Absolute paths where the task's volumes appear.
         root: The instances' folder for flow files (see :func:`remote_root`).
+        max_run_seconds: Stop the command after this long (``timeout``: TERM, KILL 30 s later;
+            exit code 124).
 
     Raises:
         ValidationError: The script would exceed the API's 10,000 characters.
@@ -136,6 +140,7 @@ def render_startup_script(
         exit_code=EXIT_CODE_FILE,
         output=OUTPUT_LOG,
         command=shlex.quote(command),
+        limit=f"timeout -k 30 {max_run_seconds}" if max_run_seconds else "",
     )
     if len(script) > MAX_STARTUP_SCRIPT_CHARS:
         raise ValidationError(

@@ -250,3 +250,19 @@ def test_status_list_and_cancel_work_without_an_ssh_key(
         assert [t.task_id for t in other.list_tasks(active_only=True)] == [task.task_id]
         assert other.cancel(task.task_id).status == TaskStatus.CANCELLED
     assert cloud.billing_instances() == []
+
+
+def test_max_run_time_stops_the_command(cloud_flow: Flow, cloud: FakeMithril) -> None:
+    task = cloud_flow.run(
+        TaskConfig(
+            command="echo started; sleep 60; echo never",
+            instance_type="a10",
+            max_run_time_hours=1.5 / 3600,  # 2 seconds once rounded
+            upload_code=False,
+        )
+    )
+    task.wait(timeout=60)
+    assert task.status == TaskStatus.FAILED
+    assert task.record.exit_code == 124
+    assert "max_run_time_hours" in (task.record.message or "")
+    assert task.logs() == "started\n"
