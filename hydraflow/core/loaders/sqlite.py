@@ -8,17 +8,20 @@ polars: a plain scan is cheaper than SQLite's ``IN (subquery)`` probe per row.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
-from hydraflow.core.errors import RunNotFoundError
+from hydraflow.core.errors import HydraflowError, RunNotFoundError, StoreNotFoundError
 from hydraflow.core.loaders.tables import StoreTables, check_experiments, check_run_ids
 from hydraflow.core.store import Store
 
 _SAFE_ID = re.compile(r"^[0-9A-Za-z_-]+$")
+T = TypeVar("T")
+_LOCK_RETRIES = 40
 _BATCH_ROWS = "65536"  # the driver's default (1024) makes many small Arrow batches
 
 
@@ -63,10 +66,40 @@ def _selection(
     return " AND ".join(clauses)
 
 
+def _retrying(action: Callable[[], T], store: Store) -> T:
+    """Run ``action``, waiting out a writer's lock (a sweep may be logging right now)."""
+    import adbc_driver_manager
+
+    for attempt in range(_LOCK_RETRIES):
+        try:
+            return action()
+        except adbc_driver_manager.Error as exc:
+            text = str(exc).lower()
+            if ("locked" in text or "busy" in text) and attempt < _LOCK_RETRIES - 1:
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            if "locked" in text or "busy" in text:
+                raise HydraflowError(
+                    f"store {store.uri} stayed locked by a writer; try again."
+                ) from None
+            first = str(exc).strip().splitlines()[0]
+            raise StoreNotFoundError(
+                f"{store.location} is not a readable MLflow sqlite store ({first}). Pass the store "
+                "that holds your runs: tracking_uri=... / --tracking-uri, or MLFLOW_TRACKING_URI."
+            ) from None
+    raise AssertionError("unreachable")
+
+
 def load(
     store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
 ) -> StoreTables:
     """Read runs, params, latest metrics and tags of the selected runs, column-wise."""
+    return _retrying(lambda: _load(store, experiments, run_ids), store)
+
+
+def _load(
+    store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
+) -> StoreTables:
     with _connect(store) as conn:
         where = _selection(conn, store, experiments, run_ids)
         counts = _read(

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
 import polars as pl
 import pytest
 from conftest import JOBS, StoreData
@@ -199,3 +205,44 @@ def test_to_frame_columns(runs: RunCollection) -> None:
     ]
     assert frame["status"].to_list() == ["FINISHED"] * 5 + ["FAILED"]
     assert all(c.startswith(("params.", "metrics.", "tags.")) for c in frame.columns[8:])
+
+
+def test_not_an_mlflow_store(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.db"
+    with sqlite3.connect(plain) as conn:
+        conn.execute("CREATE TABLE t (a INTEGER)")
+    with pytest.raises(
+        StoreNotFoundError, match=r"not a readable MLflow sqlite store.*no such table"
+    ):
+        RunCollection.load("train", tracking_uri=str(plain))
+    text = tmp_path / "notes.db"
+    text.write_text("hello")
+    with pytest.raises(StoreNotFoundError, match=r"file is not a database"):
+        RunCollection.load("train", tracking_uri=str(text))
+
+
+WRITER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN EXCLUSIVE")  # as a sweep's job does while it logs
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+def test_load_waits_for_a_writers_lock(sqlite_store: StoreData, tmp_path: Path) -> None:
+    db = tmp_path / "busy.db"
+    shutil.copy(sqlite_store.root / "mlflow.db", db)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db), "0.5"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "locked"
+        probe = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):  # the lock is real
+            probe.execute("SELECT COUNT(*) FROM runs").fetchone()
+        probe.close()
+        assert len(RunCollection.load("train", tracking_uri=str(db))) == 6
+    finally:
+        writer.wait(timeout=60)
