@@ -36,7 +36,7 @@ class PipelineResult(dict[str, Any]):
 
     Attributes:
         outputs: Stage name → :class:`StageOutput` (value, output folder, files, run id, cached).
-        executed: Stages computed in this run, in completion order.
+        executed: Stages computed in this run, in dependency order.
         skipped: Stages reused from an earlier run's record.
         run_id: The pipeline's parent MLflow run.
         experiment_id: The MLflow experiment holding the runs.
@@ -123,7 +123,7 @@ class Pipeline:
             raise PipelineDefinitionError(
                 f"max_workers must be a positive integer, got {max_workers!r}"
             )
-        graph = self.graph
+        self.graph = graph = StageGraph(self.stages)  # depends_on() may have been called since
         selected, forced = self._select(force, only, until, from_)
         keys = self.cache_keys(cfg)
         plans: dict[str, StagePlan] = {}

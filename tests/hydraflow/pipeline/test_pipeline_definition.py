@@ -180,3 +180,12 @@ def test_unresolvable_config_section_names_the_section() -> None:
     cfg = {"fit": {"lr": "${missing}"}}
     with pytest.raises(PipelineDefinitionError, match="Config section 'fit' cannot be resolved"):
         _three().run(cfg)
+
+
+def test_a_cycle_added_after_construction_is_caught_by_run() -> None:
+    a, b = Stage("a", _noop), Stage("b", _noop)
+    pipeline = Pipeline([a, b.depends_on(a)])
+    a.depends_on(b)
+
+    with pytest.raises(PipelineDefinitionError, match="cycle between stages"):
+        pipeline.run({})
