@@ -9,28 +9,25 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationError
 from flow_backend.models import TaskRecord
 from flow_backend.providers.base import Provider, VolumeInfo
-from flow_backend.providers.mithril.account import Account, choose_region
+from flow_backend.providers.mithril import volumes
+from flow_backend.providers.mithril.account import Account
 from flow_backend.providers.mithril.api import (
-    Auction,
     Bid,
-    CreateBidRequest,
     Instance,
-    LaunchSpecification,
     MithrilClient,
 )
-from flow_backend.providers.mithril.lookup import find_bids, instances_for, volume_fid
+from flow_backend.providers.mithril.bid_request import build_bid_request, launch_plan
+from flow_backend.providers.mithril.lookup import find_bids, instances_for, run_each, volume_fid
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
-from flow_backend.providers.mithril.pricing import default_limit_price
 from flow_backend.providers.mithril.records import record_of
-from flow_backend.providers.mithril.startup_script import remote_root, render_startup_script
+from flow_backend.providers.mithril.startup_script import remote_root
 from flow_backend.providers.mithril.task_store import TaskStore
 from flow_backend.remote import (
     SSHDestination,
@@ -68,6 +65,7 @@ class MithrilProvider(Provider):
         self.store = TaskStore(Path(settings.home))
         self._plans: dict[str, LaunchPlan] = {}
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._nodes: NodeOps | None = None
         self.remote_root = remote_root()
 
@@ -82,63 +80,13 @@ class MithrilProvider(Provider):
     # -- submit ---------------------------------------------------------------------------------
     def submit(self, config: TaskConfig) -> TaskRecord:
         """Place the task's spot bid; it starts ``pending`` and is fed over SSH once allocated."""
-        instance = config.instance
-        api_type = self.account.instance_type(instance.name)
-        project = self.account.project_fid
-        region = config.region or self.settings.mithril_region
-        if region is None:
-            region = choose_region(self.account.availability(), api_type.fid, config.num_instances)
-            if region is None:
-                raise ResourceNotFoundError(
-                    f"Mithril has no spot market for instance type {instance.name!r}",
-                    field="instance_type",
-                    value=instance.name,
-                    hint="Pick another instance_type (`flow instance-types`)",
-                )
-        limit = config.max_price_per_hour or default_limit_price(instance)
-        volumes = [
-            self._volume_fid(project, region, spec.name, spec.size_gb) for spec in config.volumes
-        ]
-        script = render_startup_script(
-            config.name,
-            config.command_string,
-            image=config.image,
-            mount_paths=[spec.resolved_mount_path for spec in config.volumes],
-            root=self.remote_root,
-            max_run_seconds=(
-                max(1, round(config.max_run_time_hours * 3600))
-                if config.max_run_time_hours
-                else None
-            ),
+        request = build_bid_request(
+            config, self.account, self.settings.mithril_region, self.remote_root
         )
-        bid = self.client.create_bid(
-            CreateBidRequest(
-                project=project,
-                region=region,
-                instance_type=api_type.fid,
-                limit_price=limit,
-                instance_quantity=config.num_instances,
-                name=config.name,
-                launch_specification=LaunchSpecification(
-                    volumes=volumes, ssh_keys=[self.account.ssh_key_fid], startup_script=script
-                ),
-            )
-        )
-        env = dict(config.env)
-        env.update({spec.env_var: spec.resolved_mount_path for spec in config.volumes})
-        code_root = None
-        if config.upload_code:
-            code_root = str(Path(config.code_root or os.getcwd()).expanduser().resolve())
+        bid = self.client.create_bid(request)
         with self._lock:
-            self._plans[bid.fid] = LaunchPlan(
-                task_id=bid.fid,
-                name=bid.name,
-                instance_type=instance.name,
-                env=env,
-                working_dir=config.working_dir,
-                code_root=code_root,
-            )
-        return record_of(bid, [], instance.name, None)
+            self._plans[bid.fid] = launch_plan(config, bid)
+        return record_of(bid, [], config.instance.name, None)
 
     def _find_bids(self, task_ids: list[str]) -> dict[str, Bid]:
         return find_bids(self.client, self.account.project_fid, task_ids)
@@ -208,8 +156,8 @@ class MithrilProvider(Provider):
             self.nodes.collect_logs(
                 [((views[b.fid] or [])[0], self.store.log_path(b.fid)) for b in collected]
             )
-            _each(collected, lambda bid: self._collect_results(bid, (views[bid.fid] or [])[0]))
-        _each(ended, self._cancel_bid)
+            run_each(collected, lambda bid: self._collect_results(bid, (views[bid.fid] or [])[0]))
+        run_each(ended, self._cancel_bid)
         finished = [(b, views[b.fid] or []) for b in ended if views[b.fid]]
         if finished:  # a cloud instance's disk goes with it; a loopback "instance" keeps its files
             self.nodes.clean(
@@ -236,7 +184,15 @@ class MithrilProvider(Provider):
             if all(n.instance_fid in plan.started for n in nodes):
                 continue
             launches.append((plan, nodes, instances[bid.fid][0].private_ip or "127.0.0.1"))
-        return self.nodes.start(launches) if launches else {}
+        if not launches:
+            return {}
+        with self._start_lock:  # two polling threads must not hand a node its environment twice
+            todo = [
+                (plan, nodes, ip)
+                for plan, nodes, ip in launches
+                if not all(n.instance_fid in plan.started for n in nodes)
+            ]
+            return self.nodes.start(todo) if todo else {}
 
     def _type_name(self, bid: Bid) -> str:
         plan = self._plans.get(bid.fid)
@@ -397,32 +353,18 @@ class MithrilProvider(Provider):
         return volume_fid(self.client, project, region, name, size_gb)
 
     def list_volumes(self) -> list[VolumeInfo]:
-        volumes = self.client.list_volumes(
-            self.account.project_fid, region=self.settings.mithril_region
+        return volumes.list_volumes(
+            self.client, self.account.project_fid, self.settings.mithril_region
         )
-        return [VolumeInfo(v.name, float(v.capacity_gb), v.region) for v in volumes]
 
     def create_volume(self, name: str, size_gb: float) -> VolumeInfo:
-        region = self.settings.mithril_region or _first_region(self.account.availability())
-        project = self.account.project_fid
-        fid = self._volume_fid(project, region, name, size_gb)
-        volume = next(v for v in self.client.list_volumes(project, region=region) if v.fid == fid)
-        return VolumeInfo(volume.name, float(volume.capacity_gb), volume.region)
+        region = self.settings.mithril_region or volumes.first_region(self.account.availability())
+        return volumes.create_volume(self.client, self.account.project_fid, region, name, size_gb)
 
     def delete_volume(self, name: str) -> None:
-        volumes = self.client.list_volumes(
-            self.account.project_fid, region=self.settings.mithril_region
+        volumes.delete_volume(
+            self.client, self.account.project_fid, self.settings.mithril_region, name
         )
-        matching = [v for v in volumes if v.name == name]
-        if not matching:
-            raise ResourceNotFoundError(
-                f"No Mithril volume named {name!r}",
-                field="name",
-                value=name,
-                hint="List them with `flow volumes`",
-            )
-        for volume in matching:
-            self.client.delete_volume(volume.fid)
 
     def close(self) -> None:
         if self._nodes is not None:
@@ -434,23 +376,9 @@ def _is_saved_terminal(record: TaskRecord | None) -> bool:
     return record is not None and record.status.is_terminal
 
 
-def _each(items: list[T], work: Callable[[T], object]) -> None:
-    """Run ``work`` on each item, up to 8 at a time."""
-    if len(items) <= 1:
-        for item in items:
-            work(item)
-        return
-    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
-        list(pool.map(work, items))
-
-
 def _is_loopback(destination: str) -> bool:
     return parse_destination(destination, field="ssh_destination").is_loopback
 
 
 def _parse(destination: str) -> SSHDestination:
     return parse_destination(destination, field="ssh_destination")
-
-
-def _first_region(auctions: list[Auction]) -> str:
-    return sorted({a.region for a in auctions})[0] if auctions else "us-central1-a"
