@@ -42,11 +42,28 @@ def _task_fields(stage: Stage, command: list[str], env: Mapping[str, str]) -> di
     }
 
 
+def _provider_name(stage: Stage) -> str:
+    """The provider the stage's task runs on; only ``local`` shares this machine's files."""
+    from flow_backend.settings import load_settings
+
+    name = (stage.resources or {}).get("provider") or load_settings().provider
+    if name != "local":
+        raise PipelineDefinitionError(
+            f"Stage {stage.name!r} would run as a Flow task on provider {name!r}, but stage tasks "
+            "need the local provider (they read and write this machine's files); set "
+            "resources={'provider': 'local', ...} or FLOW_PROVIDER=local"
+        )
+    return str(name)
+
+
 def check_resources(stage: Stage) -> None:
     """Raise :class:`PipelineDefinitionError` if the stage's resources are no valid TaskConfig."""
     from flow_backend import TaskConfig
     from flow_backend.errors import FlowError
 
+    provider = (stage.resources or {}).get("provider")
+    if provider is not None and provider != "local":
+        _provider_name(stage)
     try:
         TaskConfig(**_task_fields(stage, ["true"], {}))
     except (FlowError, TypeError, ValueError) as error:
@@ -90,7 +107,7 @@ def run_as_task(
         if tracking_uri and run_id:
             env.update({"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_RUN_ID": run_id})
         command = [sys.executable, "-m", "hydraflow.pipeline._stage_runner", str(spec)]
-        provider = (stage.resources or {}).get("provider")
+        provider = _provider_name(stage)
         from flow_backend import TaskConfig
 
         with Flow(provider=provider) as flow:

@@ -121,3 +121,15 @@ def test_unpicklable_input_of_a_task_stage_names_the_stage(store: str) -> None:
 
     with Flow() as flow:
         assert flow.list_tasks() == []  # refused before any task started
+
+
+def test_task_stage_with_a_remote_default_provider_fails_clearly(
+    store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOW_PROVIDER", "mithril")
+
+    with pytest.raises(PipelineRunError) as info:
+        _pipeline(sum_in_task).run(CFG)
+
+    assert "Stage 'in_task' would run as a Flow task on provider 'mithril'" in str(info.value)
+    assert info.value.results == {"make_numbers": [0, 1, 2, 3]}
