@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import StoreData
+from analysis_stores import StoreData
 
 from hydraflow.cli import main
 

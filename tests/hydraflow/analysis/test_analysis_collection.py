@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import JOBS, StoreData
+from analysis_stores import JOBS, StoreData
 
 from hydraflow import Run, RunCollection
 from hydraflow.core.errors import (

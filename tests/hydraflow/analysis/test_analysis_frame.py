@@ -7,7 +7,7 @@ from typing import Any
 
 import mlflow
 import polars as pl
-from conftest import ODD_KEY, StoreData
+from analysis_stores import ODD_KEY, StoreData
 
 from hydraflow import RunCollection
 from hydraflow.conventions import TAG_KEY_PREFIX, parse_param_value, sanitize_key

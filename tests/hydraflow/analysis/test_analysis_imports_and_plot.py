@@ -8,7 +8,7 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
-from conftest import StoreData
+from analysis_stores import StoreData
 
 from hydraflow import RunCollection
 from hydraflow.core.errors import ColumnTypeError, UnknownKeyError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import BASE_MS, ODD_KEY, StoreData
+from analysis_stores import BASE_MS, ODD_KEY, StoreData
 
 from hydraflow import Run, RunCollection
 from hydraflow.core import Run as CoreRun
