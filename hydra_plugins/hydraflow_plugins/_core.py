@@ -9,6 +9,7 @@ and that is still live is cancelled on any exit path (exception, Ctrl-C, SIGTERM
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import pickle
@@ -21,14 +22,14 @@ import cloudpickle
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from omegaconf import OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.hydraflow_plugins._job_runner import SPEC_VERSION
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
 from hydra_plugins.hydraflow_plugins._paths import RUNNER_MODULE, JobFiles
 from hydra_plugins.hydraflow_plugins._plan import check_budget, format_plan, make_plan
 from hydra_plugins.hydraflow_plugins._progress import Progress
-from hydra_plugins.hydraflow_plugins._tasks import FlowJob, run_jobs
+from hydra_plugins.hydraflow_plugins._tasks import FlowJob, copy_task_log, run_jobs
 
 if TYPE_CHECKING:
     from flow_backend import Flow, TaskConfig
@@ -62,11 +63,15 @@ def launch_numbered(
     flow = _open_flow(options)
     with flow:
         provider = flow.settings.provider
-        jobs = [_compose(launcher, options, num, overrides) for num, overrides in numbered]
+        sweep_dir = Path(os.getcwd(), str(config.hydra.sweep.dir)).resolve()
+        jobs = [_new_job(launcher, options, sweep_dir, num, ovr) for num, ovr in numbered]
+        prices = {
+            name: flow.provider.price_per_hour(name) for name in {j.instance_type for j in jobs}
+        }
         rows = make_plan(
             [(job.num, job.overrides, job.instance_type) for job in jobs],
             options,
-            lambda name: flow.provider.price_per_hour(name),
+            lambda name: prices[name],
         )
         for job, row in zip(jobs, rows, strict=True):
             job.price_per_hour = row.price_per_hour
@@ -76,21 +81,75 @@ def launch_numbered(
             return [_dry_run_return(job) for job in jobs]
         check_budget(rows, options)
         common = _common_payload(launcher)
-        sweep_dir = Path(str(config.hydra.sweep.dir))
+        build = _task_config_for(launcher, options, provider)
+        for job in jobs:
+            build(job, 0)  # every task config is valid before the first task starts
         log.info(
             f"Flow launcher ({provider}) is launching {len(jobs)} job(s) of sweep "
-            f"{launcher.sweep_id}, sweep output dir : {sweep_dir}"
+            f"{launcher.sweep_id}, sweep output dir : {config.hydra.sweep.dir}"
         )
         for job in jobs:
             log.info(f"\t#{job.num} : {job.overrides_text}")
             _write_spec(job, common)
-        build = _task_config_for(launcher, options, provider)
-        for job in jobs:
-            build(job, 0)  # every task config is valid before the first task starts
         with Progress(jobs) as progress:
-            run_jobs(flow, jobs, options, progress, build)
+            try:
+                run_jobs(flow, jobs, options, progress, build)
+            finally:
+                _close_orphan_runs(launcher, jobs)
             progress.summary()
-    return [job.job_return() for job in sorted(jobs, key=lambda j: j.num)]
+            _report_failures(jobs, progress)
+    returns = []
+    for job in sorted(jobs, key=lambda j: j.num):
+        if job.result is not None:
+            returns.append(job.result)
+            continue
+        sweep_config = _compose(launcher, job)  # only for jobs that died without a result
+        output_dir = Path(str(sweep_config.hydra.runtime.output_dir))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        copy_task_log(job, output_dir)
+        returns.append(job.job_return(sweep_config))
+    return returns
+
+
+def _new_job(
+    launcher: FlowLauncher,
+    options: LauncherOptions,
+    sweep_dir: Path,
+    num: int,
+    overrides: list[str],
+) -> FlowJob:
+    return FlowJob(
+        num=num,
+        overrides=list(overrides),
+        overrides_text=" ".join(filter_overrides(overrides)) or "(none)",
+        instance_type=_instance_type(launcher, options, num, overrides),
+        task_name=f"hf-{launcher.sweep_id}-{num}",
+        files=JobFiles.for_job(sweep_dir, num),
+    )
+
+
+def _instance_type(
+    launcher: FlowLauncher, options: LauncherOptions, num: int, overrides: list[str]
+) -> str:
+    """The job's own ``flow.instance`` (override or app config), else the launcher's."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from flow_backend.errors import FlowError
+    from flow_backend.instance_types import parse_instance_type
+
+    chosen, where = None, "hydra.launcher.instance"
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.key_or_group in ("flow/instance", "flow.instance"):
+            chosen, where = override.value(), "flow.instance"
+    if chosen is None and launcher.config is not None:
+        chosen = OmegaConf.select(launcher.config, "flow.instance", default=None)
+        where = "flow.instance" if chosen is not None else where
+    name = str(chosen or options.instance or DEFAULT_INSTANCE)
+    try:
+        parse_instance_type(name)
+    except FlowError as error:
+        raise FlowLauncherError(f"job #{num} ({where}={name!r}): {error}") from None
+    return name
 
 
 def _open_flow(options: LauncherOptions) -> Flow:
@@ -103,47 +162,25 @@ def _open_flow(options: LauncherOptions) -> Flow:
         raise FlowLauncherError(f"hydra.launcher.provider={options.provider!r}: {error}") from None
 
 
-def _compose(
-    launcher: FlowLauncher, options: LauncherOptions, num: int, overrides: list[str]
-) -> FlowJob:
-    """The job's sweep config, numbered and pinned, as the task will run it."""
-    from flow_backend.errors import FlowError
-    from flow_backend.instance_types import parse_instance_type
-
+def _compose(launcher: FlowLauncher, job: FlowJob) -> DictConfig:
+    """The job's sweep config as the task composed it (for a job that left no result)."""
     assert launcher.config is not None and launcher.hydra_context is not None
     sweep_config = launcher.hydra_context.config_loader.load_sweep_config(
-        launcher.config, list(overrides)
+        launcher.config, list(job.overrides)
     )
-    task_name = f"hf-{launcher.sweep_id}-{num}"
     with open_dict(sweep_config):
-        sweep_config.hydra.job.id = task_name
-        sweep_config.hydra.job.num = num
+        sweep_config.hydra.job.id = job.task_name
+        sweep_config.hydra.job.num = job.num
     saved = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(sweep_config)
     try:
-        with read_write(sweep_config.hydra), open_dict(sweep_config.hydra):
-            # pin the sweep dir: `${now:...}` must not be evaluated again on the task side
-            sweep_config.hydra.sweep.dir = str(sweep_config.hydra.sweep.dir)
         subdir = OmegaConf.select(sweep_config, "hydra.sweep.subdir")
         output_dir = Path(os.getcwd(), str(sweep_config.hydra.sweep.dir), str(subdir))
+        with read_write(sweep_config.hydra.runtime), open_dict(sweep_config.hydra.runtime):
+            sweep_config.hydra.runtime.output_dir = str(output_dir.resolve())
     finally:
         HydraConfig.instance().cfg = saved
-    instance = OmegaConf.select(sweep_config, "flow.instance", default=None)
-    instance_type = str(instance or options.instance or DEFAULT_INSTANCE)
-    try:
-        parse_instance_type(instance_type)
-    except FlowError as error:
-        where = "flow.instance" if instance else "hydra.launcher.instance"
-        raise FlowLauncherError(f"job #{num} ({where}={instance_type!r}): {error}") from None
-    return FlowJob(
-        num=num,
-        overrides=list(overrides),
-        overrides_text=" ".join(filter_overrides(overrides)) or "(none)",
-        sweep_config=sweep_config,
-        files=JobFiles(output_dir.resolve()),
-        instance_type=instance_type,
-        task_name=task_name,
-    )
+    return sweep_config
 
 
 def _common_payload(launcher: FlowLauncher) -> dict[str, bytes]:
@@ -164,21 +201,28 @@ def _common_payload(launcher: FlowLauncher) -> dict[str, bytes]:
             f"Hydra's context (config loader and callbacks) cannot be pickled "
             f"({type(error).__name__}: {error}). Nothing was launched. Check hydra.callbacks"
         ) from None
+    assert launcher.config is not None
+    config = copy.deepcopy(launcher.config)
+    with read_write(config.hydra), open_dict(config.hydra):
+        # pin the sweep dir: `${now:...}` must not be evaluated again on the task side
+        config.hydra.sweep.dir = str(config.hydra.sweep.dir)
     return {
         "hydra_context": context,
         "task_function": function,
         "singleton_state": cloudpickle.dumps(Singleton.get_state()),
+        "config": cloudpickle.dumps(config),
     }
 
 
 def _write_spec(job: FlowJob, common: dict[str, bytes]) -> None:
+    this_job = {"num": job.num, "overrides": job.overrides, "job_id": job.task_name}
     header = {
         "version": SPEC_VERSION,
         "sys_path": [p for p in sys.path if p],
         "cwd": os.getcwd(),
-        "parts": {**common, "sweep_config": cloudpickle.dumps(job.sweep_config)},
+        "parts": {**common, "job": pickle.dumps(this_job)},
     }
-    job.files.spec.parent.mkdir(parents=True, exist_ok=True)
+    job.files.folder.mkdir(parents=True, exist_ok=True)
     job.files.result.unlink(missing_ok=True)
     job.files.spec.write_bytes(pickle.dumps(header))
 
@@ -227,8 +271,45 @@ def _task_config_for(
     return build
 
 
+def _report_failures(jobs: Sequence[FlowJob], progress: Progress) -> None:
+    for job in jobs:
+        ret = job.job_return()
+        if ret.status == JobStatus.FAILED:
+            error = ret._return_value
+            first = str(error).splitlines()[0] if str(error) else ""
+            progress.message(
+                f"[flow] job #{job.num} ({job.overrides_text}) FAILED: "
+                f"{type(error).__name__}: {first} (task output: {job.files.task_log})"
+            )
+
+
+def _close_orphan_runs(launcher: FlowLauncher, jobs: Sequence[FlowJob]) -> None:
+    """Mark FAILED the MLflow runs of jobs whose process died before the callback could end them."""
+    died = [job for job in jobs if job.result is None]
+    if not died or launcher.config is None:
+        return
+    from hydra_plugins.hydraflow_plugins._resume import mlflow_callback_settings
+
+    settings = mlflow_callback_settings(launcher.config)
+    if settings is None:
+        return
+    try:
+        from hydraflow._mlflow_store import fail_running_job_runs
+        from hydraflow.conventions import resolve_tracking_uri
+
+        uri = settings.get("tracking_uri") or resolve_tracking_uri(
+            str(launcher.config.hydra.runtime.cwd)
+        )
+        experiment = settings.get("experiment") or str(launcher.config.hydra.job.name)
+        reasons = {job.num: str(job.failure or "the task died").splitlines()[0] for job in died}
+        fail_running_job_runs(uri, experiment, launcher.sweep_id, reasons)
+    except Exception as error:  # recording the failure must not hide the failure itself
+        log.warning(f"could not mark the runs of jobs that died as FAILED: {error}")
+
+
 def _dry_run_return(job: FlowJob) -> JobReturn:
-    ret = job.base_return()
+    ret = JobReturn()
+    ret.overrides = list(job.overrides)
     ret.status = JobStatus.COMPLETED
     ret.return_value = None
     return ret

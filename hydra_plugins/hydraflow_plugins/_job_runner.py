@@ -21,7 +21,7 @@ from typing import Any
 
 from hydra_plugins.hydraflow_plugins._paths import result_path_for
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 
 
 def _restore_hydra_state(state: dict[str, Any]) -> None:
@@ -93,14 +93,23 @@ def run(spec_path: Path) -> int:
     import cloudpickle
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import JobStatus, run_job, setup_globals
+    from omegaconf import open_dict
 
     payload = {name: pickle.loads(part) for name, part in header["parts"].items()}
     _restore_hydra_state(payload["singleton_state"])
     setup_globals()
-    sweep_config = payload["sweep_config"]
+    job = payload["job"]
+    hydra_context = payload["hydra_context"]
+    # Composed here, as the joblib and submitit launchers do: in parallel, not in the launcher.
+    sweep_config = hydra_context.config_loader.load_sweep_config(
+        payload["config"], list(job["overrides"])
+    )
+    with open_dict(sweep_config):
+        sweep_config.hydra.job.id = job["job_id"]
+        sweep_config.hydra.job.num = job["num"]
     HydraConfig.instance().set_config(sweep_config)
     result = run_job(
-        hydra_context=payload["hydra_context"],
+        hydra_context=hydra_context,
         config=sweep_config,
         task_function=_checked(payload["task_function"]),
         job_dir_key="hydra.sweep.dir",

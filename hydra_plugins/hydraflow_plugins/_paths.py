@@ -1,15 +1,17 @@
 """Where a job's files live: one place for the launcher, the job runner and (later) remote downloads.
 
-Everything the launcher and the task exchange sits in the job's own output folder
-(``hydra.sweep.dir/<subdir>``), so a remote provider only has to download that folder to bring the
-result, the job log and ``.hydra/`` back::
+What the launcher and a task exchange sits in one folder per job under the sweep dir; the job's own
+output folder (``hydra.sweep.dir/<subdir>``) is written by Hydra on the task side as usual::
 
+    <sweep dir>/.flow/<job num>/
+        spec.pkl              what to run (written by the launcher)
+        result.pkl            the pickled JobReturn (written by the task)
+        task.log              the task's captured stdout/stderr (written by the launcher)
     <sweep dir>/<subdir>/
-        .hydra/               Hydra's own record (written by the task)
-        <job name>.log        the job log (written by the task)
-        flow-task.log         the task's captured stdout/stderr (written by the launcher)
-        .flow/spec.pkl        what to run (written by the launcher)
-        .flow/result.pkl      the pickled JobReturn (written by the task)
+        .hydra/, <job>.log    Hydra's own record (written by the task)
+        flow-task.log         a copy of the task's captured output (written by the launcher)
+
+A remote provider downloads both folders to make ``hydra.sweep.dir`` look as after a local run.
 """
 
 from __future__ import annotations
@@ -20,27 +22,38 @@ from pathlib import Path
 SPEC_NAME = "spec.pkl"
 RESULT_NAME = "result.pkl"
 FILES_DIR = ".flow"
-TASK_LOG_NAME = "flow-task.log"
+TASK_LOG_NAME = "task.log"
+OUTPUT_TASK_LOG_NAME = "flow-task.log"
 RUNNER_MODULE = "hydra_plugins.hydraflow_plugins._job_runner"
 
 
 @dataclass(frozen=True)
 class JobFiles:
-    """The files of one job, all under its output folder."""
+    """The launcher/task exchange files of one job."""
 
-    output_dir: Path
+    folder: Path
+
+    @classmethod
+    def for_job(cls, sweep_dir: Path, job_num: int) -> JobFiles:
+        """The files of job ``job_num`` of the sweep in ``sweep_dir``."""
+        return cls(sweep_dir / FILES_DIR / str(job_num))
 
     @property
     def spec(self) -> Path:
-        return self.output_dir / FILES_DIR / SPEC_NAME
+        return self.folder / SPEC_NAME
 
     @property
     def result(self) -> Path:
-        return self.output_dir / FILES_DIR / RESULT_NAME
+        return self.folder / RESULT_NAME
 
     @property
     def task_log(self) -> Path:
-        return self.output_dir / TASK_LOG_NAME
+        return self.folder / TASK_LOG_NAME
+
+
+def output_task_log(output_dir: Path) -> Path:
+    """Where the copy of the task's captured output goes in the job's output folder."""
+    return output_dir / OUTPUT_TASK_LOG_NAME
 
 
 def result_path_for(spec_path: Path) -> Path:

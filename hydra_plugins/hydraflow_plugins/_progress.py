@@ -81,6 +81,8 @@ class Progress:
         self.jobs = list(jobs)
         self.stream = stream or sys.stderr
         self.console = Console(file=self.stream)
+        if not self.console.is_terminal:  # a log file or pipe: do not wrap at 80 columns
+            self.console = Console(file=self.stream, width=200)
         self.live_mode = self.console.is_terminal if live is None else live
         self._last: dict[int, str] = {}
         self._live: Live | None = None
@@ -115,7 +117,11 @@ class Progress:
 
     def message(self, text: str) -> None:
         """Print one line (above the live table on a terminal)."""
-        self.console.print(text, highlight=False, markup=False)
+        if self._live is None:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        else:
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
     def summary(self) -> None:
         """Print the final table: every job with its end state, time and cost."""

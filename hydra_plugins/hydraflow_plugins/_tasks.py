@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import logging
 import pickle
+import shutil
 import signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +27,13 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.hydraflow_plugins._options import LauncherOptions
-from hydra_plugins.hydraflow_plugins._paths import JobFiles
+from hydra_plugins.hydraflow_plugins._paths import JobFiles, output_task_log
 from hydra_plugins.hydraflow_plugins._progress import Progress
 
 if TYPE_CHECKING:
     from flow_backend import Flow, Task, TaskConfig
 
-__all__ = ["FlowJob", "TaskEndedWithoutResult", "run_jobs"]
+__all__ = ["FlowJob", "TaskEndedWithoutResult", "copy_task_log", "run_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +53,17 @@ class FlowJob:
     num: int
     overrides: list[str]
     overrides_text: str
-    sweep_config: DictConfig
-    files: JobFiles
     instance_type: str
     task_name: str
+    files: JobFiles
     price_per_hour: float = 0.0
     task: Task | None = None
     attempts: int = 0
     status_text: str = "queued"
     result: JobReturn | None = None
+    failure: TaskEndedWithoutResult | None = None
     started_at: float | None = None
     ended_at: float | None = None
-    tasks_started: list[str] = field(default_factory=list)
 
     @property
     def task_id(self) -> str:
@@ -76,27 +77,24 @@ class FlowJob:
     def cost_text(self) -> str:
         return self.task.total_cost if self.task is not None else "$0.00"
 
-    def base_return(self) -> JobReturn:
-        """A ``JobReturn`` with the job's overrides and configs but no outcome yet."""
-        ret = JobReturn()
-        ret.overrides = list(self.overrides)
-        task_cfg = OmegaConf.create(OmegaConf.to_container(self.sweep_config, resolve=False))
-        assert isinstance(task_cfg, DictConfig)
-        with read_write(task_cfg), open_dict(task_cfg):
-            del task_cfg["hydra"]
-        ret.cfg = task_cfg
-        ret.hydra_cfg = OmegaConf.create({"hydra": self.sweep_config.hydra})
-        ret.working_dir = str(self.files.output_dir)
-        ret.task_name = str(self.sweep_config.hydra.job.name)
-        return ret
-
-    def job_return(self) -> JobReturn:
-        """The job's outcome (``FAILED`` with an explanation if it never produced one)."""
+    def job_return(self, sweep_config: DictConfig | None = None) -> JobReturn:
+        """The job's outcome: its result, or ``FAILED`` built from ``sweep_config``."""
         if self.result is not None:
             return self.result
-        ret = self.base_return()
+        ret = JobReturn()
+        ret.overrides = list(self.overrides)
+        if sweep_config is not None:
+            task_cfg = OmegaConf.create(OmegaConf.to_container(sweep_config, resolve=False))
+            assert isinstance(task_cfg, DictConfig)
+            with read_write(task_cfg), open_dict(task_cfg):
+                del task_cfg["hydra"]
+            ret.cfg = task_cfg
+            ret.hydra_cfg = OmegaConf.create({"hydra": sweep_config.hydra})
+            ret.task_name = str(sweep_config.hydra.job.name)
         ret.status = JobStatus.FAILED
-        ret.return_value = TaskEndedWithoutResult(f"job #{self.num} never ran to completion")
+        ret.return_value = self.failure or TaskEndedWithoutResult(
+            f"job #{self.num} never ran to completion"
+        )
         return ret
 
 
@@ -107,7 +105,10 @@ def run_jobs(
     progress: Progress,
     build: Callable[[FlowJob, int], TaskConfig],
 ) -> None:
-    """Run every job to an outcome, keeping at most ``max_parallel`` tasks live."""
+    """Run every job to an outcome, keeping at most ``max_parallel`` tasks live.
+
+    ``build`` makes the TaskConfig of a job's attempt (0, 1, ...).
+    """
     provider = flow.settings.provider
     limit = options.parallelism(provider, len(jobs))
     poll = options.poll_seconds(provider)
@@ -134,12 +135,13 @@ def run_jobs(
                     time.sleep(poll)
         except BaseException as error:
             _cancel_live(flow, live, progress, error)
+            if isinstance(error, KeyboardInterrupt):  # Ctrl-C / SIGTERM: no traceback, usual codes
+                raise SystemExit(143 if "signal" in str(error) else 130) from None
             raise
 
 
 def _submit(flow: Flow, job: FlowJob, build: Callable[[FlowJob, int], TaskConfig]) -> None:
     job.task = flow.run(build(job, job.attempts))
-    job.tasks_started.append(job.task.task_id)
     job.status_text = job.task.status.value
     if job.started_at is None:
         job.started_at = time.monotonic()
@@ -154,6 +156,8 @@ def _finish(job: FlowJob, options: LauncherOptions) -> bool:
     if result is not None:
         job.result = result
         job.ended_at = time.monotonic()
+        if result.hydra_cfg is not None:
+            copy_task_log(job, Path(str(result.hydra_cfg.hydra.runtime.output_dir)))
         job.status_text = "completed" if result.status == JobStatus.COMPLETED else "failed (raised)"
         return True
     if job.attempts < options.max_retries:
@@ -166,10 +170,7 @@ def _finish(job: FlowJob, options: LauncherOptions) -> bool:
         return False
     job.ended_at = time.monotonic()
     job.status_text = f"{task.status.value} (no result)"
-    ret = job.base_return()
-    ret.status = JobStatus.FAILED
-    ret.return_value = TaskEndedWithoutResult(_no_result_message(job))
-    job.result = ret
+    job.failure = TaskEndedWithoutResult(_no_result_message(job))
     return True
 
 
@@ -225,6 +226,15 @@ def _save_task_log(job: FlowJob) -> None:
         log.warning(f"job #{job.num}: could not save the task log: {error}")
 
 
+def copy_task_log(job: FlowJob, output_dir: Path) -> None:
+    """Copy the task's captured output into the job's output folder (as ``flow-task.log``)."""
+    try:
+        if job.files.task_log.is_file() and output_dir.is_dir():
+            shutil.copyfile(job.files.task_log, output_task_log(output_dir))
+    except OSError as error:
+        log.warning(f"job #{job.num}: could not copy the task log to {output_dir}: {error}")
+
+
 def _cancel_live(
     flow: Flow, live: Sequence[FlowJob], progress: Progress, error: BaseException
 ) -> None:
@@ -259,7 +269,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: FrameType | None) -> Any:
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise KeyboardInterrupt(f"signal {signum}")  # "signal" marks SIGTERM (exit 143)
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:

@@ -39,3 +39,11 @@ def job_runs(tracking_uri: str, experiment: str) -> list[Any]:
     found = client.get_experiment_by_name(experiment)
     assert found is not None, f"no experiment {experiment!r} in {tracking_uri}"
     return list(client.search_runs([found.experiment_id], max_results=1000))
+
+
+def started_tasks() -> list[Any]:
+    """Every task the local provider knows in this test's FLOW_HOME."""
+    from flow_backend import Flow
+
+    with Flow(provider="local") as flow:
+        return flow.list_tasks()

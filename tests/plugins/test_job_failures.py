@@ -11,7 +11,7 @@ APP = APPS / "behaviour_app.py"
 
 
 def _results(tmp_path: Path) -> dict[str, Path]:
-    return {p.parent.parent.name: p for p in tmp_path.glob("multirun/*/*/*/.flow/result.pkl")}
+    return {p.parent.name: p for p in tmp_path.glob("multirun/*/*/.flow/*/result.pkl")}
 
 
 def test_raise_kill_unpicklable_each_fail_clearly_others_complete(

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from launcher_helpers import TRAIN, RunApp, job_runs
+from launcher_helpers import TRAIN, RunApp, job_runs, started_tasks
 
 METRICS = {"loss", "accuracy", "final_loss", "final_accuracy"}
 
@@ -122,7 +122,7 @@ def test_dry_run_prints_the_plan_and_launches_nothing(tmp_path: Path, run_app: R
         line = next(line for line in out.splitlines() if line.startswith(f"#{num} "))
         assert f"lr={lr}" in line and "cpu" in line and "$0.00" in line
     assert "Total worst-case cost: $0.00" in out
-    assert not list(tmp_path.glob("flow-home/tasks/*"))
+    assert not started_tasks()
     assert not list(tmp_path.glob("multirun/*/*/*/.hydra"))
     if (tmp_path / "mlflow.db").exists():
         from mlflow.tracking import MlflowClient
@@ -140,7 +140,7 @@ def test_callback_works_the_same_with_the_basic_launcher(tmp_path: Path, run_app
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in jobs)
     assert all(set(r.data.metrics) == METRICS and r.info.status == "FINISHED" for r in jobs)
     assert {r.data.params["lr"] for r in jobs} == {"0.001", "0.0001"}
-    assert not list(tmp_path.glob("flow-home/tasks/*"))
+    assert not started_tasks()
 
 
 @pytest.mark.fresh_store

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from hydra.test_utils.test_utils import TSweepRunner
-from launcher_helpers import job_runs
+from launcher_helpers import job_runs, started_tasks
 from omegaconf import DictConfig
 
 
@@ -38,7 +38,7 @@ def _sweep(runner: TSweepRunner, tmp_path: Path, sweep: str, *extra: str) -> lis
 
 
 def _tasks(tmp_path: Path) -> int:
-    return len(list(tmp_path.glob("flow-home/tasks/*")))
+    return len(started_tasks())
 
 
 def _jobs(tmp_path: Path) -> list[Any]:

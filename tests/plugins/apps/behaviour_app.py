@@ -31,6 +31,7 @@ def main(cfg: DictConfig) -> Any:
     if cfg.mode == "unpicklable":
         return threading.Lock()
     if cfg.mode == "sleep":
+        Path(f"started-{cfg.value}").touch()  # in the launch dir: tests wait for it
         time.sleep(float(cfg.seconds))
     return {"value": float(cfg.value), "double": 2.0 * float(cfg.value)}
 
