@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-APP = '''
+APP = """
 import hydra
 from omegaconf import DictConfig
 
@@ -31,7 +31,7 @@ def noop(cfg: DictConfig) -> int:
 
 if __name__ == "__main__":
     noop()
-'''
+"""
 
 
 def _sweep(app: Path, workdir: Path, launcher_args: list[str], jobs: int) -> float:
