@@ -83,16 +83,20 @@ def client(
 
 
 @pytest.fixture
-def cloud(tmp_path: Path, sshd: SSHServer) -> Iterator[FakeMithril]:
+def cloud(tmp_path: Path, sshd: SSHServer, spec_checker: SpecChecker) -> Iterator[FakeMithril]:
+    """A fake whose instances report the loopback sshd; checks billing and spec afterwards."""
     with FakeMithril(
         tmp_path / "fake",
         ssh_destination=sshd.destination,
         provisioning_delay=0.1,
         boot_delay=0.1,
         preemption_grace=0.3,
+        record_traffic=True,
     ) as fake:
         yield fake
         assert fake.billing_instances() == [], "a test left an instance billing"
+        problems = spec_checker.problems_in(fake.exchanges)
+        assert not problems, "fake Mithril answered outside the spec:\n" + "\n".join(problems)
 
 
 @pytest.fixture

@@ -266,3 +266,19 @@ def test_max_run_time_stops_the_command(cloud_flow: Flow, cloud: FakeMithril) ->
     assert task.record.exit_code == 124
     assert "max_run_time_hours" in (task.record.message or "")
     assert task.logs() == "started\n"
+
+
+def test_a_task_completes_through_a_flaky_rate_limited_api(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    task = cloud_flow.run(TaskConfig(command="echo fine", instance_type="a10", upload_code=False))
+    # from here on (a POST is not retried on a 5xx: it could place a second bid)
+    cloud.faults.reseed(3)
+    cloud.faults.error_rate = 0.2  # 503s, retried for GETs and DELETEs
+    cloud.faults.rate_limit_next(2, retry_after=0.2)
+    task.wait(timeout=90)
+    assert cloud.requests_to("/v2/spot/bids/{bid_fid}") + cloud.requests_to("/v2/instances") > 2
+    cloud.faults.clear()
+    assert task.status == TaskStatus.COMPLETED
+    assert task.logs() == "fine\n"
+    assert cloud.bid(task.task_id)["status"] == "Terminated"
