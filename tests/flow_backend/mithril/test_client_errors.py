@@ -25,14 +25,27 @@ from flow_backend.testing import FakeMithril
 from flow_backend.testing.openapi_check import RecordingTransport
 
 
-@pytest.mark.parametrize("key", [None, "", "fkey_wrong"])
-def test_missing_or_wrong_key_is_an_authentication_error(
-    fake: FakeMithril, key: str | None
-) -> None:
-    with MithrilClient(key, fake.url) as api, pytest.raises(AuthenticationError) as caught:
+def test_a_wrong_key_is_an_authentication_error(fake: FakeMithril) -> None:
+    with MithrilClient("fkey_wrong", fake.url) as api, pytest.raises(AuthenticationError) as caught:
         api.list_projects()
     assert "HTTP 401" in str(caught.value) and "MITHRIL_API_KEY" in str(caught.value)
     assert caught.value.field == "mithril_api_key"
+
+
+@pytest.mark.parametrize("key", [None, "", "   "])
+def test_no_key_fails_before_any_request(fake: FakeMithril, key: str | None) -> None:
+    with MithrilClient(key, fake.url) as api, pytest.raises(AuthenticationError) as caught:
+        api.list_projects()
+    assert "No Mithril API key is set" in str(caught.value)
+    assert "MITHRIL_API_KEY" in str(caught.value)
+    assert sum(fake.request_counts.values()) == 0
+
+
+def test_the_fake_answers_401_without_a_bearer_key(fake: FakeMithril) -> None:
+    response = httpx.get(f"{fake.url}/v2/projects")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert "detail" in response.json()
 
 
 def test_unknown_bid_is_not_found(client: MithrilClient) -> None:

@@ -25,7 +25,7 @@ class BearerAuth(httpx.Auth):
     @property
     def has_key(self) -> bool:
         """Whether a non-empty key is configured."""
-        return self._api_key is not None and bool(self._api_key.get_secret_value())
+        return self._api_key is not None and bool(self._api_key.get_secret_value().strip())
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._api_key is not None and self.has_key:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter
 
+from flow_backend.errors import AuthenticationError
 from flow_backend.providers.mithril.api.auth import BearerAuth
 from flow_backend.providers.mithril.api.errors import (
     error_for_response,
@@ -76,9 +77,10 @@ class MithrilClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry_policy = retry or RetryPolicy()
+        self._auth = BearerAuth(api_key)
         self._http = httpx.Client(
             base_url=self.base_url,
-            auth=BearerAuth(api_key),
+            auth=self._auth,
             timeout=timeout,
             transport=RetryTransport(transport, self.retry_policy, sleep=sleep),
             headers={"Accept": "application/json"},
@@ -107,6 +109,13 @@ class MithrilClient:
         params: dict[str, Any] | None = None,
         body: BaseModel | None = None,
     ) -> httpx.Response:
+        if not self._auth.has_key:
+            raise AuthenticationError(
+                f"No Mithril API key is set, so the client cannot {what}",
+                field="mithril_api_key",
+                hint="Set MITHRIL_API_KEY (create a key in the Mithril console), "
+                "or run `flow fake-mithril` for a local demo",
+            )
         query = {key: value for key, value in (params or {}).items() if value is not None}
         content = None
         headers = {}
