@@ -14,6 +14,9 @@ from flow_backend.providers.mithril import MithrilProvider
 from flow_backend.providers.mithril.api import MithrilClient, RetryPolicy
 from flow_backend.testing import FakeMithril
 from flow_backend.testing.openapi_check import RecordingTransport, SpecChecker
+from flow_backend.testing.pytest_plugin import fake_mithril
+
+__all__ = ["fake_mithril"]  # the shipped fixture, used by test_fixture_helper.py
 
 FAST_RETRY = RetryPolicy(max_attempts=4, backoff_base=0.01, backoff_max=0.05, max_retry_after=2.0)
 

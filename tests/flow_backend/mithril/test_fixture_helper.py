@@ -1,0 +1,16 @@
+"""The shipped ``fake_mithril`` fixture points settings at the fake for one test."""
+
+from __future__ import annotations
+
+from flow_backend.providers.mithril.api import MithrilClient
+from flow_backend.settings import load_settings
+from flow_backend.testing import FakeMithril
+
+
+def test_fixture_sets_the_environment_for_settings(fake_mithril: FakeMithril) -> None:
+    settings = load_settings(provider="mithril")
+    assert settings.mithril_api_url == fake_mithril.url
+    assert settings.mithril_project == "default"
+    assert settings.mithril_api_key is not None
+    with MithrilClient(settings.mithril_api_key, settings.mithril_api_url) as api:
+        assert [p.fid for p in api.list_projects()] == [fake_mithril.project_fid]
