@@ -154,7 +154,7 @@ def test_sixteen_jobs_at_once_to_a_fresh_store_all_complete(
         "hydra/launcher=flow",
         "hydra.launcher.max_parallel=16",
         "seed=range(16)",
-        "epochs=3",
+        "epochs=1",
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -163,6 +163,6 @@ def test_sixteen_jobs_at_once_to_a_fresh_store_all_complete(
     assert len(jobs) == 16
     assert sorted(int(r.data.params["seed"]) for r in jobs) == list(range(16))
     assert all(r.info.status == "FINISHED" for r in jobs)
-    assert all(len(r.data.metrics) == 4 for r in jobs)
+    assert all(set(r.data.metrics) == METRICS for r in jobs)
     assert parents[0].data.metrics["completed"] == 16.0
     assert os.path.getsize(tmp_path / "mlflow.db") > 0

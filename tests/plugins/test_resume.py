@@ -54,16 +54,14 @@ def test_resume_skips_finished_jobs_and_returns_their_recorded_results(
     assert _tasks(tmp_path) == 2
     capfd.readouterr()
 
-    # The identical sweep launches nothing and returns what the first one recorded.
-    assert _sweep(hydra_sweep_runner, tmp_path, "1,2") == first
-    assert _tasks(tmp_path) == 2
+    # A wider sweep in batches of 2: the first batch is identical to the first sweep, so it
+    # launches nothing and returns what was recorded; only a=3 runs, numbered as in a full run.
+    wider = _sweep(hydra_sweep_runner, tmp_path, "1,2,3", "hydra.sweeper.max_batch_size=2")
+    assert wider == [*first, {"score": 30.0, "label": "a=3"}]
+    assert _tasks(tmp_path) == 3
     err = capfd.readouterr().err
     assert "job #0 (+a=1) skipped: run " in err and "job #1 (+a=2) skipped: run " in err
-
-    # A wider sweep (in batches of 2) runs only the new job, numbered as in a full run.
-    wider = _sweep(hydra_sweep_runner, tmp_path, "1,2,3", "hydra.sweeper.max_batch_size=2")
-    assert [v["score"] for v in wider] == [10.0, 20.0, 30.0]
-    assert _tasks(tmp_path) == 3
+    assert "job #2 (+a=3) skipped" not in err
     jobs = _jobs(tmp_path)
     assert len(jobs) == 3
     assert sorted(r.data.tags["hydraflow.job_num"] for r in jobs) == ["0", "1", "2"]
