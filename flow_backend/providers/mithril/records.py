@@ -33,12 +33,20 @@ def _ended_status(code: int) -> TaskStatus:
 
 
 def outcome(nodes: list[NodeView]) -> tuple[int, str | None] | None:
-    """``(exit code, message)`` once rank 0 has ended (a failing rank wins), else None."""
+    """``(exit code, message)`` once rank 0 has ended or any rank failed, else None.
+
+    A failing rank ends the whole task (its bid is cancelled, which stops the other ranks).
+    """
     main = nodes[0].status if nodes else None
-    if main is None or not main.is_done or main.state == "missing":
-        return None
     codes = [n.status.exit_code for n in nodes if n.status and n.status.exit_code is not None]
     failing = [code for code in codes if code != 0]
+    if failing and (main is None or not main.is_done):
+        rank = next(n.rank for n in nodes if n.status and n.status.exit_code == failing[0])
+        return failing[
+            0
+        ], f"rank {rank} failed with exit code {failing[0]}; the other ranks were stopped"
+    if main is None or not main.is_done or main.state == "missing":
+        return None
     if main.state == "lost":
         return (failing[0] if failing else 137), "the task's process vanished without an exit code"
     code = failing[0] if failing else (main.exit_code if main.exit_code is not None else 0)

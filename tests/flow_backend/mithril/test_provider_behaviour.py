@@ -282,3 +282,14 @@ def test_a_task_completes_through_a_flaky_rate_limited_api(
     assert task.status == TaskStatus.COMPLETED
     assert task.logs() == "fine\n"
     assert cloud.bid(task.task_id)["status"] == "Terminated"
+
+
+def test_a_failing_rank_fails_the_task_and_stops_the_others(cloud_flow: Flow) -> None:
+    command = 'if [ "$FLOW_NODE_RANK" = 1 ]; then exit 7; fi; sleep 300'
+    task = cloud_flow.run(
+        TaskConfig(command=command, instance_type="a10", num_instances=2, upload_code=False)
+    )
+    task.wait(timeout=60)
+    assert task.status == TaskStatus.FAILED
+    assert task.record.exit_code == 7
+    assert "rank 1" in (task.record.message or "")
