@@ -40,8 +40,8 @@ def plot_frame(
 ) -> Path | Figure:
     """Plot column ``y`` against ``x`` (each given as (column, user key)), one series per color.
 
-    Points of a series are joined in x order, and a series with several runs per x shows the mean
-    as the line. Returns ``path`` after writing a PNG, or the Figure when ``path`` is None.
+    Numeric x: points, and a line through each series' mean per x (log axis when x spans two
+    decades). Text x: one slot per category and color, points spread a little, the mean as a bar. Returns ``path`` after writing a PNG, or the Figure when ``path`` is None.
     """
     import matplotlib
 
@@ -66,26 +66,48 @@ def plot_frame(
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=130, layout="constrained")
     cmap = plt.get_cmap("tab10")
     groups = sorted(data["group"].unique().to_list(), key=lambda g: (g is None, str(g)))
+    width = 0.7 / max(len(groups), 1)  # categorical x: each color gets its own slot
     for number, group in enumerate(groups):
         part = data.filter(pl.col("group").eq_missing(group))
-        xs = part["x"].to_list() if numeric_x else [categories.index(v) for v in part["x"]]
         tone = cmap(number % 10)
-        label = str(group) if color else None
-        ax.scatter(xs, part["y"].to_list(), color=tone, alpha=0.55, s=28, edgecolors="none")
-        line = (
-            pl.DataFrame({"x": xs, "y": part["y"]}).group_by("x").agg(pl.col("y").mean()).sort("x")
+        label = str(group) if color else "_nolegend_"
+        if numeric_x:
+            xs = part["x"].cast(pl.Float64).to_list()
+            ax.scatter(xs, part["y"].to_list(), color=tone, alpha=0.55, s=28, edgecolors="none")
+            line = pl.DataFrame({"x": xs, "y": part["y"]}).group_by("x").agg(pl.col("y").mean())
+            line = line.sort("x")
+            ax.plot(line["x"], line["y"], color=tone, lw=1.8, marker="o", ms=4, label=label)
+            continue
+        offset = (number - (len(groups) - 1) / 2) * width
+        slots = [categories.index(v) + offset for v in part["x"]]
+        spread = [((i * 7919) % 11 - 5) / 5 * width * 0.25 for i in range(len(slots))]
+        ax.scatter(
+            [x + d for x, d in zip(slots, spread, strict=True)],
+            part["y"].to_list(),
+            color=tone,
+            alpha=0.55,
+            s=28,
+            edgecolors="none",
         )
-        ax.plot(
-            line["x"], line["y"], color=tone, linewidth=1.8, marker="o", markersize=4, label=label
+        means = part.group_by("x").agg(pl.col("y").mean())
+        centers = [categories.index(v) + offset for v in means["x"]]
+        ax.hlines(
+            means["y"],
+            [c - width * 0.4 for c in centers],
+            [c + width * 0.4 for c in centers],
+            color=tone,
+            lw=2.4,
+            label=label,
         )
     if numeric_x and _log_scale(data["x"]):
         ax.set_xscale("log")
     if not numeric_x:
         ax.set_xticks(range(len(categories)), [str(c) for c in categories])
+        ax.set_xlim(-0.6, len(categories) - 0.4)
     ax.set_xlabel(_label(x_key))
     ax.set_ylabel(_label(y_key))
     ax.set_title(title or f"{_label(y_key)} vs {_label(x_key)}  ({data.height} runs)")
-    ax.grid(True, which="major", alpha=0.3)
+    ax.grid(True, which="major", axis="both" if numeric_x else "y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     if color:
         ax.legend(title=_label(color[1]), frameon=False, loc="best")
