@@ -66,7 +66,15 @@ class LauncherOptions:
                 f"hydra.launcher has unknown field(s) {', '.join(unknown)}; "
                 f"valid fields: {', '.join(sorted(known))}"
             )
-        opts = cls(**params)
+        from omegaconf import OmegaConf
+
+        plain = {
+            key: OmegaConf.to_container(value, resolve=True)
+            if OmegaConf.is_config(value)
+            else value
+            for key, value in params.items()
+        }
+        opts = cls(**plain)
         opts.max_parallel = _positive("max_parallel", opts.max_parallel, "4", integer=True)
         opts.num_instances = _positive("num_instances", opts.num_instances, "1", integer=True) or 1
         opts.poll_interval = _positive("poll_interval", opts.poll_interval, "0.5")

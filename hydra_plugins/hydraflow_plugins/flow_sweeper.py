@@ -34,6 +34,16 @@ class FlowSweeper(BasicSweeper):
         task_function: TaskFunction,
         config: DictConfig,
     ) -> None:
+        if self.max_batch_size is not None and (
+            isinstance(self.max_batch_size, bool) or self.max_batch_size <= 0
+        ):
+            from hydra_plugins.hydraflow_plugins._options import FlowLauncherError
+
+            raise FlowLauncherError(
+                f"hydra.sweeper.max_batch_size={self.max_batch_size!r} is invalid: it must be a "
+                "positive number of jobs per batch, or null for one batch. "
+                "Set e.g. hydra.sweeper.max_batch_size=8"
+            )
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         if not self.rerun_finished:
             from hydra_plugins.hydraflow_plugins._resume import ResumingLauncher

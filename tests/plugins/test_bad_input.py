@@ -44,6 +44,16 @@ def test_bad_launcher_values_give_one_clear_message(
     _nothing_launched(tmp_path)
 
 
+def test_bad_sweeper_batch_size(tmp_path: Path, run_app: RunApp) -> None:
+    proc = run_app(
+        APP, "-m", "hydra/launcher=flow", "hydra/sweeper=flow", "hydra.sweeper.max_batch_size=0"
+    )
+    assert proc.returncode == 1
+    assert "hydra.sweeper.max_batch_size=0 is invalid" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    _nothing_launched(tmp_path)
+
+
 def test_unknown_instance_option_lists_the_valid_ones(tmp_path: Path, run_app: RunApp) -> None:
     proc = run_app(APP, "-m", "hydra/launcher=flow", "hydra/launcher/instance=nope")
     assert proc.returncode == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
@@ -11,6 +13,8 @@ from hydra.test_utils.launcher_common_tests import (
     IntegrationTestSuite,
     LauncherTestSuite,
 )
+from launcher_helpers import APPS, RunApp, started_tasks
+from omegaconf import OmegaConf
 
 from hydra_plugins.hydraflow_plugins.flow_launcher import FlowLauncher
 from hydra_plugins.hydraflow_plugins.flow_sweeper import FlowSweeper
@@ -51,3 +55,24 @@ class TestFlowSweeperBatches(BatchedSweeperTestSuite):
 )
 class TestFlowLauncherIntegration(IntegrationTestSuite):
     """Hydra's integration suite: real app processes launching through the flow launcher."""
+
+
+def test_optuna_sweeper_runs_unchanged_on_the_flow_launcher(
+    tmp_path: Path, run_app: RunApp
+) -> None:
+    proc = run_app(
+        APPS / "objective_app.py",
+        "-m",
+        "hydra/launcher=flow",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.n_jobs=2",
+        "+x=range(0,5)",
+    )
+    assert proc.returncode == 0, proc.stderr
+    (results,) = tmp_path.glob("multirun/*/*/optimization_results.yaml")
+    best = OmegaConf.load(results)
+    trials = len(started_tasks())
+    assert trials == 4  # every trial ran as a Flow task
+    values = [(x - 2) ** 2 for x in range(5)]
+    assert best.best_value in values
