@@ -53,10 +53,10 @@ def test_latency_is_tolerated_and_timeouts_retried_for_reads(fake: FakeMithril) 
     fake.faults.latency = 0.05
     sleeps: list[float] = []
     with MithrilClient(
-        fake.api_key, fake.url, timeout=0.5, retry=RetryPolicy(max_attempts=3), sleep=sleeps.append
+        fake.api_key, fake.url, timeout=1.5, retry=RetryPolicy(max_attempts=3), sleep=sleeps.append
     ) as api:
         assert api.list_projects()  # slower but fine
-        fake.faults.slow_next(1, 1.5)  # the next answer comes after the client's timeout
+        fake.faults.slow_next(1, 4.0)  # the next answer comes after the client's timeout
         assert api.list_instance_types()
         assert fake.requests_to("/v2/instance-types") == 2
         assert len(sleeps) == 1
