@@ -11,18 +11,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationError
 from flow_backend.models import TaskRecord
 from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.mithril import volumes
 from flow_backend.providers.mithril.account import Account
-from flow_backend.providers.mithril.api import (
-    Bid,
-    Instance,
-    MithrilClient,
-)
+from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
 from flow_backend.providers.mithril.bid_request import build_bid_request, launch_plan
 from flow_backend.providers.mithril.lookup import find_bids, instances_for, run_each, volume_fid
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
@@ -45,8 +41,6 @@ if TYPE_CHECKING:
     from flow_backend.task_config import TaskConfig
 
 __all__ = ["MithrilProvider"]
-
-T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
