@@ -1,0 +1,78 @@
+"""Pure pieces of the Mithril provider: region choice, default prices, the startup script."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from flow_backend.errors import ValidationError
+from flow_backend.instance_types import parse_instance_type
+from flow_backend.providers.mithril.account import choose_region
+from flow_backend.providers.mithril.api import Auction
+from flow_backend.providers.mithril.api.prices import parse_dollars
+from flow_backend.providers.mithril.pricing import default_limit_price
+from flow_backend.providers.mithril.startup_script import render_startup_script
+
+
+def auction(region: str, capacity: int, price: str, it: str = "it_a") -> Auction:
+    return Auction.model_validate(  # as the API sends it: a dollar string
+        {
+            "fid": f"auc_{region}",
+            "instance_type": it,
+            "region": region,
+            "capacity": capacity,
+            "last_instance_price": price,
+            "adjustable_memory": False,
+        }
+    )
+
+
+def test_region_with_capacity_wins_over_a_cheaper_full_one() -> None:
+    auctions = [
+        auction("cheap-but-full", 1, "$1.00"),
+        auction("roomy", 10, "$3.00"),
+        auction("roomy-cheaper", 10, "$2.00"),
+        auction("other-type", 99, "$0.10", it="it_b"),
+    ]
+    assert choose_region(auctions, "it_a", 2) == "roomy-cheaper"
+    assert choose_region(auctions, "it_a", 1) == "cheap-but-full"
+    assert choose_region(auctions, "it_a", 50) == "cheap-but-full"  # none fits: cheapest, waits
+    assert choose_region(auctions, "it_missing", 1) is None
+
+
+def test_default_limit_prices_per_gpu() -> None:
+    assert default_limit_price(parse_instance_type("8xa100")) == 16.0
+    assert default_limit_price(parse_instance_type("h100")) == 28.0
+    assert default_limit_price(parse_instance_type("a10")) == 0.9
+    assert default_limit_price(parse_instance_type("cpu")) == 0.5
+
+
+@pytest.mark.parametrize("text", ["$12.00", "$0.5", "$1,200.00", " $3 "])
+def test_dollar_strings_parse(text: str) -> None:
+    assert parse_dollars(text) == float(text.strip().lstrip("$").replace(",", ""))
+
+
+@pytest.mark.parametrize("bad", ["12.00", "$", "$-1", "twelve", True, -3])
+def test_bad_dollar_strings_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match="price"):
+        parse_dollars(bad)
+
+
+def test_startup_script_is_valid_bash_and_quotes_everything() -> None:
+    script = render_startup_script(
+        "hf-1-0",
+        "python -c 'print(\"$HOME; rm -rf /\")' && echo done",
+        image="pytorch/pytorch:2.1",
+        mount_paths=["/volumes/my data"],
+        max_run_seconds=60,
+    )
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+    assert "timeout -k 30 60" in script
+    assert "CMD='python -c '\"'\"'print(\"$HOME; rm -rf /\")'\"'\"' && echo done'" in script
+
+
+def test_startup_script_over_the_api_limit_is_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        render_startup_script("t", "x" * 9_000, image=None, mount_paths=["/v"] * 300)
+    assert caught.value.field == "command"
