@@ -1,0 +1,86 @@
+"""The ``flow`` command line against the fake Mithril (and the loopback sshd), as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from sshd import SSHServer
+
+from flow_backend.testing import FakeMithril
+
+
+def cli_env(cloud: FakeMithril, sshd: SSHServer, tmp_path: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MITHRIL_")}
+    env.update(cloud.env)
+    env.update(
+        FLOW_PROVIDER="mithril",
+        FLOW_SSH_KEY_PATH=str(sshd.key_path),
+        FLOW_HOME=str(tmp_path / "flow-home"),
+        FLOW_CONFIG_PATH=str(tmp_path / "no-config.yaml"),
+        FLOW_POLL_INTERVAL="0.2",
+    )
+    return env
+
+
+def flow(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flow_backend.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_run_wait_status_and_logs(cloud: FakeMithril, sshd: SSHServer, tmp_path: Path) -> None:
+    env = cli_env(cloud, sshd, tmp_path)
+    ran = flow(
+        env, "run", "-i", "a10", "--name", "demo", "--wait", "--", "echo", "hi there", cwd=tmp_path
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "hi there" in ran.stdout
+    status = flow(env, "status", "--json", cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert '"completed"' in status.stdout
+    assert cloud.api_key not in ran.stdout + ran.stderr + status.stdout + status.stderr
+
+
+def test_cancel_sweep_after_the_launcher_was_killed(
+    cloud: FakeMithril, sshd: SSHServer, tmp_path: Path
+) -> None:
+    env = cli_env(cloud, sshd, tmp_path)
+    launcher = textwrap.dedent(
+        """
+        import sys, time
+        from flow_backend import Flow, TaskConfig
+        with Flow() as flow:
+            tasks = [flow.run(TaskConfig(name=f"hf-sweep42-{i}", unique_name=False,
+                                         command="sleep 300", instance_type="a10",
+                                         upload_code=False)) for i in range(2)]
+            ids = [t.task_id for t in tasks]
+            while not all(r.status.value == "running" for r in flow.provider.get_many(ids).values()):
+                time.sleep(0.2)
+            print("running", flush=True)
+            time.sleep(300)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", launcher], env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "running"
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    assert len(cloud.billing_instances()) == 2  # the killed launcher left them billing
+    cancelled = flow(env, "cancel", "--sweep", "sweep42", cwd=tmp_path)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout.count("cancelled") == 2
+    assert cloud.billing_instances() == []
