@@ -57,8 +57,11 @@ class RunCollection:
         names = [experiment] if isinstance(experiment, str) else experiment
         store = open_store(tracking_uri)
         runs = cls._from_store(store, list(names) if names is not None else None, None)
-        if not include_sweep_runs and f"tags.{TAG_ROLE}" in runs._frame.columns:
-            runs = runs.exclude(pl.col(f"tags.{TAG_ROLE}") == "sweep")
+        role = f"tags.{TAG_ROLE}"
+        if not include_sweep_runs and role in runs._frame.columns:
+            parents = runs._frame[role] == "sweep"
+            if parents.any():
+                runs = runs._subset(~parents.fill_null(False))
         if sweep_id is not None:
             column = f"tags.{TAG_SWEEP_ID}"
             known = runs._frame[column].drop_nulls().unique().to_list() if column in runs else []

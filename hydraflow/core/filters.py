@@ -80,7 +80,7 @@ def build(runs: RunCollection, args: tuple[Any, ...], kwargs: Mapping[str, Any])
                 f"got {type(arg).__name__} {arg!r}."
             )
     exprs.extend(condition(frame, k, v) for k, v in kwargs.items())
-    mask = pl.Series([True] * frame.height, dtype=pl.Boolean)
+    mask = pl.repeat(True, frame.height, dtype=pl.Boolean, eager=True)
     if exprs:
         try:
             combined = frame.select(pl.all_horizontal(exprs).alias("mask")).to_series()

@@ -86,6 +86,9 @@ class GroupBy:
     def __len__(self) -> int:
         return self._frame.select(self._keys).unique().height
 
+    def __repr__(self) -> str:
+        return f"GroupBy(keys={self._keys}, {len(self)} groups of {len(self._runs)} runs)"
+
     def __iter__(self) -> Iterator[tuple[tuple[Any, ...], RunCollection]]:
         """``(group values, runs of the group)`` pairs in group order."""
         groups = self._frame.select(self._keys).unique().sort(self._keys, nulls_last=True)

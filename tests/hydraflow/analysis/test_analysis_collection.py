@@ -164,6 +164,7 @@ def test_group_by(runs: RunCollection) -> None:
     ]
     grouped = runs.group_by("model.type")
     assert len(grouped) == 2
+    assert repr(grouped) == "GroupBy(keys=['model.type'], 2 groups of 6 runs)"
     assert [(key, len(group)) for key, group in grouped] == [(("cnn",), 3), (("lstm",), 3)]
     assert runs.group_by("model.type").max("lr")["lr"].to_list() == [0.1, 0.1]
     with pytest.raises(ColumnTypeError):
