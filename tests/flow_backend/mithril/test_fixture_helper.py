@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from flow_backend import Flow, TaskConfig
+from flow_backend.models import TaskStatus
 from flow_backend.providers.mithril.api import MithrilClient
 from flow_backend.settings import load_settings
 from flow_backend.testing import FakeMithril
@@ -14,3 +18,16 @@ def test_fixture_sets_the_environment_for_settings(fake_mithril: FakeMithril) ->
     assert settings.mithril_api_key is not None
     with MithrilClient(settings.mithril_api_key, settings.mithril_api_url) as api:
         assert [p.fid for p in api.list_projects()] == [fake_mithril.project_fid]
+
+
+def test_fixture_runs_tasks_end_to_end_with_the_sessions_sshd(
+    fake_mithril: FakeMithril, tmp_path: Path
+) -> None:
+    with Flow(provider="mithril", home=tmp_path / "home", poll_interval=0.2) as flow:
+        task = flow.run(
+            TaskConfig(command="echo via-fixture", instance_type="a10", upload_code=False)
+        )
+        task.wait(timeout=60)
+        assert task.status == TaskStatus.COMPLETED
+        assert task.logs() == "via-fixture\n"
+    assert fake_mithril.billing_instances() == []
