@@ -39,7 +39,6 @@ INSTANCE_STATUSES = (
 )
 
 Handler = Callable[[FakeRequest, dict[str, str]], FakeResponse]
-ModelT = Any
 
 
 def parse_body(request: FakeRequest, model: type[pydantic.BaseModel]) -> Any:
