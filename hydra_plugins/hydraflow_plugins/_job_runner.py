@@ -95,7 +95,9 @@ def run(spec_path: Path) -> int:
     from hydra.core.utils import JobStatus, run_job, setup_globals
     from omegaconf import open_dict
 
+    os.environ["HYDRAFLOW_IN_JOB_RUNNER"] = "1"  # config.JOB_RUNNER_ENV: skip the catalog import
     payload = {name: pickle.loads(part) for name, part in header["parts"].items()}
+    os.environ.pop("HYDRAFLOW_IN_JOB_RUNNER", None)
     _restore_hydra_state(payload["singleton_state"])
     setup_globals()
     job = payload["job"]

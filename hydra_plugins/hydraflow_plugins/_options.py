@@ -68,7 +68,7 @@ class LauncherOptions:
             )
         from omegaconf import OmegaConf
 
-        plain = {
+        plain: dict[str, Any] = {
             key: OmegaConf.to_container(value, resolve=True)
             if OmegaConf.is_config(value)
             else value

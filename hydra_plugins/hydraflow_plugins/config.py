@@ -8,6 +8,7 @@ Registered groups:
 - ``hydra/callbacks=mlflow`` — :class:`hydraflow.callbacks.MLflowCallback`.
 """
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 LAUNCHER_TARGET = "hydra_plugins.hydraflow_plugins.flow_launcher.FlowLauncher"
 SWEEPER_TARGET = "hydra_plugins.hydraflow_plugins.flow_sweeper.FlowSweeper"
 CALLBACK_TARGET = "hydraflow.callbacks.MLflowCallback"
+JOB_RUNNER_ENV = "HYDRAFLOW_IN_JOB_RUNNER"  # set by the job runner (see _instance_names)
 
 
 @dataclass
@@ -66,6 +68,10 @@ class MLflowCallbackConf:
 
 def _instance_names() -> list[str]:
     """Every name the catalog accepts: short aliases (``a100``, ``4xa100``) and full specs."""
+    if os.environ.get(JOB_RUNNER_ENV):
+        # In a job's task, Hydra's ConfigStore (with these options) comes from the launcher's
+        # pickled state; importing the catalog would only slow every job down.
+        return []
     from flow_backend.instance_types import instance_type_names
 
     return instance_type_names()
