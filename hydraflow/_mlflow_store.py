@@ -170,3 +170,33 @@ def json_or_none(value: Any) -> str | None:
         return json.dumps(value)
     except (TypeError, ValueError):
         return None
+
+
+def fail_running_job_runs(
+    tracking_uri: str, experiment: str, sweep_id: str, reasons: Mapping[int, str]
+) -> int:
+    """End as FAILED the still-RUNNING job runs of ``sweep_id`` whose job number is in ``reasons``.
+
+    A job whose process was killed never reaches ``on_job_end``; the launcher calls this so that
+    its run does not stay RUNNING forever. Returns how many runs were ended.
+    """
+    from hydraflow.conventions import TAG_ERROR, TAG_JOB_NUM, TAG_SWEEP_ID
+
+    client = client_for(tracking_uri)
+    found = retry_busy(lambda: client.get_experiment_by_name(experiment))
+    if found is None:
+        return 0
+    runs = search_all(
+        client,
+        found.experiment_id,
+        f"tags.`{TAG_SWEEP_ID}` = '{sweep_id}' and attributes.status = 'RUNNING'",
+    )
+    ended = 0
+    for run in runs:
+        num = run.data.tags.get(TAG_JOB_NUM)
+        if num is None or int(num) not in reasons:
+            continue
+        log_batches(client, run.info.run_id, tags={TAG_ERROR: reasons[int(num)][:5000]})
+        retry_busy(partial(client.set_terminated, run.info.run_id, "FAILED"))
+        ended += 1
+    return ended
