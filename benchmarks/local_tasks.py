@@ -60,7 +60,7 @@ def main() -> None:
     """Measure and print the table."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=50)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--command", default=DEFAULT_COMMAND)
     args = parser.parse_args()
     runs: dict[str, list[tuple[float, float]]] = {"bare subprocess": [], "Flow (local)": []}
