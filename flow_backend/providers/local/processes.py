@@ -8,8 +8,10 @@ pid) names the whole process tree, even the parts that moved to process groups o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -25,6 +27,7 @@ __all__ = [
     "launch",
     "session_members",
     "signal_tree",
+    "wait_for_exit",
 ]
 
 # The wrapper's arguments: command, task record, log file, rank, grace, time limit, then K=V pairs
@@ -216,3 +219,20 @@ def end_sessions(
         for session in sessions:
             signal_tree(session, signal.SIGKILL)
         _wait_until_gone(sessions, 5.0, children)
+
+
+def wait_for_exit(child: subprocess.Popen[bytes], timeout: float) -> None:
+    """Block until ``child`` exits or ``timeout`` passes, waking at once when it exits.
+
+    Uses a pidfd where the OS has them (Linux 5.3+), else ``Popen.wait``'s short sleeps.
+    """
+    try:
+        pidfd = os.pidfd_open(child.pid)
+    except (AttributeError, OSError):  # no pidfds here, or the child is already gone
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(max(0.0, timeout))
+        return
+    try:
+        select.select([pidfd], [], [], max(0.0, timeout))
+    finally:
+        os.close(pidfd)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import secrets
@@ -325,8 +324,7 @@ class LocalProvider(Provider):
         """Block on our own child processes when we have them; otherwise sleep."""
         for child in self._children.get(task_id, []):
             if child.poll() is None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(timeout)
+                processes.wait_for_exit(child, timeout)
                 return
         time.sleep(max(0.0, timeout))
 
