@@ -61,6 +61,8 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         runs = runs.sort(args.sort, descending=args.desc)
     frame = runs.to_frame()
     if args.limit is not None:
+        if args.limit < 0:
+            raise HydraflowError(f"--limit {args.limit}: give a number of runs, 0 or more.")
         frame = frame.head(args.limit)
     if args.json:
         sys.stdout.write(frame.write_json() + "\n")

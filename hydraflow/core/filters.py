@@ -21,13 +21,30 @@ if TYPE_CHECKING:
     from hydraflow.core.collection import RunCollection
 
 
-def _coerce(value: Any, dtype: pl.DataType) -> Any:
-    """Match the user's value to the column's type (params may be typed or text)."""
+def _coerce(key: str, column: str, value: Any, dtype: pl.DataType) -> Any:
+    """Match the user's value to the column's type (params may be typed or text).
+
+    Raises:
+        ValueError: A value that cannot be compared with the column (e.g. text for a number).
+    """
     if dtype == pl.String and not isinstance(value, str):
         return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    if dtype != pl.String and isinstance(value, str):
-        return parse_param_value(value)
-    return value
+    if dtype == pl.String:
+        return value
+    typed = parse_param_value(value) if isinstance(value, str) else value
+    numeric = isinstance(typed, (int, float)) and not isinstance(typed, bool)
+    fits = (
+        (dtype.is_numeric() and numeric)
+        or (dtype == pl.Boolean and isinstance(typed, bool))
+        or (dtype.is_temporal() and not isinstance(typed, (str, bool)))
+        or dtype == pl.Null
+    )
+    if not fits:
+        raise ValueError(
+            f"filter on {key!r}: {value!r} cannot be compared with {column!r}, which holds "
+            f"{dtype} values."
+        )
+    return typed
 
 
 def condition(frame: pl.DataFrame, key: str, value: Any) -> pl.Expr:
@@ -38,7 +55,7 @@ def condition(frame: pl.DataFrame, key: str, value: Any) -> pl.Expr:
         return col.is_null()
     if isinstance(value, (list, set, frozenset)):
         items = [v for v in value if v is not None]
-        expr = col.is_in([_coerce(v, dtype) for v in items])
+        expr = col.is_in([_coerce(key, column, v, dtype) for v in items])
         return expr | col.is_null() if len(items) < len(value) else expr
     if isinstance(value, tuple):
         if len(value) != 2:
@@ -49,16 +66,16 @@ def condition(frame: pl.DataFrame, key: str, value: Any) -> pl.Expr:
         low, high = value
         expr = pl.lit(True)
         if low is not None:
-            expr = expr & (col >= _coerce(low, dtype))
+            expr = expr & (col >= _coerce(key, column, low, dtype))
         if high is not None:
-            expr = expr & (col <= _coerce(high, dtype))
+            expr = expr & (col <= _coerce(key, column, high, dtype))
         return expr & col.is_not_null()
     if isinstance(value, pl.Expr):
         return col == value
     if callable(value):
         predicate = value
         return col.map_elements(lambda v: bool(predicate(v)), return_dtype=pl.Boolean)
-    return col == _coerce(value, dtype)
+    return col == _coerce(key, column, value, dtype)
 
 
 def build(runs: RunCollection, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> pl.Series:

@@ -100,6 +100,8 @@ def test_plot_writes_png(
         (["runs", "trian"], "experiment 'trian' not found"),
         (["runs", "train", "--filter", "lrr=1"], "no run has the key 'lrr'"),
         (["runs", "train", "--filter", "lr"], "expected KEY=VALUE"),
+        (["runs", "train", "--filter", "lr=fast"], "'fast' cannot be compared with 'params.lr'"),
+        (["runs", "train", "--limit", "-1"], "--limit -1"),
         (["runs", "train", "--sort", "metrics.nope"], "no run has the key 'metrics.nope'"),
         (["plot", "train", "--x", "lr", "--y", "model.type", "-o", "x.png"], "must be numeric"),
     ],

@@ -101,6 +101,12 @@ def test_filter_bad_inputs(runs: RunCollection) -> None:
         runs.filter({"metrics.los": 1})
     with pytest.raises(ValueError, match=r"tuple means a \(low, high\) range"):
         runs.filter(lr=(1, 2, 3))
+    with pytest.raises(ValueError, match=r"'abc' cannot be compared with 'params\.lr'.*Float64"):
+        runs.filter(lr="abc")
+    with pytest.raises(ValueError, match=r"'yes' cannot be compared with 'params\.use_amp'"):
+        runs.filter(use_amp=["yes"])
+    with pytest.raises(ValueError, match=r"'a' cannot be compared"):
+        runs.filter(lr=("a", 1))
     with pytest.raises(TypeError, match=r"filter conditions are dicts"):
         runs.filter(42)
     with pytest.raises(
