@@ -55,6 +55,13 @@ class RunCollection:
             RunSelectionError: ``sweep_id`` matches no run.
         """
         names = [experiment] if isinstance(experiment, str) else experiment
+        if names is not None and (
+            not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names)
+        ):
+            raise TypeError(
+                f"experiment must be a name or a list of names, not {experiment!r}; "
+                "e.g. RunCollection.load('train')."
+            )
         store = open_store(tracking_uri)
         runs = cls._from_store(store, list(names) if names is not None else None, None)
         role = f"tags.{TAG_ROLE}"

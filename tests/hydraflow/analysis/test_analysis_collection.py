@@ -64,6 +64,8 @@ def test_load_bad_inputs(
     with pytest.raises(StoreNotFoundError, match=r"does not exist"):
         RunCollection.load("train", tracking_uri=f"sqlite:///{tmp_path / 'none.db'}")
     assert not (tmp_path / "none.db").exists()  # reading never creates a store
+    with pytest.raises(TypeError, match=r"experiment must be a name or a list of names, not 123"):
+        RunCollection.load(123, tracking_uri=sqlite_store.uri)  # type: ignore[arg-type]
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(StoreNotFoundError, match=r"mlflow.db"):
