@@ -91,13 +91,14 @@ def launch_numbered(
         for job in jobs:
             log.info(f"\t#{job.num} : {job.overrides_text}")
             _write_spec(job, common)
-        with Progress(jobs) as progress:
+        progress = Progress(jobs)
+        with progress:
             try:
                 run_jobs(flow, jobs, options, progress, build)
             finally:
                 _close_orphan_runs(launcher, jobs)
-            progress.summary()
-            _report_failures(jobs, progress)
+        progress.summary()  # after the live table is gone
+        _report_failures(jobs, progress)
     returns = []
     for job in sorted(jobs, key=lambda j: j.num):
         if job.result is not None:
