@@ -44,6 +44,8 @@ def test_demo_sweep_records_one_parent_and_one_child_per_job(
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics == {"jobs": 2.0, "completed": 2.0, "failed": 0.0, "cost": 0.0}
 
+    # Task names carry the same sweep id (`flow cancel --sweep ID` finds them).
+    assert sorted(t.name for t in started_tasks()) == [f"hf-{sweep_id}-0", f"hf-{sweep_id}-1"]
     by_lr = {r.data.params["lr"]: r for r in jobs}
     assert set(by_lr) == {"0.001", "0.0001"}
     for num, lr in enumerate(("0.001", "0.0001")):
