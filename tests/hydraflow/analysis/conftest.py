@@ -88,7 +88,7 @@ def server_store(tmp_path_factory: pytest.TempPathFactory, empty_db: Path) -> It
     )
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 150
         while True:
             if proc.poll() is not None:
                 _unavailable(
@@ -100,7 +100,7 @@ def server_store(tmp_path_factory: pytest.TempPathFactory, empty_db: Path) -> It
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                _unavailable(f"mlflow server on port {port} did not answer within 90 s")
+                _unavailable(f"mlflow server on port {port} did not answer within 150 s")
             time.sleep(0.5)
         data = StoreData(uri=uri, kind="server", root=root)
         yield populate(MlflowClient(uri), data, None)
