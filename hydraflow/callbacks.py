@@ -142,39 +142,49 @@ class MLflowCallback(Callback):
         self._parent_open = True
         os.environ[ENV_SWEEP_ID] = self.sweep_id
         os.environ[ENV_PARENT_RUN_ID] = self.parent_run_id
-        atexit.register(self._close_parent, "FAILED")
+        atexit.register(self._summarise_and_close, True)
         log.info("MLflow: sweep %s → parent run %s in %s", self.sweep_id, self.parent_run_id, uri)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Record the sweep summary (jobs, completed, failed, cost) on the parent run and end it."""
-        if self.parent_run_id is None or not self._parent_open:
-            return
-        client = store.client_for(self._tracking_uri(config))
-        children = store.search_all(
-            client, self.experiment_id or "", f"tags.`{TAG_PARENT_RUN_ID}` = '{self.parent_run_id}'"
-        )
-        completed = sum(run.info.status == "FINISHED" for run in children)
-        failed = sum(run.info.status == "FAILED" for run in children)
-        cost = sum(float(run.data.tags.get(TAG_TOTAL_COST, 0) or 0) for run in children)
-        store.log_batches(
-            client,
-            self.parent_run_id,
-            tags={TAG_TOTAL_COST: f"{cost:.4f}"},
-            metrics={"jobs": len(children), "completed": completed, "failed": failed, "cost": cost},
-        )
-        self._close_parent("FINISHED" if failed == 0 else "FAILED")
-        for name in (ENV_SWEEP_ID, ENV_PARENT_RUN_ID):
-            os.environ.pop(name, None)
+        self._tracking_uri(config)
+        self._summarise_and_close(aborted=False)
 
-    def _close_parent(self, status: str) -> None:
+    def _summarise_and_close(self, aborted: bool) -> None:
+        """Summarise the children on the parent run and end it; FAILED if a job failed or the
+        sweep was aborted (Hydra's sweepers raise on a failed job and skip ``on_multirun_end``:
+        then this runs at exit)."""
         if not self._parent_open or self.parent_run_id is None or self.tracking_uri is None:
             return
         self._parent_open = False
+        parent_run_id = self.parent_run_id
         try:
             client = store.client_for(self.tracking_uri)
-            store.retry_busy(lambda: client.set_terminated(self.parent_run_id or "", status))
+            children = store.search_all(
+                client, self.experiment_id or "", f"tags.`{TAG_PARENT_RUN_ID}` = '{parent_run_id}'"
+            )
+            completed = sum(run.info.status == "FINISHED" for run in children)
+            failed = sum(run.info.status == "FAILED" for run in children)
+            cost = sum(float(run.data.tags.get(TAG_TOTAL_COST, 0) or 0) for run in children)
+            store.log_batches(
+                client,
+                parent_run_id,
+                tags={TAG_TOTAL_COST: f"{cost:.4f}"},
+                metrics={
+                    "jobs": len(children),
+                    "completed": completed,
+                    "failed": failed,
+                    "cost": cost,
+                },
+            )
+            status = "FAILED" if failed or aborted else "FINISHED"
+            store.retry_busy(lambda: client.set_terminated(parent_run_id, status))
         except Exception as error:  # at exit: report, never raise
-            log.warning("MLflow: could not end parent run %s: %s", self.parent_run_id, error)
+            log.warning("MLflow: could not end parent run %s: %s", parent_run_id, error)
+        finally:
+            for name in (ENV_SWEEP_ID, ENV_PARENT_RUN_ID):
+                if os.environ.get(name) in (self.sweep_id, parent_run_id):
+                    os.environ.pop(name, None)
 
     # -- one job (wherever it runs) ------------------------------------------------------------
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:

@@ -41,8 +41,9 @@ def test_raise_kill_unpicklable_each_fail_clearly_others_complete(
     killed_log = next(tmp_path.glob("multirun/*/*/2/flow-task.log")).read_text()
     assert "about to die by SIGKILL" in killed_log
 
+    all_runs = job_runs(_uri(tmp_path), "behaviour_app")
     runs = {
-        r.data.tags.get("hydraflow.job_num"): r for r in job_runs(_uri(tmp_path), "behaviour_app")
+        r.data.tags["hydraflow.job_num"]: r for r in all_runs if "hydraflow.job_num" in r.data.tags
     }
     assert runs["0"].info.status == "FINISHED"
     assert runs["0"].data.metrics["double"] == 6.0
@@ -52,6 +53,11 @@ def test_raise_kill_unpicklable_each_fail_clearly_others_complete(
     assert "produced no result" in runs["2"].data.tags["hydraflow.error"]
     assert runs["3"].info.status == "FAILED"
     assert "cannot be pickled" in runs["3"].data.tags["hydraflow.error"]
+    # The sweep stopped on the failures (Hydra's sweeper raises): its parent run still got the
+    # summary and ended FAILED.
+    (parent,) = [r for r in all_runs if r.data.tags.get("hydraflow.role") == "sweep"]
+    assert parent.info.status == "FAILED"
+    assert parent.data.metrics == {"jobs": 4.0, "completed": 1.0, "failed": 3.0, "cost": 0.0}
     assert not processes_mentioning(str(tmp_path))
 
 
