@@ -35,11 +35,32 @@ def _nothing_launched(tmp_path: Path) -> None:
     ],
 )
 def test_bad_launcher_values_give_one_clear_message(
-    tmp_path: Path, run_app: RunApp, override: str, expected: str
+    tmp_path: Path, hydra_sweep_runner: TSweepRunner, override: str, expected: str
 ) -> None:
-    proc = run_app(APP, "-m", "hydra/launcher=flow", override, "value=1,2")
+    sweep = hydra_sweep_runner(
+        calling_file=None,
+        calling_module="hydra.test_utils.a_module",
+        task_function=lambda cfg: 1,
+        config_path="configs",
+        config_name="compose.yaml",
+        overrides=["hydra/launcher=flow", override, "+a=1,2"],
+        temp_dir=tmp_path,
+    )
+    with pytest.raises(FlowLauncherError) as raised, sweep:
+        pass
+    assert expected in str(raised.value)
+    _nothing_launched(tmp_path)
+
+
+def test_bad_value_on_the_command_line_prints_only_the_message(
+    tmp_path: Path, run_app: RunApp
+) -> None:
+    proc = run_app(APP, "-m", "hydra/launcher=flow", "hydra.launcher.max_parallel=0", "value=1,2")
     assert proc.returncode == 1
-    assert expected in proc.stderr
+    assert proc.stderr.startswith(
+        "hydra.launcher.max_parallel=0 is invalid: it must be greater than 0 (or null for the "
+        "default). Set e.g. hydra.launcher.max_parallel=4"
+    )
     assert "Traceback" not in proc.stderr
     _nothing_launched(tmp_path)
 
