@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-from launcher_helpers import APPS, RunApp, job_runs, processes_mentioning
+from launcher_helpers import APPS, RunApp, job_runs, processes_mentioning, started_tasks
 
 APP = APPS / "behaviour_app.py"
 
@@ -91,11 +91,22 @@ def test_max_retries_reruns_a_job_whose_task_died(tmp_path: Path, run_app: RunAp
     }
 
 
-def test_code_exceptions_are_not_retried(tmp_path: Path, run_app: RunApp) -> None:
-    proc = run_app(APP, "-m", "hydra/launcher=flow", "hydra.launcher.max_retries=2", "mode=raise")
+def test_code_exceptions_are_not_retried_and_keep_their_traceback(
+    tmp_path: Path, run_app: RunApp
+) -> None:
+    proc = run_app(
+        APP, "-m", "hydra/launcher=flow", "hydra.launcher.max_retries=2", "mode=raise,raise_odd"
+    )
     assert proc.returncode == 1
-    assert "retry" not in proc.stdout + proc.stderr
-    assert "ValueError: boom from value 1" in proc.stderr
+    output = proc.stdout + proc.stderr
+    assert "retry" not in output
+    assert "job #0 (mode=raise) FAILED: ValueError: boom from value 1" in proc.stderr
+    # An exception that cannot be pickled still comes back, as its type and message.
+    assert "job #1 (mode=raise_odd) FAILED: RuntimeError: OddError: odd failure 1" in proc.stderr
+    # Hydra raises the first failure, with the traceback from inside the task attached.
+    assert "Traceback in the task:" in proc.stderr
+    assert 'raise ValueError(f"boom from value {cfg.value}")' in proc.stderr
+    assert len(started_tasks()) == 2
 
 
 def _uri(tmp_path: Path) -> str:

@@ -1,4 +1,7 @@
-"""A Hydra app whose jobs behave as told: ``mode=ok|raise|kill|kill_once|unpicklable|sleep``."""
+"""A Hydra app whose jobs behave as told.
+
+``mode=ok|raise|raise_odd|kill|kill_once|unpicklable|sleep``.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +21,22 @@ ConfigStore.instance().store(
 )
 
 
+class OddError(Exception):
+    """An exception that cannot be pickled (it holds a lock)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
 @hydra.main(version_base="1.3", config_path=None, config_name="behaviour")
 def main(cfg: DictConfig) -> Any:
     """Do what ``cfg.mode`` says."""
     print(f"job starts: mode={cfg.mode} value={cfg.value}", flush=True)
     if cfg.mode == "raise":
         raise ValueError(f"boom from value {cfg.value}")
+    if cfg.mode == "raise_odd":
+        raise OddError(f"odd failure {cfg.value}")
     if cfg.mode == "kill" or (cfg.mode == "kill_once" and not Path(cfg.marker).exists()):
         Path(cfg.marker).touch()
         print("about to die by SIGKILL", flush=True)
