@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,71 @@ def test_pending_task_is_started_by_another_process(two_gpus: Flow, tmp_path: Pa
     assert '"status": "running"' in status.stdout or '"status": "completed"' in status.stdout
     assert waiting.wait(timeout=20) is TaskStatus.COMPLETED
     assert waiting.logs().strip() in ("got 0", "got 1")
+
+
+SECRET = "sk-local-0123456789abcdef"
+
+
+def _files_holding(folder: Path, text: str) -> list[Path]:
+    return [
+        path for path in folder.rglob("*") if path.is_file() and text in path.read_text("latin-1")
+    ]
+
+
+def test_a_waiting_task_keeps_its_secrets_off_disk_and_gets_them_when_it_starts(
+    two_gpus: Flow, flow_home: Path, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    holder = two_gpus.run(f"while [ ! -e {release} ]; do sleep 0.05; done", instance_type="2xa100")
+    try:
+        waiting = two_gpus.run(
+            'echo "key=${#WANDB_API_KEY} plain=$PLAIN"',
+            instance_type="a100",
+            env={"WANDB_API_KEY": SECRET, "PLAIN": "visible"},
+        )
+        assert waiting.status is TaskStatus.PENDING
+        config_file = flow_home / "tasks" / f"{waiting.task_id}.config.json"
+        assert "visible" in config_file.read_text() and "WANDB_API_KEY" in config_file.read_text()
+        assert _files_holding(flow_home, SECRET) == []
+    finally:
+        release.touch()
+    assert holder.wait(timeout=20) is TaskStatus.COMPLETED
+    # the submitting process holds the value in memory and starts the task with it
+    assert waiting.wait(timeout=20) is TaskStatus.COMPLETED
+    assert waiting.logs().strip() == f"key={len(SECRET)} plain=visible"
+    assert _files_holding(flow_home, SECRET) == []
+
+
+_SUBMIT_AND_EXIT = """
+import sys
+from flow_backend import Flow
+task = Flow().run("echo started", instance_type="a100", env={"MY_TOKEN": sys.argv[1]})
+print(task.task_id, task.status.value)
+"""
+
+
+def test_a_waiting_task_with_secrets_fails_when_its_submitter_is_gone(
+    two_gpus: Flow, flow_home: Path, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    holder = two_gpus.run(f"while [ ! -e {release} ]; do sleep 0.05; done", instance_type="2xa100")
+    try:
+        submitted = subprocess.run(
+            [sys.executable, "-c", _SUBMIT_AND_EXIT, SECRET],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        task_id, status = submitted.stdout.split()
+        assert status == "pending"
+        assert _files_holding(flow_home, SECRET) == []
+        orphan = two_gpus.get_task(task_id)
+        assert orphan.status is TaskStatus.FAILED
+        assert orphan.message is not None
+        assert "MY_TOKEN" in orphan.message and "submit it again" in orphan.message
+    finally:
+        release.touch()
+    assert holder.wait(timeout=20) is TaskStatus.COMPLETED
+    assert two_gpus.get_task(task_id).status is TaskStatus.FAILED
+    assert "started" not in two_gpus.get_task(task_id).logs()

@@ -16,7 +16,7 @@ from typing import ClassVar
 from flow_backend.errors import InsufficientQuotaError, TaskNotFoundError, ValidationError
 from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.base import Provider, VolumeInfo
-from flow_backend.providers.local import logs, processes, volumes
+from flow_backend.providers.local import logs, pending, processes, volumes
 from flow_backend.providers.local.gpus import GpuPool, detect_gpus, warn_cpu_once
 from flow_backend.providers.local.launch import resolve_working_dir, start_ranks
 from flow_backend.providers.local.outcome import (
@@ -63,6 +63,7 @@ class LocalProvider(Provider):
         self._lock = threading.Lock()
         self._gpu_pool: GpuPool | None = None
         self._gpus_detected = False
+        self._home_key = str(settings.home.resolve())
 
     # -- GPUs ----------------------------------------------------------------------------------
     def _pool(self) -> GpuPool | None:
@@ -119,8 +120,7 @@ class LocalProvider(Provider):
         if pool is not None:
             allocated = pool.allocate(task_id, needed)
             if allocated is None:
-                files.write_config(config.model_dump_json())
-                files.write_spec(spec)
+                pending.park(files, spec, config, self._home_key)
                 return record_of(spec, None, message="waiting for free GPUs")
             spec.gpus = allocated
         return self._start(files, spec, config)
@@ -148,12 +148,13 @@ class LocalProvider(Provider):
         files.write_spec(spec)
         if was_pending:
             files.config_path.unlink(missing_ok=True)
+            pending.forget(spec, self._home_key)
         return record_of(spec, None)
 
     def _try_start_pending(self, files: TaskFiles, spec: TaskSpec) -> TaskSpec:
         pool = self._pool()
-        data = files.read_config()
-        if pool is None or data is None:
+        config = pending.config_to_start(files, spec, self._home_key)
+        if pool is None or config is None:
             return spec
         needed = parse_gpu_count(spec)
         allocated = pool.allocate(spec.task_id, needed)
@@ -163,7 +164,7 @@ class LocalProvider(Provider):
             return files.read_spec() or spec
         spec = spec.model_copy(deep=True)
         spec.gpus = allocated
-        self._start(files, spec, TaskConfig.model_validate(data), was_pending=True)
+        self._start(files, spec, config, was_pending=True)
         return files.read_spec() or spec
 
     # -- state ---------------------------------------------------------------------------------
@@ -190,6 +191,9 @@ class LocalProvider(Provider):
             return record_of(spec, snapshot.final)
         if not spec.processes:
             if allow_start and snapshot.stop is None:
+                orphan = pending.orphaned(files, spec, self._home_key)
+                if orphan is not None:
+                    return record_of(spec, orphan)
                 spec = self._try_start_pending(files, spec)
             if not spec.processes:
                 return record_of(spec, None, message="waiting for free GPUs")
@@ -302,6 +306,7 @@ class LocalProvider(Provider):
         final = FinalState(status=status, message=reason)
         files.write_final(final)
         files.config_path.unlink(missing_ok=True)
+        pending.forget(spec, self._home_key)
         self._release_gpus(spec)
         self._forget_children(spec.task_id)
         return record_of(spec, final)

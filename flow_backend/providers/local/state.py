@@ -8,7 +8,8 @@ Two files per task in ``FLOW_HOME/tasks/`` (plus two rare ones)::
                            {"stop": ...}  a stop request: the status to end in and why
                            {"final": ...} the final state, when it is more than the exit codes say
     <task_id>.log          stdout and stderr of every rank, interleaved as written
-    <task_id>.config.json  the full TaskConfig while the task waits for GPUs (mode 0600)
+    <task_id>.config.json  the TaskConfig while the task waits for GPUs (mode 0600), without the
+                           values of secret env vars (those stay in the submitter's memory)
     <task_id>.claim        taken by the one process that starts (or cancels) a pending task
 
 Appending a line to an existing file is atomic for small writes and creates no directory entry, so a
@@ -66,6 +67,8 @@ class TaskSpec(BaseModel):
     volumes: dict[str, str] = Field(default_factory=dict)
     ports: list[int] = Field(default_factory=list)
     env_keys: list[str] = Field(default_factory=list)
+    secret_env_names: list[str] = Field(default_factory=list)
+    owner_pid: int | None = None
     notes: list[str] = Field(default_factory=list)
     log_notes: list[str] = Field(default_factory=list)
 
@@ -189,7 +192,7 @@ class TaskFiles:
         self._append("final", final)
 
     def write_config(self, config_json: str) -> None:
-        """Keep the full config of a task that waits for GPUs (only the owner can read it)."""
+        """Keep the config of a task that waits for GPUs (only the owner can read it; no secrets)."""
         fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(config_json)

@@ -17,12 +17,7 @@ from flow_backend.providers.base import Provider
 from flow_backend.providers.ssh.hosts import HostPool
 from flow_backend.providers.ssh.launch import plan_nodes, start_nodes, stop_nodes
 from flow_backend.providers.ssh.placement import HostUsage, choose_hosts, usage_of
-from flow_backend.providers.ssh.state import (
-    NodePlacement,
-    SSHTaskState,
-    StateStore,
-    is_secret_name,
-)
+from flow_backend.providers.ssh.state import NodePlacement, SSHTaskState, StateStore
 from flow_backend.providers.ssh.tracker import TaskTracker, now
 from flow_backend.remote import (
     download,
@@ -34,6 +29,7 @@ from flow_backend.remote import (
     ssh_command_line,
     tail_logs,
 )
+from flow_backend.secret_env import split_secret_env
 
 if TYPE_CHECKING:
     from flow_backend.settings import FlowSettings
@@ -128,6 +124,7 @@ class SSHProvider(Provider):
             num_instances=config.num_instances,
             message=note,
         )
+        plain_env, secret_env = split_secret_env(config.env)
         state = SSHTaskState(
             record=record,
             command=config.command_string,
@@ -135,15 +132,13 @@ class SSHProvider(Provider):
             upload_code=config.upload_code,
             code_root=code_root,
             gpus_per_node=gpus_per_node,
-            env={k: v for k, v in config.env.items() if not is_secret_name(k)},
-            secret_env_names=sorted(k for k in config.env if is_secret_name(k)),
+            env=plain_env,
+            secret_env_names=sorted(secret_env),
             max_run_time_hours=config.max_run_time_hours,
             owner_pid=os.getpid(),
             owner_host=socket.gethostname(),
         )
-        self._tracker.remember_secrets(
-            task_id, {k: v for k, v in config.env.items() if is_secret_name(k)}
-        )
+        self._tracker.remember_secrets(task_id, secret_env)
         self._store.save(state)
         self._store.set_waiting(task_id, True)
         self._schedule()

@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -24,16 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flow_backend.errors import TaskNotFoundError
 from flow_backend.models import TaskRecord
 
-__all__ = ["NodePlacement", "SSHTaskState", "StateStore", "is_secret_name"]
-
-_SECRET_NAME = re.compile(
-    r"API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE_?KEY|ACCESS_?KEY", re.IGNORECASE
-)
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether an environment variable's value must never be written to disk."""
-    return bool(_SECRET_NAME.search(name))
+__all__ = ["NodePlacement", "SSHTaskState", "StateStore"]
 
 
 class NodePlacement(BaseModel):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -19,14 +18,11 @@ from flow_backend.providers.ssh.launch import stop_nodes
 from flow_backend.providers.ssh.outcome import derive_outcome
 from flow_backend.providers.ssh.state import SSHTaskState, StateStore
 from flow_backend.remote import RemoteStatus, read_statuses
+from flow_backend.secret_env import PENDING_SECRETS
 
 __all__ = ["TaskTracker", "now", "owner_alive"]
 
 _UNREACHABLE = "cannot reach "
-
-# Secret env values of waiting tasks by (FLOW_HOME, task id), for every provider of this process.
-_PENDING_SECRETS: dict[tuple[str, str], dict[str, str]] = {}
-_PENDING_LOCK = threading.Lock()
 
 
 def now() -> datetime:
@@ -68,13 +64,11 @@ class TaskTracker:
     # -- secrets of waiting tasks --------------------------------------------------------------
     def remember_secrets(self, task_id: str, secrets: dict[str, str]) -> None:
         """Keep a waiting task's secret env values in memory until it starts."""
-        with _PENDING_LOCK:
-            _PENDING_SECRETS[(self.home_key, task_id)] = dict(secrets)
+        PENDING_SECRETS.remember(self.home_key, task_id, secrets)
 
     def secrets_of(self, task_id: str) -> dict[str, str] | None:
         """The secret env values this process holds for the task, if any."""
-        with _PENDING_LOCK:
-            return _PENDING_SECRETS.get((self.home_key, task_id))
+        return PENDING_SECRETS.get(self.home_key, task_id)
 
     def can_start(self, state: SSHTaskState) -> bool:
         """Whether this process has everything needed to start the task."""
@@ -82,8 +76,7 @@ class TaskTracker:
 
     def forget(self, task_id: str) -> None:
         """Drop the task's secrets and its waiting marker."""
-        with _PENDING_LOCK:
-            _PENDING_SECRETS.pop((self.home_key, task_id), None)
+        PENDING_SECRETS.forget(self.home_key, task_id)
         self.store.set_waiting(task_id, False)
 
     # -- records -------------------------------------------------------------------------------
