@@ -9,28 +9,10 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from flow_backend.cli.fake_mithril import add_arguments
 from flow_backend.testing.fake_mithril import FakeMithril
 
-__all__ = ["add_arguments", "main", "serve"]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of the fake server's command line."""
-    parser.add_argument(
-        "--port", type=int, default=0, help="port to listen on (default: a free one)"
-    )
-    parser.add_argument("--api-key", default=None, help="key clients must send (default: random)")
-    parser.add_argument(
-        "--work-dir", default=None, help="where instance folders go (default: temp)"
-    )
-    parser.add_argument(
-        "--ssh-destination",
-        default=None,
-        help="user@host:port of an sshd every instance reports (needed to run tasks end to end)",
-    )
-    parser.add_argument(
-        "--provisioning-delay", type=float, default=1.0, help="seconds a bid stays Open (default 1)"
-    )
+__all__ = ["main", "serve"]
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -182,3 +184,24 @@ def test_unusable_flow_home(
     assert main(["status"]) == 1
     err = capsys.readouterr().err
     assert "FLOW_HOME" in err and str(blocker / "home") in err and "Traceback" not in err
+
+
+_MODULES_AFTER_HELP = """
+import contextlib, io, sys
+from flow_backend.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+    main(["--help"])
+print(" ".join(sorted(m for m in sys.modules if m.startswith(("flow_backend.testing", "httpx")))))
+"""
+
+
+def test_help_does_not_load_the_fake_server_or_the_http_client() -> None:
+    # every `flow` command builds the whole parser; `fake-mithril` loads its server only when run
+    loaded = subprocess.run(
+        [sys.executable, "-c", _MODULES_AFTER_HELP],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert loaded.stdout.split() == []
