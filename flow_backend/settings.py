@@ -18,9 +18,19 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from flow_backend._pydantic_errors import to_flow_error
 from flow_backend.errors import ValidationError
 
-__all__ = ["ENV_VARS", "PROVIDER_NAMES", "FlowSettings", "config_path", "load_settings"]
+__all__ = [
+    "DEFAULT_MITHRIL_REMOTE_ROOT",
+    "ENV_VARS",
+    "PROVIDER_NAMES",
+    "FlowSettings",
+    "config_path",
+    "load_settings",
+]
 
 PROVIDER_NAMES = ("local", "mithril", "ssh")
+#: Folder on Mithril instances for flow's files (``/var/tmp``: the startup script runs as root
+#: while SSH logs in as another user).
+DEFAULT_MITHRIL_REMOTE_ROOT = "/var/tmp/flow-mithril"
 
 #: Environment variable of each setting.
 ENV_VARS: dict[str, str] = {
@@ -30,6 +40,8 @@ ENV_VARS: dict[str, str] = {
     "mithril_project": "MITHRIL_PROJECT",
     "mithril_region": "MITHRIL_REGION",
     "mithril_api_url": "MITHRIL_API_URL",
+    "mithril_ssh_user": "MITHRIL_SSH_USER",
+    "mithril_remote_root": "FLOW_MITHRIL_REMOTE_ROOT",
     "ssh_key_path": "FLOW_SSH_KEY_PATH",
     "ssh_hosts": "FLOW_SSH_HOSTS",
     "ssh_remote_dir": "FLOW_SSH_REMOTE_DIR",
@@ -57,6 +69,9 @@ class FlowSettings(BaseModel):
         mithril_project: Mithril project name or id.
         mithril_region: Mithril region, e.g. ``us-central1-a``.
         mithril_api_url: Base URL of the Mithril API.
+        mithril_ssh_user: User for SSH to Mithril instances whose address names none.
+        mithril_remote_root: Absolute folder on Mithril instances for flow's files (task and
+            node folders); tests point it at a temporary folder.
         ssh_key_path: Private key for SSH (mithril instances, ssh hosts).
         ssh_hosts: ``user@host[:port]`` destinations of the ssh provider.
         ssh_remote_dir: Folder on ssh hosts for uploaded code and task folders (``~`` = remote home).
@@ -74,6 +89,8 @@ class FlowSettings(BaseModel):
     mithril_project: str | None = None
     mithril_region: str | None = None
     mithril_api_url: str = "https://api.mithril.ai"
+    mithril_ssh_user: str = "ubuntu"
+    mithril_remote_root: str = DEFAULT_MITHRIL_REMOTE_ROOT
     ssh_key_path: Path | None = None
     ssh_hosts: list[str] = Field(default_factory=list)
     ssh_remote_dir: str = "~/.flow-remote"
@@ -94,6 +111,22 @@ class FlowSettings(BaseModel):
         if name not in PROVIDER_NAMES:
             raise ValueError(f"unknown provider; valid providers are {', '.join(PROVIDER_NAMES)}")
         return name
+
+    @field_validator("mithril_ssh_user")
+    @classmethod
+    def _check_ssh_user(cls, user: str) -> str:
+        user = user.strip()
+        if not user or any(char in user for char in "@: /"):
+            raise ValueError("give a user name without '@', ':', '/' or spaces, e.g. 'ubuntu'")
+        return user
+
+    @field_validator("mithril_remote_root")
+    @classmethod
+    def _check_remote_root(cls, root: str) -> str:
+        root = root.strip()
+        if not root.startswith("/") or root.rstrip("/") == "":
+            raise ValueError("give an absolute folder other than '/', e.g. '/var/tmp/flow-mithril'")
+        return root.rstrip("/")
 
     @field_validator("home", "ssh_key_path")
     @classmethod

@@ -22,7 +22,14 @@ def config_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def clean_env(flow_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("FLOW_HOME", "FLOW_STOP_GRACE_SECONDS", "FLOW_POLL_INTERVAL", "FLOW_LOCAL_GPUS"):
+    for name in (
+        "FLOW_HOME",
+        "FLOW_STOP_GRACE_SECONDS",
+        "FLOW_POLL_INTERVAL",
+        "FLOW_LOCAL_GPUS",
+        "MITHRIL_SSH_USER",
+        "FLOW_MITHRIL_REMOTE_ROOT",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -70,6 +77,48 @@ def test_precedence_of_provider_and_home(
     assert load_settings().home == tmp_path / "env-home"
     assert load_settings(provider="local").provider == "local"
     assert load_settings(home=tmp_path / "arg-home").home == tmp_path / "arg-home"
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_precedence_of_mithril_ssh_user_and_remote_root(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    defaults = load_settings()
+    assert (defaults.mithril_ssh_user, defaults.mithril_remote_root) == (
+        "ubuntu",
+        "/var/tmp/flow-mithril",
+    )
+    config_file.write_text("mithril:\n  ssh_user: file-user\n  remote_root: /from/file/\n")
+    from_file = load_settings()
+    assert (from_file.mithril_ssh_user, from_file.mithril_remote_root) == (
+        "file-user",
+        "/from/file",
+    )
+    monkeypatch.setenv("MITHRIL_SSH_USER", "env-user")
+    monkeypatch.setenv("FLOW_MITHRIL_REMOTE_ROOT", "/from/env")
+    from_env = load_settings()
+    assert (from_env.mithril_ssh_user, from_env.mithril_remote_root) == ("env-user", "/from/env")
+    from_args = load_settings(mithril_ssh_user="arg-user", mithril_remote_root="/from/arg")
+    assert (from_args.mithril_ssh_user, from_args.mithril_remote_root) == ("arg-user", "/from/arg")
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize(
+    ("variable", "value", "fragment"),
+    [
+        ("FLOW_MITHRIL_REMOTE_ROOT", "relative/dir", "absolute folder"),
+        ("FLOW_MITHRIL_REMOTE_ROOT", "/", "absolute folder"),
+        ("MITHRIL_SSH_USER", "me@host", "user name without"),
+    ],
+)
+def test_bad_mithril_ssh_user_or_remote_root_names_the_variable(
+    variable: str, value: str, fragment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert variable in message and repr(value) in message and fragment in message
 
 
 def test_flow_config_path_points_at_another_file(

@@ -5,7 +5,6 @@ how it is doing, collect its log and results. Built on :mod:`flow_backend.remote
 from __future__ import annotations
 
 import logging
-import os
 import shlex
 import shutil
 import tarfile
@@ -45,13 +44,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_SSH_USER = "ubuntu"
 
 
-def destination_of(instance: Instance) -> str | None:
-    """``user@host:port`` of an instance (user: ``MITHRIL_SSH_USER`` or ``ubuntu``)."""
+def destination_of(instance: Instance, ssh_user: str = DEFAULT_SSH_USER) -> str | None:
+    """``user@host:port`` of an instance (``ssh_user`` when its address names no user)."""
     if not instance.ssh_destination:
         return None
     text = instance.ssh_destination.strip()
     if "@" not in text:
-        text = f"{os.environ.get('MITHRIL_SSH_USER') or DEFAULT_SSH_USER}@{text}"
+        text = f"{ssh_user}@{text}"
     return str(parse_destination(text, field="ssh_destination"))
 
 

@@ -23,7 +23,6 @@ from flow_backend.providers.mithril.bid_request import build_bid_request, launch
 from flow_backend.providers.mithril.lookup import find_bids, instances_for, run_each, volume_fid
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
 from flow_backend.providers.mithril.records import record_of
-from flow_backend.providers.mithril.startup_script import remote_root
 from flow_backend.providers.mithril.task_store import TaskStore
 from flow_backend.remote import (
     SSHDestination,
@@ -61,7 +60,8 @@ class MithrilProvider(Provider):
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._nodes: NodeOps | None = None
-        self.remote_root = remote_root()
+        self.remote_root = settings.mithril_remote_root
+        self.ssh_user = settings.mithril_ssh_user
 
     @property
     def nodes(self) -> NodeOps:
@@ -80,7 +80,7 @@ class MithrilProvider(Provider):
         bid = self.client.create_bid(request)
         with self._lock:
             self._plans[bid.fid] = launch_plan(config, bid)
-        return record_of(bid, [], config.instance.name, None)
+        return record_of(bid, [], config.instance.name, None, ssh_user=self.ssh_user)
 
     def _find_bids(self, task_ids: list[str]) -> dict[str, Bid]:
         return find_bids(self.client, self.account.project_fid, task_ids)
@@ -127,7 +127,12 @@ class MithrilProvider(Provider):
             nodes = views[bid.fid]
             feeding = bid.fid in self._plans
             record = record_of(
-                bid, instances[bid.fid], self._type_name(bid), nodes, feeding=feeding
+                bid,
+                instances[bid.fid],
+                self._type_name(bid),
+                nodes,
+                feeding=feeding,
+                ssh_user=self.ssh_user,
             )
             trouble = [errors[n.destination] for n in nodes or [] if n.destination in errors]
             if record.message is None and trouble:  # booting sshd, network blip: next poll
@@ -198,7 +203,9 @@ class MithrilProvider(Provider):
         if any(i.status != "STATUS_RUNNING" or not i.ssh_destination for i in instances):
             return None
         return [
-            NodeView(rank=rank, instance_fid=i.fid, destination=destination_of(i) or "")
+            NodeView(
+                rank=rank, instance_fid=i.fid, destination=destination_of(i, self.ssh_user) or ""
+            )
             for rank, i in enumerate(instances)
         ]
 
@@ -236,7 +243,13 @@ class MithrilProvider(Provider):
             if saved is not None and saved.status.is_terminal:
                 record = saved
             else:
-                record = record_of(bid, instances.get(bid.fid, []), self._type_name(bid), None)
+                record = record_of(
+                    bid,
+                    instances.get(bid.fid, []),
+                    self._type_name(bid),
+                    None,
+                    ssh_user=self.ssh_user,
+                )
                 if bid.status == "Terminated":
                     self.store.save(record)
             if not active_only or not record.status.is_terminal:
@@ -251,7 +264,7 @@ class MithrilProvider(Provider):
         ops = self._nodes  # only a process that fed the nodes knows their folders
         if ops is not None and any(ops.known_dir(fid) for fid in bid.instances):
             instances = instances_for(self.client, self.account.project_fid, [bid])[bid.fid]
-            destinations = {destination_of(i) for i in instances} - {None}
+            destinations = {destination_of(i, self.ssh_user) for i in instances} - {None}
             ops.clean([(bid.name, d) for d in destinations if d and _is_loopback(d)])
             ops.forget(bid.instances)
         if saved is not None and saved.status.is_terminal:

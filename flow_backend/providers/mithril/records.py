@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.mithril.api import Bid, Instance
-from flow_backend.providers.mithril.nodes import NodeView, destination_of
+from flow_backend.providers.mithril.nodes import DEFAULT_SSH_USER, NodeView, destination_of
 
 __all__ = ["PREEMPTED_MESSAGE", "record_of"]
 
@@ -65,6 +65,7 @@ def record_of(
     nodes: list[NodeView] | None,
     *,
     feeding: bool = False,
+    ssh_user: str = DEFAULT_SSH_USER,
 ) -> TaskRecord:
     """The task record for this poll (ended tasks get ``exit_code`` and ``ended_at``).
 
@@ -88,7 +89,7 @@ def record_of(
         cost_per_hour=price,
         created_at=bid.created_at,
         started_at=started,
-        ssh_destination=destination_of(instances[0]) if instances else None,
+        ssh_destination=destination_of(instances[0], ssh_user) if instances else None,
     )
     if bid.status in ("Open", "Paused"):
         record.status = TaskStatus.PENDING

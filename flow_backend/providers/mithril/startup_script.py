@@ -7,19 +7,20 @@ runs the command — inside ``image`` when docker or podman exists — with stdo
 ``output.log`` and the exit status recorded atomically in ``exit_code``: the layout of
 :mod:`flow_backend.remote.detached`, so the SSH readers of that module work on it unchanged.
 
-Node folder: ``/var/tmp/flow-mithril/<task name>/<node key>`` (root: :func:`remote_root`) where the node key is the instance
+Node folder: ``/var/tmp/flow-mithril/<task name>/<node key>`` (root: the ``mithril_remote_root``
+setting, ``$FLOW_MITHRIL_REMOTE_ROOT``) where the node key is the instance
 id when the platform exports ``MITHRIL_INSTANCE_FID`` (the fake does) and the host name otherwise.
 ``/var/tmp`` is used because the script runs as root while SSH logs in as another user.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 
 from flow_backend.errors import ValidationError
 from flow_backend.providers.mithril.api.models import MAX_STARTUP_SCRIPT_CHARS
 from flow_backend.remote import EXIT_CODE_FILE, OUTPUT_LOG, PID_FILE
+from flow_backend.settings import DEFAULT_MITHRIL_REMOTE_ROOT
 
 __all__ = [
     "GO_FILE",
@@ -27,27 +28,17 @@ __all__ = [
     "READY_FILE",
     "REMOTE_ROOT",
     "node_glob",
-    "remote_root",
     "render_startup_script",
     "task_root",
 ]
 
-REMOTE_ROOT = "/var/tmp/flow-mithril"
-REMOTE_ROOT_ENV = "FLOW_MITHRIL_REMOTE_ROOT"
+REMOTE_ROOT = DEFAULT_MITHRIL_REMOTE_ROOT
 READY_FILE = "ready"
 GO_FILE = "go.env"
 #: Created (empty) once ``go.env`` is completely written.
 GO_MARK = "go.ready"
 #: How long a node waits for its environment before giving up (exit code 125).
 GO_WAIT_SECONDS = 3600
-
-
-def remote_root() -> str:
-    """The instances' folder for flow files: ``$FLOW_MITHRIL_REMOTE_ROOT`` (tests) or the default.
-
-    The value is read on this machine and written into the startup script, so both sides agree.
-    """
-    return (os.environ.get(REMOTE_ROOT_ENV) or REMOTE_ROOT).rstrip("/")
 
 
 def task_root(root: str, task_name: str) -> str:
@@ -114,7 +105,8 @@ def render_startup_script(
         command: Shell command line to run.
         image: Container image to run it in when the instance has a container engine.
         mount_paths: Absolute paths where the task's volumes appear.
-        root: The instances' folder for flow files (see :func:`remote_root`).
+        root: The instances' folder for flow files (the ``mithril_remote_root`` setting, read on
+            this machine and written into the script, so both sides agree).
         max_run_seconds: Stop the command after this long (``timeout``: TERM, KILL 30 s later;
             exit code 124).
 

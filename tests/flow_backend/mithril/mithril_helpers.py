@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,4 +37,6 @@ def settings_for(cloud: FakeMithril, sshd: Any, home: Path) -> FlowSettings:
         mithril_api_url=cloud.url,
         ssh_key_path=sshd.key_path,
         poll_interval=0.2,
+        # under tmp_path: set by the autouse ``remote_root`` fixture of conftest.py
+        mithril_remote_root=os.environ["FLOW_MITHRIL_REMOTE_ROOT"],
     )

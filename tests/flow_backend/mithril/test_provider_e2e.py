@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from sshd import SSHServer
+
 from flow_backend import Flow, TaskConfig
 from flow_backend.models import TaskStatus
+from flow_backend.providers.mithril.provider import MithrilProvider
+from flow_backend.settings import load_settings
 from flow_backend.testing import FakeMithril
 
 
@@ -58,3 +63,40 @@ def test_cancel_a_running_task(cloud_flow: Flow, cloud: FakeMithril) -> None:
     cancelled = cloud_flow.cancel(task.task_id)
     assert cancelled.status == TaskStatus.CANCELLED
     assert cloud.billing_instances() == []
+
+
+def test_ssh_user_and_remote_root_come_from_the_settings(
+    sshd: SSHServer, tmp_path: Path, remote_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the instances report "host:port" without a user: the provider adds mithril_ssh_user
+    with FakeMithril(
+        tmp_path / "fake",
+        ssh_destination=f"{sshd.host}:{sshd.port}",
+        provisioning_delay=0.1,
+        boot_delay=0.1,
+    ) as cloud:
+        other_root = tmp_path / "other-remote"
+        monkeypatch.setenv("MITHRIL_SSH_USER", sshd.user)
+        monkeypatch.setenv("FLOW_MITHRIL_REMOTE_ROOT", str(other_root))
+        monkeypatch.setenv("FLOW_CONFIG_PATH", str(tmp_path / "no-config.yaml"))
+        settings = load_settings(
+            provider="mithril",
+            home=tmp_path / "flow-home",
+            mithril_api_key=cloud.api_key,
+            mithril_api_url=cloud.url,
+            ssh_key_path=sshd.key_path,
+            poll_interval=0.2,
+        )
+        with Flow(MithrilProvider(settings)) as flow:
+            task = flow.run(
+                TaskConfig(
+                    name="hf-user", unique_name=False, command="echo hi", instance_type="a100"
+                )
+            )
+            assert task.wait(timeout=60) is TaskStatus.COMPLETED, task.logs()
+            assert task.record.ssh_destination == sshd.destination
+            assert task.logs() == "hi\n"
+        # the node folder was made under the root from the settings (the task's folder is
+        # cleaned up once its result is home)
+        assert other_root.is_dir() and not remote_root.exists()
+        assert cloud.billing_instances() == []
