@@ -6,6 +6,7 @@ opt in with ``pytestmark = pytest.mark.usefixtures("flow_home")`` or by using ``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +41,25 @@ def flow(flow_home: Path) -> Iterator[Flow]:
     for task in client.list_tasks(active_only=True):
         client.cancel(task.task_id)
     client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_at_default_mount_paths(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """Fail the session if a test linked a volume at the host's real ``/volumes/<name>``.
+
+    Tests mount volumes under their tmp_path; a link from ``/volumes`` into this session's temp
+    folder means one did not (other processes' entries there are not ours to judge).
+    """
+    yield
+    ours = str(tmp_path_factory.getbasetemp().resolve())
+    root = Path("/volumes")
+    if not root.is_dir():
+        return
+    leaked = [
+        str(entry)
+        for entry in root.iterdir()
+        if entry.is_symlink() and os.path.realpath(entry).startswith(ours + os.sep)
+    ]
+    assert not leaked, f"tests linked volumes at the host's mount paths: {leaked}"

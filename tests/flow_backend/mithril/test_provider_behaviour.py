@@ -109,12 +109,14 @@ def test_default_limit_price_and_cost_per_hour(cloud_flow: Flow, cloud: FakeMith
 
 
 def test_volumes_are_created_once_by_name_and_attached(
-    cloud_flow: Flow, cloud: FakeMithril
+    cloud_flow: Flow, cloud: FakeMithril, tmp_path: Path
 ) -> None:
-    spec = VolumeSpec(name="shared-data", size_gb=20)
+    # the fake's instances run here as this user: mount under tmp_path, never at /volumes
+    mount = tmp_path / "mnt" / "shared-data"
+    spec = VolumeSpec(name="shared-data", size_gb=20, mount_path=str(mount))
     first = cloud_flow.run(
         TaskConfig(
-            command='test "$FLOW_VOLUME_SHARED_DATA" = /volumes/shared-data',
+            command=f'test "$FLOW_VOLUME_SHARED_DATA" = {mount} && test -d "$FLOW_VOLUME_SHARED_DATA"',
             instance_type="a10",
             volumes=[spec],
             region="us-central1-a",

@@ -9,10 +9,12 @@ import pytest
 from flow_backend.errors import ValidationError
 from flow_backend.instance_types import parse_instance_type
 from flow_backend.providers.mithril.account import choose_region
-from flow_backend.providers.mithril.api import Auction
+from flow_backend.providers.mithril.api import Auction, Bid
 from flow_backend.providers.mithril.api.prices import parse_dollars
+from flow_backend.providers.mithril.bid_request import launch_plan
 from flow_backend.providers.mithril.pricing import default_limit_price
 from flow_backend.providers.mithril.startup_script import render_startup_script
+from flow_backend.task_config import TaskConfig, VolumeSpec
 
 
 def auction(region: str, capacity: int, price: str, it: str = "it_a") -> Auction:
@@ -76,3 +78,23 @@ def test_startup_script_over_the_api_limit_is_refused() -> None:
     with pytest.raises(ValidationError) as caught:
         render_startup_script("t", "x" * 9_000, image=None, mount_paths=["/v"] * 300)
     assert caught.value.field == "command"
+
+
+def test_a_volume_without_mount_path_is_made_and_named_at_volumes_slash_name() -> None:
+    # what an instance does with the default mount path, checked without touching this host's /
+    config = TaskConfig(
+        name="hf-vol-0",
+        unique_name=False,
+        command="ls $FLOW_VOLUME_TRAINING_DATA",
+        volumes=[VolumeSpec(name="training-data")],
+        upload_code=False,
+    )
+    script = render_startup_script(
+        config.name,
+        config.command_string,
+        image=None,
+        mount_paths=[spec.resolved_mount_path for spec in config.volumes],
+    )
+    assert "mkdir -p /volumes/training-data " in script
+    plan = launch_plan(config, Bid.model_construct(fid="bid_1", name=config.name))
+    assert plan.env["FLOW_VOLUME_TRAINING_DATA"] == "/volumes/training-data"
