@@ -33,6 +33,8 @@ __all__ = [
     "RemoteStatus",
     "read_status",
     "read_statuses",
+    "record_exit_code",
+    "record_pid",
     "render_detached_run",
     "start_detached",
     "stop",
@@ -85,6 +87,28 @@ flow_pid_alive() {
 """
 
 
+def record_pid(task_dir: str) -> str:
+    """Shell line that writes this shell's pid to ``pid`` (atomically: readers never see half).
+
+    Args:
+        task_dir: The task dir as a shell word, already quoted (``'/a b'`` or ``"$D"``).
+    """
+    return f"echo $$ > {task_dir}/{PID_FILE}.tmp && mv -f {task_dir}/{PID_FILE}.tmp {task_dir}/{PID_FILE}"
+
+
+def record_exit_code(task_dir: str, code: str) -> str:
+    """Shell line that writes an exit status to ``exit_code`` (atomically), ending the task.
+
+    Args:
+        task_dir: The task dir as a shell word, already quoted.
+        code: The status as a shell word, e.g. ``$flow_code``.
+    """
+    return (
+        f"echo {code} > {task_dir}/{EXIT_CODE_FILE}.tmp"
+        f" && mv -f {task_dir}/{EXIT_CODE_FILE}.tmp {task_dir}/{EXIT_CODE_FILE}"
+    )
+
+
 def render_detached_run(
     task_dir: str,
     command: str,
@@ -110,14 +134,13 @@ def render_detached_run(
     cwd = shlex.quote(workdir or task_dir)
     inner = "\n".join(
         [
-            f"echo $$ > {d}/{PID_FILE}.tmp && mv -f {d}/{PID_FILE}.tmp {d}/{PID_FILE}",
+            record_pid(d),
             # A handler (not an ignore) so TERM reaches the command, and the wrapper survives it to
             # record the exit status; handlers are reset by exec, so the command sees default TERM.
             "trap 'true' TERM INT",
             f"cd {cwd} && bash -c {shlex.quote(command)}",
             "flow_code=$?",
-            f"echo $flow_code > {d}/{EXIT_CODE_FILE}.tmp"
-            f" && mv -f {d}/{EXIT_CODE_FILE}.tmp {d}/{EXIT_CODE_FILE}",
+            record_exit_code(d, "$flow_code"),
             "exit $flow_code",
         ]
     )

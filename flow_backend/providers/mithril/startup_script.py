@@ -19,7 +19,7 @@ import shlex
 
 from flow_backend.errors import ValidationError
 from flow_backend.providers.mithril.api.models import MAX_STARTUP_SCRIPT_CHARS
-from flow_backend.remote import EXIT_CODE_FILE, OUTPUT_LOG, PID_FILE
+from flow_backend.remote import OUTPUT_LOG, record_exit_code, record_pid
 from flow_backend.settings import DEFAULT_MITHRIL_REMOTE_ROOT
 
 __all__ = [
@@ -66,12 +66,12 @@ fi
 touch "$D/{ready}"
 rm -f "$D/.tick"; mkfifo "$D/.tick" 2>/dev/null && exec 9<>"$D/.tick"
 while [ ! -f "$D/{go_mark}" ]; do
-  if [ "$SECONDS" -gt {wait} ]; then echo 125 > "$D/{exit_code}"; exit 125; fi
+  if [ "$SECONDS" -gt {wait} ]; then {record_wait_failure}; exit 125; fi
   read -r -t 0.5 -u 9 2>/dev/null || [ $? -gt 128 ] || sleep 0.5
 done
 exec 9>&-; rm -f "$D/.tick"
 set -a; . "$D/{go}"; set +a; rm -f "$D/{go}" "$D/{go_mark}"
-echo $$ > "$D/{pid}.tmp" && mv -f "$D/{pid}.tmp" "$D/{pid}"
+{record_pid}
 mkdir -p "$FLOW_WORKDIR" 2>/dev/null; cd "$FLOW_WORKDIR" 2>/dev/null || cd "$D"
 pwd > "$D/workdir"
 CMD={command}
@@ -85,7 +85,7 @@ else
   "${{LIMIT[@]}}" bash -c "$CMD"
 fi >> "$D/{output}" 2>&1 < /dev/null
 code=$?
-echo $code > "$D/{exit_code}.tmp" && mv -f "$D/{exit_code}.tmp" "$D/{exit_code}"
+{record_exit}
 """
 
 
@@ -128,8 +128,9 @@ def render_startup_script(
         go=GO_FILE,
         go_mark=GO_MARK,
         wait=GO_WAIT_SECONDS,
-        pid=PID_FILE,
-        exit_code=EXIT_CODE_FILE,
+        record_pid=record_pid('"$D"'),
+        record_wait_failure=record_exit_code('"$D"', "125"),
+        record_exit=record_exit_code('"$D"', "$code"),
         output=OUTPUT_LOG,
         command=shlex.quote(command),
         limit=f"timeout -k 30 {max_run_seconds}" if max_run_seconds else "",
