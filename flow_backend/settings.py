@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from flow_backend._pydantic_errors import to_flow_error
+from flow_backend._yaml_files import read_yaml_mapping
 from flow_backend.errors import ValidationError
 
 __all__ = [
@@ -185,35 +185,17 @@ def config_path() -> Path:
 def _read_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        first_line = str(error).splitlines()[0] if str(error) else "syntax error"
-        mark = getattr(error, "problem_mark", None)
-        if mark is not None:
-            first_line += f" at line {mark.line + 1}, column {mark.column + 1}"
-        raise ValidationError(
-            f"Config file {str(path)!r} is not valid YAML ({first_line})",
-            field="config_file",
-            value=str(path),
-            hint="Fix its syntax, or point FLOW_CONFIG_PATH at another file",
-        ) from None
-    except OSError as error:
-        raise ValidationError(
-            f"Cannot read config file {str(path)!r}: {error.strerror}",
-            field="config_file",
-            value=str(path),
-            hint="Check its permissions, or point FLOW_CONFIG_PATH at another file",
-        ) from None
+    data = read_yaml_mapping(
+        path,
+        label="Config file",
+        field="config_file",
+        holds="settings",
+        read_hint="Check its permissions, or point FLOW_CONFIG_PATH at another file",
+        syntax_hint="Fix its syntax, or point FLOW_CONFIG_PATH at another file",
+        mapping_hint="Write one 'key: value' per line, e.g. 'provider: local'",
+    )
     if data is None:
         return {}
-    if not isinstance(data, dict):
-        raise ValidationError(
-            f"Config file {str(path)!r} must hold a mapping of settings, not {type(data).__name__}",
-            field="config_file",
-            value=str(path),
-            hint="Write one 'key: value' per line, e.g. 'provider: local'",
-        )
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if key == "mithril" and isinstance(value, dict):

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flow_backend._pydantic_errors import to_flow_error
+from flow_backend._yaml_files import read_yaml_mapping
 from flow_backend.errors import ValidationError
 from flow_backend.instance_types import InstanceType, cheapest_with_memory, parse_instance_type
 
@@ -292,25 +293,18 @@ class TaskConfig(_FlowModel):
             ValidationError: The file is missing, not YAML, not a mapping, or has bad values.
         """
         source = Path(path)
-        try:
-            data = yaml.safe_load(source.read_text())
-        except OSError as error:
+        data = read_yaml_mapping(
+            source,
+            label="Task file",
+            field="path",
+            holds="TaskConfig fields",
+            read_hint="Check the path",
+            syntax_hint="Fix the YAML syntax",
+            mapping_hint="Write e.g. 'command: python train.py' on its own line",
+        )
+        if data is None:
             raise ValidationError(
-                f"Cannot read task file {str(source)!r}: {error.strerror}",
-                field="path",
-                value=str(source),
-                hint="Check the path",
-            ) from None
-        except yaml.YAMLError as error:
-            raise ValidationError(
-                f"Task file {str(source)!r} is not valid YAML: {str(error).splitlines()[0]}",
-                field="path",
-                value=str(source),
-                hint="Fix the YAML syntax",
-            ) from None
-        if not isinstance(data, dict):
-            raise ValidationError(
-                f"Task file {str(source)!r} must hold a mapping of TaskConfig fields",
+                f"Task file {str(source)!r} is empty",
                 field="path",
                 value=str(source),
                 hint="Write e.g. 'command: python train.py' on its own line",

@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import pydantic
 
 from flow_backend.providers.mithril.api.models import (
+    BidStatus,
     CreateBidRequest,
     CreateSshKeyRequest,
     CreateVolumeRequest,
+    InstanceStatus,
 )
 from flow_backend.testing.fake_http_types import ApiError, FakeRequest, FakeResponse, QueryReader
 from flow_backend.testing.fake_lifecycle import Lifecycle
@@ -21,22 +23,9 @@ from flow_backend.testing.fake_state import FakeBid, FakeVolume, iso, new_fid
 
 __all__ = ["BID_STATUSES", "INSTANCE_STATUSES", "Router"]
 
-BID_STATUSES = ("Open", "Allocated", "Preempting", "Terminated", "Paused")
-INSTANCE_STATUSES = (
-    "STATUS_NEW",
-    "STATUS_CONFIRMED",
-    "STATUS_INITIALIZING",
-    "STATUS_STARTING",
-    "STATUS_RUNNING",
-    "STATUS_STOPPING",
-    "STATUS_TERMINATED",
-    "STATUS_RELOCATING",
-    "STATUS_PREEMPTING",
-    "STATUS_PREEMPTED",
-    "STATUS_REPLACED",
-    "STATUS_PAUSED",
-    "STATUS_ERROR",
-)
+# The spec's enums, as the client's models spell them.
+BID_STATUSES: tuple[str, ...] = get_args(BidStatus)
+INSTANCE_STATUSES: tuple[str, ...] = get_args(InstanceStatus)
 
 Handler = Callable[[FakeRequest, dict[str, str]], FakeResponse]
 

@@ -143,6 +143,7 @@ def test_from_yaml_adds_a_suffix_to_a_hand_written_name(tmp_path: Path) -> None:
     [
         ("command: [unclosed\n", "not valid YAML"),
         ("- just\n- a list\n", "must hold a mapping"),
+        ("# nothing yet\n", "is empty"),
         ("command: x\nmax_run_time_hours: 0\n", "max_run_time_hours"),
         ("command: x\ninstnce_type: a100\n", "unknown field 'instnce_type'"),
     ],
