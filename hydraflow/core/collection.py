@@ -68,7 +68,7 @@ class RunCollection:
         if not include_sweep_runs and role in runs._frame.columns:
             parents = runs._frame[role] == "sweep"
             if parents.any():
-                runs = runs._subset(~parents.fill_null(False))
+                runs = runs._subset(~parents.fill_null(False))._without_empty_columns()
         if sweep_id is not None:
             column = f"tags.{TAG_SWEEP_ID}"
             known = runs._frame[column].drop_nulls().unique().to_list() if column in runs else []
@@ -141,6 +141,19 @@ class RunCollection:
 
     def _subset(self, mask: pl.Series) -> RunCollection:
         return RunCollection(self._frame.filter(mask), self._raw.filter(mask))
+
+    def _without_empty_columns(self) -> RunCollection:
+        """Drop params/metrics/tags columns no run has (as ``mlflow.search_runs`` would not show)."""
+        keyed = ("params.", "metrics.", "tags.")
+        empty = [
+            c
+            for c in self._frame.columns
+            if c.startswith(keyed) and self._frame[c].null_count() == self._frame.height
+        ]
+        if not empty:
+            return self
+        raw = [c for c in empty if c in self._raw.columns]
+        return RunCollection(self._frame.drop(empty), self._raw.drop(raw))
 
     # -- sequence protocol ------------------------------------------------------------------
     def __len__(self) -> int:

@@ -64,6 +64,10 @@ def test_sweep_runs_come_back_with_their_hydra_configs(demo: tuple[Path, dict[st
         ("mlp", 0.01),
     ]
     assert runs["model.hidden"].to_list() == ["[64, 64]"] * 4
+    # The sweep's parent run is left out, and so are the columns only it has (its summary).
+    assert "metrics.jobs" not in runs.to_frame().columns
+    with_parent = RunCollection.load("train", tracking_uri=uri, include_sweep_runs=True)
+    assert with_parent.filter({"tags.hydraflow.role": "sweep"}).one().metrics["jobs"] == 4
     sweep_ids = set(runs["tags.hydraflow.sweep_id"].to_list())
     assert len(sweep_ids) == 1
     assert len(RunCollection.load("train", tracking_uri=uri, sweep_id=sweep_ids.pop())) == 4
