@@ -69,6 +69,9 @@ __all__ = ["MLflowCallback", "job_config_container", "new_sweep_id"]
 
 log = logging.getLogger(__name__)
 
+# Set by the flow launcher for jobs on remote hosts: log into a sqlite store in the job's output
+# folder (a dropped connection loses nothing); the launcher imports it into the user's store.
+ENV_JOB_STORE = "HYDRAFLOW_JOB_STORE"
 _MAX_TAG_VALUE = 5000  # stay below MLflow's tag value limit; longer return values go to an artifact
 
 
@@ -188,9 +191,18 @@ class MLflowCallback(Callback):
 
     # -- one job (wherever it runs) ------------------------------------------------------------
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Start the job's run (active while the task function runs) and log its params and tags."""
+        """Start the job's run (active while the task function runs) and log its params and tags.
+
+        With ``HYDRAFLOW_JOB_STORE`` set (remote jobs), the run goes to ``mlflow.db`` in the job's
+        output folder, keeping the sweep's parent run id and the experiment name.
+        """
         import mlflow
 
+        if os.environ.get(ENV_JOB_STORE):  # a remote job: its own store, imported when home
+            from hydraflow.run_import import store_uri_for
+
+            self.tracking_uri = store_uri_for(Path(str(config.hydra.runtime.output_dir)))
+            self.experiment_id = None
         uri = self._tracking_uri(config)
         mlflow.set_tracking_uri(uri)
         client = store.client_for(uri)

@@ -29,6 +29,13 @@ from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, Launcher
 from hydra_plugins.hydraflow_plugins._paths import RUNNER_MODULE, JobFiles
 from hydra_plugins.hydraflow_plugins._plan import check_budget, format_plan, make_plan
 from hydra_plugins.hydraflow_plugins._progress import Progress
+from hydra_plugins.hydraflow_plugins._remote import (
+    ENV_HOLD_SECONDS,
+    ENV_JOB_STORE,
+    HOLD_SECONDS,
+    RemoteLayout,
+)
+from hydra_plugins.hydraflow_plugins._remote_jobs import remote_jobs
 from hydra_plugins.hydraflow_plugins._tasks import FlowJob, copy_task_log, run_jobs
 
 if TYPE_CHECKING:
@@ -38,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_INSTANCE = "cpu"
+DEFAULT_REMOTE_PYTHON = "python3"
 
 
 def launch(
@@ -91,11 +99,16 @@ def launch_numbered(
         for job in jobs:
             log.info(f"\t#{job.num} : {job.overrides_text}")
             _write_spec(job, common)
+        remote = remote_jobs(launcher, jobs, common, _compose) if provider != "local" else None
         progress = Progress(jobs)
         with progress:
             try:
-                run_jobs(flow, jobs, options, progress, build)
+                run_jobs(
+                    flow, jobs, options, progress, build, remote.collector(flow) if remote else None
+                )
             finally:
+                if remote is not None:
+                    remote.cleanup()
                 _close_orphan_runs(launcher, jobs)
         progress.summary()  # after the live table is gone
         _report_failures(jobs, progress)
@@ -244,8 +257,10 @@ def _task_config_for(
 
     def build(job: FlowJob, attempt: int) -> TaskConfig:
         name = job.task_name if attempt == 0 else f"{job.task_name}-r{attempt}"
+        remote = provider != "local"
         env = {
             **options.env,
+            **({ENV_JOB_STORE: "1", ENV_HOLD_SECONDS: str(HOLD_SECONDS)} if remote else {}),
             ENV_SWEEP_ID: launcher.sweep_id,
             ENV_TASK_NAME: name,
             ENV_PROVIDER: provider,
@@ -256,11 +271,13 @@ def _task_config_for(
             return TaskConfig(
                 name=name,
                 unique_name=False,
-                command=[sys.executable, "-m", RUNNER_MODULE, str(job.files.spec)],
+                command=_command(job, attempt, options, remote, launcher.sweep_id),
                 instance_type=job.instance_type,
                 image=options.image,
                 env=env,
-                working_dir=os.getcwd(),
+                working_dir=None if remote else os.getcwd(),
+                upload_code=remote,
+                code_root=os.getcwd() if remote else None,
                 volumes=options.volumes,
                 max_price_per_hour=options.max_price_per_hour,
                 max_run_time_hours=options.max_run_time_hours,
@@ -270,6 +287,23 @@ def _task_config_for(
             raise FlowLauncherError(f"hydra.launcher: {error}") from None
 
     return build
+
+
+def _command(
+    job: FlowJob, attempt: int, options: LauncherOptions, remote: bool, sweep_id: str
+) -> list[str]:
+    """The task's command: absolute local paths locally, paths in the uploaded code remotely."""
+    if not remote:
+        return [options.python or sys.executable, "-m", RUNNER_MODULE, str(job.files.spec)]
+    layout = RemoteLayout(sweep_id, job.num)
+    return [
+        options.python or DEFAULT_REMOTE_PYTHON,
+        "-m",
+        RUNNER_MODULE,
+        layout.spec,
+        layout.result(attempt),
+        layout.sweep_dir(attempt),
+    ]
 
 
 def _report_failures(jobs: Sequence[FlowJob], progress: Progress) -> None:

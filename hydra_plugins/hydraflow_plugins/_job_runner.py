@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -78,22 +79,38 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def run(spec_path: Path) -> int:
-    """Run the job described by ``spec_path``; return the process exit status."""
+def _hold(result_path: Path) -> None:
+    """On a remote host: wait until the launcher has fetched the result (it writes the mark)."""
+    seconds = float(os.environ.get("HYDRAFLOW_HOLD_SECONDS", "0") or 0)
+    mark = result_path.with_name("collected")
+    deadline = time.monotonic() + seconds
+    while seconds > 0 and not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def run(spec_path: Path, result_path: Path | None = None, sweep_dir: str | None = None) -> int:
+    """Run the job described by ``spec_path``; return the process exit status.
+
+    ``result_path`` (default: next to the spec) and ``sweep_dir`` (a remote attempt's own
+    ``hydra.sweep.dir``) are given by the launcher for jobs on remote hosts.
+    """
     with spec_path.open("rb") as stream:
         header = pickle.load(stream)
     if header.get("version") != SPEC_VERSION:
         print(f"job spec {spec_path} has version {header.get('version')}, expected {SPEC_VERSION}")
         return 2
-    for entry in reversed(header["sys_path"]):
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
-    os.chdir(header["cwd"])
+    if header.get("cwd"):
+        for entry in reversed(header["sys_path"]):
+            if entry not in sys.path:
+                sys.path.insert(0, entry)
+        os.chdir(header["cwd"])
+    elif os.getcwd() not in sys.path:  # remote: the uploaded code is the working folder
+        sys.path.insert(0, os.getcwd())
 
     import cloudpickle
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import JobStatus, run_job, setup_globals
-    from omegaconf import open_dict
+    from omegaconf import open_dict, read_write
 
     os.environ["HYDRAFLOW_IN_JOB_RUNNER"] = "1"  # config.JOB_RUNNER_ENV: skip the catalog import
     payload = {name: pickle.loads(part) for name, part in header["parts"].items()}
@@ -102,13 +119,18 @@ def run(spec_path: Path) -> int:
     setup_globals()
     job = payload["job"]
     hydra_context = payload["hydra_context"]
-    # Composed here, as the joblib and submitit launchers do: in parallel, not in the launcher.
-    sweep_config = hydra_context.config_loader.load_sweep_config(
-        payload["config"], list(job["overrides"])
-    )
-    with open_dict(sweep_config):
+    if "sweep_config" in payload:  # remote: composed by the launcher (config files stay home)
+        sweep_config = payload["sweep_config"]
+    else:  # composed here, as the joblib and submitit launchers do: in parallel
+        sweep_config = hydra_context.config_loader.load_sweep_config(
+            payload["config"], list(job["overrides"])
+        )
+    with read_write(sweep_config.hydra), open_dict(sweep_config):
         sweep_config.hydra.job.id = job["job_id"]
         sweep_config.hydra.job.num = job["num"]
+    if sweep_dir is not None:
+        with read_write(sweep_config.hydra.sweep):
+            sweep_config.hydra.sweep.dir = sweep_dir
     HydraConfig.instance().set_config(sweep_config)
     result = run_job(
         hydra_context=hydra_context,
@@ -119,16 +141,23 @@ def run(spec_path: Path) -> int:
     )
     if result.status == JobStatus.FAILED:
         result.return_value = _portable_error(result._return_value)
-    _write_atomic(result_path_for(spec_path), cloudpickle.dumps(result))
+    result_path = result_path or result_path_for(spec_path)
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(result_path, cloudpickle.dumps(result))
+    _hold(result_path)
     return 0 if result.status == JobStatus.COMPLETED else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m hydra_plugins.hydraflow_plugins._job_runner <spec.pkl>``."""
+    """Entry point: ``python -m hydra_plugins.hydraflow_plugins._job_runner SPEC [RESULT SWEEP_DIR]``."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m hydra_plugins.hydraflow_plugins._job_runner <spec.pkl>")
+    if len(args) not in (1, 3):
+        print(
+            "usage: python -m hydra_plugins.hydraflow_plugins._job_runner SPEC [RESULT SWEEP_DIR]"
+        )
         return 2
+    if len(args) == 3:
+        return run(Path(args[0]), Path(args[1]), args[2])
     return run(Path(args[0]))
 
 

@@ -55,6 +55,7 @@ class LauncherOptions:
     max_retries: int = 0
     dry_run: bool = False
     max_total_cost: float | None = None
+    python: str | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> LauncherOptions:

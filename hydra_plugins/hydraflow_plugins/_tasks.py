@@ -64,6 +64,9 @@ class FlowJob:
     failure: TaskEndedWithoutResult | None = None
     started_at: float | None = None
     ended_at: float | None = None
+    attempt_started_at: float | None = None
+    spent: float = 0.0  # dollars of ended attempts (price × their time)
+    remote_output: str | None = None  # where a remote job's output folder was fetched from
 
     @property
     def task_id(self) -> str:
@@ -104,10 +107,13 @@ def run_jobs(
     options: LauncherOptions,
     progress: Progress,
     build: Callable[[FlowJob, int], TaskConfig],
+    collect: Callable[[FlowJob], None] | None = None,
 ) -> None:
     """Run every job to an outcome, keeping at most ``max_parallel`` tasks live.
 
-    ``build`` makes the TaskConfig of a job's attempt (0, 1, ...).
+    ``build`` makes the TaskConfig of a job's attempt (0, 1, ...); ``collect`` (remote providers)
+    brings a running job's results home once it has finished. No task starts while
+    ``max_total_cost`` could be passed (ended attempts' cost + worst case of live ones + its own).
     """
     provider = flow.settings.provider
     limit = options.parallelism(provider, len(jobs))
@@ -117,14 +123,20 @@ def run_jobs(
     with _sigterm_as_interrupt():
         try:
             while queue or live:
-                while queue and len(live) < limit:
+                while queue and len(live) < limit and _affordable(queue[0], jobs, live, options):
                     job = queue.popleft()
                     live.append(job)
                     _submit(flow, job, build)
+                if queue and not live:  # nothing live frees budget: the rest cannot start
+                    _skip_over_budget(queue, jobs, options, progress)
+                    queue.clear()
+                    continue
                 flow.refresh_all([job.task for job in live if job.task is not None])
                 for job in list(live):
                     assert job.task is not None
                     job.status_text = job.task.status.value
+                    if collect is not None and job.result is None and job.task.is_running:
+                        collect(job)
                     if job.task.is_terminal and _finish(job, options):
                         live.remove(job)
                     elif job.task.is_terminal:  # retry on a new task
@@ -140,17 +152,60 @@ def run_jobs(
             raise
 
 
+def _worst_case(job: FlowJob, options: LauncherOptions) -> float:
+    hours = options.max_run_time_hours
+    if not job.price_per_hour:
+        return 0.0
+    return job.price_per_hour * hours if hours is not None else float("inf")
+
+
+def _committed(jobs: Sequence[FlowJob], live: Sequence[FlowJob], options: LauncherOptions) -> float:
+    """Dollars spent by ended attempts plus the worst case of every live one."""
+    return sum(job.spent for job in jobs) + sum(_worst_case(job, options) for job in live)
+
+
+def _affordable(
+    job: FlowJob, jobs: Sequence[FlowJob], live: Sequence[FlowJob], options: LauncherOptions
+) -> bool:
+    if options.max_total_cost is None:
+        return True
+    return _committed(jobs, live, options) + _worst_case(job, options) <= options.max_total_cost
+
+
+def _skip_over_budget(
+    queue: Sequence[FlowJob], jobs: Sequence[FlowJob], options: LauncherOptions, progress: Progress
+) -> None:
+    spent = _committed(jobs, [], options)
+    for job in queue:
+        job.status_text = "not started (budget)"
+        job.ended_at = job.ended_at or time.monotonic()
+        job.failure = TaskEndedWithoutResult(
+            f"Job #{job.num} ({job.overrides_text}) was not started: ${spent:,.2f} spent plus its "
+            f"worst case ${_worst_case(job, options):,.2f} would pass "
+            f"hydra.launcher.max_total_cost=${options.max_total_cost:,.2f}"
+        )
+    progress.message(
+        f"[flow] max_total_cost: {len(queue)} job(s) not started — ${spent:,.2f} spent, and "
+        f"starting job #{queue[0].num} (worst case ${_worst_case(queue[0], options):,.2f}) would "
+        f"pass hydra.launcher.max_total_cost=${options.max_total_cost:,.2f}"
+    )
+
+
 def _submit(flow: Flow, job: FlowJob, build: Callable[[FlowJob, int], TaskConfig]) -> None:
     job.task = flow.run(build(job, job.attempts))
     job.status_text = job.task.status.value
+    job.attempt_started_at = time.monotonic()
     if job.started_at is None:
-        job.started_at = time.monotonic()
+        job.started_at = job.attempt_started_at
 
 
 def _finish(job: FlowJob, options: LauncherOptions) -> bool:
     """Collect an ended task's outcome; ``False`` when the job should run again."""
     assert job.task is not None
     task = job.task
+    if job.attempt_started_at is not None:
+        job.spent += job.price_per_hour * (time.monotonic() - job.attempt_started_at) / 3600.0
+        job.attempt_started_at = None
     _save_task_log(job)
     result = _read_result(job)
     if result is not None:

@@ -45,6 +45,7 @@ class FlowLauncherConf:
     max_retries: int = 0
     dry_run: bool = False
     max_total_cost: float | None = None
+    python: str | None = None
 
 
 @dataclass

@@ -1,42 +1,55 @@
-"""A 4-job Hydra sweep of the demo app on the ssh provider (loopback sshd), recorded in MLflow."""
+"""A 4-job Hydra sweep on the ssh provider (loopback sshd), recorded in the user's MLflow store.
+
+Nothing relies on paths shared with the "remote" host: the code (with the staged job specs) is
+uploaded to the remote dir, each job logs into its own store there, and its folder and run come
+home when it ends.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from sshd import SSHServer
 
-TRAIN = Path(__file__).resolve().parents[3] / "examples" / "train.py"
+PROJECT = Path(__file__).resolve().parents[2] / "plugins" / "apps" / "remote_project"
 
 
 def test_four_job_sweep_runs_over_ssh_and_lands_in_mlflow(sshd: SSHServer, tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("__pycache__"))
+    remote = tmp_path / "remote"
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("FLOW_", "MITHRIL_", "MLFLOW_"))
+        if not key.startswith(("FLOW_", "MITHRIL_", "MLFLOW_", "HYDRAFLOW_"))
     }
     env.update(
         FLOW_CONFIG_PATH=str(tmp_path / "no-config.yaml"),
         FLOW_HOME=str(tmp_path / "home"),
         FLOW_SSH_HOSTS=f"{sshd.destination},{sshd.alias_destination}",
         FLOW_SSH_KEY_PATH=str(sshd.key_path),
-        FLOW_SSH_REMOTE_DIR=str(tmp_path / "remote"),
+        FLOW_SSH_REMOTE_DIR=str(remote),
         MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
     )
     proc = subprocess.run(
         [
             sys.executable,
-            str(TRAIN),
+            "remote_app.py",
             "-m",
             "hydra/launcher=flow",
+            "hydra/callbacks=mlflow",
             "hydra.launcher.provider=ssh",
+            f"hydra.launcher.python={sys.executable}",  # the loopback host's python with hydra
+            "hydra.launcher.poll_interval=0.2",
+            "hydra.sweep.dir=multirun/sweep",
             "lr=1e-3,1e-4,1e-2,1e-1",
         ],
-        cwd=tmp_path,
+        cwd=project,
         env=env,
         capture_output=True,
         text=True,
@@ -55,12 +68,20 @@ def test_four_job_sweep_runs_over_ssh_and_lands_in_mlflow(sshd: SSHServer, tmp_p
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    (experiment,) = [e for e in client.search_experiments() if e.name == "train"]
+    (experiment,) = [e for e in client.search_experiments() if e.name == "remote_app"]
     runs = client.search_runs([experiment.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
     jobs = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
     assert sorted(r.data.params["lr"] for r in jobs) == ["0.0001", "0.001", "0.01", "0.1"]
     for run in jobs:
         assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert run.data.tags["flow.provider"] == "ssh"
         assert run.data.tags["flow.task_id"] in {s["record"]["task_id"] for s in states}
-        assert "final_accuracy" in run.data.metrics
+        assert len(client.get_metric_history(run.info.run_id, "score")) == 3
+        ran_in = Path(json.loads(run.data.tags["hydraflow.return_value"])["cwd"])
+        assert ran_in.is_relative_to(remote)  # the uploaded code, not the launch dir
+    for num in range(4):
+        job_dir = project / "multirun" / "sweep" / str(num)
+        assert (job_dir / "model.txt").is_file()
+        assert (job_dir / ".hydra" / "overrides.yaml").is_file()

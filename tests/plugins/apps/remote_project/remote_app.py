@@ -1,0 +1,33 @@
+"""A small training-like Hydra app for sweeps on remote providers (copied to a test's launch dir).
+
+It imports a helper module of its own project (so the uploaded code must be on the path), logs a
+metric history to the active MLflow run, writes a file into its output folder, and sleeps
+``sleep`` seconds (long enough for a test to preempt or interrupt it).
+"""
+
+import os
+import time
+
+import hydra
+import mlflow
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from scoring import score
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="remote")
+def train(cfg: DictConfig) -> dict[str, float | str]:
+    """Log ``score`` per step; return the last one and where the job ran."""
+    value = 0.0
+    for step in range(3):
+        value = score(cfg.lr, step)
+        mlflow.log_metric("score", value, step=step)
+    output_dir = HydraConfig.get().runtime.output_dir
+    with open(os.path.join(output_dir, "model.txt"), "w") as stream:
+        stream.write(f"lr={cfg.lr}\n")
+    time.sleep(float(cfg.sleep))
+    return {"score": value, "cwd": os.getcwd()}
+
+
+if __name__ == "__main__":
+    train()

@@ -1,0 +1,145 @@
+"""A sweep on the fake Mithril when the cloud misbehaves: preemption, a budget, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from launcher_helpers import job_runs
+from remote_helpers import EXPERIMENT, copy_project, run_sweep, sweep_command
+from sshd import SSHServer
+
+from flow_backend.testing import FakeMithril
+from flow_backend.testing.pytest_plugin import fake_mithril
+
+__all__ = ["fake_mithril"]
+
+A100 = "a100-80gb.sxm.1x"
+
+
+@pytest.fixture
+def cloud(fake_mithril: FakeMithril, sshd: SSHServer) -> FakeMithril:
+    return fake_mithril
+
+
+def _start(project: Path, *overrides: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        sweep_command("mithril", *overrides),
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ),
+    )
+
+
+def _wait_for(
+    predicate: object, proc: subprocess.Popen[str], what: str, timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(predicate) and predicate():
+            return
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"the sweep ended before {what}:\n{out[-3000:]}")
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _jobs_inside_task_function(count: int) -> bool:
+    """``count`` attempts have created their own MLflow store on the remote side."""
+    root = Path(os.environ["FLOW_MITHRIL_REMOTE_ROOT"])
+    return len(list(root.glob(".code/*/.hydraflow/*/*/a*/out/*/mlflow.db"))) >= count
+
+
+def _finish(proc: subprocess.Popen[str]) -> str:
+    try:
+        out, _ = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return out
+
+
+def test_a_preempted_job_runs_again_on_a_new_bid_and_shows_one_run(
+    cloud: FakeMithril, tmp_path: Path
+) -> None:
+    project = copy_project(tmp_path)
+    proc = _start(project, "lr=0.1", "sleep=3", "hydra.launcher.max_retries=1")
+    _wait_for(lambda: _jobs_inside_task_function(1), proc, "the job started")
+    (first,) = cloud.bids()
+    cloud.preempt(first["fid"])
+    out = _finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    assert "retry 1/1" in out and "preempted" in out
+
+    names = sorted(bid["name"] for bid in cloud.bids())
+    assert len(names) == 2 and names[1] == names[0] + "-r1"  # a new bid for the retry
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
+    children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
+    assert [r.info.status for r in children] == ["FINISHED"]  # one job, not two half-jobs
+    assert children[0].data.params["lr"] == "0.1"
+    assert (project / "multirun" / "sweep" / "0" / "model.txt").is_file()
+    assert cloud.billing_instances() == []
+
+
+def test_max_total_cost_stops_a_retry_that_could_pass_it(
+    cloud: FakeMithril, tmp_path: Path
+) -> None:
+    cloud.set_spot_price(A100, 3600.0)  # $1 a second: the preempted attempt has spent money
+    project = copy_project(tmp_path)
+    proc = _start(
+        project,
+        "lr=0.1",
+        "sleep=3",
+        "hydra.launcher.instance=a100",
+        "hydra.launcher.max_price_per_hour=4000",
+        "hydra.launcher.max_run_time_hours=0.01",  # worst case $36 a job
+        "hydra.launcher.max_total_cost=36",
+        "hydra.launcher.max_retries=2",
+    )
+    _wait_for(lambda: _jobs_inside_task_function(1), proc, "the job started")
+    (first,) = cloud.bids()
+    cloud.preempt(first["fid"])
+    out = _finish(proc)
+    assert proc.returncode != 0  # the job could not finish
+    assert "max_total_cost" in out and "not started" in out, out[-3000:]
+    assert len(cloud.bids()) == 1  # no second bid was placed
+    assert cloud.billing_instances() == []
+
+
+def test_ctrl_c_cancels_every_bid_of_the_sweep(cloud: FakeMithril, tmp_path: Path) -> None:
+    project = copy_project(tmp_path)
+    proc = _start(project, "lr=0.1,0.01", "sleep=120")
+    _wait_for(lambda: _jobs_inside_task_function(2), proc, "both jobs started")
+    assert {bid["status"] for bid in cloud.bids()} == {"Allocated"}
+    proc.send_signal(signal.SIGINT)
+    out = _finish(proc)
+    assert proc.returncode == 130, out[-3000:]
+    assert "cancelled 2 live task(s)" in out
+    bids = cloud.bids()
+    assert len(bids) == 2
+    assert all(bid["status"] not in ("Open", "Allocated", "Preempting") for bid in bids), bids
+    assert cloud.billing_instances() == []
+    assert not (project / ".hydraflow").exists()  # staged specs removed on the way out
+
+
+def test_a_finished_remote_sweep_imports_once_even_when_run_twice(
+    cloud: FakeMithril, tmp_path: Path
+) -> None:
+    """Importing is idempotent: re-importing a job folder that came home adds no second run."""
+    from hydraflow.run_import import import_runs, store_uri_for
+
+    project = copy_project(tmp_path)
+    proc = run_sweep(project, "mithril", "lr=0.1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    job_dir = project / "multirun" / "sweep" / "0"
+    import_runs(store_uri_for(job_dir), os.environ["MLFLOW_TRACKING_URI"])
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
+    assert len([r for r in runs if r.data.tags.get("hydraflow.role") == "job"]) == 1

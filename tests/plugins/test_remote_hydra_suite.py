@@ -1,0 +1,44 @@
+"""Hydra's launcher suite with ``hydra.launcher.provider=mithril`` against the fake Mithril.
+
+Every job of every suite test is a spot bid on the fake; its instance runs the job over the loopback
+sshd in the uploaded launch dir, and the job's output folder and result come home.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra.test_utils.launcher_common_tests import LauncherTestSuite
+from sshd import SSHServer
+
+from flow_backend.testing import FakeMithril
+from flow_backend.testing.pytest_plugin import fake_mithril
+
+__all__ = ["fake_mithril"]
+
+MITHRIL = [
+    "hydra.launcher.provider=mithril",
+    f"hydra.launcher.python={sys.executable}",  # the loopback host's python with hydra installed
+    "hydra.launcher.poll_interval=0.2",
+]
+
+
+@pytest.fixture
+def on_fake_mithril(
+    fake_mithril: FakeMithril, sshd: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeMithril]:
+    """The fake, and a launch dir of its own (the uploaded code), apart from the remote root."""
+    launch = tmp_path / "launch"
+    launch.mkdir()
+    monkeypatch.chdir(launch)
+    yield fake_mithril
+    assert fake_mithril.billing_instances() == [], "a suite test left an instance billing"
+
+
+@pytest.mark.usefixtures("on_fake_mithril")
+@pytest.mark.parametrize("launcher_name, overrides", [("flow", MITHRIL)])
+class TestFlowLauncherOnMithril(LauncherTestSuite):
+    """Results, configs and output dirs as after a basic-launcher run, with every job remote."""

@@ -1,0 +1,82 @@
+"""Sweeps on the mithril provider against the fake Mithril and a loopback sshd.
+
+The code is uploaded to the fake's remote root (under tmp_path, not the launch dir); every job logs
+into its own store there, comes home into the sweep dir, and its run is imported into the user's
+store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from launcher_helpers import job_runs
+from remote_helpers import EXPERIMENT, copy_project, files_containing, run_sweep
+from sshd import SSHServer
+
+from flow_backend.testing import FakeMithril
+from flow_backend.testing.pytest_plugin import fake_mithril
+
+__all__ = ["fake_mithril"]
+
+
+@pytest.fixture
+def cloud(fake_mithril: FakeMithril, sshd: SSHServer) -> FakeMithril:
+    """The fake Mithril with its instances on the loopback sshd (and the env pointing at both)."""
+    return fake_mithril
+
+
+def test_four_job_sweep_on_mithril_lands_in_the_users_store(
+    cloud: FakeMithril, tmp_path: Path
+) -> None:
+    project = copy_project(tmp_path)
+    remote_root = Path(os.environ["FLOW_MITHRIL_REMOTE_ROOT"])
+    proc = run_sweep(project, "mithril", "lr=0.1,0.01,0.001,0.0001")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
+    parents = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
+    assert len(parents) == 1 and len(children) == 4
+    assert sorted(r.data.params["lr"] for r in children) == ["0.0001", "0.001", "0.01", "0.1"]
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.tags["flow.provider"] == "mithril"
+        assert run.data.metrics["score"] > 0
+        returned = json.loads(run.data.tags["hydraflow.return_value"])
+        # the job ran in the uploaded code under the remote root, not in the launch dir
+        assert Path(returned["cwd"]).is_relative_to(remote_root)
+        assert not Path(returned["cwd"]).is_relative_to(project)
+        # tags naming the job's folder point at its folder in the sweep dir here
+        assert Path(run.data.tags["hydraflow.sweep_dir"]).is_relative_to(project)
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    for run in children:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "score")] == [0, 1, 2]
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert ".hydra" in artifacts
+
+    sweep_dir = project / "multirun" / "sweep"
+    for num in range(4):
+        job_dir = sweep_dir / str(num)
+        assert (job_dir / ".hydra" / "config.yaml").is_file()
+        assert (job_dir / "model.txt").read_text().startswith("lr=")
+        assert (job_dir / "mlflow.db").is_file()  # the job's own store came home too
+        assert (job_dir / "flow-task.log").is_file()
+    assert not (project / ".hydraflow").exists()  # staged specs removed after the sweep
+
+    # the API key is nowhere: sweep dir, job stores, the user's store, the remote side, the logs
+    key = cloud.api_key
+    assert key not in proc.stdout + proc.stderr
+    assert files_containing(project, key) == []
+    assert files_containing(remote_root, key) == []
+    assert files_containing(tmp_path / "flow-home", key) == []
+    assert key not in (tmp_path / "mlflow.db").read_bytes().decode(errors="replace")
+    assert cloud.billing_instances() == []
