@@ -80,3 +80,32 @@ def test_four_job_sweep_on_mithril_lands_in_the_users_store(
     assert files_containing(tmp_path / "flow-home", key) == []
     assert key not in (tmp_path / "mlflow.db").read_bytes().decode(errors="replace")
     assert cloud.billing_instances() == []
+
+
+def test_a_job_that_raises_on_mithril_comes_home_failed_with_its_error(
+    cloud: FakeMithril, tmp_path: Path
+) -> None:
+    project = copy_project(tmp_path)
+    proc = run_sweep(project, "mithril", "lr=0.1,-1")
+    assert proc.returncode == 1
+    assert "ValueError: lr must be positive, got -1" in proc.stderr
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
+    by_lr = {r.data.params["lr"]: r for r in runs if r.data.tags.get("hydraflow.role") == "job"}
+    assert by_lr["0.1"].info.status == "FINISHED"
+    assert by_lr["-1"].info.status == "FAILED"
+    assert "lr must be positive" in by_lr["-1"].data.tags["hydraflow.error"]
+    assert (project / "multirun" / "sweep" / "1" / "mlflow.db").is_file()
+    assert cloud.billing_instances() == []
+
+
+def test_ignore_files_that_would_drop_the_job_specs_stop_the_sweep_clearly(
+    cloud: FakeMithril, tmp_path: Path
+) -> None:
+    project = copy_project(tmp_path)
+    (project / ".flowignore").write_text(".hydraflow/\n")
+    proc = run_sweep(project, "mithril", "lr=0.1")
+    assert proc.returncode == 1
+    assert "would not be uploaded" in proc.stderr and "!.hydraflow/" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert cloud.bids() == []  # nothing was launched
+    assert not (project / ".hydraflow").exists()

@@ -18,6 +18,8 @@ from scoring import score
 @hydra.main(version_base="1.3", config_path="conf", config_name="remote")
 def train(cfg: DictConfig) -> dict[str, float | str]:
     """Log ``score`` per step; return the last one and where the job ran."""
+    if cfg.lr <= 0:
+        raise ValueError(f"lr must be positive, got {cfg.lr}")
     value = 0.0
     for step in range(3):
         value = score(cfg.lr, step)
