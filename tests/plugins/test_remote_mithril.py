@@ -109,3 +109,31 @@ def test_ignore_files_that_would_drop_the_job_specs_stop_the_sweep_clearly(
     assert "Traceback" not in proc.stderr
     assert cloud.bids() == []  # nothing was launched
     assert not (project / ".hydraflow").exists()
+
+
+def test_a_mithril_sweep_lands_on_a_tracking_server(
+    cloud: FakeMithril, tmp_path: Path, migrated_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow_server import mlflow_server
+
+    project = copy_project(tmp_path)
+    with mlflow_server(tmp_path / "server", migrated_store) as uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        proc = run_sweep(project, "mithril", "lr=0.1,0.01")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs = job_runs(uri, EXPERIMENT)
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        (parent,) = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
+        children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
+        assert sorted(r.data.params["lr"] for r in children) == ["0.01", "0.1"]
+        for run in children:
+            assert run.info.status == "FINISHED"
+            assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+            assert len(client.get_metric_history(run.info.run_id, "score")) == 3
+            assert ".hydra" in {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert parent.info.status == "FINISHED"
+    assert cloud.api_key not in (tmp_path / "server" / "server.db").read_bytes().decode(
+        errors="replace"
+    )

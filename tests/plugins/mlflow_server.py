@@ -1,0 +1,82 @@
+"""A real ``mlflow server`` on a free loopback port for the launcher tests (sqlite backend)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@contextmanager
+def mlflow_server(root: Path, migrated_db: Path) -> Iterator[str]:
+    """Start a server whose store starts as a copy of ``migrated_db``; yield its URI; stop it."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(migrated_db, root / "server.db")
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    port = _free_port()
+    with (root / "server.log").open("w") as log:
+        proc = subprocess.Popen(
+            [
+                str(mlflow_bin) if mlflow_bin.exists() else "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{root / 'server.db'}",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            cwd=root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        uri = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 150
+            while True:
+                if proc.poll() is not None:
+                    _unavailable(f"mlflow server exited ({proc.returncode})")
+                try:
+                    if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    _unavailable(f"mlflow server on port {port} did not answer within 150 s")
+                time.sleep(0.5)
+            yield uri
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
