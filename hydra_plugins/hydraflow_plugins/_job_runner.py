@@ -131,6 +131,8 @@ def run(spec_path: Path, result_path: Path | None = None, sweep_dir: str | None 
     if sweep_dir is not None:
         with read_write(sweep_config.hydra.sweep):
             sweep_config.hydra.sweep.dir = sweep_dir
+        with read_write(sweep_config.hydra.runtime):  # get_original_cwd(): the uploaded code
+            sweep_config.hydra.runtime.cwd = os.getcwd()
     HydraConfig.instance().set_config(sweep_config)
     result = run_job(
         hydra_context=hydra_context,

@@ -104,7 +104,8 @@ def collect_if_done(
     """Bring a finished attempt home: result, output folder, then the mark that frees the runner.
 
     Returns the job's result (its paths pointing at ``local_output``) and the remote output folder
-    it came from, or ``None`` while the job has not finished (or its files could not be fetched yet: the next poll tries again).
+    it came from, or ``None`` while the job has not finished (or its files could not be fetched
+    yet: the next poll tries again).
     """
     import cloudpickle
 
@@ -124,7 +125,7 @@ def collect_if_done(
         if local_output.exists():
             shutil.rmtree(local_output)
         flow.provider.download(task_id, remote_output, local_output)
-    except (FlowError, OSError, AttributeError) as error:
+    except Exception as error:  # preempted mid-download, a bad pickle: the next poll tries again
         log.warning("task %s: could not bring the job's output home yet: %s", task_id, error)
         pending.unlink(missing_ok=True)
         return None

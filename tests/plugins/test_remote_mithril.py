@@ -50,6 +50,7 @@ def test_four_job_sweep_on_mithril_lands_in_the_users_store(
         # the job ran in the uploaded code under the remote root, not in the launch dir
         assert Path(returned["cwd"]).is_relative_to(remote_root)
         assert not Path(returned["cwd"]).is_relative_to(project)
+        assert returned["original_cwd"] == returned["cwd"]  # get_original_cwd(): the code there
         # tags naming the job's folder point at its folder in the sweep dir here
         assert Path(run.data.tags["hydraflow.sweep_dir"]).is_relative_to(project)
     parent = parents[0]

@@ -28,7 +28,7 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     with open(os.path.join(output_dir, "model.txt"), "w") as stream:
         stream.write(f"lr={cfg.lr}\n")
     time.sleep(float(cfg.sleep))
-    return {"score": value, "cwd": os.getcwd()}
+    return {"score": value, "cwd": os.getcwd(), "original_cwd": hydra.utils.get_original_cwd()}
 
 
 if __name__ == "__main__":
