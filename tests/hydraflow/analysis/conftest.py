@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from analysis_stores import StoreData, populate
 from mlflow import MlflowClient
+from mlflow_server import mlflow_server
 
 
 @pytest.fixture(scope="session")
@@ -45,74 +40,13 @@ def file_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreData]:
             os.environ["MLFLOW_ALLOW_FILE_STORE"] = saved
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def server_store(tmp_path_factory: pytest.TempPathFactory, empty_db: Path) -> Iterator[StoreData]:
     """A real ``mlflow server`` (sqlite backend, served artifacts) on a free loopback port."""
     root = tmp_path_factory.mktemp("server-store")
-    shutil.copy(empty_db, root / "server.db")  # already migrated: the server starts sooner
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    command = [str(mlflow_bin) if mlflow_bin.exists() else shutil.which("mlflow") or "mlflow"]
-    port = _free_port()
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            *command,
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'server.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=root,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 150
-        while True:
-            if proc.poll() is not None:
-                _unavailable(
-                    f"mlflow server exited ({proc.returncode}): {(root / 'server.log').read_text()[-800:]}"
-                )
-            try:
-                if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                _unavailable(f"mlflow server on port {port} did not answer within 150 s")
-            time.sleep(0.5)
+    with mlflow_server(root, empty_db) as uri:
         data = StoreData(uri=uri, kind="server", root=root)
         yield populate(MlflowClient(uri), data, None)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        log.close()
 
 
 @pytest.fixture(params=["sqlite", "file", "server"])

@@ -1,4 +1,9 @@
-"""A real ``mlflow server`` on a free loopback port for the launcher tests (sqlite backend)."""
+"""A real ``mlflow server`` on a free loopback port for tests (sqlite backend, served artifacts).
+
+Shared by every test that needs a tracking server: ``from mlflow_server import mlflow_server``
+(``tests/`` is on ``sys.path``). When the server cannot start, the test fails with a clear message
+under ``CI=true`` and is skipped elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -30,10 +35,16 @@ def _unavailable(message: str) -> None:
 
 
 @contextmanager
-def mlflow_server(root: Path, migrated_db: Path) -> Iterator[str]:
-    """Start a server whose store starts as a copy of ``migrated_db``; yield its URI; stop it."""
+def mlflow_server(root: Path, migrated_db: Path | None = None) -> Iterator[str]:
+    """Start a server in ``root``; yield its URI; stop it.
+
+    Args:
+        root: Folder for the server's store, artifacts and log.
+        migrated_db: An already migrated store to start from (the server starts sooner).
+    """
     root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(migrated_db, root / "server.db")
+    if migrated_db is not None:
+        shutil.copy(migrated_db, root / "server.db")
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     port = _free_port()
     with (root / "server.log").open("w") as log:
@@ -62,7 +73,10 @@ def mlflow_server(root: Path, migrated_db: Path) -> Iterator[str]:
             deadline = time.monotonic() + 150
             while True:
                 if proc.poll() is not None:
-                    _unavailable(f"mlflow server exited ({proc.returncode})")
+                    _unavailable(
+                        f"mlflow server exited ({proc.returncode}): "
+                        f"{(root / 'server.log').read_text()[-800:]}"
+                    )
                 try:
                     if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
                         break
