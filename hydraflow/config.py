@@ -74,12 +74,16 @@ def _check_yaml(file: Path) -> None:
 
 
 def _compose(file: Path, overrides: Sequence[str]) -> DictConfig:
-    """Compose with Hydra (defaults lists, overrides), keeping any running Hydra app's state."""
+    """Compose with Hydra (defaults lists, overrides), keeping any running Hydra app's state.
+
+    All of Hydra's singletons are restored afterwards, not only GlobalHydra: ``initialize`` also sets
+    the version base (a singleton), and a launcher pickles that state into every job it starts.
+    """
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+    from hydra.core.singleton import Singleton
 
-    saved = get_gh_backup()
+    saved = Singleton.get_state()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(file.parent.resolve()), version_base=None):
@@ -89,7 +93,7 @@ def _compose(file: Path, overrides: Sequence[str]) -> DictConfig:
         with_overrides = f" with overrides {list(overrides)}" if overrides else ""
         raise ConfigError(f"cannot compose {str(file)!r}{with_overrides}: {detail}") from None
     finally:
-        restore_gh_from_backup(saved)
+        Singleton.set_state(saved)
     OmegaConf.set_struct(cfg, False)
     return cfg
 

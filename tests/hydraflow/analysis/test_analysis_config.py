@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,3 +145,21 @@ def test_bad_inputs(conf: Path, tmp_path: Path) -> None:
         load_config(empty_dir)
     with pytest.raises(ConfigError, match="schema must be a dataclass or a pydantic model"):
         load_config(conf, schema=int)
+
+
+def test_composing_leaves_hydra_state_as_it_was(tmp_path: Path) -> None:
+    """A launcher pickles Hydra's singletons into its jobs: load_config must not leave any behind."""
+    (tmp_path / "config.yaml").write_text("defaults:\n  - _self_\nlr: 0.1\n")
+    script = (
+        "from hydra.core.singleton import Singleton\n"
+        "before = set(Singleton._instances)\n"
+        "from hydraflow.config import load_config\n"
+        f"assert load_config({str(tmp_path)!r}).lr == 0.1\n"
+        "registries = {'Plugins', 'SourcesRegistry'}  # created on first use, hold no app state\n"
+        "new = {c.__name__ for c in set(Singleton._instances) - before} - registries\n"
+        "print(sorted(new))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
