@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hydra.errors import CompactHydraException
+
+from hydra_plugins.hydraflow_plugins.config import LauncherFields
 
 __all__ = ["FlowLauncherError", "LauncherOptions"]
 
@@ -39,23 +41,8 @@ def _positive(name: str, value: Any, example: str, integer: bool = False) -> Any
 
 
 @dataclass
-class LauncherOptions:
+class LauncherOptions(LauncherFields):
     """The ``hydra.launcher`` fields of ``hydra/launcher=flow`` after validation."""
-
-    provider: str | None = None
-    instance: str | None = None
-    max_price_per_hour: float | None = None
-    max_run_time_hours: float | None = None
-    image: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-    volumes: list[Any] = field(default_factory=list)
-    num_instances: int = 1
-    max_parallel: int | None = None
-    poll_interval: float | None = None
-    max_retries: int = 0
-    dry_run: bool = False
-    max_total_cost: float | None = None
-    python: str | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> LauncherOptions:

@@ -21,17 +21,9 @@ JOB_RUNNER_ENV = "HYDRAFLOW_IN_JOB_RUNNER"  # set by the job runner (see _instan
 
 
 @dataclass
-class FlowLauncherConf:
-    """``hydra/launcher=flow``: every job of a sweep becomes one Flow task.
+class LauncherFields:
+    """The user-facing fields of ``hydra.launcher`` (shared by the config node and its validation)."""
 
-    Fields left ``None`` fall back to the Flow settings (``provider``) or to a per-provider default
-    (``max_parallel``, ``poll_interval``); see the README section "launcher".
-    """
-
-    _target_: str = LAUNCHER_TARGET
-    # `instance: null` in the defaults list lets `hydra/launcher/instance=NAME` (no `+`) select one;
-    # `_self_` first so that the selected option's value wins over the `instance` field below.
-    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"instance": None}])
     provider: str | None = None
     instance: str | None = None
     max_price_per_hour: float | None = None
@@ -46,6 +38,20 @@ class FlowLauncherConf:
     dry_run: bool = False
     max_total_cost: float | None = None
     python: str | None = None
+
+
+@dataclass
+class FlowLauncherConf(LauncherFields):
+    """``hydra/launcher=flow``: every job of a sweep becomes one Flow task.
+
+    Fields left ``None`` fall back to the Flow settings (``provider``) or to a per-provider default
+    (``max_parallel``, ``poll_interval``); see the README section "launcher".
+    """
+
+    _target_: str = LAUNCHER_TARGET
+    # `instance: null` in the defaults list lets `hydra/launcher/instance=NAME` (no `+`) select one;
+    # `_self_` first so that the selected option's value wins over the inherited `instance` field.
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"instance": None}])
 
 
 @dataclass
