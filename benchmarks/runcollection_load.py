@@ -134,12 +134,12 @@ def worker(reader: str, db: Path) -> None:
     """Warm up (imports, connections), then time one full read; print JSON (seconds, peak MB)."""
     uri = f"sqlite:///{db}"
     if reader == "runcollection":
-        import adbc_driver_sqlite.dbapi
-        import pyarrow  # noqa: F401  (imported by the first read otherwise)
+        import adbc_driver_manager  # imported by the first read otherwise
+        import adbc_driver_sqlite
 
         from hydraflow import RunCollection
 
-        adbc_driver_sqlite.dbapi.connect(f"file:{db}?mode=ro").close()
+        adbc_driver_manager.AdbcConnection(adbc_driver_sqlite.connect(f"file:{db}?mode=ro")).close()
 
         def read() -> int:
             return RunCollection.load(EXPERIMENT, tracking_uri=uri).to_frame().height

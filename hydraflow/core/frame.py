@@ -12,6 +12,9 @@ each value on its own with :func:`hydraflow.conventions.parse_param_value`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
 import polars as pl
 
 from hydraflow.conventions import TAG_KEY_PREFIX
@@ -30,59 +33,46 @@ def _pivot(long: pl.DataFrame, prefix: str) -> pl.DataFrame:
     return wide.select("run_id", *[pl.col(k).alias(f"{prefix}{k}") for k in keys])
 
 
-def _nulled(column: str) -> pl.Expr:
-    return pl.when(pl.col(column).is_in(_NULL_WORDS)).then(None).otherwise(pl.col(column))
-
-
-def _kind_probes(column: str) -> list[pl.Expr]:
-    """One-row statistics telling which type fits every value of a text column."""
-    value = _nulled(column)
-    present = value.is_not_null()
-    return [
-        (present & ~value.is_in(list(_BOOL_WORDS))).sum().alias(f"{column}\0bool"),
-        (
-            present
-            & (~value.str.contains(r"^[+-]?\d+$") | value.cast(pl.Int64, strict=False).is_null())
-        )
-        .sum()
-        .alias(f"{column}\0int"),
-        (present & value.cast(pl.Float64, strict=False).is_null()).sum().alias(f"{column}\0float"),
-        (present & ~value.str.contains(r"^[+-]?\d+$")).sum().alias(f"{column}\0digits"),
-        present.sum().alias(f"{column}\0present"),
-    ]
-
-
-def _typed(column: str, misfits: dict[str, int]) -> pl.Expr | None:
-    """The cast for a column whose values all fit one type, else ``None`` (stays text)."""
-    if misfits["present"] == 0:
-        return None
-    if misfits["bool"] == 0:
-        return _nulled(column).replace_strict(_BOOL_WORDS, return_dtype=pl.Boolean, default=None)
-    if misfits["int"] == 0:
-        return _nulled(column).cast(pl.Int64, strict=False)
-    if misfits["digits"] == 0:  # integers beyond Int64: keep the exact text
-        return None
-    if misfits["float"] == 0:
-        return _nulled(column).cast(pl.Float64, strict=False)
-    return None
+def _misfits(
+    text: pl.DataFrame, columns: list[str], fits: Callable[[pl.Expr], pl.Expr]
+) -> dict[str, int]:
+    """Per column, how many present values ``fits`` rejects (one pass, one expression)."""
+    values = pl.col(columns)
+    counts = text.select((values.is_not_null() & ~fits(values)).sum())
+    return counts.row(0, named=True)
 
 
 def type_params(raw: pl.DataFrame) -> pl.DataFrame:
-    """Type each ``params.*`` text column as a whole (see module docstring), in two passes."""
+    """Type each ``params.*`` text column as a whole (see module docstring).
+
+    Cheap probes first (present, boolean, number) over every column; the integer probes (a regex and
+    a cast) run only on the columns whose values are all numbers.
+    """
     columns = [c for c in raw.columns if c.startswith("params.") and raw.schema[c] == pl.String]
     if not columns or raw.height == 0:
         return raw
-    stats = raw.select(probe for c in columns for probe in _kind_probes(c)).row(0, named=True)
+    text = raw.select(pl.col(columns).replace(_NULL_WORDS, None))
+    present = text.select(pl.col(columns).is_not_null().sum()).row(0, named=True)
+    not_bool = _misfits(text, columns, lambda v: v.is_in(list(_BOOL_WORDS)))
+    not_float = _misfits(text, columns, lambda v: v.cast(pl.Float64, strict=False).is_not_null())
+    flags = [c for c in columns if present[c] and not not_bool[c]]
+    numbers = [c for c in columns if present[c] and not_bool[c] and not not_float[c]]
+    not_digits, not_int = {}, {}
+    if numbers:
+        not_digits = _misfits(text, numbers, lambda v: v.str.contains(r"^[+-]?\d+$"))
+        not_int = _misfits(text, numbers, lambda v: v.cast(pl.Int64, strict=False).is_not_null())
+    # A column of digits beyond Int64 is neither: its exact text is kept.
+    ints = [c for c in numbers if not not_digits[c] and not not_int[c]]
+    floats = [c for c in numbers if not_digits[c]]
     casts = []
-    for column in columns:
-        misfits = {
-            kind: stats[f"{column}\0{kind}"]
-            for kind in ("bool", "int", "digits", "float", "present")
-        }
-        cast = _typed(column, misfits)
-        if cast is not None:
-            casts.append(cast.alias(column))
-    return raw.with_columns(casts) if casts else raw
+    if flags:
+        bools = pl.col(flags).replace_strict(_BOOL_WORDS, return_dtype=pl.Boolean, default=None)
+        casts.append(bools)
+    if ints:
+        casts.append(pl.col(ints).cast(pl.Int64, strict=False))
+    if floats:
+        casts.append(pl.col(floats).cast(pl.Float64, strict=False))
+    return raw.with_columns(text.select(casts).get_columns()) if casts else raw
 
 
 def _original_keys(tags: pl.DataFrame) -> dict[str, str]:
@@ -94,22 +84,32 @@ def _original_keys(tags: pl.DataFrame) -> dict[str, str]:
     return mapping
 
 
+def _params_frames(ids: pl.DataFrame, tables: StoreTables) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The raw-text and the typed ``params.*`` frames, rows in the order of ``ids``."""
+    originals = _original_keys(tables.tags)
+    params = tables.params
+    if originals:
+        params = params.with_columns(pl.col("key").replace(originals))
+    raw = ids.join(_pivot(params, "params."), on="run_id", how="left", maintain_order="left")
+    return raw, type_params(raw)
+
+
 def assemble(tables: StoreTables) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The typed wide frame and the raw-text params frame (``run_id`` + ``params.*``), same order."""
+    """The typed wide frame and the raw-text params frame (``run_id`` + ``params.*``), same order.
+
+    The three pivots run in threads: polars releases the GIL, so they overlap on several cores.
+    """
     runs = tables.runs.cast(RUNS_SCHEMA).with_columns(  # type: ignore[arg-type]
         pl.from_epoch(pl.col(c), time_unit="ms").dt.replace_time_zone("UTC").alias(c)
         for c in ("start_time", "end_time")
     )
     runs = runs.sort("start_time", "run_id", nulls_last=True).select(INFO_COLUMNS)
-    originals = _original_keys(tables.tags)
-    params = tables.params
-    if originals:
-        params = params.with_columns(pl.col("key").replace(originals))
-    raw = runs.select("run_id").join(_pivot(params, "params."), on="run_id", how="left")
-    typed_params = type_params(raw)
-    frame = (
-        runs.join(typed_params, on="run_id", how="left", maintain_order="left")
-        .join(_pivot(tables.metrics, "metrics."), on="run_id", how="left", maintain_order="left")
-        .join(_pivot(tables.tags, "tags."), on="run_id", how="left", maintain_order="left")
-    )
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        params_job = pool.submit(_params_frames, runs.select("run_id"), tables)
+        metrics_job = pool.submit(_pivot, tables.metrics, "metrics.")
+        tags_job = pool.submit(_pivot, tables.tags, "tags.")
+        raw, typed_params = params_job.result()
+        frame = runs.join(typed_params, on="run_id", how="left", maintain_order="left")
+        for wide in (metrics_job.result(), tags_job.result()):
+            frame = frame.join(wide, on="run_id", how="left", maintain_order="left")
     return frame, raw

@@ -29,23 +29,16 @@ def _finish(frame: pl.DataFrame) -> pl.DataFrame:
 def read_history(store: Store, info: RunInfo, key: str) -> pl.DataFrame:
     """``step``, ``timestamp``, ``value`` of every logged value of ``key``, by step."""
     if store.kind == "sqlite":
-        import adbc_driver_sqlite.dbapi as adbc
+        from hydraflow.core.loaders.sqlite import read_sql, sql_text
 
-        with adbc.connect(store.readonly_uri) as conn, conn.cursor() as cursor:
-            cursor.execute(
-                "SELECT step, timestamp, CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END "
-                "AS value, is_nan FROM metrics WHERE run_uuid = ? AND key = ?",
-                (info.run_id, key),
-            )
-            frame = pl.from_arrow(cursor.fetch_arrow_table())
-        assert isinstance(frame, pl.DataFrame)
-        frame = frame.with_columns(
-            pl.when(pl.col("is_nan").cast(pl.Boolean))
-            .then(float("nan"))
-            .otherwise(pl.col("value"))
-            .alias("value")
-        ).drop("is_nan")
-        return _finish(frame)
+        frame = read_sql(
+            store,
+            "SELECT step, timestamp, CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END "
+            f"AS value FROM metrics WHERE run_uuid = {sql_text(info.run_id)} "
+            f"AND key = {sql_text(key)}",
+        )
+        # value is NOT NULL in MLflow's schema, so NULL here can only stand for NaN
+        return _finish(frame.with_columns(pl.col("value").cast(pl.Float64).fill_null(float("nan"))))
     if store.kind == "file":
         file = store.path / info.experiment_id / info.run_id / "metrics" / key
         rows = []

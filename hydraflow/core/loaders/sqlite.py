@@ -1,8 +1,9 @@
-"""Read a sqlite MLflow store with SQL through ADBC: Arrow tables straight into polars.
+"""Read a sqlite MLflow store with SQL through ADBC: Arrow streams straight into polars.
 
 The four tables are read concurrently, one connection each (the ADBC driver releases the GIL while
 SQLite steps). When the chosen runs are most of the store, whole tables are read and narrowed in
-polars: a plain scan is cheaper than SQLite's ``IN (subquery)`` probe per row.
+polars: a plain scan is cheaper than SQLite's ``IN (subquery)`` probe per row. ADBC's low-level API
+hands polars an Arrow C stream, so pyarrow is never imported (it alone would add ~90 MB).
 """
 
 from __future__ import annotations
@@ -25,34 +26,46 @@ _LOCK_RETRIES = 40
 _BATCH_ROWS = "65536"  # the driver's default (1024) makes many small Arrow batches
 
 
-def _connect(store: Store) -> Any:
-    import adbc_driver_sqlite.dbapi as adbc
-
-    return adbc.connect(store.readonly_uri)
-
-
-def _read(conn: Any, query: str) -> pl.DataFrame:
-    with conn.cursor() as cursor:
-        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": _BATCH_ROWS})
-        cursor.execute(query)
-        frame = pl.from_arrow(cursor.fetch_arrow_table())
-    assert isinstance(frame, pl.DataFrame)
-    return frame
+def sql_text(value: str) -> str:
+    """``value`` as a SQL string literal (SQLite has no backslash escapes: only quotes double)."""
+    return "'" + value.replace("'", "''") + "'"
 
 
-def _read_new(store: Store, query: str) -> pl.DataFrame:
-    with _connect(store) as conn:
-        return _read(conn, query)
+def _database(store: Store) -> Any:
+    import adbc_driver_sqlite
+
+    return adbc_driver_sqlite.connect(store.readonly_uri)
+
+
+def _read(database: Any, query: str) -> pl.DataFrame:
+    """One query on a new connection of ``database``, as a polars frame."""
+    from adbc_driver_manager import AdbcConnection, AdbcStatement
+
+    with AdbcConnection(database) as conn, AdbcStatement(conn) as statement:
+        statement.set_options(**{"adbc.sqlite.query.batch_rows": _BATCH_ROWS})
+        statement.set_sql_query(query)
+        stream, _ = statement.execute_query()
+        return pl.DataFrame(stream)
+
+
+def read_sql(store: Store, query: str) -> pl.DataFrame:
+    """Run one read-only ``query`` on the sqlite store, waiting out a writer's lock."""
+    return _retrying(lambda: _with_database(store, lambda db: _read(db, query)), store)
+
+
+def _with_database(store: Store, action: Callable[[Any], T]) -> T:
+    with _database(store) as database:
+        return action(database)
 
 
 def _selection(
-    conn: Any, store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
+    database: Any, store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
 ) -> str:
     """The WHERE clause (on table ``runs``) choosing the runs to read; validates names and ids."""
     clauses = ["runs.lifecycle_stage = 'active'"]
     if experiments is not None:
         known = _read(
-            conn, "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'"
+            database, "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'"
         )
         check_experiments(experiments, known["name"].to_list(), store.uri)
         ids = known.filter(pl.col("name").is_in(list(experiments)))["experiment_id"].to_list()
@@ -100,12 +113,18 @@ def load(
 def _load(
     store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
 ) -> StoreTables:
-    with _connect(store) as conn:
-        where = _selection(conn, store, experiments, run_ids)
-        counts = _read(
-            conn,
-            f"SELECT COUNT(*) AS total, SUM(CASE WHEN {where} THEN 1 ELSE 0 END) AS chosen FROM runs",
-        ).row(0)
+    with _database(store) as database:
+        return _load_from(database, store, experiments, run_ids)
+
+
+def _load_from(
+    database: Any, store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
+) -> StoreTables:
+    where = _selection(database, store, experiments, run_ids)
+    counts = _read(
+        database,
+        f"SELECT COUNT(*) AS total, SUM(CASE WHEN {where} THEN 1 ELSE 0 END) AS chosen FROM runs",
+    ).row(0)
     total, chosen = int(counts[0] or 0), int(counts[1] or 0)
     scan = chosen * 2 >= total  # most of the store: full scans, then a polars semi-join
     narrow = "" if scan else f" WHERE run_uuid IN (SELECT run_uuid FROM runs WHERE {where})"
@@ -116,34 +135,26 @@ def _load(
         "runs.artifact_uri AS artifact_uri FROM runs "
         f"JOIN experiments ON runs.experiment_id = experiments.experiment_id WHERE {where}",
         "params": f"SELECT run_uuid AS run_id, key, value FROM params{narrow}",
-        "metrics": "SELECT run_uuid AS run_id, key, CAST(value AS REAL) AS value, is_nan "
-        f"FROM latest_metrics{narrow}",
+        # value is NOT NULL in MLflow's schema, so NULL here can only stand for NaN
+        "metrics": "SELECT run_uuid AS run_id, key, "
+        f"CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END AS value FROM latest_metrics{narrow}",
         "tags": f"SELECT run_uuid AS run_id, key, value FROM tags{narrow}",
     }
     with ThreadPoolExecutor(max_workers=len(queries)) as pool:
-        futures = {name: pool.submit(_read_new, store, sql) for name, sql in queries.items()}
+        futures = {name: pool.submit(_read, database, sql) for name, sql in queries.items()}
         frames = {name: future.result() for name, future in futures.items()}
     runs = frames["runs"].with_columns(pl.col("start_time", "end_time").cast(pl.Int64))
     check_run_ids(run_ids, runs["run_id"].to_list() if run_ids else (), store.uri)
     ids = runs.select("run_id")
 
-    def narrowed(name: str) -> pl.DataFrame:
-        frame = frames[name].with_columns(pl.col("run_id", "key").cast(pl.String))
+    def narrowed(name: str, value: pl.Expr) -> pl.DataFrame:
+        frame = frames[name].select(pl.col("run_id", "key").cast(pl.String), value.alias("value"))
         return frame.join(ids, on="run_id", how="semi") if scan and chosen < total else frame
 
-    metrics = narrowed("metrics").select(
-        "run_id",
-        "key",
-        pl.when(pl.col("is_nan").cast(pl.Boolean))
-        .then(float("nan"))
-        .otherwise(pl.col("value"))
-        .cast(pl.Float64)
-        .alias("value"),
-    )
     return StoreTables(
         runs=runs,
-        params=narrowed("params").with_columns(pl.col("value").cast(pl.String)),
-        metrics=metrics,
-        tags=narrowed("tags").with_columns(pl.col("value").cast(pl.String)),
+        params=narrowed("params", pl.col("value").cast(pl.String)),
+        metrics=narrowed("metrics", pl.col("value").cast(pl.Float64).fill_null(float("nan"))),
+        tags=narrowed("tags", pl.col("value").cast(pl.String)),
         tracking_uri=store.uri,
     )
