@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 
 from hydraflow.conventions import TAG_KEY_PREFIX
+from hydraflow.core._parallel import worker_count
 from hydraflow.core.loaders.tables import RUNS_SCHEMA, StoreTables
 
 INFO_COLUMNS = list(RUNS_SCHEMA)
@@ -104,7 +105,7 @@ def assemble(tables: StoreTables) -> tuple[pl.DataFrame, pl.DataFrame]:
         for c in ("start_time", "end_time")
     )
     runs = runs.sort("start_time", "run_id", nulls_last=True).select(INFO_COLUMNS)
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=worker_count(3)) as pool:
         params_job = pool.submit(_params_frames, runs.select("run_id"), tables)
         metrics_job = pool.submit(_pivot, tables.metrics, "metrics.")
         tags_job = pool.submit(_pivot, tables.tags, "tags.")

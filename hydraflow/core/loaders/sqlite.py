@@ -1,8 +1,8 @@
 """Read a sqlite MLflow store with SQL through ADBC: Arrow streams straight into polars.
 
-The four tables are read concurrently, one connection each (the ADBC driver releases the GIL while
-SQLite steps). When the chosen runs are most of the store, whole tables are read and narrowed in
-polars: a plain scan is cheaper than SQLite's ``IN (subquery)`` probe per row. ADBC's low-level API
+The four tables are read concurrently, one connection each and at most a thread per core (the ADBC
+driver releases the GIL while SQLite steps). When the chosen runs are most of the store, whole tables
+are read and narrowed in polars: a plain scan is cheaper than SQLite's ``IN (subquery)`` probe per row. ADBC's low-level API
 hands polars an Arrow C stream, so pyarrow is never imported (it alone would add ~90 MB).
 """
 
@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from hydraflow.core._parallel import worker_count
 from hydraflow.core.errors import HydraflowError, RunNotFoundError, StoreNotFoundError
 from hydraflow.core.loaders.tables import StoreTables, check_experiments, check_run_ids
 from hydraflow.core.store import Store
@@ -128,19 +129,19 @@ def _load_from(
     total, chosen = int(counts[0] or 0), int(counts[1] or 0)
     scan = chosen * 2 >= total  # most of the store: full scans, then a polars semi-join
     narrow = "" if scan else f" WHERE run_uuid IN (SELECT run_uuid FROM runs WHERE {where})"
-    queries = {
+    queries = {  # largest first: with fewer threads than queries, the work still balances
+        "params": f"SELECT run_uuid AS run_id, key, value FROM params{narrow}",
+        "tags": f"SELECT run_uuid AS run_id, key, value FROM tags{narrow}",
+        # value is NOT NULL in MLflow's schema, so NULL here can only stand for NaN
+        "metrics": "SELECT run_uuid AS run_id, key, "
+        f"CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END AS value FROM latest_metrics{narrow}",
         "runs": "SELECT runs.run_uuid AS run_id, runs.name AS run_name, "
         "CAST(runs.experiment_id AS TEXT) AS experiment_id, experiments.name AS experiment, "
         "runs.status AS status, runs.start_time AS start_time, runs.end_time AS end_time, "
         "runs.artifact_uri AS artifact_uri FROM runs "
         f"JOIN experiments ON runs.experiment_id = experiments.experiment_id WHERE {where}",
-        "params": f"SELECT run_uuid AS run_id, key, value FROM params{narrow}",
-        # value is NOT NULL in MLflow's schema, so NULL here can only stand for NaN
-        "metrics": "SELECT run_uuid AS run_id, key, "
-        f"CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END AS value FROM latest_metrics{narrow}",
-        "tags": f"SELECT run_uuid AS run_id, key, value FROM tags{narrow}",
     }
-    with ThreadPoolExecutor(max_workers=len(queries)) as pool:
+    with ThreadPoolExecutor(max_workers=worker_count(len(queries))) as pool:
         futures = {name: pool.submit(_read, database, sql) for name, sql in queries.items()}
         frames = {name: future.result() for name, future in futures.items()}
     runs = frames["runs"].with_columns(pl.col("start_time", "end_time").cast(pl.Int64))
