@@ -29,6 +29,24 @@ def test_import_hydraflow_loads_neither_mlflow_nor_polars() -> None:
     assert result.stdout.splitlines() == ["", "True"]
 
 
+def test_reading_a_sqlite_store_imports_neither_mlflow_nor_pyarrow(sqlite_store: StoreData) -> None:
+    """Loading stays lean: the frame and a metric history come through ADBC's Arrow C stream."""
+    code = (
+        "import sys\n"
+        "from hydraflow import RunCollection\n"
+        f"runs = RunCollection.load('train', tracking_uri={sqlite_store.uri!r})\n"
+        "print(runs.to_frame().height, runs.first().metric_history('loss').height > 0)\n"
+        "print(','.join(m for m in ('mlflow', 'pyarrow', 'pandas') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    rows, imported = result.stdout.splitlines()
+    assert rows == f"{len(RunCollection.load('train', tracking_uri=sqlite_store.uri))} True"
+    assert imported == ""
+
+
 def test_plot_png_and_figure(sqlite_store: StoreData, tmp_path: Path) -> None:
     runs = RunCollection.load("train", tracking_uri=sqlite_store.uri)
     path = runs.plot(x="lr", y="metrics.loss", color="model.type", path=tmp_path / "loss.png")
