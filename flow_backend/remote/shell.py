@@ -56,7 +56,6 @@ def interactive_shell(
     key_path: Path | str | None,
     *,
     cwd: str | None = None,
-    conn: Connection | None = None,
 ) -> int:
     """Open an interactive login shell on the host, attached to this terminal.
 
@@ -67,7 +66,6 @@ def interactive_shell(
         destination: The host.
         key_path: Private key file.
         cwd: Remote folder to start in.
-        conn: An open connection for the fabric fallback.
 
     Returns:
         The shell's exit code.
@@ -85,9 +83,7 @@ def interactive_shell(
             argv[1:1] = ["-t"]
             argv.append(f"cd {shlex.quote(cwd)} && exec $SHELL -l")
         return subprocess.call(argv)
-    if conn is None:
-        from flow_backend.remote.connection import connect
+    from flow_backend.remote.connection import connect
 
-        conn = connect(destination, key_path)
-    result = conn.shell()
+    result = connect(destination, key_path).shell()
     return int(getattr(result, "exited", 0) or 0)

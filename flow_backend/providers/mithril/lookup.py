@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable
 from typing import TypeVar
 
 from flow_backend.errors import ResourceNotFoundError, TaskNotFoundError
 from flow_backend.providers.mithril.api import Bid, CreateVolumeRequest, Instance, MithrilClient
 from flow_backend.providers.mithril.api.models import InstanceStatus
 
-__all__ = ["find_bids", "instances_for", "not_found", "rank_order", "run_each", "volume_fid"]
+__all__ = ["find_bids", "instances_for", "not_found", "rank_order", "volume_fid"]
 
 T = TypeVar("T")
 
@@ -117,13 +116,3 @@ def volume_fid(
         name=name, project=project, disk_interface="Block", region=region, size_gb=size
     )
     return client.create_volume(request).fid
-
-
-def run_each(items: list[T], work: Callable[[T], object]) -> None:
-    """Run ``work`` on each item, up to 8 at a time (API calls and SSH round trips overlap)."""
-    if len(items) <= 1:
-        for item in items:
-            work(item)
-        return
-    with ThreadPoolExecutor(max_workers=min(8, len(items))) as pool:
-        list(pool.map(work, items))

@@ -20,10 +20,11 @@ from flow_backend.providers.mithril import volumes
 from flow_backend.providers.mithril.account import Account
 from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
 from flow_backend.providers.mithril.bid_request import build_bid_request, launch_plan
-from flow_backend.providers.mithril.lookup import find_bids, instances_for, run_each, volume_fid
+from flow_backend.providers.mithril.lookup import find_bids, instances_for
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
 from flow_backend.providers.mithril.records import record_of
 from flow_backend.providers.mithril.task_store import TaskStore
+from flow_backend.providers.ssh.hosts import each
 from flow_backend.remote import (
     SSHDestination,
     follow_logs,
@@ -155,8 +156,8 @@ class MithrilProvider(Provider):
             self.nodes.collect_logs(
                 [((views[b.fid] or [])[0], self.store.log_path(b.fid)) for b in collected]
             )
-            run_each(collected, lambda bid: self._collect_results(bid, (views[bid.fid] or [])[0]))
-        run_each(ended, self._cancel_bid)
+            each(collected, lambda bid: self._collect_results(bid, (views[bid.fid] or [])[0]))
+        each(ended, self._cancel_bid)
         finished = [(b, views[b.fid] or []) for b in ended if views[b.fid]]
         if finished:  # a cloud instance's disk goes with it; a loopback "instance" keeps its files
             self.nodes.clean(
@@ -235,11 +236,12 @@ class MithrilProvider(Provider):
             for bid in self.client.iter_bids(project=self.account.project_fid)
             if name_prefix is None or bid.name.startswith(name_prefix)
         ]
-        unsaved = [b for b in bids if not _is_saved_terminal(self.store.load(b.fid))]
+        saved_records = {bid.fid: self.store.load(bid.fid) for bid in bids}
+        unsaved = [b for b in bids if not _is_terminal(saved_records[b.fid])]
         instances = instances_for(self.client, self.account.project_fid, unsaved)
         records = []
         for bid in bids:
-            saved = self.store.load(bid.fid)
+            saved = saved_records[bid.fid]
             if saved is not None and saved.status.is_terminal:
                 record = saved
             else:
@@ -286,12 +288,13 @@ class MithrilProvider(Provider):
     def logs(self, task_id: str, tail: int | None = None) -> str:
         """The task's output: from the instance while it runs, from the collected copy after."""
         saved = self.store.log(task_id)
-        if saved is None and not self.get(task_id).status.is_terminal:  # get() also starts nodes
-            node = self._main_node(task_id)
-            if node is None or node.node_dir is None:
-                return ""
-            return tail_logs(self.nodes.conn(node.destination), node.node_dir, tail)
-        saved = self.store.log(task_id)
+        if saved is None:
+            if not self.get(task_id).status.is_terminal:  # get() also starts nodes
+                node = self._main_node(task_id)
+                if node is None or node.node_dir is None:
+                    return ""
+                return tail_logs(self.nodes.conn(node.destination), node.node_dir, tail)
+            saved = self.store.log(task_id)  # get() brought the log home if the task just ended
         if saved is None:
             return ""
         if tail is None:
@@ -356,9 +359,6 @@ class MithrilProvider(Provider):
         return min(prices, default=0.0)
 
     # -- volumes ----------------------------------------------------------------------------------
-    def _volume_fid(self, project: str, region: str, name: str, size_gb: float | None) -> str:
-        return volume_fid(self.client, project, region, name, size_gb)
-
     def list_volumes(self) -> list[VolumeInfo]:
         return volumes.list_volumes(
             self.client, self.account.project_fid, self.settings.mithril_region
@@ -379,7 +379,7 @@ class MithrilProvider(Provider):
         self.client.close()
 
 
-def _is_saved_terminal(record: TaskRecord | None) -> bool:
+def _is_terminal(record: TaskRecord | None) -> bool:
     return record is not None and record.status.is_terminal
 
 

@@ -22,6 +22,15 @@ R = TypeVar("R")
 _GPU_QUERY = "nvidia-smi --query-gpu=index --format=csv,noheader 2>/dev/null"
 
 
+def each(items: Iterable[T], work: Callable[[T], R]) -> list[R]:
+    """Run ``work`` on every item, up to 8 at a time (SSH round trips and API calls overlap)."""
+    todo = list(items)
+    if len(todo) <= 1:
+        return [work(item) for item in todo]
+    with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
+        return list(pool.map(work, todo))
+
+
 class HostPool:
     """Open connections on demand and remember what each host has.
 
@@ -75,12 +84,8 @@ class HostPool:
         return self._gpus[host]
 
     def each(self, items: Iterable[T], work: Callable[[T], R]) -> list[R]:
-        """Run ``work`` on every item concurrently (one thread per host at most 8)."""
-        todo = list(items)
-        if len(todo) <= 1:
-            return [work(item) for item in todo]
-        with ThreadPoolExecutor(max_workers=min(8, len(todo))) as pool:
-            return list(pool.map(work, todo))
+        """Run ``work`` on every item concurrently (see :func:`each`)."""
+        return each(items, work)
 
     def close(self) -> None:
         """Close every connection."""

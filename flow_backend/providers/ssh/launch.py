@@ -76,8 +76,6 @@ def start_nodes(state: SSHTaskState, pool: HostPool, user_env: dict[str, str]) -
         )
         return node.model_copy(update={"workdir": workdir})
 
-    results: list[NodePlacement | BaseException] = []
-
     def attempt(node: NodePlacement) -> NodePlacement | BaseException:
         try:
             return start(node)

@@ -65,7 +65,7 @@ class SSHProvider(Provider):
         self._pool = HostPool(
             settings.ssh_key_path,
             Path(settings.home).expanduser() / "known_hosts",
-            getattr(settings, "ssh_remote_dir", "~/.flow-remote"),
+            settings.ssh_remote_dir,
         )
         self._schedule_lock = threading.Lock()
         self._tracker = TaskTracker(
@@ -149,7 +149,7 @@ class SSHProvider(Provider):
     ) -> tuple[int, str | None]:
         if wanted == 0:
             return 0, None
-        host_gpus = dict(zip(self.hosts, self._pool.each(self.hosts, self._pool.gpus), strict=True))
+        host_gpus = self._host_gpus()
         if not any(host_gpus.values()):
             return 0, (
                 f"instance type {type_name!r} asks for {wanted} GPU(s) per node, but no host in "
@@ -166,6 +166,10 @@ class SSHProvider(Provider):
                 hint="Pick a type with fewer GPUs, lower num_instances, or add hosts",
             )
         return wanted, None
+
+    def _host_gpus(self) -> dict[str, list[str]]:
+        """Each host's GPU indices, asked of all hosts at once (cached per host once known)."""
+        return dict(zip(self.hosts, self._pool.each(self.hosts, self._pool.gpus), strict=True))
 
     # -- scheduling ----------------------------------------------------------------------------
     def _schedule(self) -> set[str]:
@@ -190,15 +194,15 @@ class SSHProvider(Provider):
                 (s for s in states if not s.nodes and self._tracker.can_start(s)),
                 key=lambda s: s.record.created_at,
             )
+            # asked once per pass, not per waiting task: an unreachable host is not cached
+            host_gpus = self._host_gpus() if any(s.gpus_per_node for s in waiting) else {}
             for state in waiting:
                 if state.record.status.is_terminal:
                     self._tracker.forget(state.task_id)
                     continue
                 chosen = choose_hosts(
                     self.hosts,
-                    {host: self._pool.gpus(host) for host in self.hosts}
-                    if state.gpus_per_node
-                    else {},
+                    host_gpus if state.gpus_per_node else {},
                     usage,
                     num_nodes=state.record.num_instances,
                     gpus_per_node=state.gpus_per_node,
