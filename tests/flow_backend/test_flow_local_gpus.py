@@ -50,6 +50,20 @@ def test_each_task_gets_its_own_gpus_and_waits_while_they_are_busy(
                 task.stop()
 
 
+@pytest.mark.timeout(60)
+def test_gpus_of_a_task_that_ended_unobserved_go_to_the_next_one(two_gpus: Flow) -> None:
+    """Nobody refreshed the first task after it exited: the next submit finds it ended and
+    takes its GPUs (this used to deadlock on the allocation lock)."""
+    first = two_gpus.run("true", instance_type="2xa100")
+    marker = Path(two_gpus.provider.settings.home) / "tasks" / f"{first.task_id}.jsonl"
+    wait_for(lambda: "exit" in marker.read_text(), what="the first task's exit")
+    second = two_gpus.run("echo $CUDA_VISIBLE_DEVICES", instance_type="2xa100")
+    assert second.status is TaskStatus.RUNNING
+    assert second.wait(timeout=20) is TaskStatus.COMPLETED
+    assert _cuda(second.logs()) == "0,1"
+    assert first.refresh().status is TaskStatus.COMPLETED
+
+
 def test_ranks_get_disjoint_gpus(two_gpus: Flow) -> None:
     task = two_gpus.run(
         "echo $FLOW_NODE_RANK=$CUDA_VISIBLE_DEVICES", instance_type="a100", num_instances=2

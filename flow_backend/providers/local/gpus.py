@@ -8,6 +8,7 @@ import logging
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -59,27 +60,37 @@ class GpuPool:
         self._path = home / "gpu-allocations.json"
         self._lock_path = home / "gpu-allocations.lock"
         self._has_ended = has_ended
+        self._guard = threading.RLock()
+        self._held: dict[str, list[str]] | None = None
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, list[str]]]:
-        with open(self._lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
+        """The holders, under the file lock; re-entrant, since ``has_ended`` may release GPUs."""
+        with self._guard:
+            if self._held is not None:  # nested in this thread: same lock, same dict
+                yield self._held
+                return
+            with open(self._lock_path, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
-                    holders: dict[str, list[str]] = json.loads(self._path.read_text())
-                except (OSError, ValueError):
-                    holders = {}
-                yield holders
-                write_atomic(self._path, json.dumps(holders))
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                    try:
+                        text = self._path.read_text()
+                        self._held = json.loads(text)
+                    except (OSError, ValueError):
+                        text, self._held = "", {}
+                    yield self._held
+                    if json.dumps(self._held) != text:
+                        write_atomic(self._path, json.dumps(self._held))
+                finally:
+                    self._held = None
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     def allocate(self, task_id: str, count: int) -> list[str] | None:
         """Take ``count`` free GPUs for ``task_id``; ``None`` while too few are free."""
         with self._locked() as holders:
             for holder in [h for h in holders if h != task_id]:
                 if self._has_ended(holder):
-                    del holders[holder]
+                    holders.pop(holder, None)  # has_ended may have released it already
             if task_id in holders:
                 return holders[task_id]
             busy = {gpu for held in holders.values() for gpu in held}
