@@ -29,16 +29,14 @@ def _finish(frame: pl.DataFrame) -> pl.DataFrame:
 def read_history(store: Store, info: RunInfo, key: str) -> pl.DataFrame:
     """``step``, ``timestamp``, ``value`` of every logged value of ``key``, by step."""
     if store.kind == "sqlite":
-        from hydraflow.core.loaders.sqlite import read_sql, sql_text
+        from hydraflow.core.loaders.sqlite import METRIC_VALUE, metric_value, read_sql, sql_text
 
         frame = read_sql(
             store,
-            "SELECT step, timestamp, CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END "
-            f"AS value FROM metrics WHERE run_uuid = {sql_text(info.run_id)} "
-            f"AND key = {sql_text(key)}",
+            f"SELECT step, timestamp, {METRIC_VALUE} FROM metrics "
+            f"WHERE run_uuid = {sql_text(info.run_id)} AND key = {sql_text(key)}",
         )
-        # value is NOT NULL in MLflow's schema, so NULL here can only stand for NaN
-        return _finish(frame.with_columns(pl.col("value").cast(pl.Float64).fill_null(float("nan"))))
+        return _finish(frame.with_columns(metric_value(pl.col("value"))))
     if store.kind == "file":
         file = store.path / info.experiment_id / info.run_id / "metrics" / key
         rows = []

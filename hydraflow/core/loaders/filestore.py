@@ -97,4 +97,4 @@ def load(
                 if value is not None:
                     metrics.append((run_id, key, value))
     check_run_ids(run_ids, (r["run_id"] for r in runs), store.uri)
-    return StoreTables.from_rows(runs, params, metrics, tags, store.uri)
+    return StoreTables.from_rows(runs, params, metrics, tags)

@@ -99,4 +99,4 @@ def load(
             if not token:
                 break
     check_run_ids(run_ids, (r["run_id"] for r in runs), store.uri)
-    return StoreTables.from_rows(runs, params, metrics, tags, store.uri)
+    return StoreTables.from_rows(runs, params, metrics, tags)

@@ -27,6 +27,15 @@ _LOCK_RETRIES = 40
 _BATCH_ROWS = "65536"  # the driver's default (1024) makes many small Arrow batches
 
 
+# A metric's value, NaN as NULL: value is NOT NULL in MLflow's schema, so NULL can only stand for NaN
+METRIC_VALUE = "CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END AS value"
+
+
+def metric_value(column: pl.Expr) -> pl.Expr:
+    """The ``METRIC_VALUE`` column read back: floats, NaN where SQL gave NULL."""
+    return column.cast(pl.Float64).fill_null(float("nan"))
+
+
 def sql_text(value: str) -> str:
     """``value`` as a SQL string literal (SQLite has no backslash escapes: only quotes double)."""
     return "'" + value.replace("'", "''") + "'"
@@ -89,10 +98,11 @@ def _retrying(action: Callable[[], T], store: Store) -> T:
             return action()
         except adbc_driver_manager.Error as exc:
             text = str(exc).lower()
-            if ("locked" in text or "busy" in text) and attempt < _LOCK_RETRIES - 1:
+            busy = "locked" in text or "busy" in text
+            if busy and attempt < _LOCK_RETRIES - 1:
                 time.sleep(0.05 * (attempt + 1))
                 continue
-            if "locked" in text or "busy" in text:
+            if busy:
                 raise HydraflowError(
                     f"store {store.uri} stayed locked by a writer; try again."
                 ) from None
@@ -108,17 +118,12 @@ def load(
     store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
 ) -> StoreTables:
     """Read runs, params, latest metrics and tags of the selected runs, column-wise."""
-    return _retrying(lambda: _load(store, experiments, run_ids), store)
+    return _retrying(
+        lambda: _with_database(store, lambda db: _load(db, store, experiments, run_ids)), store
+    )
 
 
 def _load(
-    store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
-) -> StoreTables:
-    with _database(store) as database:
-        return _load_from(database, store, experiments, run_ids)
-
-
-def _load_from(
     database: Any, store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
 ) -> StoreTables:
     where = _selection(database, store, experiments, run_ids)
@@ -132,9 +137,7 @@ def _load_from(
     queries = {  # largest first: with fewer threads than queries, the work still balances
         "params": f"SELECT run_uuid AS run_id, key, value FROM params{narrow}",
         "tags": f"SELECT run_uuid AS run_id, key, value FROM tags{narrow}",
-        # value is NOT NULL in MLflow's schema, so NULL here can only stand for NaN
-        "metrics": "SELECT run_uuid AS run_id, key, "
-        f"CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END AS value FROM latest_metrics{narrow}",
+        "metrics": f"SELECT run_uuid AS run_id, key, {METRIC_VALUE} FROM latest_metrics{narrow}",
         "runs": "SELECT runs.run_uuid AS run_id, runs.name AS run_name, "
         "CAST(runs.experiment_id AS TEXT) AS experiment_id, experiments.name AS experiment, "
         "runs.status AS status, runs.start_time AS start_time, runs.end_time AS end_time, "
@@ -144,7 +147,7 @@ def _load_from(
     with ThreadPoolExecutor(max_workers=worker_count(len(queries))) as pool:
         futures = {name: pool.submit(_read, database, sql) for name, sql in queries.items()}
         frames = {name: future.result() for name, future in futures.items()}
-    runs = frames["runs"].with_columns(pl.col("start_time", "end_time").cast(pl.Int64))
+    runs = frames["runs"]
     check_run_ids(run_ids, runs["run_id"].to_list() if run_ids else (), store.uri)
     ids = runs.select("run_id")
 
@@ -155,7 +158,6 @@ def _load_from(
     return StoreTables(
         runs=runs,
         params=narrowed("params", pl.col("value").cast(pl.String)),
-        metrics=narrowed("metrics", pl.col("value").cast(pl.Float64).fill_null(float("nan"))),
+        metrics=narrowed("metrics", metric_value(pl.col("value"))),
         tags=narrowed("tags", pl.col("value").cast(pl.String)),
-        tracking_uri=store.uri,
     )

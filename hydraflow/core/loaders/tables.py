@@ -39,7 +39,6 @@ class StoreTables:
     params: pl.DataFrame
     metrics: pl.DataFrame
     tags: pl.DataFrame
-    tracking_uri: str
 
     @classmethod
     def from_rows(
@@ -48,7 +47,6 @@ class StoreTables:
         params: Iterable[tuple[str, str, str]],
         metrics: Iterable[tuple[str, str, float]],
         tags: Iterable[tuple[str, str, str]],
-        tracking_uri: str,
     ) -> StoreTables:
         """Build the tables from Python rows (file store and REST loaders)."""
         return cls(
@@ -58,7 +56,6 @@ class StoreTables:
             params=pl.DataFrame(list(params), schema=KV_SCHEMA, orient="row"),
             metrics=pl.DataFrame(list(metrics), schema=METRICS_SCHEMA, orient="row"),
             tags=pl.DataFrame(list(tags), schema=KV_SCHEMA, orient="row"),
-            tracking_uri=tracking_uri,
         )
 
 
