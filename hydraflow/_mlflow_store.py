@@ -55,8 +55,13 @@ def client_for(tracking_uri: str) -> MlflowClient:
     return client
 
 
-def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str:
-    """The id of experiment ``name``, created (artifacts beside a sqlite store) or restored if needed."""
+def ensure_experiment(
+    client: MlflowClient, name: str, tracking_uri: str, *, restore: bool = True
+) -> str:
+    """The id of experiment ``name``, created (artifacts beside a sqlite store) if needed.
+
+    A deleted experiment is restored when ``restore``; otherwise its id is returned as it is.
+    """
     from mlflow.exceptions import MlflowException
 
     experiment = retry_busy(lambda: client.get_experiment_by_name(name))
@@ -71,7 +76,7 @@ def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 raise
-    if experiment.lifecycle_stage == "deleted":
+    if restore and experiment.lifecycle_stage == "deleted":
         client.restore_experiment(experiment.experiment_id)
     return str(experiment.experiment_id)
 

@@ -56,6 +56,7 @@ from hydraflow.conventions import (
     TAG_TASK_ID,
     TAG_TOTAL_COST,
     config_hash,
+    default_tracking_uri,
     flatten_config,
     overrides_tag,
     resolve_tracking_uri,
@@ -197,17 +198,18 @@ class MLflowCallback(Callback):
         output folder, keeping the sweep's parent run id and the experiment name.
         """
         import mlflow
+        from mlflow import MlflowClient
 
         if os.environ.get(ENV_JOB_STORE):  # a remote job: its own store, imported when home
-            from hydraflow.run_import import store_uri_for
-
-            self.tracking_uri = store_uri_for(Path(str(config.hydra.runtime.output_dir)))
+            self.tracking_uri = default_tracking_uri(str(config.hydra.runtime.output_dir))
             self.experiment_id = None
         uri = self._tracking_uri(config)
         mlflow.set_tracking_uri(uri)
-        client = store.client_for(uri)
         if self.experiment_id is None:  # a single run, or a launcher that did not pickle us
+            client = store.client_for(uri)  # creates the store if it is new
             self.experiment_id = store.ensure_experiment(client, self._experiment(config), uri)
+        else:  # on_multirun_start made the store and the experiment
+            client = MlflowClient(uri)
         task_config = job_config_container(config)
         sweep_id = self.sweep_id or os.environ.get(ENV_SWEEP_ID)
         parent_run_id = self.parent_run_id or os.environ.get(ENV_PARENT_RUN_ID)
@@ -245,12 +247,13 @@ class MLflowCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         """Log the job's artifacts and return value, then end its run FINISHED or FAILED."""
         import mlflow
+        from mlflow import MlflowClient
 
         run_id = self._job_run_id
         if run_id is None:
             return
         self._job_run_id = None
-        client = store.client_for(self._tracking_uri(config))
+        client = MlflowClient(self._tracking_uri(config))  # on_job_start made sure the store exists
         try:
             self._log_outputs(client, run_id, config, job_return)
         finally:

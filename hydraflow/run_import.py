@@ -17,7 +17,8 @@ from typing import TypeVar
 from mlflow.entities import Metric, Param, Run
 from mlflow.tracking import MlflowClient
 
-from hydraflow.conventions import artifact_location_for
+from hydraflow._mlflow_store import ensure_experiment
+from hydraflow.conventions import default_tracking_uri
 
 __all__ = ["TAG_IMPORTED_FROM", "import_runs"]
 
@@ -30,15 +31,6 @@ _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _experiment_id(client: MlflowClient, tracking_uri: str, name: str) -> str:
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    return str(
-        client.create_experiment(name, artifact_location=artifact_location_for(tracking_uri))
-    )
 
 
 def _already_imported(client: MlflowClient, experiment_id: str, source_run_id: str) -> str | None:
@@ -147,7 +139,7 @@ def import_runs(
         runs = src.search_runs([experiment.experiment_id], max_results=50_000)
         if not runs:
             continue
-        dest_experiment = _experiment_id(dst, dest_uri, experiment.name)
+        dest_experiment = ensure_experiment(dst, experiment.name, dest_uri, restore=False)
         for run in runs:
             existing = _already_imported(dst, dest_experiment, run.info.run_id)
             mapping[run.info.run_id] = existing or _copy_run(src, dst, run, dest_experiment, moved)
@@ -156,4 +148,4 @@ def import_runs(
 
 def store_uri_for(folder: Path) -> str:
     """The tracking URI of the per-job store kept in ``folder`` (``mlflow.db`` inside it)."""
-    return f"sqlite:///{(folder / 'mlflow.db').resolve()}"
+    return default_tracking_uri(folder)

@@ -9,19 +9,15 @@ from typing import TYPE_CHECKING, Any
 from hydraflow.conventions import (
     MAX_PARAM_VALUE_LENGTH,
     TAG_CONFIG_HASH,
-    TAG_KEY_PREFIX,
-    artifact_location_for,
     config_hash,
     flatten_config,
+    parse_param_value,
     resolve_tracking_uri,
-    sanitize_key,
 )
 from hydraflow.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from hydraflow.core.run import Run
-
-_BATCH = 100
 
 
 def config_container(cfg: Any) -> dict[str, Any]:
@@ -45,29 +41,18 @@ def config_container(cfg: Any) -> dict[str, Any]:
     return {str(k): v for k, v in container.items()}
 
 
-def _params_and_tags(container: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
-    params: dict[str, str] = {}
-    tags: dict[str, str] = {TAG_CONFIG_HASH: config_hash(container)}
-    for key, value in flatten_config(container).items():
-        if len(value) > MAX_PARAM_VALUE_LENGTH:
-            raise ConfigError(
-                f"config key {key!r} has a value of {len(value)} characters; MLflow params hold at "
-                f"most {MAX_PARAM_VALUE_LENGTH}. Store it as an artifact instead."
-            )
-        safe = sanitize_key(key)
-        if safe != key:
-            tags[f"{TAG_KEY_PREFIX}{safe}"] = key
-        params[safe] = value
-    return params, tags
+def _params_and_tags(
+    container: dict[str, Any], flat: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    from hydraflow._mlflow_store import params_and_key_tags
 
-
-def _experiment_id(client: Any, name: str, tracking_uri: str) -> str:
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    return str(
-        client.create_experiment(name, artifact_location=artifact_location_for(tracking_uri))
-    )
+    params, key_tags, too_long = params_and_key_tags(flat)
+    for key, value in too_long.items():
+        raise ConfigError(
+            f"config key {key!r} has a value of {len(value)} characters; MLflow params hold at "
+            f"most {MAX_PARAM_VALUE_LENGTH}. Store it as an artifact instead."
+        )
+    return params, {TAG_CONFIG_HASH: config_hash(container), **key_tags}
 
 
 def create_run(
@@ -76,30 +61,24 @@ def create_run(
     """Start the run (nested when another run is active), log params, tags and ``config.yaml``."""
     import mlflow
     from mlflow import MlflowClient
-    from mlflow.entities import Param, RunTag
     from omegaconf import OmegaConf
 
+    from hydraflow._mlflow_store import ensure_experiment, log_batches
     from hydraflow.core.run import Run, RunInfo
 
     container = config_container(cfg)
-    params, tags = _params_and_tags(container)
+    flat = flatten_config(container)
+    params, tags = _params_and_tags(container, flat)
     uri = tracking_uri or resolve_tracking_uri()
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "Default"
-    experiment_id = _experiment_id(client, name, uri)
+    experiment_id = ensure_experiment(client, name, uri, restore=False)
     active = mlflow.start_run(
         experiment_id=experiment_id, run_name=run_name, nested=mlflow.active_run() is not None
     )
     run_id = active.info.run_id
-    items = list(params.items())
-    for start in range(0, max(len(items), 1), _BATCH):
-        chunk = items[start : start + _BATCH]
-        client.log_batch(
-            run_id,
-            params=[Param(k, v) for k, v in chunk],
-            tags=[RunTag(k, v) for k, v in tags.items()] if start == 0 else [],
-        )
+    log_batches(client, run_id, params=params, tags=tags)
     mlflow.log_text(OmegaConf.to_yaml(OmegaConf.create(container)), "config.yaml")
     fresh = client.get_run(run_id)
     info = RunInfo(
@@ -112,11 +91,9 @@ def create_run(
         end_time=None,
         artifact_uri=fresh.info.artifact_uri,
     )
-    from hydraflow.conventions import parse_param_value
-
     return Run(
         info,
-        {k: parse_param_value(v) for k, v in flatten_config(container).items()},
+        {k: parse_param_value(v) for k, v in flat.items()},
         dict(fresh.data.metrics),
         dict(fresh.data.tags),
         uri,
