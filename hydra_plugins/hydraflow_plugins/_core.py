@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import pickle
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from hydra_plugins.hydraflow_plugins._job_runner import SPEC_VERSION
+from hydra_plugins.hydraflow_plugins._job_runner import job_spec
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
 from hydra_plugins.hydraflow_plugins._paths import RUNNER_MODULE, JobFiles
 from hydra_plugins.hydraflow_plugins._plan import check_budget, format_plan, make_plan
@@ -73,13 +72,10 @@ def launch_numbered(
         provider = flow.settings.provider
         sweep_dir = Path(os.getcwd(), str(config.hydra.sweep.dir)).resolve()
         jobs = [_new_job(launcher, options, sweep_dir, num, ovr) for num, ovr in numbered]
-        prices = {
-            name: flow.provider.price_per_hour(name) for name in {j.instance_type for j in jobs}
-        }
         rows = make_plan(
             [(job.num, job.overrides, job.instance_type) for job in jobs],
             options,
-            lambda name: prices[name],
+            flow.provider.price_per_hour,
         )
         for job, row in zip(jobs, rows, strict=True):
             job.price_per_hour = row.price_per_hour
@@ -98,7 +94,7 @@ def launch_numbered(
         )
         for job in jobs:
             log.info(f"\t#{job.num} : {job.overrides_text}")
-            _write_spec(job, common)
+            _prepare_files(job, common, local=provider == "local")
         remote = remote_jobs(launcher, jobs, common, _compose) if provider != "local" else None
         progress = Progress(jobs)
         with progress:
@@ -228,17 +224,20 @@ def _common_payload(launcher: FlowLauncher) -> dict[str, bytes]:
     }
 
 
-def _write_spec(job: FlowJob, common: dict[str, bytes]) -> None:
-    this_job = {"num": job.num, "overrides": job.overrides, "job_id": job.task_name}
-    header = {
-        "version": SPEC_VERSION,
-        "sys_path": [p for p in sys.path if p],
-        "cwd": os.getcwd(),
-        "parts": {**common, "job": pickle.dumps(this_job)},
-    }
+def _prepare_files(job: FlowJob, common: dict[str, bytes], local: bool) -> None:
+    """The job's folder, no stale result, and (local jobs) its spec; remote jobs get a staged one."""
     job.files.folder.mkdir(parents=True, exist_ok=True)
     job.files.result.unlink(missing_ok=True)
-    job.files.spec.write_bytes(pickle.dumps(header))
+    if local:
+        spec = job_spec(
+            job.num,
+            job.overrides,
+            job.task_name,
+            common,
+            cwd=os.getcwd(),
+            sys_path=[p for p in sys.path if p],
+        )
+        job.files.spec.write_bytes(spec)
 
 
 def _task_config_for(

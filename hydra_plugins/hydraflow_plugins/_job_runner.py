@@ -25,6 +25,30 @@ from hydra_plugins.hydraflow_plugins._paths import result_path_for
 SPEC_VERSION = 2
 
 
+def job_spec(
+    num: int,
+    overrides: list[str],
+    job_id: str,
+    parts: dict[str, bytes],
+    *,
+    cwd: str | None,
+    sys_path: list[str],
+) -> bytes:
+    """The spec file :func:`run` reads: a header with the pickled ``parts`` plus this job's numbers.
+
+    ``cwd`` and ``sys_path`` are the launcher's for a local job; ``None`` and ``[]`` on a remote host,
+    where the uploaded code is the working folder.
+    """
+    this_job = {"num": num, "overrides": overrides, "job_id": job_id}
+    header = {
+        "version": SPEC_VERSION,
+        "sys_path": sys_path,
+        "cwd": cwd,
+        "parts": {**parts, "job": pickle.dumps(this_job)},
+    }
+    return pickle.dumps(header)
+
+
 def _restore_hydra_state(state: dict[str, Any]) -> None:
     # Singleton.set_state() would also re-run plugin discovery (importing every plugin); a job needs
     # only the singletons and resolvers, and Plugins discovers itself lazily if the task asks for it.

@@ -28,11 +28,16 @@ class PlanRow:
     @property
     def worst_case_cost(self) -> float:
         """Price × run-time limit; infinite when a paid job has no limit."""
-        if self.price_per_hour == 0:
-            return 0.0
-        if self.max_run_time_hours is None:
-            return math.inf
-        return self.price_per_hour * self.max_run_time_hours
+        return worst_case(self.price_per_hour, self.max_run_time_hours)
+
+
+def worst_case(price_per_hour: float, max_run_time_hours: float | None) -> float:
+    """What a job may cost at most: price × run-time limit; infinite when a paid job has no limit."""
+    if not price_per_hour:
+        return 0.0
+    if max_run_time_hours is None:
+        return math.inf
+    return price_per_hour * max_run_time_hours
 
 
 def make_plan(

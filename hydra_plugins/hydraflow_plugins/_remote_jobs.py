@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 import cloudpickle
 from omegaconf import DictConfig
 
-from hydra_plugins.hydraflow_plugins._job_runner import SPEC_VERSION
+from hydra_plugins.hydraflow_plugins._job_runner import job_spec
 from hydra_plugins.hydraflow_plugins._remote import (
     RemoteLayout,
     check_staged,
@@ -109,20 +108,12 @@ def remote_jobs(
     for job in jobs:
         sweep_config = compose(launcher, job)
         outputs[job.num] = Path(str(sweep_config.hydra.runtime.output_dir))
-        this_job = {"num": job.num, "overrides": job.overrides, "job_id": job.task_name}
-        header = {
-            "version": SPEC_VERSION,
-            "sys_path": [],
-            "cwd": None,
-            "parts": {
-                **common,
-                "job": pickle.dumps(this_job),
-                "sweep_config": cloudpickle.dumps(sweep_config),
-            },
-        }
+        parts = {**common, "sweep_config": cloudpickle.dumps(sweep_config)}
         path = launch_dir / RemoteLayout(launcher.sweep_id, job.num).spec
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(pickle.dumps(header))
+        path.write_bytes(
+            job_spec(job.num, job.overrides, job.task_name, parts, cwd=None, sys_path=[])
+        )
         staged.append(path)
     result = RemoteJobs(launcher, stage, outputs, _user_store(launcher))
     try:

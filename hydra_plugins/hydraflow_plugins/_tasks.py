@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.hydraflow_plugins._options import LauncherOptions
 from hydra_plugins.hydraflow_plugins._paths import JobFiles, output_task_log
+from hydra_plugins.hydraflow_plugins._plan import worst_case
 from hydra_plugins.hydraflow_plugins._progress import Progress
 
 if TYPE_CHECKING:
@@ -153,10 +154,7 @@ def run_jobs(
 
 
 def _worst_case(job: FlowJob, options: LauncherOptions) -> float:
-    hours = options.max_run_time_hours
-    if not job.price_per_hour:
-        return 0.0
-    return job.price_per_hour * hours if hours is not None else float("inf")
+    return worst_case(job.price_per_hour, options.max_run_time_hours)
 
 
 def _committed(jobs: Sequence[FlowJob], live: Sequence[FlowJob], options: LauncherOptions) -> float:
