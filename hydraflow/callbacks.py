@@ -37,6 +37,7 @@ from hydraflow import _mlflow_store as store
 from hydraflow.conventions import (
     ENV_COST_PER_HOUR,
     ENV_INSTANCE_TYPE,
+    ENV_JOB_STORE,
     ENV_PARENT_RUN_ID,
     ENV_PROVIDER,
     ENV_SWEEP_ID,
@@ -70,9 +71,6 @@ __all__ = ["MLflowCallback", "job_config_container", "new_sweep_id"]
 
 log = logging.getLogger(__name__)
 
-# Set by the flow launcher for jobs on remote hosts: log into a sqlite store in the job's output
-# folder (a dropped connection loses nothing); the launcher imports it into the user's store.
-ENV_JOB_STORE = "HYDRAFLOW_JOB_STORE"
 _MAX_TAG_VALUE = 5000  # stay below MLflow's tag value limit; longer return values go to an artifact
 
 

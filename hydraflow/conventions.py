@@ -20,6 +20,7 @@ from typing import Any
 __all__ = [
     "ENV_COST_PER_HOUR",
     "ENV_INSTANCE_TYPE",
+    "ENV_JOB_STORE",
     "ENV_PARENT_RUN_ID",
     "ENV_PROVIDER",
     "ENV_SWEEP_ID",
@@ -81,6 +82,9 @@ ENV_TASK_NAME = "HYDRAFLOW_TASK_NAME"
 ENV_PROVIDER = "HYDRAFLOW_PROVIDER"
 ENV_INSTANCE_TYPE = "HYDRAFLOW_INSTANCE_TYPE"
 ENV_COST_PER_HOUR = "HYDRAFLOW_COST_PER_HOUR"
+# Set by the flow launcher for jobs on remote hosts: log into a sqlite store in the job's output
+# folder (a dropped connection loses nothing); the launcher imports it into the user's store.
+ENV_JOB_STORE = "HYDRAFLOW_JOB_STORE"
 
 # MLflow's own limits (mlflow.utils.validation): a longer param value is refused, never cut here.
 MAX_PARAM_VALUE_LENGTH = 6000

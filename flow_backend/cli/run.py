@@ -86,8 +86,8 @@ def run_command(args: argparse.Namespace) -> int:
     config = build_config(args)
     with client_from(args) as client:
         instance = config.instance
-        price = client.provider.price_per_hour(instance.name) * config.num_instances
         if args.dry_run:
+            price = client.provider.price_per_hour(instance.name) * config.num_instances
             console.print(f"[bold]Would run[/bold] {config.command_string!r}")
             console.print(f"  name:          {config.name}")
             console.print(f"  provider:      {client.settings.provider}")

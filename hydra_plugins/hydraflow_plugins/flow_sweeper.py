@@ -3,8 +3,6 @@
 This module is imported at Hydra's plugin discovery, so it stays thin; resume is in ``_resume``.
 """
 
-from typing import Any
-
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
@@ -50,7 +48,3 @@ class FlowSweeper(BasicSweeper):
 
             assert self.launcher is not None
             self.launcher = ResumingLauncher(self.launcher, hydra_context, config)
-
-    def sweep(self, arguments: list[str]) -> Any:
-        """Sweep as the basic sweeper does (resume happens batch by batch in the launcher)."""
-        return super().sweep(arguments)

@@ -100,14 +100,8 @@ class RunCollection:
         for store, run_id in located:
             by_store.setdefault(store, []).append(run_id)
         parts = [cls._from_store(store, None, ids) for store, ids in by_store.items()]
-        frame = (
-            pl.concat([p._frame for p in parts], how="diagonal_relaxed")
-            if parts
-            else pl.DataFrame()
-        )
-        raw = (
-            pl.concat([p._raw for p in parts], how="diagonal_relaxed") if parts else pl.DataFrame()
-        )
+        frame = pl.concat([p._frame for p in parts], how="diagonal_relaxed")
+        raw = pl.concat([p._raw for p in parts], how="diagonal_relaxed")
         order = {run_id: i for i, (_, run_id) in enumerate(located)}
         index = frame.select(
             pl.col("run_id").replace_strict(order, return_dtype=pl.Int64)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,6 @@ class StageContext:
     run_id: str
     tracking_uri: str
     pipeline_cfg: Any = None
-    _metrics: dict[str, float] = field(default_factory=dict, repr=False)
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         """Log a metric to the stage's MLflow run."""
