@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["TaskRecord", "TaskStatus", "format_price"]
+__all__ = ["TaskRecord", "TaskStatus", "format_price", "utc_now"]
 
 
 class TaskStatus(StrEnum):
@@ -32,7 +32,8 @@ def format_price(dollars: float) -> str:
     return f"${dollars:,.2f}"
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """The current time in UTC."""
     return datetime.now(UTC)
 
 
@@ -52,7 +53,7 @@ class TaskRecord(BaseModel):
     num_instances: int = 1
     region: str | None = None
     cost_per_hour: float = 0.0
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utc_now)
     started_at: datetime | None = None
     ended_at: datetime | None = None
     exit_code: int | None = None
@@ -65,5 +66,5 @@ class TaskRecord(BaseModel):
         """Dollars spent so far (running time × hourly price)."""
         if self.started_at is None:
             return 0.0
-        end = self.ended_at or _now()
+        end = self.ended_at or utc_now()
         return max(0.0, (end - self.started_at).total_seconds() / 3600.0) * self.cost_per_hour

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from flow_backend._pydantic_errors import to_flow_error
 from flow_backend._yaml_files import read_yaml_mapping
 from flow_backend.errors import ValidationError
+from flow_backend.providers import PROVIDERS
 
 __all__ = [
     "DEFAULT_MITHRIL_REMOTE_ROOT",
@@ -27,7 +28,7 @@ __all__ = [
     "load_settings",
 ]
 
-PROVIDER_NAMES = ("local", "mithril", "ssh")
+PROVIDER_NAMES = tuple(PROVIDERS)
 #: Folder on Mithril instances for flow's files (``/var/tmp``: the startup script runs as root
 #: while SSH logs in as another user).
 DEFAULT_MITHRIL_REMOTE_ROOT = "/var/tmp/flow-mithril"

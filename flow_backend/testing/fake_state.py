@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flow_backend.models import utc_now
 from flow_backend.testing.fake_catalog import DEFAULT_REGIONS, FakeInstanceType
 
 __all__ = ["FakeBid", "FakeInstance", "FakeState", "FakeVolume", "new_fid"]
@@ -30,10 +31,6 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class FakeVolume:
     fid: str
@@ -42,7 +39,7 @@ class FakeVolume:
     project: str
     capacity_gb: int
     interface: str
-    created_at: datetime = field(default_factory=_now)
+    created_at: datetime = field(default_factory=utc_now)
     deleted_at: datetime | None = None
     bids: list[str] = field(default_factory=list)
 
@@ -76,7 +73,7 @@ class FakeInstance:
     status: str = "STATUS_STARTING"
     ssh_destination: str | None = None
     private_ip: str | None = None
-    created_at: datetime = field(default_factory=_now)
+    created_at: datetime = field(default_factory=utc_now)
     allocated_monotonic: float = field(default_factory=time.monotonic)
     running_monotonic: float | None = None
     script_exited_monotonic: float | None = None
@@ -118,7 +115,7 @@ class FakeBid:
     instance_quantity: int
     launch_specification: dict[str, Any]
     status: str = "Open"
-    created_at: datetime = field(default_factory=_now)
+    created_at: datetime = field(default_factory=utc_now)
     created_monotonic: float = field(default_factory=time.monotonic)
     deactivated_at: datetime | None = None
     instances: list[str] = field(default_factory=list)

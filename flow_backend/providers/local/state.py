@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flow_backend.models import TaskStatus
+from flow_backend.models import TaskStatus, utc_now
 
 __all__ = [
     "FinalState",
@@ -40,11 +40,6 @@ __all__ = [
 ]
 
 EVENTS_SUFFIX = ".jsonl"
-
-
-def utc_now() -> datetime:
-    """The current time in UTC."""
-    return datetime.now(UTC)
 
 
 class TaskSpec(BaseModel):
@@ -193,9 +188,7 @@ class TaskFiles:
 
     def write_config(self, config_json: str) -> None:
         """Keep the config of a task that waits for GPUs (only the owner can read it; no secrets)."""
-        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(config_json)
+        write_atomic(self.config_path, config_json, mode=0o600)
 
     def claim_start(self) -> bool:
         """Claim the right to start (or cancel) a pending task; only one process gets it."""

@@ -12,13 +12,13 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from flow_backend.errors import FlowError, InsufficientQuotaError, ValidationError
-from flow_backend.models import TaskRecord, TaskStatus
+from flow_backend.models import TaskRecord, TaskStatus, utc_now
 from flow_backend.providers.base import Provider
 from flow_backend.providers.ssh.hosts import HostPool
 from flow_backend.providers.ssh.launch import plan_nodes, start_nodes, stop_nodes
 from flow_backend.providers.ssh.placement import HostUsage, choose_hosts, usage_of
 from flow_backend.providers.ssh.state import NodePlacement, SSHTaskState, StateStore
-from flow_backend.providers.ssh.tracker import TaskTracker, now
+from flow_backend.providers.ssh.tracker import TaskTracker
 from flow_backend.remote import (
     download,
     follow_logs,
@@ -236,7 +236,7 @@ class SSHProvider(Provider):
         finally:
             self._tracker.forget(state.task_id)
         state.record.status = TaskStatus.RUNNING
-        state.record.started_at = now()
+        state.record.started_at = utc_now()
         stored = self._store.save(state)
         if stored.record.status.is_terminal or stored.cancel_requested:  # cancelled meanwhile
             stop_nodes(state.nodes, self._pool, grace_seconds=self.settings.stop_grace_seconds)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from flow_backend.errors import FlowError
-from flow_backend.models import TaskStatus
+from flow_backend.models import TaskStatus, utc_now
 from flow_backend.providers.ssh.hosts import HostPool
 from flow_backend.providers.ssh.launch import stop_nodes
 from flow_backend.providers.ssh.outcome import derive_outcome
@@ -20,14 +19,9 @@ from flow_backend.providers.ssh.state import SSHTaskState, StateStore
 from flow_backend.remote import RemoteStatus, read_statuses
 from flow_backend.secret_env import PENDING_SECRETS
 
-__all__ = ["TaskTracker", "now", "owner_alive"]
+__all__ = ["TaskTracker", "owner_alive"]
 
 _UNREACHABLE = "cannot reach "
-
-
-def now() -> datetime:
-    """The current UTC time."""
-    return datetime.now(UTC)
 
 
 def owner_alive(state: SSHTaskState) -> bool:
@@ -92,7 +86,7 @@ class TaskTracker:
         state.record.status = status
         state.record.exit_code = exit_code
         state.record.message = message
-        state.record.ended_at = state.record.ended_at or now()
+        state.record.ended_at = state.record.ended_at or utc_now()
         self.forget(state.task_id)
         return self.store.save(state)
 
@@ -166,11 +160,11 @@ class TaskTracker:
             if stale_note:
                 state.record.message = None
             if outcome.status is TaskStatus.RUNNING and state.record.started_at is None:
-                state.record.started_at = now()
+                state.record.started_at = utc_now()
             return self.store.save(state)
         return state
 
     @staticmethod
     def _over_time(state: SSHTaskState) -> bool:
         limit, started = state.max_run_time_hours, state.record.started_at
-        return bool(limit and started and (now() - started).total_seconds() > limit * 3600)
+        return bool(limit and started and (utc_now() - started).total_seconds() > limit * 3600)
