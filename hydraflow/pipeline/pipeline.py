@@ -81,12 +81,21 @@ class Pipeline:
 
     def cache_keys(self, cfg: Any = None) -> dict[str, str]:
         """Each stage's cache key for ``cfg``, in dependency order."""
+        return self._keys(self._sections(cfg))
+
+    def _sections(self, cfg: Any) -> dict[str, tuple[Any, Any]]:
+        """Each stage's config section: (value handed to it, plain value for the key)."""
+        return {
+            name: config_section(cfg, self.graph.stages[name].config_key)
+            for name in self.graph.order
+        }
+
+    def _keys(self, sections: dict[str, tuple[Any, Any]]) -> dict[str, str]:
         keys: dict[str, str] = {}
         for name in self.graph.order:
-            stage = self.graph.stages[name]
-            _, section = config_section(cfg, stage.config_key)
+            fingerprint = code_fingerprint(self.graph.stages[name].fn)
             upstream = {u: keys[u] for u in self.graph.upstream(name)}
-            keys[name] = cache_key(name, section, code_fingerprint(stage.fn), upstream)
+            keys[name] = cache_key(name, sections[name][1], fingerprint, upstream)
         return keys
 
     def run(
@@ -125,13 +134,15 @@ class Pipeline:
             )
         self.graph = graph = StageGraph(self.stages)  # depends_on() may have been called since
         selected, forced = self._select(force, only, until, from_)
-        keys = self.cache_keys(cfg)
+        sections = self._sections(cfg)
+        keys = self._keys(sections)
         plans: dict[str, StagePlan] = {}
         for name in graph.order:
             if name in selected:
-                stage = graph.stages[name]
-                handed, section = config_section(cfg, stage.config_key)
-                plans[name] = StagePlan(stage, keys[name], handed, section, force=name in forced)
+                handed, section = sections[name]
+                plans[name] = StagePlan(
+                    graph.stages[name], keys[name], handed, section, force=name in forced
+                )
         tracking_uri = resolve_tracking_uri()
         active_run_id, active_experiment = _active_run(tracking_uri)
         if experiment is None and active_experiment is not None:
