@@ -41,10 +41,12 @@ def file_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreData]:
 
 
 @pytest.fixture(scope="session")
-def server_store(tmp_path_factory: pytest.TempPathFactory, empty_db: Path) -> Iterator[StoreData]:
+def server_store(
+    tmp_path_factory: pytest.TempPathFactory, migrated_store: Path
+) -> Iterator[StoreData]:
     """A real ``mlflow server`` (sqlite backend, served artifacts) on a free loopback port."""
     root = tmp_path_factory.mktemp("server-store")
-    with mlflow_server(root, empty_db) as uri:
+    with mlflow_server(root, migrated_store) as uri:
         data = StoreData(uri=uri, kind="server", root=root)
         yield populate(MlflowClient(uri), data, None)
 
@@ -55,22 +57,16 @@ def any_store(request: pytest.FixtureRequest) -> StoreData:
     return request.getfixturevalue(f"{request.param}_store")
 
 
-@pytest.fixture(scope="session")
-def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated MLflow sqlite store to copy (migrating one takes seconds)."""
-    path = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def fresh_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_db: Path) -> Iterator[str]:
+def fresh_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_store: Path
+) -> Iterator[str]:
     """An empty sqlite store as MLFLOW_TRACKING_URI, cwd in tmp_path; MLflow globals restored.
 
-    The database is a copy of ``empty_db``."""
+    The database is a copy of ``migrated_store``."""
     import mlflow
 
-    shutil.copy(empty_db, tmp_path / "mlflow.db")
+    shutil.copy(migrated_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)

@@ -16,18 +16,10 @@ from mlflow.tracking import MlflowClient
 from hydraflow.pipeline import Pipeline, Stage, StageContext
 
 
-@pytest.fixture(scope="session")
-def empty_store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty, migrated sqlite store, created once (migrating one takes seconds)."""
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
-    return path
-
-
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store_file: Path) -> Iterator[str]:
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_store: Path) -> Iterator[str]:
     """A fresh sqlite MLflow store, FLOW_HOME and cwd in tmp_path; yields the tracking URI."""
-    shutil.copyfile(empty_store_file, tmp_path / "mlflow.db")
+    shutil.copyfile(migrated_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("FLOW_HOME", str(tmp_path / "flow-home"))

@@ -8,11 +8,11 @@ from typing import Any
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
-from pipeline_helpers import empty_store_file, stage_runs, store
+from pipeline_helpers import stage_runs, store
 
 from hydraflow.pipeline import Pipeline, Stage
 
-__all__ = ["empty_store_file", "store"]
+__all__ = ["store"]
 
 
 def sleep_long() -> None:

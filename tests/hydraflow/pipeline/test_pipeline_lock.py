@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from pipeline_helpers import empty_store_file, gated_pipeline, stage_runs, store
+from pipeline_helpers import gated_pipeline, stage_runs, store
 
 from hydraflow.pipeline import PipelineResult
 
-__all__ = ["empty_store_file", "store"]
+__all__ = ["store"]
 
 HERE = Path(__file__).parent
 

@@ -15,7 +15,6 @@ from omegaconf import OmegaConf
 from pipeline_helpers import (
     SEED_CFG,
     count_calls,
-    empty_store_file,
     seed_pipeline,
     stage_runs,
     store,
@@ -23,7 +22,7 @@ from pipeline_helpers import (
 
 from hydraflow.pipeline import Pipeline, PipelineError, PipelineRunError, Stage, StageContext
 
-__all__ = ["empty_store_file", "store"]
+__all__ = ["store"]
 
 STAGES_TAG = "hydraflow.pipeline.stages"
 SEED_STAGES = ["data_preparation", "model_training", "model_evaluation"]

@@ -9,16 +9,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 from mlflow_server import mlflow_server
-from pipeline_helpers import SEED_CFG, count_calls, empty_store_file, seed_pipeline, stage_runs
-
-__all__ = ["empty_store_file"]
+from pipeline_helpers import SEED_CFG, count_calls, seed_pipeline, stage_runs
 
 
 @pytest.fixture
-def server(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty_store_file: Path
-) -> Iterator[str]:
-    with mlflow_server(tmp_path / "server", empty_store_file) as url:
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_store: Path) -> Iterator[str]:
+    with mlflow_server(tmp_path / "server", migrated_store) as url:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         monkeypatch.setenv("PIPELINE_TEST_CALLS", str(tmp_path))
         monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)

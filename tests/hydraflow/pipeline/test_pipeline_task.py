@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
-from pipeline_helpers import empty_store_file, stage_runs, store
+from pipeline_helpers import stage_runs, store
 
 from hydraflow.pipeline import Pipeline, PipelineRunError, Stage, StageContext
 
-__all__ = ["empty_store_file", "store"]
+__all__ = ["store"]
 
 TASK = {"instance_type": "cpu"}
 
