@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import pickle
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from hydra_plugins.hydraflow_plugins._remote import (
     RemoteLayout,
 )
 from hydra_plugins.hydraflow_plugins._remote_jobs import remote_jobs
+from hydra_plugins.hydraflow_plugins._task_function import reference_to
 from hydra_plugins.hydraflow_plugins._tasks import FlowJob, copy_task_log, run_jobs
 
 if TYPE_CHECKING:
@@ -219,6 +221,7 @@ def _common_payload(launcher: FlowLauncher) -> dict[str, bytes]:
     return {
         "hydra_context": context,
         "task_function": function,
+        "task_reference": pickle.dumps(reference_to(launcher.task_function, os.getcwd())),
         "singleton_state": cloudpickle.dumps(Singleton.get_state()),
         "config": cloudpickle.dumps(config),
     }

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra_plugins.hydraflow_plugins._paths import result_path_for
+from hydra_plugins.hydraflow_plugins._task_function import load_task_function
 
 SPEC_VERSION = 2
 
@@ -137,7 +138,9 @@ def run(spec_path: Path, result_path: Path | None = None, sweep_dir: str | None 
     from omegaconf import open_dict, read_write
 
     os.environ["HYDRAFLOW_IN_JOB_RUNNER"] = "1"  # config.JOB_RUNNER_ENV: skip the catalog import
-    payload = {name: pickle.loads(part) for name, part in header["parts"].items()}
+    parts = header["parts"]
+    # the task function is imported by reference where it can be (see _task_function)
+    payload = {name: pickle.loads(part) for name, part in parts.items() if name != "task_function"}
     os.environ.pop("HYDRAFLOW_IN_JOB_RUNNER", None)
     _restore_hydra_state(payload["singleton_state"])
     setup_globals()
@@ -161,7 +164,9 @@ def run(spec_path: Path, result_path: Path | None = None, sweep_dir: str | None 
     result = run_job(
         hydra_context=hydra_context,
         config=sweep_config,
-        task_function=_checked(payload["task_function"]),
+        task_function=_checked(
+            load_task_function(payload.get("task_reference"), parts["task_function"])
+        ),
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",
     )

@@ -90,6 +90,9 @@ def test_a_job_that_raises_on_mithril_comes_home_failed_with_its_error(
     proc = run_sweep(project, "mithril", "lr=0.1,-1")
     assert proc.returncode == 1
     assert "ValueError: lr must be positive, got -1" in proc.stderr
+    # the traceback names the uploaded copy of the user's script and shows the failing line
+    assert 'remote_app.py", line' in proc.stderr
+    assert 'raise ValueError(f"lr must be positive, got {cfg.lr}")' in proc.stderr
     runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
     by_lr = {r.data.params["lr"]: r for r in runs if r.data.tags.get("hydraflow.role") == "job"}
     assert by_lr["0.1"].info.status == "FINISHED"
