@@ -5,6 +5,8 @@ Registered groups:
 - ``hydra/launcher=flow`` and ``hydra/launcher/instance=<name>`` (one option per catalog instance type);
 - ``flow/instance=<name>`` — a job's own instance type (``+flow/instance=a100,h100`` sweeps it);
 - ``hydra/sweeper=flow`` — the basic sweeper plus resume;
+- ``hydra/sweeper=flow_optuna`` — Optuna without a batch barrier, with pruning and resume, and
+  ``hydra/sweeper/pruner=<name>`` (its samplers are hydra-optuna-sweeper's ``hydra/sweeper/sampler``);
 - ``hydra/callbacks=mlflow`` — :class:`hydraflow.callbacks.MLflowCallback`.
 """
 
@@ -16,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 
 LAUNCHER_TARGET = "hydra_plugins.hydraflow_plugins.flow_launcher.FlowLauncher"
 SWEEPER_TARGET = "hydra_plugins.hydraflow_plugins.flow_sweeper.FlowSweeper"
+OPTUNA_SWEEPER_TARGET = "hydra_plugins.hydraflow_plugins.flow_optuna_sweeper.FlowOptunaSweeper"
 CALLBACK_TARGET = "hydraflow.callbacks.MLflowCallback"
 JOB_RUNNER_ENV = "HYDRAFLOW_IN_JOB_RUNNER"  # set by the job runner (see _instance_names)
 
@@ -65,6 +68,72 @@ class FlowSweeperConf:
 
 
 @dataclass
+class FlowOptunaSweeperConf:
+    """``hydra/sweeper=flow_optuna``: hydra-optuna-sweeper's keys, no batch barrier, pruning, resume.
+
+    ``sampler`` and ``pruner`` are instantiated by the sweeper (``_recursive_: false``) so that a bad
+    one gets a message naming the key. ``storage: null`` keeps the study in a journal beside the
+    MLflow store; ``study_name: null`` starts a new study named after the job and the sweep.
+    """
+
+    _target_: str = OPTUNA_SWEEPER_TARGET
+    _recursive_: bool = False
+    defaults: list[Any] = field(
+        default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": None}]
+    )
+    sampler: Any = None
+    direction: Any = "minimize"
+    storage: str | None = None
+    study_name: str | None = None
+    n_trials: int = 20
+    n_jobs: int = 2
+    params: dict[str, str] | None = None
+    custom_search_space: str | None = None
+    prune_on: str | None = None
+    pruner: Any = None
+
+
+@dataclass
+class MedianPrunerConf:
+    """``hydra/sweeper/pruner=median``."""
+
+    _target_: str = "optuna.pruners.MedianPruner"
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 0
+    interval_steps: int = 1
+
+
+@dataclass
+class SuccessiveHalvingPrunerConf:
+    """``hydra/sweeper/pruner=successive_halving``."""
+
+    _target_: str = "optuna.pruners.SuccessiveHalvingPruner"
+    min_resource: Any = "auto"
+    reduction_factor: int = 4
+    min_early_stopping_rate: int = 0
+
+
+@dataclass
+class HyperbandPrunerConf:
+    """``hydra/sweeper/pruner=hyperband``."""
+
+    _target_: str = "optuna.pruners.HyperbandPruner"
+    min_resource: int = 1
+    max_resource: Any = "auto"
+    reduction_factor: int = 3
+
+
+@dataclass
+class PercentilePrunerConf:
+    """``hydra/sweeper/pruner=percentile``."""
+
+    _target_: str = "optuna.pruners.PercentilePruner"
+    percentile: float = 25.0
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 0
+
+
+@dataclass
 class MLflowCallbackConf:
     """One entry of ``hydra.callbacks``: log the sweep and each job to MLflow."""
 
@@ -89,6 +158,16 @@ def register_configs() -> None:
     store = ConfigStore.instance()
     store.store(group="hydra/launcher", name="flow", node=FlowLauncherConf, provider="hydraflow")
     store.store(group="hydra/sweeper", name="flow", node=FlowSweeperConf, provider="hydraflow")
+    store.store(
+        group="hydra/sweeper", name="flow_optuna", node=FlowOptunaSweeperConf, provider="hydraflow"
+    )
+    for name, pruner in (
+        ("median", MedianPrunerConf),
+        ("successive_halving", SuccessiveHalvingPrunerConf),
+        ("hyperband", HyperbandPrunerConf),
+        ("percentile", PercentilePrunerConf),
+    ):
+        store.store(group="hydra/sweeper/pruner", name=name, node=pruner, provider="hydraflow")
     store.store(
         group="hydra/callbacks",
         name="mlflow",

@@ -1,0 +1,142 @@
+"""The ``flow_optuna`` sweeper's work: open the study, run the search in a job session, report.
+
+Steps: parse the search space; open (or continue) the study — by default a journal beside the
+MLflow store; open the launcher's job session; run :class:`Search` (no batch barrier, pruning from
+the jobs' MLflow runs); write ``optimization_results.yaml`` in the sweep dir (as
+hydra-optuna-sweeper does) and the best trial or Pareto front on the sweep's parent run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import OmegaConf
+
+from hydra_plugins.hydraflow_plugins._optuna_options import FlowOptunaError, SweeperOptions
+from hydra_plugins.hydraflow_plugins._optuna_search import JobSession, Search
+from hydra_plugins.hydraflow_plugins._optuna_space import SearchSpace
+from hydra_plugins.hydraflow_plugins._optuna_study import (
+    StudyJournal,
+    counted,
+    journal_path,
+    open_study,
+)
+
+if TYPE_CHECKING:
+    from hydra.plugins.launcher import Launcher
+    from optuna.study import Study
+
+    from hydra_plugins.hydraflow_plugins._optuna_mlflow import MlflowTrials
+    from hydra_plugins.hydraflow_plugins.flow_optuna_sweeper import FlowOptunaSweeper
+
+__all__ = ["results_of", "sweep"]
+
+log = logging.getLogger(__name__)
+
+PRUNE_POLL_SECONDS = 1.0
+
+
+def sweep(sweeper: FlowOptunaSweeper, arguments: list[str]) -> dict[str, Any]:
+    """Run the study to ``n_trials`` ended trials; return what ``optimization_results.yaml`` holds."""
+    import optuna
+
+    from hydra_plugins.hydraflow_plugins._resume import mlflow_callback_settings
+    from hydraflow.conventions import ENV_PARENT_RUN_ID, ENV_SWEEP_ID, resolve_tracking_uri
+
+    assert sweeper.config is not None and sweeper.launcher is not None
+    options, config = sweeper.options, sweeper.config
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = SearchSpace.parse(options.params, arguments, options.custom_search_space)
+    sampler, n_trials = _sampler(options, space)
+    settings = mlflow_callback_settings(config)
+    if options.prune_on and settings is None:
+        raise FlowOptunaError(
+            f"hydra.sweeper.prune_on={options.prune_on!r} needs the MLflow callback: the sweeper "
+            "reads running jobs' intermediate values from their MLflow runs. Add "
+            "hydra/callbacks=mlflow (or set hydra.sweeper.prune_on=null)"
+        )
+    launch_dir = str(config.hydra.runtime.cwd)
+    uri = (settings or {}).get("tracking_uri") or resolve_tracking_uri(launch_dir)
+    sweep_id = os.environ.get(ENV_SWEEP_ID)
+    study_name = options.study_name or f"{config.hydra.job.name}-{sweep_id or os.getpid()}"
+    journal = None
+    if options.storage is None:
+        journal = StudyJournal(journal_path(uri, launch_dir, study_name))
+    study = open_study(options, sampler, study_name, journal)
+    where = journal.path if journal is not None else options.storage
+    log.info(
+        f"[flow_optuna] study {study_name!r} in {where}: {counted(study)} of {n_trials} trials "
+        f"ended before; continue it with hydra.sweeper.study_name={study_name}"
+    )
+    records = None
+    if settings is not None and sweep_id:
+        from hydra_plugins.hydraflow_plugins._optuna_mlflow import MlflowTrials
+
+        experiment = settings.get("experiment") or str(config.hydra.job.name)
+        parent = os.environ.get(ENV_PARENT_RUN_ID)
+        records = MlflowTrials(uri, experiment, sweep_id, parent, study_name, options.prune_on)
+    with _session(sweeper.launcher) as session:
+        Search(
+            study,
+            session,
+            lambda: space.ask(study, config),
+            n_trials,
+            parallel=options.n_jobs,
+            journal=journal,
+            records=records,
+            watch=records if options.prune_on else None,
+            poll=PRUNE_POLL_SECONDS,
+        ).run()
+    return _report(study, str(config.hydra.sweep.dir), records)
+
+
+def _sampler(options: SweeperOptions, space: SearchSpace) -> tuple[Any, int]:
+    """The sampler (a grid gets its search space) and the number of trials to run."""
+    if not options.is_grid:
+        return options.sampler, options.n_trials
+    grid = space.grid()
+    size = math.prod(len(values) for values in grid.values())
+    if size < options.n_trials:
+        log.info(f"[flow_optuna] the grid has {size} points: n_trials is {size}")
+    return options.sampler(grid), min(options.n_trials, size)
+
+
+def _session(launcher: Launcher) -> AbstractContextManager[JobSession]:
+    session = getattr(launcher, "session", None)
+    if session is None:
+        raise FlowOptunaError(
+            f"hydra/sweeper=flow_optuna needs a launcher that streams results "
+            f"({type(launcher).__name__} does not). Use hydra/launcher=flow"
+        )
+    opened: AbstractContextManager[JobSession] = session()
+    return opened
+
+
+def results_of(study: Study) -> dict[str, Any]:
+    """The best trial (one objective) or the Pareto front, as hydra-optuna-sweeper writes them."""
+    if len(study.directions) == 1:
+        try:
+            best = study.best_trial
+        except ValueError:  # no trial completed
+            return {"name": "flow_optuna", "best_params": {}, "best_value": None}
+        return {"name": "flow_optuna", "best_params": best.params, "best_value": best.value}
+    front = [{"params": t.params, "values": t.values} for t in study.best_trials]
+    return {"name": "flow_optuna", "solutions": front}
+
+
+def _report(study: Study, sweep_dir: str, records: MlflowTrials | None) -> dict[str, Any]:
+    results = results_of(study)
+    if "best_value" in results:
+        log.info(f"[flow_optuna] best value {results['best_value']}: {results['best_params']}")
+    else:
+        log.info(f"[flow_optuna] Pareto front: {len(results['solutions'])} trial(s)")
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(results), Path(sweep_dir, "optimization_results.yaml"))
+    if records is not None and results.get("best_value", 0) is not None:
+        records.summary(study, results)
+    return results

@@ -1,0 +1,136 @@
+"""The ``flow_optuna`` sweeper's settings, checked once, with one clear message per bad value."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.errors import CompactHydraException
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+__all__ = ["FlowOptunaError", "SweeperOptions"]
+
+DIRECTIONS = ("minimize", "maximize")
+
+
+class FlowOptunaError(CompactHydraException):
+    """A sweeper problem the user fixes by changing input; Hydra prints only the message."""
+
+
+def _bad(name: str, value: Any, what: str, example: str) -> FlowOptunaError:
+    return FlowOptunaError(
+        f"hydra.sweeper.{name}={value!r} is invalid: {what}. Set e.g. hydra.sweeper.{name}={example}"
+    )
+
+
+def _count(name: str, value: Any, example: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _bad(name, value, "it must be a whole number greater than 0", example)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _directions(direction: Any) -> list[str]:
+    value = _plain(direction)
+    names = list(value) if isinstance(value, (list, tuple)) else [value]
+    texts = [getattr(d, "name", d) for d in names]  # hydra-optuna-sweeper's Direction enum
+    if not texts or any(t not in DIRECTIONS for t in texts):
+        raise _bad(
+            "direction",
+            value,
+            "each direction must be 'minimize' or 'maximize'",
+            "minimize (or [minimize,maximize] for two objectives)",
+        )
+    return [str(t) for t in texts]
+
+
+def _instantiate(name: str, node: Any, example: str) -> Any:
+    """Instantiate the ``sampler`` / ``pruner`` node; a bad one names the key and the target."""
+    from hydra.utils import instantiate
+
+    value = _plain(node)
+    if not isinstance(value, Mapping) or "_target_" not in value:
+        raise _bad(name, value, "it must be a config with a _target_", example)
+    try:
+        return instantiate(value)
+    except Exception as error:
+        cause = error.__cause__ or error
+        raise FlowOptunaError(
+            f"hydra.sweeper.{name} ({value['_target_']}) cannot be created: "
+            f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}. "
+            f"Choose one with e.g. hydra/sweeper/{name}={example}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class SweeperOptions:
+    """The checked settings of ``hydra/sweeper=flow_optuna`` (see ``FlowOptunaSweeperConf``)."""
+
+    sampler: Any  # an Optuna sampler, or a partial of GridSampler awaiting its search space
+    directions: list[str]
+    storage: str | None
+    study_name: str | None
+    n_trials: int
+    n_jobs: int
+    params: dict[str, str]
+    custom_search_space: str | None
+    prune_on: str | None
+    pruner: Any  # an Optuna pruner, or None (no pruning)
+
+    @property
+    def is_grid(self) -> bool:
+        """Whether the sampler is a GridSampler still waiting for its search space."""
+        from optuna.samplers import GridSampler
+
+        return isinstance(self.sampler, functools.partial) and self.sampler.func is GridSampler
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> SweeperOptions:
+        """Check every field; raise :class:`FlowOptunaError` naming the first bad one."""
+        prune_on = params.get("prune_on")
+        if prune_on is not None and (not isinstance(prune_on, str) or not prune_on.strip()):
+            raise _bad("prune_on", prune_on, "it must be a metric name", "val_loss")
+        directions = _directions(params.get("direction", "minimize"))
+        if prune_on and len(directions) > 1:
+            raise FlowOptunaError(
+                f"hydra.sweeper.prune_on={prune_on!r} is invalid with several directions "
+                f"({directions}): Optuna prunes single-objective studies only. "
+                "Set hydra.sweeper.prune_on=null"
+            )
+        pruner_node = params.get("pruner")
+        pruner = None
+        if pruner_node is not None and not prune_on:
+            raise FlowOptunaError(
+                "hydra.sweeper.pruner is set but hydra.sweeper.prune_on is null: nothing would be "
+                "pruned. Name the intermediate metric the jobs log, e.g. hydra.sweeper.prune_on=val_loss"
+            )
+        if pruner_node is not None:
+            pruner = _instantiate("pruner", pruner_node, "median")
+        elif prune_on:
+            from optuna.pruners import MedianPruner
+
+            pruner = MedianPruner()
+        raw_params = _plain(params.get("params")) or {}
+        if not isinstance(raw_params, Mapping):
+            raise _bad(
+                "params", raw_params, "it must map config keys to sweeps", "{x: interval(0,1)}"
+            )
+        return cls(
+            sampler=_instantiate("sampler", params.get("sampler"), "tpe"),
+            directions=directions,
+            storage=_plain(params.get("storage")),
+            study_name=_plain(params.get("study_name")),
+            n_trials=_count("n_trials", params.get("n_trials", 20), "20"),
+            n_jobs=_count("n_jobs", params.get("n_jobs", 2), "4"),
+            params={str(k): str(v) for k, v in raw_params.items()},
+            custom_search_space=params.get("custom_search_space"),
+            prune_on=prune_on,
+            pruner=pruner,
+        )

@@ -1,0 +1,305 @@
+"""The ``flow_optuna`` search loop, in memory: a fake job session with a virtual clock.
+
+Durations, results and logged metric curves are functions of a trial's params, so start times
+prove there is no batch barrier, and pruning, failures, interruption and resume are exact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna_fakes import FakeMetrics, FakeSession, Recorded
+
+from hydra_plugins.hydraflow_plugins._optuna_core import results_of
+from hydra_plugins.hydraflow_plugins._optuna_options import FlowOptunaError, SweeperOptions
+from hydra_plugins.hydraflow_plugins._optuna_search import Search
+from hydra_plugins.hydraflow_plugins._optuna_space import SearchSpace
+from hydra_plugins.hydraflow_plugins._optuna_study import StudyJournal, open_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+TPE = {"_target_": "optuna.samplers.TPESampler", "seed": 7}
+RANDOM = {"_target_": "optuna.samplers.RandomSampler", "seed": 3}
+
+
+def _options(**fields: Any) -> SweeperOptions:
+    return SweeperOptions.from_params({"sampler": TPE, **fields})
+
+
+def _search(
+    session: FakeSession,
+    options: SweeperOptions,
+    space: SearchSpace,
+    journal: StudyJournal | None = None,
+    **kwargs: Any,
+) -> optuna.study.Study:
+    study = open_study(options, options.sampler, "s", journal)
+    search = Search(
+        study,
+        session,
+        lambda: space.ask(study, OmegaConf.create({})),
+        options.n_trials,
+        parallel=options.n_jobs,
+        journal=journal,
+        clock=session.clock,
+        **kwargs,
+    )
+    with session:
+        search.run()
+    return study
+
+
+def _quadratic(params: dict[str, Any]) -> float:
+    return float((params["x"] - 2) ** 2)
+
+
+def test_search_on_a_quadratic_reaches_its_neighbourhood() -> None:
+    session = FakeSession(slots=4, duration=lambda p: 1 + abs(p["x"]), result=_quadratic)
+    options = _options(n_trials=40, n_jobs=4)
+    space = SearchSpace.parse({"x": "interval(-10, 10)"}, [])
+    study = _search(session, options, space)
+    assert len(study.trials) == 40
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    assert abs(study.best_params["x"] - 2) < 1.0, study.best_params
+    assert results_of(study)["best_value"] == study.best_value
+
+
+def test_a_slot_is_refilled_the_moment_its_trial_ends_no_batch_barrier() -> None:
+    # Job 0 runs 10 s; every other job 1 s. With 2 slots, a batched sweeper would start job 2 only
+    # when job 0 ends (t=10); here job 2 starts at t=1, and job 0's slot is the only one kept busy.
+    session = FakeSession(
+        slots=2, duration=lambda p: 10.0 if p["x"] == 0 else 1.0, result=lambda p: p["x"]
+    )
+    options = _options(n_trials=8, n_jobs=2, sampler=RANDOM)
+    space = SearchSpace.parse({"x": "range(0, 1000)"}, [])
+    first = {"x": 0}
+    study = open_study(options, options.sampler, "s", None)
+    study.enqueue_trial(first)
+    search = Search(
+        study, session, lambda: space.ask(study, OmegaConf.create({})), 8, clock=session.clock
+    )
+    with session:
+        search.run()
+    jobs = session.jobs
+    assert jobs[0].params["x"] == 0 and jobs[0].started == 0.0 and jobs[0].ended == 10.0
+    starts = [jobs[n].started for n in range(1, 8)]
+    assert starts == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    # never more than 2 at once, and the study ended when job 0 did
+    assert max(sum(1 for j in jobs.values() if j.started <= t < j.ended) for t in starts) == 2
+    assert session.now == 10.0
+    assert [t.user_attrs["job_num"] for t in study.trials] == list(range(8))
+
+
+def test_n_jobs_caps_the_trials_running_at_once_below_the_slots() -> None:
+    session = FakeSession(slots=8, duration=lambda p: 1.0, result=lambda p: p["x"])
+    _search(session, _options(n_trials=6, n_jobs=3), SearchSpace.parse({"x": "range(0,9)"}, []))
+    assert sorted(j.started for j in session.jobs.values()) == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+
+
+def _loss_curve(params: dict[str, Any], step: int) -> float:
+    return float(params["x"]) + 1.0 / (step + 1)  # a bad x stays bad at every step
+
+
+def test_a_pruned_trial_is_cancelled_and_its_slot_reused_at_once() -> None:
+    session = FakeSession(
+        slots=2,
+        duration=lambda p: 10.0,
+        result=lambda p: float(p["x"]),
+        curve=_loss_curve,
+        steps=10,
+    )
+    options = _options(
+        n_trials=6,
+        n_jobs=2,
+        sampler=RANDOM,
+        prune_on="val_loss",
+        pruner={"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 2},
+    )
+    study = open_study(options, options.sampler, "s", None)
+    for x in (1, 2, 9, 0, 8, 7):  # two good ones finish; 9, 8 and 7 are worse than their median
+        study.enqueue_trial({"x": x})
+    space = SearchSpace.parse({"x": "range(0,10)"}, [])
+    records = Recorded()
+    metrics = FakeMetrics(session)
+    search = Search(
+        study,
+        session,
+        lambda: space.ask(study, OmegaConf.create({})),
+        6,
+        records=records,
+        watch=metrics,
+        poll=0.5,
+        clock=session.clock,
+    )
+    with session:
+        search.run()
+    states = {t.params["x"]: t.state.name for t in study.trials}
+    assert states == {
+        1: "COMPLETE",
+        2: "COMPLETE",
+        9: "PRUNED",
+        0: "COMPLETE",
+        8: "PRUNED",
+        7: "PRUNED",
+    }
+    pruned = [j for j in session.jobs.values() if j.params["x"] in (9, 8, 7)]
+    assert all(j.cancelled and j.ended is not None and j.ended < j.started + 10 for j in pruned)
+    # the job after a pruned one starts the moment the pruned one was stopped
+    by_num = sorted(session.jobs.values(), key=lambda j: j.num)
+    for job in pruned:
+        successor = next((j for j in by_num if j.num > job.num and j.submitted >= job.ended), None)
+        if successor is not None:
+            assert successor.started == job.ended
+    # each trial is recorded once, the pruned ones after their job stopped
+    assert sorted(records.entries) == sorted(
+        (t.user_attrs["job_num"], t.number, t.state.name) for t in study.trials
+    )
+    assert study.trials[2].intermediate_values  # what the pruner saw is kept
+
+
+def test_a_failing_trial_is_fail_and_the_study_goes_on(capfd: pytest.CaptureFixture[str]) -> None:
+    def result(params: dict[str, Any]) -> Any:
+        if params["x"] == 3:
+            raise ValueError("diverged")
+        return "not a number" if params["x"] == 4 else float(params["x"])
+
+    session = FakeSession(slots=2, duration=lambda p: 1.0, result=result)
+    options = _options(n_trials=5, n_jobs=2, sampler=RANDOM)
+    study = open_study(options, options.sampler, "s", None)
+    for x in (1, 3, 4, 2, 5):
+        study.enqueue_trial({"x": x})
+    space = SearchSpace.parse({"x": "range(0,10)"}, [])
+    Search(
+        study, session, lambda: space.ask(study, OmegaConf.create({})), 5, clock=session.clock
+    ).run()
+    assert [t.state.name for t in study.trials] == [
+        "COMPLETE",
+        "FAIL",
+        "FAIL",
+        "COMPLETE",
+        "COMPLETE",
+    ]
+    assert study.best_value == 1.0
+    err = capfd.readouterr().err
+    assert "trial 1 (job #1) FAILED: diverged — the study goes on" in err
+    assert "trial 2 (job #2) is FAIL: its return value 'not a number' is not a number" in err
+
+
+def test_resume_continues_numbering_and_skips_finished_trials(tmp_path: Path) -> None:
+    journal = StudyJournal(tmp_path / "optuna" / "s.jsonl")
+    space = SearchSpace.parse({"x": "interval(0, 4)"}, [])
+    first = FakeSession(slots=2, duration=lambda p: 1.0, result=_quadratic)
+    before = _search(first, _options(n_trials=4, n_jobs=2), space, journal)
+    done = [(t.number, t.params, t.value) for t in before.trials]
+
+    again = FakeSession(slots=2, duration=lambda p: 1.0, result=_quadratic)
+    after = _search(again, _options(n_trials=7, n_jobs=2), space, journal)
+    assert sorted(again.jobs) == [4, 5, 6]  # only the 3 missing trials ran, numbered on
+    assert [(t.number, t.params, t.value) for t in after.trials[:4]] == done
+    assert [t.user_attrs["job_num"] for t in after.trials] == list(range(7))
+
+    third = FakeSession(slots=2, duration=lambda p: 1.0, result=_quadratic)
+    _search(third, _options(n_trials=7, n_jobs=2), space, journal)
+    assert third.jobs == {}  # n_trials counts the whole study: nothing left to run
+
+
+def test_ctrl_c_marks_running_trials_fail_and_a_rerun_runs_them_again(tmp_path: Path) -> None:
+    journal = StudyJournal(tmp_path / "s.jsonl")
+    space = SearchSpace.parse({"x": "interval(0, 4)"}, [])
+    session = FakeSession(slots=2, duration=lambda p: 2.0, result=_quadratic, interrupt_at=3.0)
+    with pytest.raises(KeyboardInterrupt):
+        _search(session, _options(n_trials=6, n_jobs=2), space, journal)
+    assert session.exited  # the session's exit cancels what still runs
+    resumed = FakeSession(slots=2, duration=lambda p: 2.0, result=_quadratic)
+    study = _search(resumed, _options(n_trials=6, n_jobs=2), space, journal)
+    states = [t.state.name for t in study.trials]
+    assert states[:4] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL"]
+    assert all(t.user_attrs.get("interrupted") for t in study.trials[2:4])
+    assert states[4:] == ["COMPLETE"] * 4  # 6 counted trials: the 2 interrupted ran again
+    assert sorted(resumed.jobs) == [4, 5, 6, 7]
+
+
+def test_multi_objective_returns_list_the_pareto_front() -> None:
+    session = FakeSession(
+        slots=3, duration=lambda p: 1.0, result=lambda p: (p["x"] ** 2, (p["x"] - 2) ** 2)
+    )
+    options = SweeperOptions.from_params(
+        {
+            "sampler": {"_target_": "optuna.samplers.NSGAIISampler", "seed": 1},
+            "direction": ["minimize", "minimize"],
+            "n_trials": 12,
+            "n_jobs": 3,
+        }
+    )
+    study = _search(session, options, SearchSpace.parse({"x": "interval(-1, 3)"}, []))
+    front = results_of(study)["solutions"]
+    assert front and all(0 <= s["params"]["x"] <= 2 for s in front)  # the Pareto set is [0, 2]
+    assert len(front) == len(study.best_trials)
+
+
+def test_a_metric_never_logged_is_reported_once_naming_the_key(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    session = FakeSession(slots=2, duration=lambda p: 3.0, result=lambda p: 1.0, curve=_loss_curve)
+    options = _options(n_trials=4, n_jobs=2, prune_on="val_los")
+    metrics = FakeMetrics(session, metric="val_los", logs=False)
+    _search(session, options, SearchSpace.parse({"x": "range(0,5)"}, []), watch=metrics)
+    err = capfd.readouterr().err
+    assert err.count("hydra.sweeper.prune_on='val_los'") == 1
+    assert "ended without logging 'val_los' (it logged ['accuracy'])" in err
+    assert metrics.reads > 0
+
+
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"n_jobs": 0}, "hydra.sweeper.n_jobs=0 is invalid: it must be a whole number greater"),
+        ({"n_trials": -1}, "hydra.sweeper.n_trials=-1 is invalid"),
+        ({"direction": "up"}, "hydra.sweeper.direction='up' is invalid"),
+        (
+            {"sampler": {"_target_": "optuna.samplers.NopeSampler"}},
+            "hydra.sweeper.sampler (optuna.samplers.NopeSampler) cannot be created",
+        ),
+        ({"pruner": {"_target_": "optuna.pruners.MedianPruner"}}, "hydra.sweeper.prune_on is null"),
+        (
+            {"prune_on": "loss", "direction": ["minimize", "maximize"]},
+            "hydra.sweeper.prune_on='loss' is invalid with several directions",
+        ),
+    ],
+)
+def test_bad_sweeper_settings_get_one_message_naming_the_key(
+    fields: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(FlowOptunaError) as raised:
+        SweeperOptions.from_params({"sampler": TPE, **fields})
+    assert expected in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"x": "interval(1"}, "hydra.sweeper.params.x: 'x=interval(1' is not valid sweep grammar"),
+        (
+            {"x": "interval(3, 1)"},
+            "hydra.sweeper.params.x='interval(3, 1)' is invalid: an interval",
+        ),
+        ({"lr": "tag(log, interval(0, 1))"}, "hydra.sweeper.params.lr='tag(log, interval(0, 1))'"),
+    ],
+)
+def test_a_bad_params_expression_names_its_key(params: dict[str, str], expected: str) -> None:
+    with pytest.raises(FlowOptunaError) as raised:
+        SearchSpace.parse(params, [])
+    assert expected in str(raised.value)
+
+
+def test_grid_sampler_needs_discrete_params_and_covers_the_grid() -> None:
+    options = _options(sampler={"_target_": "optuna.samplers.GridSampler", "_partial_": True})
+    assert options.is_grid
+    with pytest.raises(FlowOptunaError, match=r"hydra.sweeper.params.x is continuous"):
+        SearchSpace.parse({"x": "interval(0, 1)"}, []).grid()
+    space = SearchSpace.parse({"x": "range(1, 4)", "y": "choice(a, b)"}, ["z=5"])
+    assert space.grid() == {"x": [1, 2, 3], "y": ["a", "b"]}
+    assert space.fixed == {"z": "5"}
