@@ -7,6 +7,7 @@ and a nested ``mithril:`` mapping are accepted for the Mithril fields (the Flow 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,13 @@ ENV_VARS: dict[str, str] = {
     "poll_interval": "FLOW_POLL_INTERVAL",
     "stop_grace_seconds": "FLOW_STOP_GRACE_SECONDS",
     "local_gpus": "FLOW_LOCAL_GPUS",
+    "slurm_partition": "FLOW_SLURM_PARTITION",
+    "slurm_account": "FLOW_SLURM_ACCOUNT",
+    "slurm_qos": "FLOW_SLURM_QOS",
+    "slurm_sbatch_lines": "FLOW_SLURM_SBATCH_LINES",
+    "slurm_instance_types": "FLOW_SLURM_INSTANCE_TYPES",
+    "slurm_dir": "FLOW_SLURM_DIR",
+    "slurm_conf": "FLOW_SLURM_CONF",
 }
 
 _FILE_ALIASES = {
@@ -64,7 +72,7 @@ class FlowSettings(BaseModel):
     """Resolved settings of one :class:`flow_backend.Flow` client.
 
     Attributes:
-        provider: ``local`` (default), ``mithril`` or ``ssh``.
+        provider: ``local`` (default), ``mithril``, ``ssh`` or ``slurm``.
         home: Where local state lives (tasks, volumes); default ``~/.flow``.
         mithril_api_key: The Mithril API key (never shown in reprs or logs).
         mithril_project: Mithril project name or id.
@@ -80,6 +88,18 @@ class FlowSettings(BaseModel):
         stop_grace_seconds: Time between SIGTERM and SIGKILL when stopping a local task.
         local_gpus: GPU indices the local provider may hand out, e.g. ``"0,1"``; ``None`` asks
             ``nvidia-smi``; ``""`` means none.
+        slurm_partition: SLURM partition of the slurm provider's jobs (``None``: the cluster's
+            default partition).
+        slurm_account: SLURM account to charge (``--account``).
+        slurm_qos: SLURM quality of service (``--qos``).
+        slurm_sbatch_lines: Extra ``sbatch`` options, one per line of the batch script (e.g.
+            ``--constraint=v100``); from the environment, separated by ``;``.
+        slurm_instance_types: Our instance types → ``sbatch`` options (``a100: --gres=gpu:a100:1
+            --cpus-per-task=8 --mem=64G``); ``None``: GPUs by count (``--gres=gpu:N``). From the
+            environment as JSON or ``type=options;type=options``.
+        slurm_dir: Folder for the slurm provider's task folders (scripts, logs, exit codes); it
+            must be visible to the cluster's nodes. Default ``FLOW_HOME/slurm/tasks``.
+        slurm_conf: ``slurm.conf`` the SLURM commands use (``None``: the cluster's usual one).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -98,6 +118,13 @@ class FlowSettings(BaseModel):
     poll_interval: float = Field(default=1.0, gt=0)
     stop_grace_seconds: float = Field(default=10.0, ge=0)
     local_gpus: str | None = None
+    slurm_partition: str | None = None
+    slurm_account: str | None = None
+    slurm_qos: str | None = None
+    slurm_sbatch_lines: list[str] = Field(default_factory=list)
+    slurm_instance_types: dict[str, str] | None = None
+    slurm_dir: Path | None = None
+    slurm_conf: Path | None = None
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -129,7 +156,30 @@ class FlowSettings(BaseModel):
             raise ValueError("give an absolute folder other than '/', e.g. '/var/tmp/flow-mithril'")
         return root.rstrip("/")
 
-    @field_validator("home", "ssh_key_path")
+    @field_validator("slurm_sbatch_lines", mode="before")
+    @classmethod
+    def _split_sbatch_lines(cls, lines: Any) -> Any:
+        if isinstance(lines, str):
+            return [line.strip() for line in lines.replace("\n", ";").split(";") if line.strip()]
+        return lines
+
+    @field_validator("slurm_instance_types", mode="before")
+    @classmethod
+    def _parse_type_map(cls, mapping: Any) -> Any:
+        if not isinstance(mapping, str):
+            return mapping
+        if mapping.strip().startswith("{"):
+            return json.loads(mapping)
+        pairs = [part.partition("=") for part in mapping.split(";") if part.strip()]
+        bad = [name for name, sep, _ in pairs if not sep]
+        if bad:
+            raise ValueError(
+                f"{bad[0].strip()!r} has no '='; write 'type=sbatch options;...', e.g. "
+                "'a100=--gres=gpu:a100:1 --cpus-per-task=8;cpu=--cpus-per-task=1'"
+            )
+        return {name.strip(): options.strip() for name, _, options in pairs}
+
+    @field_validator("home", "ssh_key_path", "slurm_dir", "slurm_conf")
     @classmethod
     def _expand(cls, path: Path | None) -> Path | None:
         return None if path is None else path.expanduser()

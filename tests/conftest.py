@@ -2,15 +2,17 @@
 
 ``sshd``: a real OpenSSH server on loopback for the session (see ``tests/sshd.py``); other test
 modules import its helpers with ``from sshd import SSHServer`` (``tests/`` is on ``sys.path``).
+``slurm``: a real one-node SLURM cluster for the session (see ``tests/slurm.py``).
 ``migrated_store``: an empty MLflow sqlite store to copy, migrated once per session.
 """
 
 from pathlib import Path
 
 import pytest
+from slurm import slurm
 from sshd import sshd
 
-__all__ = ["migrated_store", "sshd"]
+__all__ = ["migrated_store", "slurm", "sshd"]
 
 
 @pytest.fixture(scope="session")

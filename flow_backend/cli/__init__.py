@@ -26,10 +26,11 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     """The ``flow`` parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
-        prog="flow", description="Run commands as tasks on GPU instances (local, mithril, ssh)."
+        prog="flow",
+        description="Run commands as tasks on GPU instances (local, mithril, ssh, slurm).",
     )
     parser.add_argument(
-        "--provider", help="provider to use (local, mithril, ssh); default: the settings"
+        "--provider", help="provider to use (local, mithril, ssh, slurm); default: the settings"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):

@@ -18,6 +18,7 @@ PROVIDERS: dict[str, str] = {
     "local": "flow_backend.providers.local:LocalProvider",
     "mithril": "flow_backend.providers.mithril:MithrilProvider",
     "ssh": "flow_backend.providers.ssh:SSHProvider",
+    "slurm": "flow_backend.providers.slurm:SlurmProvider",
 }
 
 

@@ -1,0 +1,378 @@
+"""The ``slurm`` provider: a task is one SLURM job (``sbatch``), a sweep may be one job array.
+
+Status comes from one ``squeue --states=all`` call per poll for every live task, however many, and
+from the exit code each job's batch script writes into its task folder. No accounting database
+(``sacct``/slurmdbd) is needed: SLURM keeps an ended job in ``squeue --states=all`` for
+``MinJobAge`` seconds (300 by default), the provider records the end as soon as it sees it, and a
+job SLURM has already forgotten ends by its exit-code file alone.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, ClassVar
+
+from flow_backend.errors import ResourceNotFoundError, ValidationError
+from flow_backend.instance_types import parse_instance_type
+from flow_backend.models import TaskRecord, TaskStatus, utc_now
+from flow_backend.providers.base import Provider
+from flow_backend.providers.slurm.login import LocalLogin
+from flow_backend.providers.slurm.resources import ResourceMap, normalize_option
+from flow_backend.providers.slurm.script import EXIT_CODE_FILE, OUTPUT_LOG, JobOptions, batch_script
+from flow_backend.providers.slurm.states import SQUEUE_FORMAT, JobInfo, parse_squeue, status_of
+from flow_backend.providers.slurm.store import SlurmTaskState, StateStore
+from flow_backend.providers.slurm.submission import (
+    PreparedTask,
+    parse_job_id,
+    prepare_task,
+    sbatch_error,
+    shape_of,
+)
+
+if TYPE_CHECKING:
+    from flow_backend.settings import FlowSettings
+    from flow_backend.task_config import TaskConfig
+
+__all__ = ["SlurmProvider"]
+
+_CANCEL_WAIT_SECONDS = 30.0
+
+
+class SlurmProvider(Provider):
+    """Runs tasks as SLURM jobs submitted on this machine (a login node).
+
+    Settings: ``slurm_partition``, ``slurm_account``, ``slurm_qos``, ``slurm_sbatch_lines``,
+    ``slurm_instance_types`` (see :mod:`flow_backend.providers.slurm.resources`), ``slurm_dir``
+    (task folders, on a filesystem the nodes share) and ``slurm_conf``.
+    """
+
+    name: ClassVar[str] = "slurm"
+
+    def __init__(self, settings: FlowSettings) -> None:
+        super().__init__(settings)
+        self._resources = ResourceMap(settings.slurm_instance_types)
+        self._extra = [
+            normalize_option(line, "slurm_sbatch_lines") for line in settings.slurm_sbatch_lines
+        ]
+        home = Path(settings.home).expanduser()
+        self._root = str((settings.slurm_dir or home / "slurm" / "tasks").resolve())
+        self._store = StateStore(home)
+        self.login = LocalLogin(settings.slurm_conf)
+
+    # -- submit --------------------------------------------------------------------------------
+    def submit(self, config: TaskConfig) -> TaskRecord:
+        """Submit the task as one SLURM job (``pending`` until SLURM starts it)."""
+        return self.submit_array([config])[0]
+
+    def submit_array(
+        self, configs: Sequence[TaskConfig], max_parallel: int | None = None
+    ) -> list[TaskRecord]:
+        """Submit tasks that share resources with one ``sbatch``: one job, or one job array
+        (``--array=0-N%max_parallel``) whose elements are the tasks, in order.
+
+        Raises:
+            ValidationError: The tasks differ in instance type, nodes, time limit or secret
+                environment values; a type the mapping lacks; SLURM refused the submission.
+        """
+        if not configs:
+            return []
+        shape = shape_of(configs[0])
+        for index, config in enumerate(configs[1:], start=1):
+            if shape_of(config) != shape:
+                raise ValidationError(
+                    f"task {index} ({config.name!r}) of an array differs from task 0 in instance "
+                    "type, num_instances, max_run_time_hours or secret environment values",
+                    field="configs",
+                    value=config.name,
+                    hint="Submit tasks with different resources separately (submit)",
+                )
+        if max_parallel is not None and max_parallel < 1:
+            raise ValidationError(
+                f"max_parallel must be at least 1, got {max_parallel}",
+                field="max_parallel",
+                value=max_parallel,
+                hint="Give the number of array elements that may run at once",
+            )
+        instance = parse_instance_type(shape.instance_type)
+        resources = self._resources.options(instance)  # an unmapped type fails before any file
+        batch = f"slurm-{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
+        single = len(configs) == 1
+        prepared = [
+            self._prepare(config, batch if single else f"{batch}-{index}", batch, index, single)
+            for index, config in enumerate(configs)
+        ]
+        files = {path: entry for task in prepared for path, entry in task.files.items()}
+        base = f"{self._root}/{batch}"
+        if single:
+            output, body = f"{base}/{OUTPUT_LOG}", f"exec /bin/bash {shlex.quote(base)}/run.sh"
+            array = None
+        else:
+            output = f"{base}/%a/{OUTPUT_LOG}"
+            body = f'exec /bin/bash {shlex.quote(base)}/"$SLURM_ARRAY_TASK_ID"/run.sh'
+            array = f"0-{len(configs) - 1}" + (f"%{max_parallel}" if max_parallel else "")
+        options = JobOptions(
+            name=configs[0].name if single else f"{configs[0].name}-array",
+            output=output,
+            nodes=shape.num_instances,
+            resources=resources,
+            partition=self.settings.slurm_partition,
+            account=self.settings.slurm_account,
+            qos=self.settings.slurm_qos,
+            time_limit=shape.time_limit,
+            array=array,
+            extra=self._extra,
+        )
+        self.login.write_files(files)
+        result = self.login.slurm(
+            ["sbatch", "--parsable"], env=dict(shape.secret_env), stdin=batch_script(options, body)
+        )
+        if result.exit_code != 0:
+            raise sbatch_error(
+                result,
+                partition=self.settings.slurm_partition,
+                instance_type=configs[0].instance_type or "cpu",
+            )
+        job_id = parse_job_id(result)
+        records = []
+        for index, (config, task) in enumerate(zip(configs, prepared, strict=True)):
+            record = TaskRecord(
+                task_id=task.task_id,
+                name=config.name,
+                provider=self.name,
+                instance_type=instance.name,
+                num_instances=config.num_instances,
+                message=_image_note(config),
+            )
+            state = SlurmTaskState(
+                record=record,
+                job_id=job_id if single else f"{job_id}_{index}",
+                task_dir=task.task_dir,
+                workdir=task.workdir,
+            )
+            records.append(self._store.save(state).record)
+        return records
+
+    def _prepare(
+        self, config: TaskConfig, task_id: str, batch: str, index: int, single: bool
+    ) -> PreparedTask:
+        code_dir = None
+        absolute = config.working_dir and PurePosixPath(config.working_dir).is_absolute()
+        if config.upload_code and not absolute:
+            root = Path(config.code_root or os.getcwd()).expanduser().resolve()
+            if not root.is_dir():
+                raise ValidationError(
+                    f"code_root {str(root)!r} is not a folder",
+                    field="code_root",
+                    value=config.code_root,
+                    hint="Give the project folder to run from, or set upload_code=False",
+                )
+            code_dir = self.login.put_code(root, str(PurePosixPath(self._root).parent / "code"))
+        task_dir = f"{self._root}/{batch}" if single else f"{self._root}/{batch}/{index}"
+        return prepare_task(config, task_id, task_dir, code_dir)
+
+    # -- status --------------------------------------------------------------------------------
+    def get(self, task_id: str) -> TaskRecord:
+        """Current record of one task."""
+        return self.get_many([task_id])[task_id]
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
+        """Current records of many tasks: one ``squeue`` call for all live ones."""
+        states = {task_id: self._store.load(task_id) for task_id in task_ids}
+        live = [s for s in states.values() if not s.record.status.is_terminal]
+        for state in self._refresh(live):
+            states[state.task_id] = state
+        return {task_id: state.record for task_id, state in states.items()}
+
+    def _refresh(self, live: list[SlurmTaskState]) -> list[SlurmTaskState]:
+        if not live:
+            return []
+        jobs = sorted({s.parent_job for s in live}, key=int)
+        result = self.login.slurm(
+            [
+                "squeue",
+                "--noheader",
+                "--array",
+                "--states=all",
+                f"--format={SQUEUE_FORMAT}",
+                f"--jobs={','.join(jobs)}",
+            ]
+        )
+        if result.exit_code != 0 and "invalid job id" not in result.stderr.lower():
+            # SLURM is unreachable right now: keep what is known, say why, try again next poll
+            note = f"squeue failed: {result.stderr.strip()[-200:] or result.exit_code}"
+            return [
+                s.model_copy(update={"record": s.record.model_copy(update={"message": note})})
+                for s in live
+            ]
+        infos = parse_squeue(result.stdout) if result.exit_code == 0 else {}
+        ended = [
+            s
+            for s in live
+            if s.job_id not in infos or infos[s.job_id].ended_at or _is_over(infos[s.job_id])
+        ]
+        codes = self.login.read_files([f"{s.task_dir}/{EXIT_CODE_FILE}" for s in ended])
+        updated = []
+        for state in live:
+            code_text = codes.get(f"{state.task_dir}/{EXIT_CODE_FILE}")
+            exit_code = (
+                int(code_text) if code_text and code_text.strip().lstrip("-").isdigit() else None
+            )
+            updated.append(self._apply(state, infos.get(state.job_id), exit_code))
+        return updated
+
+    def _apply(
+        self, state: SlurmTaskState, info: JobInfo | None, exit_code: int | None
+    ) -> SlurmTaskState:
+        record = state.record.model_copy()
+        message: str | None
+        if info is None:  # SLURM forgot the job: its exit-code file is all there is
+            if exit_code is None:
+                status = TaskStatus.FAILED
+                message = f"SLURM no longer knows job {state.job_id} and it recorded no exit code"
+            else:
+                status = TaskStatus.COMPLETED if exit_code == 0 else TaskStatus.FAILED
+                message = None if exit_code == 0 else f"the command exited with code {exit_code}"
+        else:
+            status, message = status_of(info, exit_code, cancel_requested=state.cancel_requested)
+            record.started_at = record.started_at or info.started_at
+            if info.node:
+                record.ssh_destination = info.node
+        record.status = status
+        record.message = message
+        if status.is_terminal:
+            record.exit_code = exit_code
+            record.ended_at = (info.ended_at if info else None) or utc_now()
+            if record.started_at is None:
+                record.started_at = record.ended_at if status is not TaskStatus.CANCELLED else None
+            return self._store.save(state.model_copy(update={"record": record}))
+        return state.model_copy(update={"record": record})
+
+    def list_tasks(
+        self, *, active_only: bool = False, name_prefix: str | None = None
+    ) -> list[TaskRecord]:
+        """Every task of this FLOW_HOME, newest first (live ones refreshed with one squeue)."""
+        states = self._store.all()
+        if name_prefix:
+            states = [s for s in states if s.record.name.startswith(name_prefix)]
+        records = list(self.get_many([s.task_id for s in states]).values())
+        if active_only:
+            records = [r for r in records if not r.status.is_terminal]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)
+
+    def wait_for_change(self, task_id: str, timeout: float) -> None:
+        """Sleep up to ``timeout`` (at most the poll interval)."""
+        time.sleep(max(0.0, min(timeout, self.settings.poll_interval)))
+
+    # -- control -------------------------------------------------------------------------------
+    def cancel(self, task_id: str) -> TaskRecord:
+        """``scancel`` the task's job and wait until SLURM has ended it; the task is ``cancelled``."""
+        return self.cancel_many([task_id])[task_id]
+
+    def cancel_many(self, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
+        """Cancel many tasks with one ``scancel`` (an array's elements at once)."""
+        states = [self._store.load(task_id) for task_id in task_ids]
+        live = [
+            s.model_copy(update={"cancel_requested": True})
+            for s in states
+            if not s.record.status.is_terminal
+        ]
+        for state in live:
+            self._store.save(state)
+        if live:
+            self.login.slurm(["scancel", *sorted({s.job_id for s in live})])
+            deadline = time.monotonic() + _CANCEL_WAIT_SECONDS
+            while live and time.monotonic() < deadline:
+                live = [s for s in self._refresh(live) if not s.record.status.is_terminal]
+                if live:
+                    time.sleep(min(0.5, self.settings.poll_interval))
+            for state in live:  # SLURM still ends them: record our end now
+                record = state.record.model_copy(
+                    update={
+                        "status": TaskStatus.CANCELLED,
+                        "message": "cancelled",
+                        "ended_at": utc_now(),
+                    }
+                )
+                self._store.save(state.model_copy(update={"record": record}))
+        return {task_id: self._store.load(task_id).record for task_id in task_ids}
+
+    # -- output --------------------------------------------------------------------------------
+    def logs(self, task_id: str, tail: int | None = None) -> str:
+        """The job's output file so far (the last ``tail`` lines when given)."""
+        state = self._store.load(task_id)
+        return self.login.tail(f"{state.task_dir}/{OUTPUT_LOG}", tail)
+
+    def follow_logs(self, task_id: str) -> Iterator[str]:
+        """The job's output lines as they are written, until it ends."""
+        state = self._store.load(task_id)
+        return self.login.follow(
+            f"{state.task_dir}/{OUTPUT_LOG}",
+            lambda: self.get(task_id).status.is_terminal,
+            self.settings.poll_interval,
+        )
+
+    def shell(self, task_id: str, command: str | None = None) -> str:
+        """Run ``command`` in the task's working folder on the login node (shared with the
+        nodes); no command: an interactive shell there."""
+        state = self._store.load(task_id)
+        if command is None:
+            subprocess.call([os.environ.get("SHELL", "/bin/sh")], cwd=state.workdir)
+            return ""
+        result = subprocess.run(
+            command, shell=True, cwd=state.workdir, capture_output=True, text=True, check=False
+        )
+        return result.stdout + result.stderr
+
+    def shell_command(self, task_id: str) -> str | None:
+        """A shell on the job's node while it runs (``srun --overlap``), else in its folder."""
+        state = self._store.load(task_id)
+        if state.record.status is TaskStatus.RUNNING:
+            return f"srun --jobid={state.parent_job} --overlap --pty ${{SHELL:-/bin/bash}}"
+        return f"cd {shlex.quote(state.workdir)} && ${{SHELL:-/bin/sh}}"
+
+    def download(self, task_id: str, remote_path: str, local_path: Path) -> None:
+        """Copy a file or folder of the task (relative paths: its working folder) to ``local_path``.
+
+        Raises:
+            ResourceNotFoundError: The path does not exist (yet).
+        """
+        state = self._store.load(task_id)
+        source = Path(remote_path).expanduser()
+        if not source.is_absolute():
+            source = Path(state.workdir) / source
+        if not source.exists():
+            raise ResourceNotFoundError(
+                f"task {task_id!r} has no {remote_path!r} (yet)",
+                field="remote_path",
+                value=remote_path,
+                hint="Check the path relative to the task's working folder",
+            )
+        target = Path(local_path)
+        if source.resolve() == target.resolve():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
+
+    def close(self) -> None:
+        """Nothing to release (jobs keep running)."""
+        self.login.close()
+
+
+def _is_over(info: JobInfo) -> bool:
+    return status_of(info, None, cancel_requested=False)[0].is_terminal
+
+
+def _image_note(config: TaskConfig) -> str | None:
+    if config.image:
+        return f"image {config.image!r} is not used: SLURM jobs run the cluster's own tools"
+    return None

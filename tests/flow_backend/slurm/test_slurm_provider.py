@@ -1,0 +1,205 @@
+"""The slurm provider against a real one-node SLURM cluster (``tests/slurm.py``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flow_helpers import run_flow_cli, wait_for
+
+from flow_backend import Flow, Task, TaskConfig
+from flow_backend.errors import ProviderError, ValidationError
+from flow_backend.models import TaskStatus
+from flow_backend.providers.slurm import SlurmProvider
+from flow_backend.providers.slurm.cluster import SlurmCluster
+
+
+@pytest.fixture(scope="module")
+def overtime(
+    slurm: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Flow, Task]]:
+    """A job past its one-minute --time, submitted when the module starts (SLURM's time limits
+    are whole minutes): the module's other tests run while it waits for SLURM to end it."""
+    folder = tmp_path_factory.mktemp("overtime")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLOW_CONFIG_PATH", str(folder / "flow-config.yaml"))
+        flow = Flow(
+            provider="slurm", home=folder / "home", slurm_conf=slurm.conf, poll_interval=0.2
+        )
+        task = flow.run("echo long job; sleep 600", max_run_time_hours=1 / 60, upload_code=False)
+        yield flow, task
+        _provider(flow).cancel_many([task.task_id])
+
+
+def _provider(flow: Flow) -> SlurmProvider:
+    assert isinstance(flow.provider, SlurmProvider)
+    return flow.provider
+
+
+def _job_id(flow: Flow, task_id: str) -> str:
+    return _provider(flow)._store.load(task_id).job_id
+
+
+def _live_jobs(slurm: SlurmCluster) -> list[str]:
+    result = subprocess.run(
+        ["squeue", "--noheader", "--format=%i|%T"], env=slurm.env, capture_output=True, text=True
+    )
+    return result.stdout.split()
+
+
+def test_tasks_run_as_jobs_with_env_status_exit_code_and_logs(
+    slurm_flow: Flow, tmp_path: Path, overtime: tuple[Flow, Task]
+) -> None:
+    script = (
+        'echo "hello from $FLOW_TASK_ID"; '
+        'echo "rank=$FLOW_NODE_RANK nodes=$FLOW_NUM_NODES main=$FLOW_MAIN_IP"; '
+        'echo "plain=$PLAIN_VALUE job=$SLURM_JOB_ID"; pwd'
+    )
+    ok = slurm_flow.run(script, env={"PLAIN_VALUE": "p1"}, working_dir=str(tmp_path))
+    bad = slurm_flow.run("echo about to fail; exit 3", working_dir=str(tmp_path))
+    assert ok.status in (TaskStatus.PENDING, TaskStatus.RUNNING)
+    provider = _provider(slurm_flow)
+    before = provider.login.calls["squeue"]
+    slurm_flow.refresh_all([ok, bad])
+    assert provider.login.calls["squeue"] == before + 1  # one call for both tasks
+
+    assert ok.wait(timeout=60) is TaskStatus.COMPLETED
+    assert bad.wait(timeout=60) is TaskStatus.FAILED
+    assert ok.exit_code == 0
+    log = ok.logs()
+    assert f"hello from {ok.task_id}" in log
+    assert "rank=0 nodes=1 main=127.0.0.1" in log
+    assert f"plain=p1 job={_job_id(slurm_flow, ok.task_id)}" in log
+    assert str(tmp_path) in log
+    assert bad.exit_code == 3
+    assert "exited with code 3" in (bad.message or "")
+    assert "about to fail" in bad.logs(tail=5)
+    assert ok.record.started_at is not None and ok.record.ended_at is not None
+    assert ok.total_cost == "$0.00"
+    # another process sees the same ended tasks
+    status = run_flow_cli("--provider", "slurm", "status", bad.task_id, check=True)
+    assert "failed" in status.stdout
+
+
+def test_secret_env_reaches_the_job_but_no_file_or_command_line(
+    slurm_flow: Flow, slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    secret = "s3cret-" + secrets.token_hex(6)  # not in this file (the code snapshot)
+    out = tmp_path / "seen.txt"
+    task = slurm_flow.run(
+        f'echo "$MY_API_KEY" > {out}; sleep 3',
+        env={"MY_API_KEY": secret},
+        working_dir=str(tmp_path),
+    )
+    wait_for(lambda: out.exists() and out.read_text().strip() != "", 60, "the job to start")
+    assert out.read_text().strip() == secret
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert secret not in ps
+    assert task.wait(timeout=60) is TaskStatus.COMPLETED
+    home = Path(os.environ["FLOW_HOME"])
+    for path in home.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
+
+
+def test_logs_follow_until_the_job_ends(slurm_flow: Flow) -> None:
+    task = slurm_flow.run("for i in 1 2 3; do echo line$i; sleep 0.4; done")
+    lines = [line.strip() for line in task.logs(follow=True)]
+    assert lines[-3:] == ["line1", "line2", "line3"]
+    assert task.refresh().status is TaskStatus.COMPLETED
+
+
+def test_scancel_from_another_shell_fails_the_task_with_its_log_tail(
+    slurm_flow: Flow, slurm: SlurmCluster
+) -> None:
+    task = slurm_flow.run("echo started; sleep 60")
+    wait_for(lambda: "started" in task.logs(), 60, "the job to start")
+    subprocess.run(["scancel", _job_id(slurm_flow, task.task_id)], env=slurm.env, check=True)
+    assert task.wait(timeout=60) is TaskStatus.FAILED
+    assert "CANCELLED" in (task.message or "")
+    tail = task.logs(tail=10)
+    assert "started" in tail and "CANCELLED" in tail  # slurmstepd's line about it
+
+
+def test_cancel_ends_the_job_in_slurm(slurm_flow: Flow, slurm: SlurmCluster) -> None:
+    task = slurm_flow.run("sleep 60")
+    job = _job_id(slurm_flow, task.task_id)
+    wait_for(lambda: task.refresh().status is TaskStatus.RUNNING, 60, "the job to run")
+    assert task.stop() is TaskStatus.CANCELLED
+    assert not [line for line in _live_jobs(slurm) if line.split("|")[0] == job]
+    assert slurm_flow.get_task(task.task_id).status is TaskStatus.CANCELLED
+
+
+def test_array_is_one_sbatch_with_a_parallel_limit(slurm_flow: Flow, tmp_path: Path) -> None:
+    provider = _provider(slurm_flow)
+    configs = [
+        TaskConfig(command=f"echo element {i} $FLOW_TASK_ID", working_dir=str(tmp_path))
+        for i in range(5)
+    ]
+    before = provider.login.calls["sbatch"]
+    records = provider.submit_array(configs, max_parallel=2)
+    assert provider.login.calls["sbatch"] == before + 1
+    job_ids = {provider._store.load(r.task_id).job_id for r in records}
+    assert len({job.split("_")[0] for job in job_ids}) == 1 and len(job_ids) == 5
+    tasks = [slurm_flow.get_task(r.task_id) for r in records]
+    for i, task in enumerate(tasks):
+        assert task.wait(timeout=90) is TaskStatus.COMPLETED
+        assert f"element {i} {task.task_id}" in task.logs()
+
+
+@pytest.mark.parametrize(
+    ("settings", "config", "field", "words"),
+    [
+        ({"slurm_partition": "nosuch"}, {}, "slurm_partition", "nosuch"),
+        (
+            {"slurm_instance_types": {"cpu": "--cpus-per-task=1"}},
+            {"instance_type": "a100"},
+            "instance_type",
+            "a100",
+        ),
+    ],
+)
+def test_bad_input_gets_one_clear_error(
+    slurm: SlurmCluster,
+    flow_home: Path,
+    settings: dict[str, Any],
+    config: dict[str, object],
+    field: str,
+    words: str,
+) -> None:
+    flow = Flow(provider="slurm", slurm_conf=slurm.conf, **settings)
+    with pytest.raises(ValidationError) as caught:
+        flow.run("echo never", **config)
+    assert caught.value.field == field
+    assert words in str(caught.value)
+    assert flow.list_tasks() == []
+
+
+def test_missing_sbatch_is_one_clear_error(
+    slurm: SlurmCluster, flow_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    flow = Flow(provider="slurm", slurm_conf=slurm.conf)
+    with pytest.raises(ProviderError, match="'sbatch' is not installed"):
+        flow.run("echo never")
+    result = run_flow_cli("--provider", "slurm", "run", "echo never")
+    assert result.returncode == 1
+    assert "sbatch" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_job_past_its_time_limit_fails_with_the_reason(
+    overtime: tuple[Flow, Task], slurm: SlurmCluster
+) -> None:
+    flow, task = overtime  # submitted when the module started
+    assert task.wait(timeout=150) is TaskStatus.FAILED
+    assert "time limit" in (task.message or "") and "TIMEOUT" in (task.message or "")
+    assert "long job" in task.logs()
+    assert "DUE TO TIME LIMIT" in task.logs(tail=10)
+    assert not [
+        line for line in _live_jobs(slurm) if line.split("|")[0] == _job_id(flow, task.task_id)
+    ]
