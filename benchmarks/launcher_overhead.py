@@ -1,17 +1,25 @@
-"""Launcher overhead: the same 16-job sweep of a no-op Hydra app with three launchers.
+"""Launcher overhead: the same sweeps on Hydra's launchers and on ``flow`` with and without workers.
 
-    python benchmarks/launcher_overhead.py [--jobs 16] [--repeat 1]
+    python benchmarks/launcher_overhead.py [--jobs 16] [--parallel 2] [--repeat 1]
 
-Runs ``basic`` (sequential, in process), ``joblib`` (hydra-joblib-launcher, loky processes) and
-``flow`` (one local Flow task per job) with the same parallelism (the CPU count), each as a fresh
-``python app.py -m`` process, and prints the wall time and the ratio to joblib. It never asserts a
-time: machines are noisy.
+Two measurements, each launcher run as a fresh ``python app.py -m`` process in its own folder,
+interleaved round by round so that load drifts hit every launcher alike:
+
+1. a ``--jobs``-job sweep of a no-op app at parallelism ``--parallel``: ``basic`` (sequential, in
+   process), ``joblib`` (hydra-joblib-launcher, loky processes), ``flow`` with warm workers (the
+   default) and ``flow`` with one task per job (``reuse_workers=false``); ratio to joblib;
+2. the README's demo, ``examples/train.py -m lr=1e-3,1e-4`` with the MLflow callback (a fresh sqlite
+   store each time), on the basic launcher and on ``flow`` (both settings); ratio to basic.
+
+Per-job overhead is the wall time above the basic launcher's, per job. It never asserts a time:
+machines are noisy.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -19,7 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-APP = """
+REPO = Path(__file__).resolve().parents[1]
+
+NOOP_APP = """
 import hydra
 from omegaconf import DictConfig
 
@@ -34,56 +44,90 @@ if __name__ == "__main__":
 """
 
 
-def _sweep(app: Path, workdir: Path, launcher_args: list[str], jobs: int) -> float:
+def _run(command: list[str], workdir: Path) -> float:
     env = dict(os.environ, FLOW_HOME=str(workdir / "flow-home"), FLOW_PROVIDER="local")
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [
-        sys.executable,
-        str(app),
-        "-m",
-        f"+x=range({jobs})",
-        "hydra/job_logging=disabled",
-        *launcher_args,
-    ]
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{workdir / 'mlflow.db'}"
     start = time.perf_counter()
     done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(launcher_args)} failed:\n{done.stderr[-2000:]}")
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     return elapsed
 
 
+def _table(title: str, times: dict[str, list[float]], base: str, jobs: int) -> None:
+    reference = statistics.median(times[base])
+    basic = statistics.median(times["basic"])
+    print(title)
+    print(f"{'launcher':<14}{'wall s':>9}{'per job s':>11}{'overhead/job s':>16}{f'vs {base}':>11}")
+    for name, values in times.items():
+        wall = statistics.median(values)
+        overhead = (wall - basic) / jobs
+        print(
+            f"{name:<14}{wall:>9.2f}{wall / jobs:>11.3f}{overhead:>16.3f}{wall / reference:>10.2f}x"
+        )
+    print()
+
+
 def main() -> None:
-    """Run the comparison and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Run both comparisons and print the tables."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=16)
+    parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    workers = os.cpu_count() or 1
-    launchers = {
+    par = args.parallel
+    noop_launchers = {
         "basic": ["hydra/launcher=basic"],
-        "joblib": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={workers}"],
-        "flow": ["hydra/launcher=flow", f"hydra.launcher.max_parallel={workers}"],
+        "joblib": ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={par}"],
+        "flow workers": ["hydra/launcher=flow", f"hydra.launcher.max_parallel={par}"],
+        "flow per-task": [
+            "hydra/launcher=flow",
+            f"hydra.launcher.max_parallel={par}",
+            "hydra.launcher.reuse_workers=false",
+        ],
     }
-    times: dict[str, list[float]] = {name: [] for name in launchers}
+    demo_launchers = {
+        "basic": ["hydra/launcher=basic"],
+        "flow workers": ["hydra/launcher=flow", f"hydra.launcher.max_parallel={par}"],
+        "flow per-task": [
+            "hydra/launcher=flow",
+            f"hydra.launcher.max_parallel={par}",
+            "hydra.launcher.reuse_workers=false",
+        ],
+    }
+    noop: dict[str, list[float]] = {name: [] for name in noop_launchers}
+    demo: dict[str, list[float]] = {name: [] for name in demo_launchers}
     with tempfile.TemporaryDirectory(prefix="launcher-overhead-") as tmp:
         root = Path(tmp)
         app = root / "noop_app.py"
-        app.write_text(APP)
+        app.write_text(NOOP_APP)
         for round_ in range(args.repeat):
-            for name, launcher_args in launchers.items():  # interleaved: load drifts hit all alike
-                workdir = root / f"{name}-{round_}"
+            for name, launcher_args in noop_launchers.items():
+                workdir = root / f"noop-{name.replace(' ', '-')}-{round_}"
                 workdir.mkdir()
-                times[name].append(_sweep(app, workdir, launcher_args, args.jobs))
-    joblib = statistics.median(times["joblib"])
-    print(
-        f"{args.jobs}-job no-op sweep, parallelism {workers}, median of {args.repeat} run(s), "
-        "wall time of the whole `python app.py -m` process"
+                command = [sys.executable, str(app), "-m", f"+x=range({args.jobs})"]
+                command += ["hydra/job_logging=disabled", *launcher_args]
+                noop[name].append(_run(command, workdir))
+            for name, launcher_args in demo_launchers.items():
+                workdir = root / f"demo-{name.replace(' ', '-')}-{round_}"
+                shutil.copytree(REPO / "examples", workdir)
+                command = [sys.executable, "train.py", "-m", "lr=1e-3,1e-4", *launcher_args]
+                demo[name].append(_run(command, workdir))
+    _table(
+        f"{args.jobs}-job no-op sweep, parallelism {par}, median of {args.repeat} run(s), "
+        "wall time of the whole `python app.py -m` process",
+        noop,
+        "joblib",
+        args.jobs,
     )
-    print(f"{'launcher':<10}{'wall s':>10}{'per job s':>12}{'vs joblib':>12}")
-    for name, values in times.items():
-        wall = statistics.median(values)
-        print(f"{name:<10}{wall:>10.2f}{wall / args.jobs:>12.3f}{wall / joblib:>11.2f}x")
+    _table(
+        f"README demo (examples/train.py -m lr=1e-3,1e-4, MLflow callback, fresh sqlite store), "
+        f"parallelism {par}, median of {args.repeat} run(s)",
+        demo,
+        "basic",
+        2,
+    )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ __all__ = ["FlowLauncherError", "LauncherOptions"]
 
 LOCAL_POLL_INTERVAL = 0.05
 REMOTE_POLL_INTERVAL = 5.0
+OPEN_SESSION_SLOTS = 8  # remote jobs at once in a session of unknown size, unless max_parallel
 
 
 class FlowLauncherError(CompactHydraException):
@@ -80,13 +81,17 @@ class LauncherOptions(LauncherFields):
         opts.volumes = list(opts.volumes or [])
         return opts
 
-    def parallelism(self, provider: str, jobs: int) -> int:
-        """Live tasks at once: ``max_parallel``, else the CPU count locally, else every job."""
+    def parallelism(self, provider: str, jobs: int | None) -> int:
+        """Jobs at once: ``max_parallel``, else the CPU count locally, else every job.
+
+        ``jobs`` is ``None`` for a session whose jobs are not known yet (a sweeper's): remote
+        providers then run ``OPEN_SESSION_SLOTS`` at once.
+        """
         if self.max_parallel is not None:
             return self.max_parallel
         if provider == "local":
             return max(1, os.cpu_count() or 1)
-        return max(1, jobs)
+        return max(1, jobs if jobs is not None else OPEN_SESSION_SLOTS)
 
     def poll_seconds(self, provider: str) -> float:
         """Seconds between status polls: ``poll_interval``, else a provider-dependent default."""

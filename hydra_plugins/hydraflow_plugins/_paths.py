@@ -16,8 +16,12 @@ A remote provider downloads both folders to make ``hydra.sweep.dir`` look as aft
 
 from __future__ import annotations
 
+import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 SPEC_NAME = "spec.pkl"
 RESULT_NAME = "result.pkl"
@@ -59,3 +63,12 @@ def output_task_log(output_dir: Path) -> Path:
 def result_path_for(spec_path: Path) -> Path:
     """The result file written next to ``spec_path`` (task side)."""
     return spec_path.with_name(RESULT_NAME)
+
+
+def copy_task_log(num: int, files: JobFiles, output_dir: Path) -> None:
+    """Copy job ``num``'s captured task output into its output folder (as ``flow-task.log``)."""
+    try:
+        if files.task_log.is_file() and output_dir.is_dir():
+            shutil.copyfile(files.task_log, output_task_log(output_dir))
+    except OSError as error:
+        log.warning(f"job #{num}: could not copy the task log to {output_dir}: {error}")

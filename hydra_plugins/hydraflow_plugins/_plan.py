@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
 
-__all__ = ["PlanRow", "check_budget", "format_plan", "make_plan"]
+__all__ = ["PlanRow", "check_budget", "format_plan", "make_plan", "task_price", "worst_case"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,11 @@ def worst_case(price_per_hour: float, max_run_time_hours: float | None) -> float
     return price_per_hour * max_run_time_hours
 
 
+def task_price(price_per_instance: float, options: LauncherOptions) -> float:
+    """The hourly price of one task: every instance it asks for."""
+    return price_per_instance * options.num_instances
+
+
 def make_plan(
     jobs: Sequence[tuple[int, Sequence[str], str]],
     options: LauncherOptions,
@@ -50,7 +55,7 @@ def make_plan(
     rows = []
     for num, overrides, instance_type in jobs:
         if instance_type not in prices:
-            prices[instance_type] = price_of(instance_type) * options.num_instances
+            prices[instance_type] = task_price(price_of(instance_type), options)
         rows.append(
             PlanRow(
                 num,

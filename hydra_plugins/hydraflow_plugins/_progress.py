@@ -78,7 +78,7 @@ class Progress:
     def __init__(
         self, jobs: Sequence[JobView], stream: IO[str] | None = None, live: bool | None = None
     ) -> None:
-        self.jobs = list(jobs)
+        self.jobs = jobs  # read at every update: a session adds jobs as they are submitted
         self.stream = stream or sys.stderr
         self.console = Console(file=self.stream)
         if not self.console.is_terminal:  # a log file or pipe: do not wrap at 80 columns

@@ -41,6 +41,7 @@ class LauncherFields:
     dry_run: bool = False
     max_total_cost: float | None = None
     python: str | None = None
+    reuse_workers: bool = False
 
 
 @dataclass

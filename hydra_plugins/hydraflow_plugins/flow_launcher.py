@@ -1,4 +1,4 @@
-"""The ``flow`` launcher: each job of a Hydra multirun becomes one Flow task.
+"""The ``flow`` launcher: the jobs of a Hydra multirun run as Flow tasks.
 
 This module is imported at Hydra's plugin discovery, so it stays thin; the work is in ``_core``.
 """
@@ -6,12 +6,15 @@ This module is imported at Hydra's plugin discovery, so it stays thin; the work 
 import os
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from hydra_plugins.hydraflow_plugins._session import FlowJobSession
 
 
 class FlowLauncher(Launcher):
@@ -51,3 +54,13 @@ class FlowLauncher(Launcher):
         from hydra_plugins.hydraflow_plugins import _core
 
         return _core.launch_numbered(self, numbered)
+
+    def session(self) -> "FlowJobSession":
+        """A :class:`~hydra_plugins.hydraflow_plugins._session.JobSession` on this launcher.
+
+        Use it as a context manager: submit jobs, take their outcomes as they end; leaving it
+        cancels what is still active and releases every task it started.
+        """
+        from hydra_plugins.hydraflow_plugins._session import FlowJobSession
+
+        return FlowJobSession(self)

@@ -1,0 +1,140 @@
+"""A warm worker, on the task side: one Flow task that runs a sweep's jobs one after another.
+
+``python -m hydra_plugins.hydraflow_plugins._worker <folder> [<launcher pid>]`` waits for orders in
+its folder (the launcher writes them; see ``_workers``)::
+
+    <folder>/job-<n>.json    order n: the job's spec, its log file, its attempt header, its env
+    <folder>/job-<n>.done    written by the worker once order n has ended (its result is written)
+    <folder>/stop            the launcher no longer needs this worker: it exits
+
+Each order runs through the same :func:`~hydra_plugins.hydraflow_plugins._job_runner.run` as a task of
+its own would, so a job gets the same Hydra state (restored from its spec), output folder, result,
+callbacks and MLflow run. Between jobs the worker puts back what a job may change in the process:
+environment variables, working folder, ``sys.path``, ``sys.argv``, and the job's stdout/stderr go to
+its own log file. What stays (and is the point): imported modules — hydra, mlflow, the user's
+script, imported once. A job that kills the process takes only itself down: the launcher fails it
+with its log tail and starts another worker for the jobs that remain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hydra_plugins.hydraflow_plugins import _job_runner
+
+__all__ = ["STOP_NAME", "done_path", "order_path", "serve"]
+
+POLL_SECONDS = 0.005
+LAUNCHER_CHECK_SECONDS = 1.0
+STOP_NAME = "stop"
+
+
+def order_path(folder: Path, seq: int) -> Path:
+    """Where order ``seq`` of a worker is written."""
+    return folder / f"job-{seq}.json"
+
+
+def done_path(folder: Path, seq: int) -> Path:
+    """The mark a worker writes once order ``seq`` has ended (its content: the exit status)."""
+    return folder / f"job-{seq}.done"
+
+
+def serve(folder: Path, launcher_pid: int | None = None) -> int:
+    """Run orders until told to stop (or the launcher is gone); returns the exit status."""
+    seq = 0
+    checked = time.monotonic()
+    while True:
+        order = order_path(folder, seq)
+        if order.exists():
+            status = run_order(json.loads(order.read_text()))
+            _write_atomic(done_path(folder, seq), str(status))
+            seq += 1
+            continue
+        if (folder / STOP_NAME).exists():
+            return 0
+        if launcher_pid is not None and time.monotonic() - checked > LAUNCHER_CHECK_SECONDS:
+            checked = time.monotonic()
+            if not _alive(launcher_pid):
+                print(f"worker: launcher {launcher_pid} is gone; exiting", flush=True)
+                return 0
+        time.sleep(POLL_SECONDS)
+
+
+def run_order(order: dict[str, Any]) -> int:
+    """Run one job as its own task would; put the process back as it was afterwards."""
+    env, cwd, path, argv = dict(os.environ), os.getcwd(), list(sys.path), list(sys.argv)
+    with _output_to(Path(order["log"]), order.get("header", "")):
+        os.environ.update(order.get("env", {}))
+        try:
+            return _job_runner.run(Path(order["spec"]))
+        except (Exception, SystemExit):  # the job produced no result; the worker goes on
+            traceback.print_exc()
+            return 2
+        finally:
+            os.environ.clear()
+            os.environ.update(env)
+            os.chdir(cwd)
+            sys.path[:] = path
+            sys.argv[:] = argv
+
+
+@contextmanager
+def _output_to(log: Path, header: str) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to ``log``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if header else os.O_TRUNC)
+    fd = os.open(log, flags, 0o644)
+    if header:
+        os.write(fd, header.encode())
+    saved = os.dup(1), os.dup(2)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ``python -m hydra_plugins.hydraflow_plugins._worker FOLDER [LAUNCHER_PID]``."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) not in (1, 2):
+        print("usage: python -m hydra_plugins.hydraflow_plugins._worker FOLDER [LAUNCHER_PID]")
+        return 2
+    return serve(Path(args[0]), int(args[1]) if len(args) == 2 else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

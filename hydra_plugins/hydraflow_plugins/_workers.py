@@ -1,0 +1,235 @@
+"""Warm workers on the local provider: a few long-lived tasks run all the jobs of a launch.
+
+A worker (:mod:`~hydra_plugins.hydraflow_plugins._worker`) is one Flow task that imports hydra,
+mlflow and the user's script once and then runs the jobs it is handed one after another, each as its
+own task would run it (same spec, result, output folder, log, MLflow run). The scheduler keeps at
+most ``max_parallel`` jobs live, so there are at most that many busy workers; a job is handed to an
+idle worker of its instance type, else to a new one. A worker goes as soon as the queue holds no job
+it could run (at once when no more jobs can come, after ``IDLE_GRACE_SECONDS`` in an open session),
+and on every exit path.
+
+A job that kills its worker (a signal, ``os._exit``, out of memory) or outlives
+``max_run_time_hours`` ends without a result — the scheduler retries or fails it with its log tail —
+and the worker is gone; the next job that needs one starts a new worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
+from hydra_plugins.hydraflow_plugins._options import LauncherOptions
+from hydra_plugins.hydraflow_plugins._paths import FILES_DIR
+from hydra_plugins.hydraflow_plugins._strategy import (
+    Attempt,
+    AttemptEnd,
+    build_task_config,
+    ended_with,
+    local_spec,
+    log_tail,
+    read_result,
+)
+from hydra_plugins.hydraflow_plugins._worker import STOP_NAME, done_path, order_path
+
+if TYPE_CHECKING:
+    from flow_backend import Flow, Task, TaskConfig
+
+__all__ = ["LocalWorkers"]
+
+WORKER_MODULE = "hydra_plugins.hydraflow_plugins._worker"
+IDLE_GRACE_SECONDS = 2.0  # in an open session, a sweeper's next job usually comes sooner
+STOP_WAIT_SECONDS = 3.0  # how long close() waits for stopped workers before cancelling them
+
+
+@dataclass
+class Worker:
+    """One worker task and the job it runs now."""
+
+    name: str
+    folder: Path
+    instance_type: str
+    task: Task
+    orders: int = 0
+    attempt: Attempt | None = None
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+class LocalWorkers:
+    """The worker-based strategy on the local provider (``hydra.launcher.reuse_workers=true``)."""
+
+    def __init__(
+        self, context: JobContext, flow: Flow, options: LauncherOptions, common: dict[str, bytes]
+    ) -> None:
+        self.context = context
+        self.flow = flow
+        self.options = options
+        self.common = common
+        self.provider = flow.settings.provider
+        self.workers: list[Worker] = []
+        self._leaving: list[Worker] = []  # told to stop, not yet seen ended
+        self._started = 0
+
+    # -- the strategy ----------------------------------------------------------------------------
+    def prepare(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:  # every task config is valid before the first task starts
+            self._worker_config(job.instance_type, self._count_name(0), job)
+        for job in jobs:
+            job.files.folder.mkdir(parents=True, exist_ok=True)
+            job.files.result.unlink(missing_ok=True)
+            job.files.spec.write_bytes(local_spec(job, self.common))
+
+    def start(self, job: Job, attempt: int) -> Attempt:
+        worker = next(
+            (w for w in self.workers if w.attempt is None and w.instance_type == job.instance_type),
+            None,
+        ) or self._new_worker(job)
+        header = ""
+        if attempt:
+            header = f"\n----- attempt {attempt + 1} (worker task {worker.task.task_id}) -----\n"
+        order = {
+            "spec": str(job.files.spec),
+            "log": str(job.files.task_log),
+            "header": header,
+            "env": self.context.job_env(job, self.provider, attempt),
+        }
+        path = order_path(worker.folder, worker.orders)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(order))
+        os.replace(tmp, path)
+        worker.orders += 1
+        worker.attempt = Attempt(job, attempt, worker.task)
+        return worker.attempt
+
+    def poll(self, attempts: Sequence[Attempt]) -> dict[int, AttemptEnd]:
+        self.flow.refresh_all([w.task for w in self.workers + self._leaving])
+        self._leaving = [w for w in self._leaving if not w.task.is_terminal]
+        ended: dict[int, AttemptEnd] = {}
+        for worker in list(self.workers):
+            attempt = worker.attempt
+            if attempt is None:
+                if worker.task.is_terminal:  # an idle worker that died: nothing was lost
+                    self.workers.remove(worker)
+                continue
+            end = self._attempt_end(worker, attempt)
+            if end is not None:
+                ended[attempt.job.num] = end
+                worker.attempt = None
+                worker.idle_since = time.monotonic()
+                if end.result is None:
+                    self._drop(worker)
+        return ended
+
+    def stop(self, attempt: Attempt) -> None:
+        for worker in self.workers:
+            if worker.attempt is attempt:
+                self._drop(worker)
+                attempt.task = self.flow.cancel(worker.task.task_id)
+                return
+
+    def release(self, wanted: Collection[str], final: bool) -> None:
+        now = time.monotonic()
+        for worker in list(self.workers):
+            idle_long = final or now - worker.idle_since >= IDLE_GRACE_SECONDS
+            if worker.attempt is None and worker.instance_type not in wanted and idle_long:
+                self._retire(worker)
+
+    def close(self) -> list[str]:
+        """Stop every worker: idle ones exit by themselves, the rest are cancelled."""
+        cancelled = []
+        for worker in list(self.workers):
+            if worker.attempt is None:
+                self._retire(worker)
+            else:
+                self._drop(worker)
+                self.flow.cancel(worker.task.task_id)
+                cancelled.append(worker.task.task_id)
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while self._leaving and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.flow.refresh_all([w.task for w in self._leaving])
+            self._leaving = [w for w in self._leaving if not w.task.is_terminal]
+        for worker in self._leaving:
+            self.flow.cancel(worker.task.task_id)
+            cancelled.append(worker.task.task_id)
+        self._leaving = []
+        return cancelled
+
+    # -- inside ----------------------------------------------------------------------------------
+    def _attempt_end(self, worker: Worker, attempt: Attempt) -> AttemptEnd | None:
+        """How the worker's current job ended, or ``None`` while it runs."""
+        files = attempt.job.files
+        done = done_path(worker.folder, worker.orders - 1)
+        if done.exists():
+            result = read_result(files, None, wait=False)
+            if result is not None:
+                return ended_with(attempt, result, "")
+            status = done.read_text()
+            how = f"worker task {worker.task.task_id} could not run it (exit status {status})"
+            return AttemptEnd(None, how, _tail(files.task_log), str(files.task_log))
+        if worker.task.is_terminal:
+            # it may have finished just before the worker died: its mark tells
+            if done.exists():
+                return self._attempt_end(worker, attempt)
+            end = ended_with(attempt, None, _tail(files.task_log))
+            return AttemptEnd(None, f"worker {end.how}", end.tail, end.log_path)
+        hours = self.options.max_run_time_hours
+        if hours is not None and time.monotonic() - attempt.started > hours * 3600.0:
+            from flow_backend.providers.local.outcome import time_limit_message
+
+            self.flow.cancel(worker.task.task_id)
+            how = f"worker task {worker.task.task_id} {time_limit_message(hours)}"
+            return AttemptEnd(None, how, _tail(files.task_log), str(files.task_log))
+        return None
+
+    def _new_worker(self, job: Job) -> Worker:
+        name = self._count_name(self._started)
+        folder = self.context.sweep_dir / FILES_DIR / "workers" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.iterdir():  # a former launch of this sweep dir
+            stale.unlink()
+        task = self.flow.run(self._worker_config(job.instance_type, name, job, folder))
+        self._started += 1
+        worker = Worker(name, folder, job.instance_type, task)
+        self.workers.append(worker)
+        return worker
+
+    def _count_name(self, count: int) -> str:
+        return f"w{count}"
+
+    def _worker_config(
+        self, instance_type: str, name: str, job: Job, folder: Path | None = None
+    ) -> TaskConfig:
+        command = [self.options.python or sys.executable, "-m", WORKER_MODULE]
+        command += [str(folder or self.context.sweep_dir), str(os.getpid())]
+        return build_task_config(
+            self.options,
+            name=f"hf-{self.context.sweep_id}-{name}",
+            command=command,
+            instance_type=instance_type,
+            env=self.context.job_env(job, self.provider, 0),
+            remote=False,
+            max_run_time_hours=None,  # per job, enforced here: a worker lives through many jobs
+        )
+
+    def _retire(self, worker: Worker) -> None:
+        (worker.folder / STOP_NAME).touch()
+        self.workers.remove(worker)
+        self._leaving.append(worker)
+
+    def _drop(self, worker: Worker) -> None:
+        if worker in self.workers:
+            self.workers.remove(worker)
+
+
+def _tail(log: Path) -> str:
+    try:
+        return log_tail(log.read_text(errors="replace"))
+    except OSError as error:
+        return f"(log unavailable: {error})"
