@@ -100,6 +100,22 @@ def job_config_container(config: DictConfig) -> dict[str, Any]:
     return resolved
 
 
+def _flow_task_tags() -> dict[str, str]:
+    """The ``flow.*`` tags of a job that runs in a Flow task (its provider sets ``FLOW_TASK_ID``, the
+    flow launcher the ``HYDRAFLOW_*`` variables); none for a job that Hydra's basic or joblib
+    launcher ran in a plain process."""
+    task_id = os.environ.get("FLOW_TASK_ID") or os.environ.get(ENV_TASK_NAME)
+    if not task_id:
+        return {}
+    found = {
+        TAG_TASK_ID: task_id,
+        TAG_PROVIDER: os.environ.get(ENV_PROVIDER),
+        TAG_INSTANCE_TYPE: os.environ.get(ENV_INSTANCE_TYPE),
+        TAG_COST_PER_HOUR: os.environ.get(ENV_COST_PER_HOUR),
+    }
+    return {tag: value for tag, value in found.items() if value}
+
+
 class MLflowCallback(Callback):
     """Log a Hydra sweep to MLflow: one parent run per sweep, one child run per job.
 
@@ -167,11 +183,14 @@ class MLflowCallback(Callback):
             )
             completed = sum(run.info.status == "FINISHED" for run in children)
             failed = sum(run.info.status == "FAILED" for run in children)
-            cost = sum(float(run.data.tags.get(TAG_TOTAL_COST, 0) or 0) for run in children)
+            costs = [
+                run.data.tags[TAG_TOTAL_COST] for run in children if TAG_TOTAL_COST in run.data.tags
+            ]
+            cost = sum(float(value or 0) for value in costs)
             store.log_batches(
                 client,
                 parent_run_id,
-                tags={TAG_TOTAL_COST: f"{cost:.4f}"},
+                tags={TAG_TOTAL_COST: f"{cost:.4f}"} if costs else {},
                 metrics={
                     "jobs": len(children),
                     "completed": completed,
@@ -219,10 +238,7 @@ class MLflowCallback(Callback):
             TAG_OVERRIDES: overrides_tag(str(o) for o in overrides),
             TAG_CONFIG_HASH: config_hash(task_config),
             TAG_SWEEP_DIR: str(config.hydra.runtime.output_dir),
-            TAG_TASK_ID: os.environ.get("FLOW_TASK_ID") or os.environ.get(ENV_TASK_NAME, "local"),
-            TAG_PROVIDER: os.environ.get(ENV_PROVIDER, "none"),
-            TAG_INSTANCE_TYPE: os.environ.get(ENV_INSTANCE_TYPE, "none"),
-            TAG_COST_PER_HOUR: os.environ.get(ENV_COST_PER_HOUR, "0"),
+            **_flow_task_tags(),
         }
         if sweep_id:
             tags[TAG_SWEEP_ID] = sweep_id
@@ -274,9 +290,11 @@ class MLflowCallback(Callback):
         )
         if log_file and Path(str(log_file)).is_file():
             store.retry_busy(lambda: client.log_artifact(run_id, str(log_file)))
-        elapsed_hours = (time.time() - self._job_started) / 3600.0
-        price = float(os.environ.get(ENV_COST_PER_HOUR, "0") or 0)
-        tags = {TAG_TOTAL_COST: f"{price * elapsed_hours:.4f}"}
+        tags: dict[str, str] = {}
+        if _flow_task_tags():  # the job ran as a Flow task: what it cost
+            elapsed_hours = (time.time() - self._job_started) / 3600.0
+            price = float(os.environ.get(ENV_COST_PER_HOUR, "0") or 0)
+            tags[TAG_TOTAL_COST] = f"{price * elapsed_hours:.4f}"
         metrics: dict[str, float] = {}
         value = job_return._return_value
         if job_return.status == JobStatus.COMPLETED:

@@ -68,8 +68,18 @@ def build_config(args: argparse.Namespace) -> TaskConfig:
         fields["max_run_time_hours"] = args.max_run_time
     env = _parse_env(args.env)
     target: list[str] = args.target
-    if len(target) == 1 and target[0].endswith((".yaml", ".yml")) and Path(target[0]).is_file():
-        base = TaskConfig.from_yaml(target[0])
+    lone = target[0] if len(target) == 1 else ""
+    if lone.endswith((".yaml", ".yml")) and not any(c.isspace() for c in lone):
+        task_file = Path(lone).expanduser()
+        if not task_file.is_file():
+            raise ValidationError(
+                f"task file {str(task_file)!r} does not exist (in {Path.cwd()})",
+                field="target",
+                value=target[0],
+                hint="Check the path (a command is quoted with its arguments, e.g. "
+                "flow run 'cat config.yaml')",
+            )
+        base = TaskConfig.from_yaml(task_file)
         data = base.model_dump()
         if "instance_type" in fields:
             data["min_gpu_memory_gb"] = None

@@ -14,7 +14,8 @@ from hydraflow.core import filters, keys
 from hydraflow.core.errors import RunNotFoundError, RunSelectionError, UnknownKeyError, suggestion
 from hydraflow.core.frame import assemble
 from hydraflow.core.grouping import GroupBy, numeric_column
-from hydraflow.core.loaders import load_tables
+from hydraflow.core.hydra_dirs import folder_run_ids, hydra_folder
+from hydraflow.core.loaders import StoreTables, load_tables
 from hydraflow.core.run import Run, locate, run_from_row
 from hydraflow.core.store import Store, open_store
 
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 _URI = "__tracking_uri"
+
+
+def _is_hydra_folder(name: str) -> bool:
+    """Whether an ``experiment`` argument is in fact a Hydra job or sweep folder on disk."""
+    path = Path(name).expanduser()
+    return path.is_dir() and hydra_folder(path.absolute()) is not None
 
 
 class RunCollection:
@@ -42,10 +49,12 @@ class RunCollection:
         sweep_id: str | None = None,
         include_sweep_runs: bool = False,
     ) -> RunCollection:
-        """The active runs of one or more experiments (all experiments when ``None``).
+        """The active runs of one or more experiments (all experiments when ``None``), or of Hydra
+        sweep / job output folders.
 
         Args:
-            experiment: Experiment name(s).
+            experiment: Experiment name(s), or Hydra output folder(s) (``multirun/<date>/<time>``:
+                the runs the MLflow callback recorded for it, see :mod:`hydraflow.core.hydra_dirs`).
             tracking_uri: The store (default: ``MLFLOW_TRACKING_URI``, else ``./mlflow.db``).
             sweep_id: Keep only the runs of this sweep (tag ``hydraflow.sweep_id``).
             include_sweep_runs: Keep the sweep's parent run (tag ``hydraflow.role=sweep``) too.
@@ -62,6 +71,11 @@ class RunCollection:
                 f"experiment must be a name or a list of names, not {experiment!r}; "
                 "e.g. RunCollection.load('train')."
             )
+        if names and all(_is_hydra_folder(name) for name in names):
+            runs = cls.from_sources(
+                list(names), os.fspath(tracking_uri) if tracking_uri is not None else None
+            )
+            return runs if sweep_id is None else runs._of_sweep(sweep_id, "these folders")
         store = open_store(tracking_uri)
         runs = cls._from_store(store, list(names) if names is not None else None, None)
         role = f"tags.{TAG_ROLE}"
@@ -69,16 +83,17 @@ class RunCollection:
             parents = runs._frame[role] == "sweep"
             if parents.any():
                 runs = runs._subset(~parents.fill_null(False))._without_empty_columns()
-        if sweep_id is not None:
-            column = f"tags.{TAG_SWEEP_ID}"
-            known = runs._frame[column].drop_nulls().unique().to_list() if column in runs else []
-            if sweep_id not in known:
-                raise RunSelectionError(
-                    f"no run of sweep {sweep_id!r} in {store.uri}."
-                    + suggestion(sweep_id, known, "sweep ids")
-                )
-            runs = runs.filter(pl.col(column) == sweep_id)
-        return runs
+        return runs if sweep_id is None else runs._of_sweep(sweep_id, store.uri)
+
+    def _of_sweep(self, sweep_id: str, where: str) -> RunCollection:
+        column = f"tags.{TAG_SWEEP_ID}"
+        known = self._frame[column].drop_nulls().unique().to_list() if column in self else []
+        if sweep_id not in known:
+            raise RunSelectionError(
+                f"no run of sweep {sweep_id!r} in {where}."
+                + suggestion(sweep_id, known, "sweep ids")
+            )
+        return self.filter(pl.col(column) == sweep_id)
 
     @classmethod
     def _from_store(
@@ -96,13 +111,26 @@ class RunCollection:
         if not sources:
             raise RunNotFoundError("Run.load([]) got no run: pass run ids or run directories.")
         located = [locate(source, tracking_uri) for source in sources]
+        folder_tags: dict[Store, StoreTables] = {}
+        ordered: list[tuple[Store, str]] = []
+        for store, found in located:
+            if isinstance(found, str):
+                ordered.append((store, found))
+                continue
+            if store not in folder_tags:
+                folder_tags[store] = load_tables(store)
+            tables = folder_tags[store]
+            starts = tables.runs.select("run_id", "start_time")
+            ordered.extend(
+                (store, run_id) for run_id in folder_run_ids(found, tables.tags, starts, store.uri)
+            )
         by_store: dict[Store, list[str]] = {}
-        for store, run_id in located:
+        for store, run_id in ordered:
             by_store.setdefault(store, []).append(run_id)
         parts = [cls._from_store(store, None, ids) for store, ids in by_store.items()]
         frame = pl.concat([p._frame for p in parts], how="diagonal_relaxed")
         raw = pl.concat([p._raw for p in parts], how="diagonal_relaxed")
-        order = {run_id: i for i, (_, run_id) in enumerate(located)}
+        order = {run_id: i for i, (_, run_id) in enumerate(ordered)}
         index = frame.select(
             pl.col("run_id").replace_strict(order, return_dtype=pl.Int64)
         ).to_series()

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from hydraflow.conventions import parse_param_value
-from hydraflow.core.errors import RunNotFoundError, UnknownKeyError, suggestion
+from hydraflow.core.errors import RunNotFoundError, RunSelectionError, UnknownKeyError, suggestion
+from hydraflow.core.hydra_dirs import HydraFolder, folder_store, hydra_folder
 from hydraflow.core.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -83,8 +84,10 @@ class Run:
         """A run from a run directory or run id; a :class:`RunCollection` from a list of them.
 
         Args:
-            source: ``mlruns/<exp>/<run_id>`` (file store), a run's artifact directory, a run id in
-                the current store, or a list of these.
+            source: A Hydra job output folder (``multirun/<date>/<time>/<n>``, see
+                :mod:`hydraflow.core.hydra_dirs`), ``mlruns/<exp>/<run_id>`` (file store), a run's
+                artifact directory, a run id in the current store, or a list of these (a Hydra
+                sweep folder in the list stands for all its runs).
             **kwargs: ``tracking_uri=`` for run ids (default: ``MLFLOW_TRACKING_URI``, else
                 ``./mlflow.db``).
 
@@ -98,6 +101,11 @@ class Run:
             raise TypeError(f"Run.load got unexpected arguments: {', '.join(kwargs)}")
         if isinstance(source, (str, os.PathLike)):
             runs = RunCollection.from_sources([source], tracking_uri=tracking_uri)
+            if len(runs) > 1:
+                raise RunSelectionError(
+                    f"{os.fspath(source)!r} holds {len(runs)} runs (a sweep folder): load them "
+                    "with RunCollection.load(path) or Run.load([path])."
+                )
             return runs[0]
         return RunCollection.from_sources(list(source), tracking_uri=tracking_uri)
 
@@ -209,8 +217,11 @@ def looks_like_run_id(text: str) -> bool:
     return bool(_RUN_ID.match(text))
 
 
-def locate(source: str | os.PathLike[str], tracking_uri: str | None) -> tuple[Store, str]:
-    """The store and run id a run directory, artifact directory or run id points to.
+def locate(
+    source: str | os.PathLike[str], tracking_uri: str | None
+) -> tuple[Store, str | HydraFolder]:
+    """The store and run id a run directory, artifact directory or run id points to; for a Hydra
+    job or sweep folder, the store and the folder (its runs are found by their tags).
 
     Raises:
         RunNotFoundError: A path that does not exist or holds no run; text that is no run id.
@@ -218,6 +229,9 @@ def locate(source: str | os.PathLike[str], tracking_uri: str | None) -> tuple[St
     text = os.fspath(source)
     path = Path(text).expanduser()
     if path.is_dir():
+        found = hydra_folder(path.absolute())
+        if found is not None:
+            return folder_store(found, tracking_uri), found
         for folder in (path, path.parent):
             if (folder / "meta.yaml").is_file() and (folder.parent / "meta.yaml").is_file():
                 return open_store(folder.parent.parent), folder.name
@@ -225,8 +239,9 @@ def locate(source: str | os.PathLike[str], tracking_uri: str | None) -> tuple[St
             if looks_like_run_id(part):
                 return open_store(tracking_uri), part
         raise RunNotFoundError(
-            f"{text!r} is not a run directory: expected mlruns/<experiment_id>/<run_id> (with "
-            "meta.yaml) or a run's artifact directory."
+            f"{text!r} is not a run directory: expected a Hydra job or sweep folder (with .hydra/ "
+            "or multirun.yaml), mlruns/<experiment_id>/<run_id> (with meta.yaml) or a run's "
+            "artifact directory."
         )
     if looks_like_run_id(text):
         return open_store(tracking_uri), text

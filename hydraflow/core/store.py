@@ -34,8 +34,30 @@ class Store:
 
 
 def _file_uri_path(uri: str) -> str:
+    """A ``file:`` URI's path as MLflow reads it (``local_file_uri_to_path``: the netloc is dropped,
+    the path unquoted, and a relative path stays relative to the working directory)."""
     parsed = urlparse(uri)
     return unquote(parsed.path) if parsed.scheme == "file" else uri
+
+
+def sqlite_database(uri: str) -> str:
+    """The database file of a ``sqlite:`` URI, as SQLAlchemy (hence MLflow) reads it.
+
+    ``sqlite:///mlflow.db`` is ``mlflow.db`` relative to the working directory and
+    ``sqlite:////abs/mlflow.db`` is ``/abs/mlflow.db``: the path is everything after the slash
+    that follows the (empty) host, up to a ``?query``, percent-decoded. ``sqlite://`` alone is an
+    in-memory database, returned as ``""``.
+    """
+    rest = uri.removeprefix("sqlite:").removeprefix("//")
+    rest = rest.split("?", 1)[0]
+    _host, slash, database = rest.partition("/")
+    return unquote(database) if slash else ""
+
+
+def _sqlite_store(path: Path) -> Store:
+    """A sqlite store; its URI percent-encodes the path (as SQLAlchemy decodes it: ``?``, ``#``)."""
+    resolved = path.resolve()
+    return Store("sqlite", f"sqlite:///{quote(str(resolved))}", str(resolved))
 
 
 def open_store(tracking_uri: str | os.PathLike[str] | None = None) -> Store:
@@ -52,13 +74,19 @@ def open_store(tracking_uri: str | os.PathLike[str] | None = None) -> Store:
     if uri.startswith(("http://", "https://")):
         return Store("rest", uri, uri.rstrip("/"))
     if uri.startswith("sqlite:"):
-        path = uri.removeprefix("sqlite:").removeprefix("//")
-        if not Path(path).is_file():
+        database = sqlite_database(uri)
+        if not database or database == ":memory:":
+            raise StoreNotFoundError(
+                f"tracking store {uri!r} is an in-memory database: no runs outlive the process "
+                "that logged them. Use a file, e.g. sqlite:///mlflow.db."
+            )
+        path = Path(database).absolute()
+        if not path.is_file():
             raise StoreNotFoundError(
                 f"tracking store {uri!r} does not exist (no file {path}). Pass the store that holds "
                 "your runs: tracking_uri=... / --tracking-uri, or set MLFLOW_TRACKING_URI."
             )
-        return Store("sqlite", f"sqlite:///{Path(path).resolve()}", str(Path(path).resolve()))
+        return _sqlite_store(path)
     if "://" in uri and not uri.startswith("file:"):
         raise StoreNotFoundError(
             f"tracking store {uri!r}: unsupported scheme; use sqlite:///..., file:///..., a path, "
@@ -66,7 +94,7 @@ def open_store(tracking_uri: str | os.PathLike[str] | None = None) -> Store:
         )
     local = Path(_file_uri_path(uri)).expanduser()
     if local.is_file():
-        return Store("sqlite", f"sqlite:///{local.resolve()}", str(local.resolve()))
+        return _sqlite_store(local)
     if local.is_dir():
         return Store("file", local.resolve().as_uri(), str(local.resolve()))
     raise StoreNotFoundError(

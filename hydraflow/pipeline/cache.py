@@ -26,6 +26,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hydraflow.conventions import TAG_CACHE_KEY, config_hash
+from hydraflow.core.store import sqlite_database
 from hydraflow.pipeline.errors import PipelineDefinitionError, PipelineError
 
 if TYPE_CHECKING:
@@ -122,13 +123,22 @@ def find_finished_run(client: MlflowClient, experiment_id: str, key: str) -> Run
 def lock_dir_for(tracking_uri: str) -> Path:
     """Where lock files live: beside a local store, else in the system's temp folder."""
     parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite" and tracking_uri.startswith("sqlite:///"):
-        return Path(tracking_uri.removeprefix("sqlite:///")).parent / ".hydraflow-locks"
+    if parsed.scheme == "sqlite" and sqlite_database(tracking_uri):
+        return Path(sqlite_database(tracking_uri)).absolute().parent / ".hydraflow-locks"
     if parsed.scheme in ("", "file"):  # beside the store's folder: MLflow reads every entry in it
         root = Path(unquote(parsed.path) if parsed.scheme else tracking_uri).resolve()
         return root.parent / f".{root.name}.hydraflow-locks"
     digest = hashlib.sha1(tracking_uri.encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / "hydraflow-locks" / digest
+
+
+def make_lock_dir(lock_dir: Path) -> None:
+    """Create ``lock_dir`` holding a ``.gitignore`` of ``*``: git and the code upload of remote
+    sweeps (which reads every folder's ``.gitignore``) then leave the lock files out."""
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    ignore = lock_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# made by hydraflow pipelines: lock files, never committed\n*\n")
 
 
 @contextmanager
@@ -146,7 +156,7 @@ def stage_lock(
         cancel: When set while waiting, stop waiting and raise :class:`PipelineError`.
         on_wait: Called once if the lock is held by someone else.
     """
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    make_lock_dir(lock_dir)
     with open(lock_dir / f"{name}.lock", "a+b") as handle:
         if cancel is None:
             fcntl.flock(handle, fcntl.LOCK_EX)

@@ -147,6 +147,8 @@ def test_volumes_commands(capsys: pytest.CaptureFixture[str], flow_home: Path) -
         (["run", "-i", "a1000", "python x.py"], "Unknown instance_type 'a1000'"),
         (["run", "--max-run-time", "0", "x"], "max_run_time_hours"),
         (["run", "--env", "NOEQUALS", "x"], "--env expects KEY=VALUE"),
+        (["run", "nosuchfile.yaml"], "task file 'nosuchfile.yaml' does not exist"),
+        (["run", "--dry-run", "conf/missing.yml"], "task file 'conf/missing.yml' does not exist"),
         (["status", "local-0-0"], "No local task with id 'local-0-0'"),
         (["logs", "nope"], "No local task with id 'nope'"),
         (["cancel"], "exactly one of"),

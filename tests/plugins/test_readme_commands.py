@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from launcher_helpers import TRAIN, RunApp, job_runs, started_tasks
 
-METRICS = {"loss", "accuracy", "final_loss", "final_accuracy"}
+METRICS = {"loss", "val_loss", "accuracy", "final_loss", "final_accuracy"}
 
 
 def _store(tmp_path: Path) -> str:

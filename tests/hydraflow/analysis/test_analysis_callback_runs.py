@@ -3,6 +3,7 @@ with their configs — and the README's analysis examples, run as written agains
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hydraflow import RunCollection
+from hydraflow import Run, RunCollection
+from hydraflow.core.errors import RunSelectionError
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
@@ -101,6 +103,8 @@ def test_readme_examples_run_as_written(demo: tuple[Path, dict[str, str]]) -> No
     manual = RunCollection.load("manual", tracking_uri=str(root / "mlflow.db")).one()
     assert manual.params["batch_size"] == 64 and manual.info.status == "FINISHED"
     assert manual.tags["hydraflow.artifact.model.pt"] == "Model checkpoint"
+    assert (manual.artifacts_dir / "model.pt").read_bytes() == b"weights"
+    assert not (root / "model.pt").exists()  # the example leaves nothing in the user's folder
     script = Path(sys.executable).with_name("hydraflow")
     for line in _readme_blocks("bash")[0].splitlines():
         command = shlex.split(line.split("#")[0])
@@ -143,3 +147,86 @@ def test_tracking_helpers_log_into_the_callbacks_job_runs(tmp_path: Path) -> Non
         assert run.tags["note"] == f"scale={scale}"
         assert run.tags["hydraflow.artifact.weights.bin"] == "Trained weights"
         assert run.cfg is not None and run.cfg.scale == scale
+
+
+def test_hydra_output_folders_load_as_their_runs(
+    demo: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a Hydra user has is ``multirun/<date>/<time>/<n>``: it resolves to the job's run (the
+    store found from the folder's saved Hydra config), and the sweep folder to all its job runs."""
+    root, env = demo
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (sweep,) = [p.parent for p in (root / "multirun").glob("*/*/multirun.yaml")]
+    by_folder = RunCollection.load(str(sweep))
+    assert len(by_folder) == 4
+    assert by_folder["tags.hydraflow.job_num"].to_list() == ["0", "1", "2", "3"]
+    for job in range(4):
+        relative = sweep.relative_to(root) / str(job)
+        run = Run.load(relative)
+        overrides = (relative / ".hydra" / "overrides.yaml").read_text()
+        (lr,) = [line.split("=")[1] for line in overrides.splitlines() if "lr=" in line]
+        assert run.params["lr"] == float(lr)
+        assert run.tags["hydraflow.job_num"] == str(job)
+        assert run.params["model.type"] in overrides
+    assert Run.load([sweep / "1", sweep / "0"])["tags.hydraflow.job_num"].to_list() == ["1", "0"]
+    with pytest.raises(RunSelectionError, match=r"RunCollection\.load"):
+        Run.load(sweep)
+    # From another folder, with no MLFLOW_TRACKING_URI: the launch dir's mlflow.db is found.
+    monkeypatch.chdir(root.parent)
+    assert Run.load(sweep / "2").info.run_id == by_folder[2].info.run_id
+    script = Path(sys.executable).with_name("hydraflow")
+    listed = subprocess.run(
+        [str(script), "runs", str(sweep), "--json"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert {r["run_id"] for r in json.loads(listed.stdout)} == set(by_folder["run_id"].to_list())
+
+
+def test_a_single_run_folder_loads_as_its_run(demo: tuple[Path, dict[str, str]]) -> None:
+    root, env = demo
+    result = subprocess.run(
+        [
+            sys.executable,
+            "examples/train.py",
+            "epochs=2",
+            "model.type=cnn",
+            "hydra.callbacks.mlflow.experiment=single",  # the other tests read experiment train
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (folder,) = [p.parent.parent for p in (root / "outputs").glob("*/*/.hydra/hydra.yaml")]
+    run = Run.load(folder, tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    assert run.params["model.type"] == "cnn" and run.params["epochs"] == 2
+    assert run.info.experiment_name == "single"
+
+
+def test_jobs_of_hydras_basic_launcher_have_no_flow_tags(demo: tuple[Path, dict[str, str]]) -> None:
+    root, _ = demo
+    runs = RunCollection.load(
+        "train", tracking_uri=str(root / "mlflow.db"), include_sweep_runs=True
+    )
+    assert len(runs) >= 5
+    flow_columns = [c for c in runs.to_frame().columns if c.startswith("tags.flow.")]
+    assert flow_columns == []
+
+
+def test_every_swept_key_of_the_demo_changes_its_numbers(demo: tuple[Path, dict[str, str]]) -> None:
+    root, _ = demo
+    runs = RunCollection.load("train", tracking_uri=str(root / "mlflow.db"))
+    for lr in (0.001, 0.01):  # same lr, same seed: the model alone makes the difference
+        losses = runs.filter(lr=lr).to_frame()["metrics.final_loss"].to_list()
+        assert len(set(losses)) == 2, losses
+    for run in runs:
+        for key in ("accuracy", "loss", "val_loss"):
+            values = run.metric_history(key)["value"].to_list()
+            assert len(values) == 3
+            if key == "accuracy":
+                assert all(0.1 <= v <= 1.0 for v in values), values
+            else:
+                assert all(0.0 < v <= 3.0 for v in values), values
