@@ -80,7 +80,13 @@ def sweep(sweeper: FlowOptunaSweeper, arguments: list[str]) -> dict[str, Any]:
         experiment = settings.get("experiment") or str(config.hydra.job.name)
         parent = os.environ.get(ENV_PARENT_RUN_ID)
         records = MlflowTrials(uri, experiment, sweep_id, parent, study_name, options.prune_on)
-    with _session(sweeper.launcher) as session:
+    with _session(sweeper.launcher, options.n_jobs) as session:
+        if session.slots < options.n_jobs:
+            log.info(
+                f"[flow_optuna] {session.slots} trial(s) at once, not hydra.sweeper.n_jobs="
+                f"{options.n_jobs}: the launcher runs at most {session.slots} jobs at once "
+                "(raise hydra.launcher.max_parallel)"
+            )
         Search(
             study,
             session,
@@ -106,13 +112,17 @@ def _sampler(options: SweeperOptions, space: SearchSpace) -> tuple[Any, int]:
     return options.sampler(grid), min(options.n_trials, size)
 
 
-def _session(launcher: Launcher) -> AbstractContextManager[JobSession]:
+def _session(launcher: Launcher, n_jobs: int) -> AbstractContextManager[JobSession]:
+    """The launcher's streaming session; for other launchers, batches of ``n_jobs`` (a barrier)."""
     session = getattr(launcher, "session", None)
     if session is None:
-        raise FlowOptunaError(
-            f"hydra/sweeper=flow_optuna needs a launcher that streams results "
-            f"({type(launcher).__name__} does not). Use hydra/launcher=flow"
+        from hydra_plugins.hydraflow_plugins._optuna_session import BatchSession
+
+        log.info(
+            f"[flow_optuna] {type(launcher).__name__} does not stream results: trials run in "
+            "batches of hydra.sweeper.n_jobs (hydra/launcher=flow runs them without a barrier)"
         )
+        return BatchSession(launcher, n_jobs)
     opened: AbstractContextManager[JobSession] = session()
     return opened
 

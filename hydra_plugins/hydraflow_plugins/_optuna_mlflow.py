@@ -120,7 +120,9 @@ class MlflowTrials:
             if "best_value" in results:
                 best = study.best_trial
                 tags[TAG_BEST_TRIAL] = str(best.number)
-                params = {sanitize_key(f"best.{k}"): str(v) for k, v in best.params.items()}
+                params = {
+                    sanitize_key(f"best.{k.lstrip('+~')}"): str(v) for k, v in best.params.items()
+                }
                 store.log_batches(
                     self.client,
                     parent,

@@ -303,3 +303,29 @@ def test_grid_sampler_needs_discrete_params_and_covers_the_grid() -> None:
     space = SearchSpace.parse({"x": "range(1, 4)", "y": "choice(a, b)"}, ["z=5"])
     assert space.grid() == {"x": [1, 2, 3], "y": ["a", "b"]}
     assert space.fixed == {"z": "5"}
+
+
+def test_a_launcher_without_a_session_runs_trials_in_batches_of_n_jobs() -> None:
+    from hydra.core.utils import JobReturn, JobStatus
+
+    from hydra_plugins.hydraflow_plugins._optuna_session import BatchSession
+
+    calls: list[tuple[int, list[list[str]]]] = []
+
+    class Launcher:
+        def launch(self, overrides: Any, initial_job_idx: int) -> list[JobReturn]:
+            calls.append((initial_job_idx, [list(o) for o in overrides]))
+            returns = []
+            for o in overrides:
+                ret = JobReturn()
+                ret.status, ret.return_value = JobStatus.COMPLETED, float(o[0].split("=")[1])
+                returns.append(ret)
+            return returns
+
+    options = _options(n_trials=5, n_jobs=2)
+    space = SearchSpace.parse({"x": "interval(0, 1)"}, [])
+    study = open_study(options, options.sampler, "s", None)
+    with BatchSession(Launcher(), 2) as session:  # type: ignore[arg-type]
+        Search(study, session, lambda: space.ask(study, OmegaConf.create({})), 5).run()
+    assert [(start, len(batch)) for start, batch in calls] == [(0, 2), (2, 2), (4, 1)]
+    assert [t.value for t in study.trials] == [float(t.params["x"]) for t in study.trials]

@@ -1,0 +1,95 @@
+"""``hydra/sweeper=flow_optuna`` end to end: the flow launcher (local provider) and the MLflow callback.
+
+One search prunes, fails and completes trials for real; a rerun of the same study continues it. The
+scheduling itself (no barrier, slot reuse, Ctrl-C) is tested in memory in
+``test_flow_optuna_search.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra.test_utils.test_utils import TSweepRunner
+from launcher_helpers import job_runs
+from omegaconf import DictConfig
+
+from hydra_plugins.hydraflow_plugins._optuna_options import FlowOptunaError
+
+STEPS = 10
+
+
+def _train(cfg: DictConfig) -> float:
+    """x=3 fails at once; x=9 is slow and logs a bad val_loss; the others are quick."""
+    from hydraflow.tracking import log_metric
+
+    x = int(cfg.x)
+    if x == 3:
+        raise RuntimeError("diverged")
+    for step in range(STEPS):
+        log_metric("val_loss", 50.0 if x == 9 else 1.0 / (step + 1), step=step)
+        time.sleep(1.0 if x == 9 else 0.02)
+    return float((x - 2) ** 2)
+
+
+def _search(runner: TSweepRunner, tmp_path: Path, n_trials: int, *extra: str) -> Any:
+    sweep = runner(
+        calling_file=None,
+        calling_module="hydra.test_utils.a_module",
+        task_function=_train,
+        config_path="configs",
+        config_name="compose.yaml",
+        overrides=[
+            "hydra/launcher=flow",
+            "hydra.launcher.max_parallel=2",
+            "hydra/sweeper=flow_optuna",
+            "hydra/sweeper/sampler=random",
+            "hydra.sweeper.sampler.seed=69",  # asks x = 2, 1, 9, 3, 1, 9, ...
+            "hydra.sweeper.study_name=e2e",
+            f"hydra.sweeper.n_trials={n_trials}",
+            "hydra.sweeper.n_jobs=2",
+            "+x=choice(1,2,3,9)",
+            *extra,
+        ],
+        temp_dir=tmp_path / "sweep",
+    )
+    with sweep:
+        return sweep.returns
+
+
+PRUNING = [
+    "hydra/callbacks=mlflow",
+    "hydra.sweeper.prune_on=val_loss",
+    "hydra/sweeper/pruner=median",
+    "hydra.sweeper.pruner.n_startup_trials=2",
+]
+
+
+def _trial_runs() -> dict[int, Any]:
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], "a_module")
+    return {
+        int(r.data.tags["hydraflow.job_num"]): r
+        for r in runs
+        if r.data.tags.get("hydraflow.role") == "job"
+    }
+
+
+def test_prune_on_without_the_mlflow_callback_names_the_key(
+    tmp_path: Path, hydra_sweep_runner: TSweepRunner
+) -> None:
+    with pytest.raises(FlowOptunaError) as raised:
+        _search(hydra_sweep_runner, tmp_path, 2, "hydra.sweeper.prune_on=val_loss")
+    assert "hydra.sweeper.prune_on='val_loss' needs the MLflow callback" in str(raised.value)
+
+
+def test_an_unknown_sampler_lists_the_known_ones(
+    tmp_path: Path, hydra_sweep_runner: TSweepRunner
+) -> None:
+    with pytest.raises(Exception) as raised:
+        _search(hydra_sweep_runner, tmp_path, 2, "hydra/sweeper/sampler=nope")
+    text = str(raised.value)
+    assert "Could not find 'hydra/sweeper/sampler/nope'" in text
+    assert "tpe" in text and "nsgaii" in text
