@@ -17,8 +17,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from hydraflow.conventions import (
     MAX_PARAM_VALUE_LENGTH,
     TAG_CONFIG_HASH,
+    TAG_END_REASON,
+    TAG_JOB_NUM,
     TAG_KEY_PREFIX,
+    TAG_PARENT_RUN_ID,
     TAG_ROLE,
+    TAG_TOTAL_COST,
     artifact_location_for,
     sanitize_key,
 )
@@ -148,6 +152,61 @@ def search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> 
         token = page.token
         if not token:
             return runs
+
+
+def sweep_summary(
+    client: MlflowClient, experiment_id: str, parent_run_id: str
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The sweep's summary metrics from its child runs: ``jobs``, ``completed``, ``failed``,
+    ``killed`` (the newest run of each job number counts: a job re-run by resume counts once) and
+    ``cost`` (every run, re-runs included: they were paid for); and the ``flow.total_cost`` tag when
+    a Flow task ran any of them."""
+    children = search_all(client, experiment_id, f"tags.`{TAG_PARENT_RUN_ID}` = '{parent_run_id}'")
+    newest: dict[str, Run] = {}
+    for run in sorted(children, key=lambda r: r.info.start_time or 0):
+        newest[run.data.tags.get(TAG_JOB_NUM, run.info.run_id)] = run
+    statuses = [run.info.status for run in newest.values()]
+    costs = [run.data.tags[TAG_TOTAL_COST] for run in children if TAG_TOTAL_COST in run.data.tags]
+    cost = sum(float(value or 0) for value in costs)
+    metrics = {
+        "jobs": len(newest),
+        "completed": statuses.count("FINISHED"),
+        "failed": statuses.count("FAILED"),
+        "killed": statuses.count("KILLED"),
+        "cost": cost,
+    }
+    return metrics, ({TAG_TOTAL_COST: f"{cost:.4f}"} if costs else {})
+
+
+def end_run(client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
+    """End a run with ``status`` now; ``reason`` (why it ended from outside) goes to
+    ``hydraflow.end_reason``. Metrics, params and artifacts it has are kept."""
+    if reason is not None:
+        log_batches(client, run_id, tags={TAG_END_REASON: reason[:5000]})
+    end_time = int(time.time() * 1000)
+    retry_busy(partial(client.set_terminated, run_id, status, end_time))
+
+
+def previous_sweep(client: MlflowClient, experiment_id: str, key: str) -> Run | None:
+    """The newest ended parent run of the same sweep (``hydraflow.sweep_key``), if any."""
+    from hydraflow.conventions import TAG_SWEEP_KEY
+
+    runs = search_all(
+        client,
+        experiment_id,
+        f"tags.`{TAG_ROLE}` = 'sweep' and tags.`{TAG_SWEEP_KEY}` = '{key}' "
+        "and attributes.status != 'RUNNING'",
+    )
+    return max(runs, key=lambda r: r.info.start_time or 0, default=None)
+
+
+def continue_run(client: MlflowClient, run_id: str, tags: Mapping[str, str]) -> None:
+    """Make an ended run RUNNING again (its metrics stay), with ``tags`` set and no end reason."""
+    run = retry_busy(partial(client.get_run, run_id))
+    if TAG_END_REASON in run.data.tags:
+        retry_busy(partial(client.delete_tag, run_id, TAG_END_REASON))
+    log_batches(client, run_id, tags=tags)
+    retry_busy(partial(client.update_run, run_id, "RUNNING"))
 
 
 def finished_job_runs(tracking_uri: str, experiment: str) -> dict[str, Run]:

@@ -34,6 +34,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from hydraflow import _mlflow_store as store
+from hydraflow._process import this_process
 from hydraflow.conventions import (
     ENV_COST_PER_HOUR,
     ENV_INSTANCE_TYPE,
@@ -47,6 +48,7 @@ from hydraflow.conventions import (
     TAG_ERROR,
     TAG_INSTANCE_TYPE,
     TAG_JOB_NUM,
+    TAG_LAUNCHER,
     TAG_OVERRIDES,
     TAG_PARENT_RUN_ID,
     TAG_PROVIDER,
@@ -54,6 +56,7 @@ from hydraflow.conventions import (
     TAG_ROLE,
     TAG_SWEEP_DIR,
     TAG_SWEEP_ID,
+    TAG_SWEEP_KEY,
     TAG_TASK_ID,
     TAG_TOTAL_COST,
     config_hash,
@@ -116,6 +119,53 @@ def _flow_task_tags() -> dict[str, str]:
     return {tag: value for tag, value in found.items() if value}
 
 
+def sweep_key(config: DictConfig) -> str:
+    """What makes two launches the same sweep: the app (job name) and its command-line overrides."""
+    overrides = sorted(str(o) for o in OmegaConf.select(config, "hydra.overrides.task") or [])
+    return config_hash({"job": str(config.hydra.job.name), "overrides": overrides})
+
+
+def _resumes(config: DictConfig) -> bool:
+    """Whether the ``flow`` sweeper's resume is on (it skips jobs that already FINISHED)."""
+    target = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
+    rerun = OmegaConf.select(config, "hydra.sweeper.rerun_finished", default=False)
+    return target.endswith(".flow_sweeper.FlowSweeper") and not rerun
+
+
+def _launcher_provider_tag(config: DictConfig) -> dict[str, str]:
+    """``flow.provider`` for a sweep run by the ``flow`` launcher: where repair asks for its tasks."""
+    target = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+    if not target.endswith(".flow_launcher.FlowLauncher"):
+        return {}
+    provider = OmegaConf.select(config, "hydra.launcher.provider", default=None)
+    if provider is None:
+        from flow_backend.errors import FlowError
+        from flow_backend.settings import load_settings
+
+        try:
+            provider = load_settings().provider
+        except FlowError:
+            return {}  # the launcher reports the bad setting itself
+    return {TAG_PROVIDER: str(provider)}
+
+
+def _repair_quietly(tracking_uri: str) -> None:
+    """End the runs that crashed sweeps left RUNNING (see :mod:`hydraflow.repair`); never raise."""
+    from hydraflow.repair import repair_store
+
+    try:
+        for report in repair_store(tracking_uri):
+            if report.ended:
+                log.warning(
+                    "MLflow: sweep %s was left RUNNING (%s): %d run(s) ended KILLED",
+                    report.sweep_id,
+                    report.note,
+                    report.ended,
+                )
+    except Exception as error:
+        log.warning("MLflow: could not check the store for crashed sweeps: %s", error)
+
+
 class MLflowCallback(Callback):
     """Log a Hydra sweep to MLflow: one parent run per sweep, one child run per job.
 
@@ -137,26 +187,45 @@ class MLflowCallback(Callback):
 
     # -- the sweep (launching process) ---------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        """Create the store, the experiment and the sweep's parent run before any job starts."""
+        """Create the store, the experiment and the sweep's parent run before any job starts.
+
+        Runs that earlier sweeps left RUNNING with nobody alive to end them end KILLED first
+        (:mod:`hydraflow.repair`). With the ``flow`` sweeper's resume on, the same command again
+        continues the parent run of its earlier sweep (same sweep id) instead of starting one.
+        """
         if OmegaConf.select(config, "hydra.launcher.dry_run", default=False):
             return  # a dry run launches nothing and records nothing
         uri = self._tracking_uri(config)
         client = store.client_for(uri)
+        _repair_quietly(uri)
         self.experiment_id = store.ensure_experiment(client, self._experiment(config), uri)
-        self.sweep_id = new_sweep_id()
         sweep_dir = Path(str(config.hydra.runtime.cwd), str(config.hydra.sweep.dir)).resolve()
-        run = store.retry_busy(
-            lambda: client.create_run(
-                self.experiment_id or "",
-                run_name=f"sweep-{self.sweep_id}",
-                tags={
-                    TAG_ROLE: "sweep",
-                    TAG_SWEEP_ID: self.sweep_id,
-                    TAG_SWEEP_DIR: str(sweep_dir),
-                },
-            )
+        key = sweep_key(config)
+        tags = {
+            TAG_ROLE: "sweep",
+            TAG_SWEEP_DIR: str(sweep_dir),
+            TAG_SWEEP_KEY: key,
+            TAG_LAUNCHER: this_process(),
+            **_launcher_provider_tag(config),
+        }
+        previous = (
+            store.previous_sweep(client, self.experiment_id, key) if _resumes(config) else None
         )
-        self.parent_run_id = run.info.run_id
+        if previous is not None:
+            self.sweep_id = previous.data.tags[TAG_SWEEP_ID]
+            self.parent_run_id = previous.info.run_id
+            store.continue_run(client, self.parent_run_id, tags)
+            log.info("MLflow: resuming sweep %s: its parent run continues", self.sweep_id)
+        else:
+            self.sweep_id = new_sweep_id()
+            run = store.retry_busy(
+                lambda: client.create_run(
+                    self.experiment_id or "",
+                    run_name=f"sweep-{self.sweep_id}",
+                    tags={**tags, TAG_SWEEP_ID: self.sweep_id or ""},
+                )
+            )
+            self.parent_run_id = run.info.run_id
         self._parent_open = True
         os.environ[ENV_SWEEP_ID] = self.sweep_id
         os.environ[ENV_PARENT_RUN_ID] = self.parent_run_id
@@ -178,26 +247,9 @@ class MLflowCallback(Callback):
         parent_run_id = self.parent_run_id
         try:
             client = store.client_for(self.tracking_uri)
-            children = store.search_all(
-                client, self.experiment_id or "", f"tags.`{TAG_PARENT_RUN_ID}` = '{parent_run_id}'"
-            )
-            completed = sum(run.info.status == "FINISHED" for run in children)
-            failed = sum(run.info.status == "FAILED" for run in children)
-            costs = [
-                run.data.tags[TAG_TOTAL_COST] for run in children if TAG_TOTAL_COST in run.data.tags
-            ]
-            cost = sum(float(value or 0) for value in costs)
-            store.log_batches(
-                client,
-                parent_run_id,
-                tags={TAG_TOTAL_COST: f"{cost:.4f}"} if costs else {},
-                metrics={
-                    "jobs": len(children),
-                    "completed": completed,
-                    "failed": failed,
-                    "cost": cost,
-                },
-            )
+            summary, cost_tag = store.sweep_summary(client, self.experiment_id or "", parent_run_id)
+            store.log_batches(client, parent_run_id, tags=cost_tag, metrics=summary)
+            failed = summary["failed"] or summary["killed"]
             status = "FAILED" if failed or aborted else "FINISHED"
             store.retry_busy(lambda: client.set_terminated(parent_run_id, status))
         except Exception as error:  # at exit: report, never raise

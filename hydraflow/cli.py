@@ -2,6 +2,8 @@
 
     hydraflow runs EXPERIMENT [--filter key=value ...] [--sort KEY] [--limit N] [--json|--csv]
     hydraflow plot EXPERIMENT --x KEY --y KEY [--color KEY] -o FILE.png
+    hydraflow sweeps [--sweep ID] [--json]       (hydraflow._cli_sweeps)
+    hydraflow repair [--sweep ID] [--dry-run]
 
 Subcommands register themselves in :data:`COMMANDS` (a function adding a subparser); another module
 can append to it before :func:`main` runs. Errors print one line and exit 1.
@@ -14,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from hydraflow._cli_sweeps import register_repair, register_sweeps
 from hydraflow.core.errors import HydraflowError
 
 Registrar = Callable[[Any], None]  # receives the subparsers action
@@ -128,7 +131,7 @@ def _register_plot(subparsers: Any) -> None:
     parser.set_defaults(handler=_cmd_plot)
 
 
-COMMANDS.extend([_register_runs, _register_plot])
+COMMANDS.extend([_register_runs, _register_plot, register_sweeps, register_repair])
 
 
 def build_parser() -> argparse.ArgumentParser:

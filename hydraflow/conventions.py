@@ -29,10 +29,12 @@ __all__ = [
     "TAG_CACHE_KEY",
     "TAG_CONFIG_HASH",
     "TAG_COST_PER_HOUR",
+    "TAG_END_REASON",
     "TAG_ERROR",
     "TAG_INSTANCE_TYPE",
     "TAG_JOB_NUM",
     "TAG_KEY_PREFIX",
+    "TAG_LAUNCHER",
     "TAG_OVERRIDES",
     "TAG_PARENT_RUN_ID",
     "TAG_PROVIDER",
@@ -41,6 +43,7 @@ __all__ = [
     "TAG_STAGE",
     "TAG_SWEEP_DIR",
     "TAG_SWEEP_ID",
+    "TAG_SWEEP_KEY",
     "TAG_TASK_ID",
     "TAG_TOTAL_COST",
     "config_hash",
@@ -74,6 +77,14 @@ TAG_TOTAL_COST = "flow.total_cost"
 # JSON and short enough (the flow sweeper's resume returns it), and a failed job's error.
 TAG_RETURN_VALUE = "hydraflow.return_value"
 TAG_ERROR = "hydraflow.error"
+
+# Crash repair (issue 16): the parent run names the launching process ("host boot pid start"), so
+# that a later reader can ask the OS whether the sweep's launcher still lives; a run ended by
+# repair (KILLED) says why; a sweep's key (job name + command-line overrides) lets resume continue
+# the parent run of the same sweep.
+TAG_LAUNCHER = "hydraflow.launcher"
+TAG_END_REASON = "hydraflow.end_reason"
+TAG_SWEEP_KEY = "hydraflow.sweep_key"
 
 # Environment the flow launcher gives each task; the callback reads it on the task side.
 ENV_SWEEP_ID = "HYDRAFLOW_SWEEP_ID"

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from flow_backend.cli._common import client_from, console, error_console, print_json, record_json
 from flow_backend.errors import ValidationError
+from flow_backend.hooks import run_sweep_cancelled
 from flow_backend.models import TaskRecord, format_price
 
 __all__ = ["register"]
@@ -121,7 +122,6 @@ def cancel_command(args: argparse.Namespace) -> int:
                 targets = [task for task in targets if args.sweep in task.name]
         if not targets:
             error_console.print("No live task to cancel.")
-            return 0
         for task in targets:
             was = task.status
             final = client.cancel(task.task_id)
@@ -129,7 +129,10 @@ def cancel_command(args: argparse.Namespace) -> int:
                 console.print(f"{task.task_id}: already {final.status.value}")
             else:
                 console.print(f"{task.task_id}: {final.status.value}")
-        return 0
+    if args.sweep:  # e.g. hydraflow ends the sweep's MLflow runs that nobody is left to end
+        for line in run_sweep_cancelled(args.sweep):
+            console.print(line, markup=False)
+    return 0
 
 
 def ssh_command(args: argparse.Namespace) -> int:

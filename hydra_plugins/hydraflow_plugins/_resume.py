@@ -9,7 +9,6 @@ the result recorded on that run (``hydraflow.return_value``, else the ``return_v
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -26,8 +25,6 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 __all__ = ["ResumingLauncher"]
-
-log = logging.getLogger(__name__)
 
 
 def mlflow_callback_settings(config: DictConfig) -> dict[str, Any] | None:
@@ -76,8 +73,7 @@ class ResumingLauncher(Launcher):
                 f"[flow] resume: job #{num} ({text}) skipped: run {run.info.run_id} already "
                 "FINISHED with this config (hydra.sweeper.rerun_finished=true runs it again)"
             )
-            print(message, file=sys.stderr, flush=True)
-            log.info(message)
+            print(message, file=sys.stderr, flush=True)  # once: Hydra's log also goes to stderr
         for ret in self._launch(todo):
             results[int(ret.hydra_cfg.hydra.job.num)] = ret  # type: ignore[union-attr]
         return [results[initial_job_idx + i] for i in range(len(job_overrides))]

@@ -57,7 +57,13 @@ def test_raise_kill_unpicklable_each_fail_clearly_others_complete(
     # summary and ended FAILED.
     (parent,) = [r for r in all_runs if r.data.tags.get("hydraflow.role") == "sweep"]
     assert parent.info.status == "FAILED"
-    assert parent.data.metrics == {"jobs": 4.0, "completed": 1.0, "failed": 3.0, "cost": 0.0}
+    assert parent.data.metrics == {
+        "jobs": 4.0,
+        "completed": 1.0,
+        "failed": 3.0,
+        "killed": 0.0,
+        "cost": 0.0,
+    }
     assert not processes_mentioning(str(tmp_path))
 
 

@@ -42,7 +42,13 @@ def test_demo_sweep_records_one_parent_and_one_child_per_job(
     parent = parents[0]
     sweep_id = parent.data.tags["hydraflow.sweep_id"]
     assert parent.info.status == "FINISHED"
-    assert parent.data.metrics == {"jobs": 2.0, "completed": 2.0, "failed": 0.0, "cost": 0.0}
+    assert parent.data.metrics == {
+        "jobs": 2.0,
+        "completed": 2.0,
+        "failed": 0.0,
+        "killed": 0.0,
+        "cost": 0.0,
+    }
 
     # Task names carry the same sweep id (`flow cancel --sweep ID` finds them).
     assert sorted(t.name for t in started_tasks()) == [f"hf-{sweep_id}-0", f"hf-{sweep_id}-1"]

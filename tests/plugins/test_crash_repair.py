@@ -1,0 +1,235 @@
+"""After a crash the MLflow store tells the truth: no run stays RUNNING once its tasks are gone.
+
+One sweep walks the whole story (a sweep is the expensive part): a live sweep is left alone, the
+launcher dies by ``kill -9``, a job's process is killed from outside, ``hydraflow repair`` ends that
+job's run only, ``flow cancel --sweep`` ends the rest, and a resume runs exactly the unfinished jobs
+under the same parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from launcher_helpers import APPS, job_runs, processes_mentioning, started_tasks
+
+APP = APPS / "crash_app.py"
+SWEEP = [
+    "-m",
+    "hydra/launcher=flow",
+    "hydra/sweeper=flow",
+    "hydra/callbacks=mlflow",
+    "hydra.launcher.max_parallel=4",
+    "value=1,2,3,4",
+]
+
+
+def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _cli(tmp_path: Path, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
+
+
+def _runs() -> tuple[Any, dict[str, list[Any]]]:
+    """The sweep's parent run and its job runs by job number (oldest first)."""
+    runs = sorted(
+        job_runs(os.environ["MLFLOW_TRACKING_URI"], "crash_app"), key=lambda r: r.info.start_time
+    )
+    parents = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
+    assert len(parents) == 1, [r.data.tags for r in parents]
+    jobs: dict[str, list[Any]] = {}
+    for run in runs:
+        if run.data.tags.get("hydraflow.role") == "job":
+            jobs.setdefault(run.data.tags["hydraflow.job_num"], []).append(run)
+    return parents[0], jobs
+
+
+def _status(runs: list[Any]) -> list[str]:
+    return [run.info.status for run in runs]
+
+
+def _progress(run_id: str) -> list[float]:
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).get_metric_history(run_id, "progress")
+    return [m.value for m in history]
+
+
+def test_kill_9_repair_cancel_and_resume(tmp_path: Path) -> None:
+    (tmp_path / "hold").touch()
+    sweep = subprocess.Popen(
+        [sys.executable, str(APP), *SWEEP],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ),
+    )
+    try:
+        _wait_for(lambda: len(list(tmp_path.glob("started-*"))) == 2, 120, "jobs 2 and 3 holding")
+
+        def quick_jobs_done() -> bool:
+            _parent, jobs = _runs()
+            return all(_status(jobs.get(n, [])) == ["FINISHED"] for n in ("0", "1"))
+
+        _wait_for(quick_jobs_done, 60, "jobs 0 and 1 FINISHED")
+
+        # A live sweep in another process is left alone: every run stays RUNNING.
+        live = _cli(tmp_path, "hydraflow.cli", "repair")
+        assert live.returncode == 0, live.stderr
+        assert "left RUNNING: launcher alive" in live.stdout
+        parent, jobs = _runs()
+        assert parent.info.status == "RUNNING"
+        assert _status(jobs["2"]) == _status(jobs["3"]) == ["RUNNING"]
+        sweep_id = parent.data.tags["hydraflow.sweep_id"]
+
+        # The launcher dies without a word; its tasks go on (they hold and log).
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait(timeout=30)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait()
+
+    # A job's process is killed from outside: nobody is left to end its run.
+    os.kill(int((tmp_path / "started-4").read_text()), signal.SIGKILL)
+    _wait_for(
+        lambda: any(t.status.value == "failed" for t in started_tasks()), 30, "job 3's task failed"
+    )
+    repaired = _cli(tmp_path, "hydraflow.cli", "repair")
+    assert repaired.returncode == 0, repaired.stderr
+    assert f"sweep {sweep_id} (crash_app): ended 1 run(s) KILLED" in repaired.stdout
+    parent, jobs = _runs()
+    (killed,) = jobs["3"]
+    assert killed.info.status == "KILLED"
+    assert killed.info.end_time is not None
+    assert "ended failed" in killed.data.tags["hydraflow.end_reason"]
+    assert "before the job recorded an outcome" in killed.data.tags["hydraflow.end_reason"]
+    assert len(_progress(killed.info.run_id)) > 2  # what it logged before it died stays
+    # Job 2's task still runs: its run and the parent stay RUNNING; `sweeps` says what to do.
+    assert _status(jobs["2"]) == ["RUNNING"] and parent.info.status == "RUNNING"
+    listed = json.loads(_cli(tmp_path, "hydraflow.cli", "sweeps", "--json").stdout)
+    assert [(s["sweep_id"], s["state"]) for s in listed] == [(sweep_id, "orphaned")]
+    assert f"flow cancel --sweep {sweep_id}" in listed[0]["note"]
+
+    # `flow cancel --sweep` stops the task and, hydraflow being installed, ends the runs.
+    cancel = _cli(tmp_path, "flow_backend.cli", "cancel", "--sweep", sweep_id)
+    assert cancel.returncode == 0, cancel.stderr
+    assert f"hydraflow: sweep {sweep_id}: 2 MLflow run(s) ended KILLED" in cancel.stdout
+    parent, jobs = _runs()
+    (cancelled,) = jobs["2"]
+    assert cancelled.info.status == parent.info.status == "KILLED"
+    assert "ended cancelled" in cancelled.data.tags["hydraflow.end_reason"]
+    assert "is gone and no task of sweep" in parent.data.tags["hydraflow.end_reason"]
+    assert len(_progress(cancelled.info.run_id)) > 2
+    assert parent.data.metrics == {
+        "jobs": 4.0,
+        "completed": 2.0,
+        "failed": 0.0,
+        "killed": 2.0,
+        "cost": 0.0,
+    }
+    _wait_for(lambda: not processes_mentioning(str(tmp_path)), 15, "no process left")
+    listed = json.loads(_cli(tmp_path, "hydraflow.cli", "sweeps", "--json").stdout)
+    assert [(s["sweep_id"], s["state"]) for s in listed] == [(sweep_id, "killed")]
+
+    # Resume after the crash: exactly the unfinished jobs run, under the same parent run.
+    (tmp_path / "hold").unlink()
+    tasks_before = len(started_tasks())
+    resumed = subprocess.run(
+        [sys.executable, str(APP), *SWEEP],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=dict(os.environ),
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    output = resumed.stdout + resumed.stderr
+    for num in (0, 1):
+        assert output.count(f"job #{num} (value={num + 1}) skipped") == 1, output
+    assert "job #2 (value=3) skipped" not in output and "job #3" not in output.split("skipped")[-1]
+    assert len(started_tasks()) == tasks_before + 2
+    resumed_parent, jobs = _runs()
+    assert resumed_parent.info.run_id == parent.info.run_id
+    assert resumed_parent.data.tags["hydraflow.sweep_id"] == sweep_id
+    assert resumed_parent.info.status == "FINISHED"
+    assert "hydraflow.end_reason" not in resumed_parent.data.tags
+    assert {num: _status(runs) for num, runs in jobs.items()} == {
+        "0": ["FINISHED"],
+        "1": ["FINISHED"],
+        "2": ["KILLED", "FINISHED"],
+        "3": ["KILLED", "FINISHED"],
+    }
+    assert resumed_parent.data.metrics["completed"] == 4.0
+    assert resumed_parent.data.metrics["killed"] == 0.0
+
+
+def test_a_100_job_sweep_ends_with_100_finished_runs_and_a_finished_parent(tmp_path: Path) -> None:
+    """The callback as a launcher drives it (each job gets its own unpickled copy); Hydra's own
+    composing of 100 configs is left out: it would cost 5x the callback and test nothing of ours."""
+    import cloudpickle
+    from hydra import compose, initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf, open_dict
+
+    from hydraflow.callbacks import MLflowCallback
+
+    with initialize_config_module("hydra.test_utils.configs", version_base="1.3"):
+        config = compose("compose.yaml", ["+a=0"], return_hydra_config=True)
+    for node in (config, config.hydra, config.hydra.job, config.hydra.runtime, config.hydra.sweep):
+        OmegaConf.set_readonly(node, False)  # writable, as a launcher's copy
+    OmegaConf.set_readonly(config.hydra.overrides, False)
+    with open_dict(config):
+        config.hydra.runtime.cwd = str(tmp_path)
+        config.hydra.runtime.output_dir = str(tmp_path / "sweep")
+        config.hydra.job.name = "noop"
+        config.hydra.sweep.dir = "sweep"
+    HydraConfig.instance().set_config(config)
+    sweep = MLflowCallback()
+    sweep.on_multirun_start(config)
+    pickled = cloudpickle.dumps(sweep)
+    for num in range(100):
+        with open_dict(config):
+            config.hydra.job.num = num
+            config.hydra.overrides.task = [f"+a={num}"]
+            config.a = num
+            config.hydra.runtime.output_dir = str(tmp_path / "sweep" / str(num))
+        job = cloudpickle.loads(pickled)
+        job.on_job_start(config)
+        ret = JobReturn()
+        ret.status, ret.return_value = JobStatus.COMPLETED, None
+        job.on_job_end(config, ret)
+    sweep.on_multirun_end(config)
+
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], "noop")
+    jobs = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
+    (parent,) = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
+    assert len(jobs) == 100
+    assert {r.info.status for r in jobs} == {"FINISHED"}
+    assert sorted(int(r.data.tags["hydraflow.job_num"]) for r in jobs) == list(range(100))
+    assert {r.data.params["a"] for r in jobs} == {str(n) for n in range(100)}
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["jobs"] == parent.data.metrics["completed"] == 100.0
