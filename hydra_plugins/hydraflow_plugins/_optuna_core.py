@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import OmegaConf
 
 from hydra_plugins.hydraflow_plugins._optuna_options import FlowOptunaError, SweeperOptions
-from hydra_plugins.hydraflow_plugins._optuna_search import JobSession, Search
+from hydra_plugins.hydraflow_plugins._optuna_search import Search
 from hydra_plugins.hydraflow_plugins._optuna_space import SearchSpace
 from hydra_plugins.hydraflow_plugins._optuna_study import (
     StudyJournal,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from optuna.study import Study
 
     from hydra_plugins.hydraflow_plugins._optuna_mlflow import MlflowTrials
+    from hydra_plugins.hydraflow_plugins._session import JobSession
     from hydra_plugins.hydraflow_plugins.flow_optuna_sweeper import FlowOptunaSweeper
 
 __all__ = ["results_of", "sweep"]

@@ -1,6 +1,6 @@
 """The ``flow_optuna`` scheduling loop: no batch barrier, pruning from live metrics.
 
-``n_jobs`` trials run at once in a job session (see the launcher's ``JobSession``). The moment one
+``n_jobs`` trials run at once in the launcher's ``JobSession`` (``_session``). The moment one
 ends its value is told to Optuna and the next trial is asked and submitted. While trials run, the
 pruning metric's new steps are read (every ``poll`` seconds), reported to the trial, and a trial the
 pruner stops is told PRUNED at once and its job cancelled, so its slot is filled again. A failed
@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hydra.core.utils import JobReturn, JobStatus
@@ -31,21 +31,11 @@ if TYPE_CHECKING:
     from optuna.study import Study
     from optuna.trial import FrozenTrial, Trial, TrialState
 
-__all__ = ["IntermediateValues", "JobSession", "Search", "TrialRecords"]
+    from hydra_plugins.hydraflow_plugins._session import JobSession
+
+__all__ = ["IntermediateValues", "Search", "TrialRecords"]
 
 log = logging.getLogger(__name__)
-
-
-class JobSession(Protocol):
-    """The launcher's streaming session (the launcher's contract; structural here)."""
-
-    def submit(self, num: int, overrides: Sequence[str]) -> None: ...
-    def outcomes(self, timeout: float | None = None) -> list[tuple[int, JobReturn]]: ...
-    def cancel(self, num: int) -> None: ...
-    @property
-    def active(self) -> set[int]: ...
-    @property
-    def slots(self) -> int: ...
 
 
 class IntermediateValues(Protocol):

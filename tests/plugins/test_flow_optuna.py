@@ -7,6 +7,7 @@ scheduling itself (no barrier, slot reuse, Ctrl-C) is tested in memory in
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 from hydra.test_utils.test_utils import TSweepRunner
-from launcher_helpers import job_runs
+from launcher_helpers import job_runs, processes_mentioning
 from omegaconf import DictConfig
 
 from hydra_plugins.hydraflow_plugins._optuna_options import FlowOptunaError
@@ -75,6 +76,44 @@ def _trial_runs() -> dict[int, Any]:
         for r in runs
         if r.data.tags.get("hydraflow.role") == "job"
     }
+
+
+def test_a_search_prunes_fails_completes_and_resumes(
+    tmp_path: Path, hydra_sweep_runner: TSweepRunner
+) -> None:
+    results = _search(hydra_sweep_runner, tmp_path, 5, *PRUNING)
+    assert results["best_value"] == 0.0 and results["best_params"] == {"+x": 2}
+
+    runs = _trial_runs()
+    assert sorted(runs) == [0, 1, 2, 3, 4]
+    states = {num: run.data.tags["hydraflow.optuna.state"] for num, run in runs.items()}
+    assert states == {0: "COMPLETE", 1: "COMPLETE", 2: "PRUNED", 3: "FAIL", 4: "COMPLETE"}
+    assert [runs[n].data.tags["hydraflow.optuna.trial"] for n in range(5)] == list("01234")
+    pruned = runs[2]
+    assert pruned.info.status == "KILLED"
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    history = client.get_metric_history(pruned.info.run_id, "val_loss")
+    assert 0 < len(history) < STEPS  # stopped before its last step
+    assert runs[3].info.status == "FAILED" and "diverged" in runs[3].data.tags["hydraflow.error"]
+    parent_id = runs[0].data.tags["mlflow.parentRunId"]
+    assert all(run.data.tags["mlflow.parentRunId"] == parent_id for run in runs.values())
+    parent = client.get_run(parent_id)
+    assert parent.data.metrics["best_value"] == 0.0
+    assert parent.data.params["best.x"] == "2"
+    assert parent.data.tags["hydraflow.optuna.study"] == "e2e"
+    assert processes_mentioning(str(tmp_path)) == []  # the pruned job's process was stopped
+
+    # The same study again with one more trial: only job #5 runs, in a folder of its own.
+    _search(hydra_sweep_runner, tmp_path, 6, *PRUNING)
+    runs = _trial_runs()
+    assert sorted(runs) == [0, 1, 2, 3, 4, 5]
+    assert runs[5].data.tags["hydraflow.optuna.trial"] == "5"
+    journal = tmp_path / "optuna" / "e2e.jsonl"
+    trials = [json.loads(line) for line in journal.read_text().splitlines()][1:]
+    assert sorted(t["number"] for t in trials) == [0, 1, 2, 3, 4, 5]
+    assert sorted(t["user_attrs"]["job_num"] for t in trials) == [0, 1, 2, 3, 4, 5]
 
 
 def test_prune_on_without_the_mlflow_callback_names_the_key(
