@@ -100,6 +100,8 @@ def _catalog() -> tuple[InstanceType, ...]:
         _gpu_type("A100 40GB", 40, "pcie", 1, 1.30, 30, 200),
         _gpu_type("H100 80GB", 80, "sxm", 8, 3.20, 26, 225, ("h100", "8xh100")),
         _gpu_type("H100 80GB", 80, "pcie", 1, 2.40, 26, 200, ("1xh100pcie",)),
+        _gpu_type("H200 141GB", 141, "sxm", 8, 3.80, 26, 225, ("h200", "8xh200", "h200.8x")),
+        _gpu_type("B200 192GB", 192, "sxm", 8, 5.50, 30, 250, ("b200", "8xb200", "b200-192gb.8x")),
         _gpu_type("A10 24GB", 24, "pcie", 1, 0.75, 30, 200, ("a10", "1xa10")),
         _gpu_type("V100 16GB", 16, "sxm", 1, 0.55, 8, 61, ("v100", "1xv100")),
         InstanceType(

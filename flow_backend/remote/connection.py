@@ -7,6 +7,9 @@ Host keys (no prompts, ever):
 * every other host is trusted on first use and recorded in ``known_hosts`` (``<FLOW_HOME>/known_hosts``
   when the caller passes it); keys in ``~/.ssh/known_hosts`` are honoured too. A host whose key later
   changes is refused with a message naming the file to edit.
+* with ``host_key_alias`` (a cloud instance id), the key is bound to that name instead of the
+  address, loopback included: clouds hand a freed address to a new instance with a new key, which
+  is accepted (new id), while a changed key for the same instance id is refused.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ def connect(
     *,
     known_hosts: Path | None = None,
     connect_timeout: float = 15.0,
+    host_key_alias: str | None = None,
 ) -> Connection:
     """Open an SSH connection with a private key and no prompts.
 
@@ -81,6 +85,8 @@ def connect(
         key_path: Private key file; ``None`` uses the SSH agent and ``~/.ssh/id_*``.
         known_hosts: File recording trusted host keys of non-loopback hosts (created if missing).
         connect_timeout: Seconds to wait for the TCP connection and the SSH handshake.
+        host_key_alias: Bind the host key to this name (e.g. an instance id) instead of the
+            address; needs ``known_hosts``.
 
     Returns:
         An open fabric connection.
@@ -109,7 +115,7 @@ def connect(
         connect_kwargs=connect_kwargs,
         config=Config(overrides={"load_ssh_configs": False}),
     )
-    if destination.is_loopback:
+    if destination.is_loopback or (host_key_alias and known_hosts):
         conn.client.set_missing_host_key_policy(_LoopbackPolicy())
     else:
         with suppress(OSError):
@@ -122,7 +128,41 @@ def connect(
     with translate_ssh_errors(destination, key_path, known_hosts):
         conn.open()
         _no_delay(conn)
+    if host_key_alias and known_hosts:
+        try:
+            _check_bound_key(conn, destination, host_key_alias, known_hosts)
+        except ProviderError:
+            conn.close()
+            raise
     return conn
+
+
+_known_hosts_lock = threading.Lock()
+
+
+def _check_bound_key(
+    conn: Connection, destination: SSHDestination, alias: str, known_hosts: Path
+) -> None:
+    """Trust ``alias``'s key on first use; refuse a different key for the same alias later."""
+    assert conn.transport is not None
+    key = conn.transport.get_remote_server_key()
+    with _known_hosts_lock:
+        known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        known_hosts.touch(exist_ok=True)
+        keys = paramiko.HostKeys(str(known_hosts))
+        recorded = keys.lookup(alias)
+        if recorded is not None and key.get_name() in recorded:
+            if recorded[key.get_name()] != key:
+                raise ProviderError(
+                    f"the host key of {alias} at {destination} changed since it was first trusted",
+                    field="ssh_hosts",
+                    value=str(destination),
+                    hint=f"Someone else may answer at that address; if {alias} was really "
+                    f"reinstalled, delete its line from {known_hosts} and retry",
+                )
+            return
+        keys.add(alias, key.get_name(), key)
+        keys.save(str(known_hosts))
 
 
 def _no_delay(conn: Connection) -> None:

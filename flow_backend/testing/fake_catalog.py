@@ -1,4 +1,10 @@
-"""What the fake Mithril offers out of the box: instance types, regions, spot prices, capacity."""
+"""What the fake Mithril offers out of the box: the real catalog, regions, spot prices, capacity.
+
+The catalog is the one the official SDK records (``flow-compute`` 3.28.2,
+``flow/integrations/mithril_catalog.py``): GPU types only — A100 80GB SXM ×1/2/4/8, H100 80GB SXM
+×8 (listed twice, under two ids with one display name), H200 ×8 and B200 ×8. No CPU-only, V100,
+A10 or A100 40GB type exists there.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ class FakeInstanceType:
     num_cpus: int
     ram_gb: int
     spot_price: float
+    regions: tuple[str, ...] = DEFAULT_REGIONS
 
     def as_api(self) -> dict[str, object]:
         """The ``InstanceTypeModel`` body."""
@@ -43,28 +50,40 @@ class FakeInstanceType:
         }
 
 
-def _gpu(
-    name: str, gpu: str, count: int, memory: int, socket: str, cpus: int, ram: int, price: float
-) -> FakeInstanceType:
-    fid = "it_" + name.replace("-", "").replace(".", "")[:12]
-    return FakeInstanceType(fid, name, gpu, count, memory, socket, cpus * count, ram * count, price)
-
-
 def default_instance_types() -> list[FakeInstanceType]:
-    """Every name of ``flow_backend``'s catalog, with spot prices a little under its list prices.
+    """The real catalog with the SDK's ids and display names, spot prices near the real ones."""
 
-    A100 80GB SXM ×1/2/4/8, A100 40GB PCIe, H100 80GB SXM ×8, H100 80GB PCIe, A10, V100, and a
-    CPU-only type.
-    """
+    def a100(fid: str, count: int) -> FakeInstanceType:
+        name = f"a100-80gb.sxm.{count}x"
+        return FakeInstanceType(
+            fid, name, "A100", count, 80, "SXM4", 30 * count, 225 * count, 1.60 * count
+        )
+
     return [
-        _gpu("a100-80gb.sxm.1x", "A100", 1, 80, "SXM4", 30, 225, 1.60),
-        _gpu("a100-80gb.sxm.2x", "A100", 2, 80, "SXM4", 30, 225, 3.20),
-        _gpu("a100-80gb.sxm.4x", "A100", 4, 80, "SXM4", 30, 225, 6.40),
-        _gpu("a100-80gb.sxm.8x", "A100", 8, 80, "SXM4", 30, 225, 12.80),
-        _gpu("a100-40gb.pcie.1x", "A100", 1, 40, "PCIe", 30, 200, 1.10),
-        _gpu("h100-80gb.sxm.8x", "H100", 8, 80, "SXM5", 26, 225, 24.00),
-        _gpu("h100-80gb.pcie.1x", "H100", 1, 80, "PCIe", 26, 200, 2.10),
-        _gpu("a10-24gb.pcie.1x", "A10", 1, 24, "PCIe", 30, 200, 0.65),
-        _gpu("v100-16gb.sxm.1x", "V100", 1, 16, "SXM2", 8, 61, 0.45),
-        FakeInstanceType("it_cpu8x32gb", "cpu", "None", 0, 0, "None", 8, 32, 0.08),
+        a100("it_RrgkIZz6c9BZu5gi", 1),
+        a100("it_TiAPxzKNi4xO0IAr", 2),
+        a100("it_4TugeYWOov5FllEf", 4),
+        a100("it_Sg1nDx1I8NFep60J", 8),
+        FakeInstanceType(
+            "it_5ECSoHQjLBzrp5YM", "h100-80gb.sxm.8x", "H100", 8, 80, "SXM5", 208, 1800, 24.00
+        ),
+        # the same display name under a second id, offered in one region only
+        FakeInstanceType(
+            "it_XqgKWbhZ5gznAYsG",
+            "h100-80gb.sxm.8x",
+            "H100",
+            8,
+            80,
+            "SXM5",
+            208,
+            1800,
+            22.00,
+            regions=DEFAULT_REGIONS[1:2],
+        ),
+        FakeInstanceType(
+            "it_7RHoQUztab9lU9Ne", "h200.8x", "H200", 8, 141, "SXM5", 208, 1800, 28.00
+        ),
+        FakeInstanceType(
+            "it_nFEHySv5IMnHKbKi", "b200-192gb.8x", "B200", 8, 192, "SXM6", 240, 2000, 40.00
+        ),
     ]

@@ -15,6 +15,7 @@ class FakeRequest:
     query: dict[str, list[str]]
     body: Any = None
     body_error: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """How bids and instances move on the fake: allocation, boot, the startup script, preemption, end.
 
 Bid: ``Open`` → (after ``provisioning_delay``, with capacity and a high enough limit price)
-``Allocated`` → ``Terminated`` on cancel; ``Preempting`` → ``Terminated`` when preempted.
-Instance: ``STATUS_STARTING`` → (after ``boot_delay``) ``STATUS_RUNNING`` (the startup script starts)
-→ ``STATUS_TERMINATED`` on cancel / ``STATUS_PREEMPTING`` → ``STATUS_PREEMPTED``. An instance stays
+``Allocated`` → ``Terminated`` on cancel. A preempted bid goes ``Preempting`` → back to ``Open``
+(as on the real cloud: preemption never terminates a spot bid) and is allocated again on a **new**
+instance: new id, new address; the old one stays listed for the bid as ``STATUS_PREEMPTED``.
+Instance: ``STATUS_STARTING`` (its address already reported) → (after ``boot_delay``)
+``STATUS_RUNNING`` (the startup script starts; sshd answers ``ssh_ready_delay`` later) →
+``STATUS_TERMINATED`` on cancel / ``STATUS_PREEMPTING`` → ``STATUS_PREEMPTED``. An instance stays
 ``STATUS_RUNNING`` (and billing) after its script exits, until its bid is cancelled.
 """
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flow_backend.testing.fake_ssh_gate import Gate, GatePool
 from flow_backend.testing.fake_state import FakeBid, FakeInstance, FakeState, new_fid
 
 __all__ = ["FakeSettings", "Lifecycle"]
@@ -27,7 +31,15 @@ _SECRET_ENV = ("MITHRIL_API_KEY", "FLOW_MITHRIL_API_KEY")
 
 @dataclass
 class FakeSettings:
-    """Knobs of the fake's behaviour (all changeable while it runs)."""
+    """Knobs of the fake's behaviour (all changeable while it runs).
+
+    Attributes:
+        ssh_ready_delay: Seconds after boot before an instance's sshd answers (its address is
+            reported from allocation on).
+        own_addresses: Every instance gets an address (loopback port) of its own, forwarded to
+            ``ssh_destination``; False (kindly): every instance reports ``ssh_destination`` itself.
+        minimum_price_fraction: A bid below this fraction of the spot price is refused (400).
+    """
 
     provisioning_delay: float = 0.2
     boot_delay: float = 0.2
@@ -36,6 +48,9 @@ class FakeSettings:
     private_ip: str = "127.0.0.1"
     price_floor: float = 0.0
     quota_instances: int | None = None
+    ssh_ready_delay: float = 0.5
+    own_addresses: bool = True
+    minimum_price_fraction: float = 0.5
 
 
 def kill_process_group(process: subprocess.Popen[bytes] | None) -> None:
@@ -55,6 +70,13 @@ class Lifecycle:
         self.state = state
         self.settings = settings
         self.work_root = work_root
+        self._gates: dict[str, Gate] = {}
+        self._gate_pool: GatePool | None = None
+
+    def minimum_price(self, instance_type: str, region: str) -> float:
+        """The lowest limit price (per instance-hour) a bid may offer at all (else 400)."""
+        spot = self.state.spot_prices.get((instance_type, region), 0.0)
+        return spot * self.settings.minimum_price_fraction
 
     def required_price(self, bid: FakeBid) -> float:
         """The lowest limit price (per instance-hour) that wins capacity for ``bid``."""
@@ -74,7 +96,10 @@ class Lifecycle:
                     and bid.preempt_at is not None
                     and now >= bid.preempt_at
                 ):
-                    to_kill.extend(self._end(bid, "STATUS_PREEMPTED"))
+                    to_kill.extend(self._stop_instances(bid, "STATUS_PREEMPTED", now))
+                    bid.status = "Open"  # allocated again later, on a new instance
+                    bid.preempt_at = None
+                    bid.created_monotonic = now
             for instance in self.state.instances.values():
                 if instance.status == "STATUS_STARTING":
                     if now - instance.allocated_monotonic >= self.settings.boot_delay:
@@ -95,14 +120,17 @@ class Lifecycle:
             kill_process_group(process)
 
     def preempt(self, bid: FakeBid) -> None:
-        """Take a bid's capacity back: ``Preempting`` now, ``Terminated`` after the grace period."""
+        """Take a bid's capacity back: ``Preempting`` now, ``Open`` again after the grace period."""
         with self.state.lock:
-            if bid.status not in ("Allocated", "Open"):
-                raise ValueError(f"bid {bid.fid} is {bid.status}; only a live bid can be preempted")
+            if bid.status != "Allocated":
+                raise ValueError(
+                    f"bid {bid.fid} is {bid.status}; only an allocated bid can be preempted"
+                )
             bid.status = "Preempting"
             bid.preempt_at = time.monotonic() + self.settings.preemption_grace
             for instance in self.state.instances_of(bid):
-                instance.status = "STATUS_PREEMPTING"
+                if instance.terminated_monotonic is None:
+                    instance.status = "STATUS_PREEMPTING"
 
     def shutdown(self) -> None:
         """Kill every script still running (the server is stopping)."""
@@ -114,6 +142,9 @@ class Lifecycle:
             ]
         for process in processes:
             kill_process_group(process)
+        for gate in list(self._gates.values()):
+            gate.close()
+        self._gates.clear()
 
     # -- steps ------------------------------------------------------------------------------
     def _maybe_allocate(self, bid: FakeBid, now: float) -> None:
@@ -136,10 +167,45 @@ class Lifecycle:
                 instance_type=bid.instance_type,
                 region=bid.region,
                 folder=str(folder),
-                ssh_destination=self.settings.ssh_destination,
+                ssh_destination=self._address_for(fid, now),
                 private_ip=self.settings.private_ip,
             )
             bid.instances.append(fid)
+
+    def _address_for(self, instance_fid: str, now: float) -> str | None:
+        """The instance's ``ssh_destination``: its own gate to the sshd, or the sshd itself."""
+        target = self.settings.ssh_destination
+        if target is None or not self.settings.own_addresses:
+            return target
+        user, _, address = target.rpartition("@")
+        host, _, port = address.rpartition(":")
+        if self._gate_pool is None:
+            self._gate_pool = GatePool((host or "127.0.0.1", int(port or 22)))
+        ready_at = now + self.settings.boot_delay + self.settings.ssh_ready_delay
+        gate = self._gate_pool.open(ready_at)
+        self._gates[instance_fid] = gate
+        return f"{user + '@' if user else ''}127.0.0.1:{gate.port}"
+
+    def _stop_instances(
+        self, bid: FakeBid, instance_status: str, now: float
+    ) -> list[subprocess.Popen[bytes]]:
+        """Power off the bid's live instances: billing stops, addresses are freed."""
+        processes: list[subprocess.Popen[bytes]] = []
+        for instance in self.state.instances_of(bid):
+            if instance.terminated_monotonic is not None:
+                continue
+            instance.status = instance_status
+            instance.terminated_monotonic = now
+            gate = self._gates.pop(instance.fid, None)
+            if gate is not None and self._gate_pool is not None:
+                self._gate_pool.close(gate)
+            if instance.process is not None:
+                if instance.process.poll() is None:
+                    processes.append(instance.process)
+                elif instance.script_exited_monotonic is None:
+                    instance.exit_code = instance.process.returncode
+                    instance.script_exited_monotonic = now
+        return processes
 
     def _boot(self, instance: FakeInstance, now: float) -> None:
         instance.status = "STATUS_RUNNING"
@@ -165,23 +231,12 @@ class Lifecycle:
             )
 
     def _end(self, bid: FakeBid, instance_status: str) -> list[subprocess.Popen[bytes]]:
-        processes: list[subprocess.Popen[bytes]] = []
         if bid.status == "Terminated":
-            return processes
+            return []
         bid.status = "Terminated"
         bid.deactivated_at = datetime.now(UTC)
         bid.preempt_at = None
-        now = time.monotonic()
-        for instance in self.state.instances_of(bid):
-            instance.status = instance_status
-            if instance.terminated_monotonic is None:
-                instance.terminated_monotonic = now
-            if instance.process is not None:
-                if instance.process.poll() is None:
-                    processes.append(instance.process)
-                elif instance.script_exited_monotonic is None:
-                    instance.exit_code = instance.process.returncode
-                    instance.script_exited_monotonic = now
+        processes = self._stop_instances(bid, instance_status, time.monotonic())
         for volume in self.state.volumes.values():
             if bid.fid in volume.bids:
                 volume.bids.remove(bid.fid)

@@ -23,9 +23,21 @@ from flow_backend.testing.openapi_check import SpecExchange
 
 __all__ = ["FakeMithril"]
 
+_ADMIN_PUBLIC_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeOrgAdminKeyForTheFakeMithrilOnly0000000 admin@org"
+)
+
 
 class FakeMithril:
     """A fake Mithril Compute API on ``127.0.0.1`` (free port), usable as a context manager.
+
+    It behaves like the real service by default (see :mod:`flow_backend.testing.fake_lifecycle`):
+    the real GPU catalog only; the project has an SSH key marked ``required`` that every bid must
+    carry (:attr:`required_ssh_key_fid`); bid names are lowercase; a bid below
+    ``minimum_price_fraction`` of the spot price is refused; a preempted bid goes back to ``Open``
+    and is allocated again on a new instance with a new address; every instance has an address
+    of its own (a loopback port forwarded to ``ssh_destination``), reported before its sshd answers
+    and reused by later instances; a Block volume attaches to one instance at a time.
 
     Bids are allocated after ``provisioning_delay`` seconds when capacity and price allow; each
     instance boots after ``boot_delay`` and runs the bid's ``startup_script`` with bash, in its own
@@ -40,6 +52,10 @@ class FakeMithril:
         boot_delay: Seconds an instance stays ``STATUS_STARTING``.
         preemption_grace: Seconds between ``Preempting`` and ``Terminated`` after :meth:`preempt`.
         project_name: Name of the one project the key can use.
+        ssh_ready_delay: Seconds between an instance running and its sshd answering.
+        own_addresses: False (kindly): every instance reports ``ssh_destination`` itself, so
+            one SSH round trip reaches every instance.
+        required_ssh_key: The project has an SSH key marked required (False: kindly, none).
         record_traffic: Keep every exchange in :attr:`exchanges` (for spec validation).
         tick_interval: How often the lifecycle advances, in seconds.
     """
@@ -59,6 +75,9 @@ class FakeMithril:
         tick_interval: float = 0.05,
         host: str = "127.0.0.1",
         port: int = 0,
+        ssh_ready_delay: float = 0.5,
+        own_addresses: bool = True,
+        required_ssh_key: bool = True,
     ) -> None:
         self._own_dir = work_dir is None
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="fake-mithril-")).resolve()
@@ -68,11 +87,13 @@ class FakeMithril:
             boot_delay=boot_delay,
             preemption_grace=preemption_grace,
             ssh_destination=ssh_destination,
+            ssh_ready_delay=ssh_ready_delay,
+            own_addresses=own_addresses,
         )
         self.faults = FaultPlan()
         self.state = FakeState(instance_types=default_instance_types(), regions=DEFAULT_REGIONS)
         for it in self.state.instance_types:
-            for region in self.state.regions:
+            for region in it.regions:
                 self.state.capacity[(it.fid, region)] = capacity
                 self.state.spot_prices[(it.fid, region)] = it.spot_price
         self.project_fid = new_fid("proj")
@@ -82,6 +103,17 @@ class FakeMithril:
             "name": project_name,
             "created_at": iso(datetime.now(UTC)),
         }
+        self.required_ssh_key_fid: str | None = None
+        if required_ssh_key:  # the organisation's admin key, as real projects often have
+            self.required_ssh_key_fid = new_fid("sshkey")
+            self.state.ssh_keys[self.required_ssh_key_fid] = {
+                "fid": self.required_ssh_key_fid,
+                "name": "org-admin",
+                "project": self.project_fid,
+                "public_key": _ADMIN_PUBLIC_KEY,
+                "created_at": iso(datetime.now(UTC)),
+                "required": True,
+            }
         self.lifecycle = Lifecycle(self.state, self.settings, self.work_dir / "instances")
         self._server = FakeHttpServer(
             (host, port), Router(self.lifecycle), self.faults, self.api_key
@@ -203,10 +235,26 @@ class FakeMithril:
         self.settings.quota_instances = instances
 
     def preempt(self, bid_fid: str) -> None:
-        """Preempt a bid: ``Preempting`` now, then ``Terminated`` with its processes killed."""
+        """Preempt a bid: ``Preempting`` now; after the grace its instances are killed and the bid
+        is ``Open`` again, to be allocated later on a new instance."""
         with self.state.lock:
             bid = self.state.bids[bid_fid]
         self.lifecycle.preempt(bid)
+
+    # -- an API newer than the client ---------------------------------------------------------
+    def set_bid_status(self, bid_fid: str, status: str | None) -> None:
+        """Report ``status`` for a bid whatever it is (e.g. ``"Replaced"``); None: the real one."""
+        with self.state.lock:
+            self.state.bids[bid_fid].status_override = status
+
+    def set_instance_status(self, instance_fid: str, status: str | None) -> None:
+        """Report ``status`` for an instance whatever it is; None: the real one."""
+        with self.state.lock:
+            self.state.instances[instance_fid].status_override = status
+
+    def evolve_api(self, on: bool = True) -> None:
+        """Answer like a newer API: an extra field in every object, prices without ``$``."""
+        self._server.evolve = _evolved if on else None
 
     # -- looking inside -------------------------------------------------------------------------
     def bid(self, bid_fid: str) -> dict[str, Any]:
@@ -247,3 +295,18 @@ class FakeMithril:
                 return True
             time.sleep(0.05)
         return predicate()
+
+
+def _evolved(body: Any) -> Any:
+    """``body`` as a newer API might write it (fields the spec lacks, ``"12.00"`` prices)."""
+    if isinstance(body, list):
+        return [_evolved(item) for item in body]
+    if isinstance(body, dict):
+        out = {key: _evolved(value) for key, value in body.items()}
+        for key, value in body.items():
+            if isinstance(value, str) and value.startswith("$") and "price" in key:
+                out[key] = value[1:]
+        if "fid" in body:
+            out["spot_tier"] = {"name": "standard", "since": "2026-01-01T00:00:00Z"}
+        return out
+    return body

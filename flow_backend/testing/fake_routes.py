@@ -23,6 +23,8 @@ from flow_backend.testing.fake_state import FakeBid, FakeVolume, iso, new_fid
 
 __all__ = ["BID_STATUSES", "INSTANCE_STATUSES", "Router"]
 
+#: The API's name rule for bids (the SDK's ``TASK_NAME_PATTERN``).
+BID_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 # The spec's enums, as the client's models spell them.
 BID_STATUSES: tuple[str, ...] = get_args(BidStatus)
 INSTANCE_STATUSES: tuple[str, ...] = get_args(InstanceStatus)
@@ -196,7 +198,9 @@ class Router:
             {
                 "spot_price_cents": round(spot * 100),
                 "reserved_price_cents": round(spot * 150),
-                "minimum_price_cents": round(max(self.settings.price_floor, spot * 0.5) * 100),
+                "minimum_price_cents": round(
+                    min(self.lifecycle.minimum_price(it.fid, name) for name in regions) * 100
+                ),
                 "lowest_allocated_bid_cents": None,
                 "dynamic_win_price_cents": round(spot * 100),
                 "available_capacity": sum(
@@ -285,22 +289,32 @@ class Router:
 
     def create_bid(self, request: FakeRequest, params: dict[str, str]) -> FakeResponse:
         body = parse_body(request, CreateBidRequest)
+        key = request.headers.get("idempotency-key")
+        if key and key in self.state.idempotent_bids:  # a retried POST: the same bid again
+            return FakeResponse(201, self.state.bids[self.state.idempotent_bids[key]].as_api())
         self._project(body.project)
-        if self.state.type_by_fid(body.instance_type) is None:
+        if not BID_NAME.match(body.name):
+            raise ApiError(
+                400,
+                f"Invalid name {body.name!r}: use lowercase letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit",
+            )
+        it = self.state.type_by_fid(body.instance_type)
+        if it is None:
             raise ApiError(404, f"Instance type {body.instance_type!r} not found")
         self._region(body.region)
+        if (it.fid, body.region) not in self.state.capacity:
+            raise ApiError(400, f"Instance type {it.name} is not offered in {body.region}")
+        minimum = round(self.lifecycle.minimum_price(it.fid, body.region), 2)
+        if body.limit_price < minimum:
+            raise ApiError(
+                400,
+                f"Limit price below minimum: ${body.limit_price:.2f} offered, the minimum for "
+                f"{it.name} in {body.region} is ${minimum:.2f} per instance-hour",
+            )
         spec = body.launch_specification
-        for key_fid in spec.ssh_keys:
-            if key_fid not in self.state.ssh_keys:
-                raise ApiError(404, f"SSH key {key_fid!r} not found")
-        for volume_fid in spec.volumes:
-            volume = self.state.volumes.get(volume_fid)
-            if volume is None or volume.deleted_at is not None:
-                raise ApiError(404, f"Volume {volume_fid!r} not found")
-            if volume.region != body.region:
-                raise ApiError(
-                    400, f"Volume {volume_fid} is in {volume.region}, not in {body.region}"
-                )
+        self._check_ssh_keys(body.project, spec.ssh_keys)
+        volumes = self._bid_volumes(body.region, spec.volumes, body.instance_quantity)
         quota = self.settings.quota_instances
         if quota is not None:
             live = sum(bid.instance_quantity for bid in self.state.bids.values() if bid.live)
@@ -322,9 +336,47 @@ class Router:
             launch_specification=spec.model_dump(mode="json"),
         )
         self.state.bids[bid.fid] = bid
-        for volume_fid in spec.volumes:
-            self.state.volumes[volume_fid].bids.append(bid.fid)
+        if key:
+            self.state.idempotent_bids[key] = bid.fid
+        for volume in volumes:
+            volume.bids.append(bid.fid)
         return FakeResponse(201, bid.as_api())
+
+    def _check_ssh_keys(self, project: str, key_fids: list[str]) -> None:
+        """Every key must exist; every key the project marks ``required`` must be given."""
+        for key_fid in key_fids:
+            if key_fid not in self.state.ssh_keys:
+                raise ApiError(404, f"SSH key {key_fid!r} not found")
+        required = [
+            fid
+            for fid, key in self.state.ssh_keys.items()
+            if key["project"] == project and key["required"] and fid not in key_fids
+        ]
+        if required:
+            raise ApiError(
+                400, f"SSH keys required by the project are missing: {', '.join(sorted(required))}"
+            )
+        if not key_fids:
+            raise ApiError(400, "No SSH keys given: a bid needs at least one SSH key")
+
+    def _bid_volumes(self, region: str, volume_fids: list[str], quantity: int) -> list[FakeVolume]:
+        """The volumes of a new bid; a Block volume attaches to one instance at a time."""
+        volumes = []
+        for volume_fid in volume_fids:
+            volume = self.state.volumes.get(volume_fid)
+            if volume is None or volume.deleted_at is not None:
+                raise ApiError(404, f"Volume {volume_fid!r} not found")
+            if volume.region != region:
+                raise ApiError(400, f"Volume {volume_fid} is in {volume.region}, not in {region}")
+            if volume.interface == "Block" and (volume.bids or quantity > 1):
+                raise ApiError(
+                    400,
+                    f"Block volume {volume_fid} attaches to one instance at a time (attached to "
+                    f"{', '.join(volume.bids) or 'none'}, {quantity} instance(s) asked); "
+                    "use a File volume to share it",
+                )
+            volumes.append(volume)
+        return volumes
 
     def _bid(self, fid: str) -> FakeBid:
         bid = self.state.bids.get(fid)

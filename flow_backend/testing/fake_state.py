@@ -80,6 +80,7 @@ class FakeInstance:
     terminated_monotonic: float | None = None
     exit_code: int | None = None  # internal only: the real API reports none
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    status_override: str | None = None  # a value the client may not know (see FakeMithril)
 
     @property
     def billing(self) -> bool:
@@ -99,7 +100,7 @@ class FakeInstance:
             "reservation": None,
             "ssh_destination": self.ssh_destination,
             "private_ip": self.private_ip,
-            "status": self.status,
+            "status": self.status_override or self.status,
         }
 
 
@@ -120,6 +121,7 @@ class FakeBid:
     deactivated_at: datetime | None = None
     instances: list[str] = field(default_factory=list)
     preempt_at: float | None = None
+    status_override: str | None = None  # a value the client may not know (see FakeMithril)
 
     @property
     def live(self) -> bool:
@@ -140,7 +142,7 @@ class FakeBid:
             "region": self.region,
             "instances": list(self.instances),
             "launch_specification": dict(self.launch_specification),
-            "status": self.status,
+            "status": self.status_override or self.status,
         }
 
 
@@ -157,6 +159,7 @@ class FakeState:
     instances: dict[str, FakeInstance] = field(default_factory=dict)
     capacity: dict[tuple[str, str], int] = field(default_factory=dict)
     spot_prices: dict[tuple[str, str], float] = field(default_factory=dict)
+    idempotent_bids: dict[str, str] = field(default_factory=dict)  # Idempotency-Key → bid
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _seq: itertools.count[int] = field(default_factory=itertools.count, repr=False)
 

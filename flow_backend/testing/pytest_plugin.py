@@ -38,6 +38,7 @@ def fake_mithril(
         provisioning_delay=0.1,
         boot_delay=0.1,
         preemption_grace=0.3,
+        ssh_ready_delay=0.2,
     ) as fake:
         for name, value in fake.env.items():
             monkeypatch.setenv(name, value)

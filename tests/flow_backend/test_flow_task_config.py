@@ -58,7 +58,7 @@ BAD_INPUTS: list[tuple[dict[str, Any], type[FlowError], list[str]]] = [
         ValidationError,
         ["mutually exclusive", "instance_type", "min_gpu_memory_gb"],
     ),
-    ({"min_gpu_memory_gb": 500}, ValidationError, ["min_gpu_memory_gb=500", "80 GB"]),
+    ({"min_gpu_memory_gb": 500}, ValidationError, ["min_gpu_memory_gb=500", "192 GB"]),
     ({"max_price_per_hour": 0}, ValidationError, ["max_price_per_hour", "0"]),
     ({"max_price_per_hour": -3}, ValidationError, ["max_price_per_hour", "-3"]),
     (

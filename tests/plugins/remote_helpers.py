@@ -35,6 +35,8 @@ def sweep_command(provider: str, *overrides: str) -> list[str]:
         f"hydra.launcher.python={sys.executable}",
         "hydra.launcher.poll_interval=0.2",
         "hydra.sweep.dir=multirun/sweep",
+        # Mithril offers GPU types only and has no default type (each costs dollars an hour)
+        *(["hydra.launcher.instance=a100"] if provider == "mithril" else []),
         *overrides,
     ]
 

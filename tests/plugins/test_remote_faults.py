@@ -98,7 +98,6 @@ def test_max_total_cost_stops_a_retry_that_could_pass_it(
         project,
         "lr=0.1",
         "sleep=3",
-        "hydra.launcher.instance=a100",
         "hydra.launcher.max_price_per_hour=4000",
         "hydra.launcher.max_run_time_hours=0.01",  # worst case $36 a job
         "hydra.launcher.max_total_cost=36",

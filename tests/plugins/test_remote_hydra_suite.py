@@ -21,6 +21,7 @@ __all__ = ["fake_mithril"]
 
 MITHRIL = [
     "hydra.launcher.provider=mithril",
+    "hydra.launcher.instance=a100",  # Mithril has GPU types only and no default type
     f"hydra.launcher.python={sys.executable}",  # the loopback host's python with hydra installed
     "hydra.launcher.poll_interval=0.2",
 ]

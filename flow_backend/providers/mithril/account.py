@@ -18,7 +18,7 @@ from flow_backend.providers.mithril.api import (
     MithrilClient,
 )
 
-__all__ = ["Account", "choose_region"]
+__all__ = ["Account", "choose_offer"]
 
 _DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_rsa", "~/.ssh/id_ecdsa")
 
@@ -34,7 +34,8 @@ class Account:
         self._ssh_key_setting = ssh_key_path
         self._lock = threading.Lock()
         self._project_fid: str | None = None
-        self._types: dict[str, InstanceType] | None = None
+        self._types: list[InstanceType] | None = None
+        self._required_keys: list[str] | None = None
         self._ssh_key_fid: str | None = None
         self._availability: tuple[float, list[Auction]] | None = None
 
@@ -70,31 +71,66 @@ class Account:
             hint=f"Set MITHRIL_PROJECT to one of: {names}",
         )
 
-    def instance_type(self, name: str) -> InstanceType:
-        """The API's instance type with the catalog's full spec (``a100-80gb.sxm.1x``) or short name."""
+    def instance_types(self) -> list[InstanceType]:
+        """The live catalog (``/v2/instance-types``), read once. Two may share a name."""
         with self._lock:
             if self._types is None:
-                self._types = {it.name.lower(): it for it in self.client.list_instance_types()}
-            types = self._types
-        found = types.get(name.lower())
-        if found is None:  # a short catalog name such as "a100" → "a100-80gb.sxm.1x"
+                self._types = self.client.list_instance_types()
+            return list(self._types)
+
+    def offered_names(self) -> list[str]:
+        """Every display name the live catalog offers, sorted."""
+        return sorted({it.name for it in self.instance_types()})
+
+    def instance_types_named(self, name: str) -> list[InstanceType]:
+        """The API's types for a display name (``h100-80gb.sxm.8x``) or a catalog name (``8xh100``).
+
+        A catalog name matches the API types of the same shape (GPU model, count, memory).
+        Several types may share one display name; all are returned, for the market to choose.
+
+        Raises:
+            ResourceNotFoundError: Mithril offers no such type; the message lists what it offers.
+        """
+        types = self.instance_types()
+        found = [it for it in types if it.name.lower() == name.strip().lower()]
+        if not found:
             with contextlib.suppress(ResourceNotFoundError):
-                found = types.get(parse_instance_type(name).name.lower())
-        if found is None:
+                spec = parse_instance_type(name)
+                family = (spec.gpu_model or "").split()[0].upper()
+                found = [
+                    it
+                    for it in types
+                    if it.gpu_type.upper() == family
+                    and it.num_gpus == spec.gpu_count
+                    and it.gpu_memory_gb == spec.gpu_memory_gb
+                ]
+        if not found:
             raise ResourceNotFoundError(
                 f"Mithril offers no instance type {name!r}",
                 field="instance_type",
                 value=name,
-                hint=f"Mithril offers: {', '.join(sorted(types))}",
+                hint=f"Mithril offers: {', '.join(self.offered_names())} (`flow instance-types`)",
             )
         return found
 
+    def instance_type(self, name: str) -> InstanceType:
+        """The first API type for ``name`` (see :meth:`instance_types_named`)."""
+        return self.instance_types_named(name)[0]
+
     def instance_type_name(self, fid: str) -> str:
         """The name of an ``it_...`` id (the id itself when unknown)."""
+        return next((it.name for it in self.instance_types() if it.fid == fid), fid)
+
+    def required_ssh_key_fids(self) -> list[str]:
+        """Keys the project marks ``required``: every bid must carry them (else 400)."""
         with self._lock:
-            if self._types is None:
-                self._types = {it.name.lower(): it for it in self.client.list_instance_types()}
-            return next((it.name for it in self._types.values() if it.fid == fid), fid)
+            cached = self._required_keys
+        if cached is None:
+            keys = self.client.list_ssh_keys(self.project_fid)
+            cached = sorted(key.fid for key in keys if key.required)
+            with self._lock:
+                self._required_keys = cached
+        return list(cached)
 
     def availability(self, max_age: float = 5.0) -> list[Auction]:
         """Spot availability, reused for ``max_age`` seconds (concurrent submissions share it)."""
@@ -153,10 +189,16 @@ class Account:
         return created.fid
 
 
-def choose_region(auctions: list[Auction], instance_type_fid: str, count: int) -> str | None:
-    """The region for a bid: enough spot capacity first, then the lowest price; None if not offered."""
-    offers = [a for a in auctions if a.instance_type == instance_type_fid]
+def choose_offer(
+    auctions: list[Auction], instance_type_fids: set[str], count: int, region: str | None = None
+) -> Auction | None:
+    """The market for a bid among the types given (one display name may have several ids):
+    enough spot capacity first, then the lowest price; None if not offered (in ``region``)."""
+    offers = [
+        a
+        for a in auctions
+        if a.instance_type in instance_type_fids and (region is None or a.region == region)
+    ]
     if not offers:
         return None
-    best = min(offers, key=lambda a: (a.capacity < count, a.last_instance_price, -a.capacity))
-    return best.region
+    return min(offers, key=lambda a: (a.capacity < count, a.last_instance_price, -a.capacity))

@@ -1,39 +1,107 @@
-"""From a ``TaskConfig`` to a spot bid request (and the in-memory plan for feeding its nodes)."""
+"""From a ``TaskConfig`` to a spot bid request (and the in-memory plan for feeding its nodes).
+
+Everything the real API would refuse is refused here first, with one clear error and before any
+request that creates something: no instance type, a type Mithril does not offer, a name outside
+the API's rule, a Block volume shared by several instances.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flow_backend.errors import ResourceNotFoundError
-from flow_backend.providers.mithril.account import Account, choose_region
+from flow_backend.errors import ResourceNotFoundError, ValidationError
+from flow_backend.providers.mithril.account import Account, choose_offer
 from flow_backend.providers.mithril.api import Bid, CreateBidRequest, LaunchSpecification
+from flow_backend.providers.mithril.api.models import InstanceType
 from flow_backend.providers.mithril.lookup import volume_fid
 from flow_backend.providers.mithril.nodes import LaunchPlan
-from flow_backend.providers.mithril.pricing import default_limit_price
+from flow_backend.providers.mithril.pricing import limit_price
 from flow_backend.providers.mithril.startup_script import render_startup_script
 
 if TYPE_CHECKING:
     from flow_backend.task_config import TaskConfig
 
-__all__ = ["build_bid_request", "launch_plan"]
+__all__ = ["BID_NAME", "BidChoice", "bid_name", "build_bid_request", "choose_type", "launch_plan"]
+
+#: The API's rule for bid names (the SDK's ``TASK_NAME_PATTERN``).
+BID_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class BidChoice:
+    """A bid ready to post, with what was chosen for it."""
+
+    request: CreateBidRequest
+    type_name: str
+    spot_price: float
+
+
+def bid_name(name: str) -> str:
+    """``name`` as the API accepts it (lowercased).
+
+    Raises:
+        ValidationError: Even lowercased, it breaks the API's rule.
+    """
+    lowered = name.strip().lower()
+    if not BID_NAME.match(lowered) or len(lowered) > 100:
+        raise ValidationError(
+            f"task name {name!r} is not a valid Mithril bid name",
+            field="name",
+            value=name,
+            hint="Use lowercase letters, digits, '.', '_' and '-', starting with a letter or "
+            "digit, at most 100 characters",
+        )
+    return lowered
+
+
+def choose_type(config: TaskConfig, account: Account) -> list[InstanceType]:
+    """The API types that may run ``config`` (several when they share a display name).
+
+    Raises:
+        ValidationError: No instance type and no ``min_gpu_memory_gb`` (never a silent pick).
+        ResourceNotFoundError: Mithril offers nothing that fits.
+    """
+    offered = ", ".join(account.offered_names())
+    if config.instance_type is not None:
+        return account.instance_types_named(config.instance_type)
+    if config.min_gpu_memory_gb is not None:
+        fitting = [
+            it for it in account.instance_types() if it.gpu_memory_gb >= config.min_gpu_memory_gb
+        ]
+        if not fitting:
+            raise ResourceNotFoundError(
+                f"Mithril offers no GPU with min_gpu_memory_gb={config.min_gpu_memory_gb} GB",
+                field="min_gpu_memory_gb",
+                value=config.min_gpu_memory_gb,
+                hint=f"Ask for less memory per GPU; Mithril offers: {offered}",
+            )
+        return fitting
+    raise ValidationError(
+        "no instance type given: Mithril has no default (each type costs dollars an hour)",
+        field="instance_type",
+        hint=f"Give one with -i / instance_type; Mithril offers: {offered} "
+        "(`flow instance-types` shows prices)",
+    )
 
 
 def build_bid_request(
     config: TaskConfig, account: Account, region_setting: str | None, remote_root: str
-) -> CreateBidRequest:
-    """The bid for ``config``: type by catalog name, region, limit price, volumes, script, key.
+) -> BidChoice:
+    """The bid for ``config``: type, region and price from the live market, volumes, script, keys.
 
     The script is rendered first, so a command too long for it fails before anything is created.
 
     Raises:
-        ValidationError: The startup script would be too long.
+        ValidationError: Bad name, no instance type, a shared Block volume, a too long script.
         ResourceNotFoundError: Mithril offers no such instance type, or no market for it.
     """
-    instance = config.instance
+    name = bid_name(config.name)
     script = render_startup_script(
-        config.name,
+        name,
         config.command_string,
         image=config.image,
         mount_paths=[spec.resolved_mount_path for spec in config.volumes],
@@ -42,36 +110,42 @@ def build_bid_request(
             max(1, round(config.max_run_time_hours * 3600)) if config.max_run_time_hours else None
         ),
     )
-    api_type = account.instance_type(instance.name)
-    project = account.project_fid
+    types = choose_type(config, account)
     region = config.region or region_setting
-    if region is None:
-        region = choose_region(account.availability(), api_type.fid, config.num_instances)
-        if region is None:
-            raise ResourceNotFoundError(
-                f"Mithril has no spot market for instance type {instance.name!r}",
-                field="instance_type",
-                value=instance.name,
-                hint="Pick another instance_type (`flow instance-types`)",
-            )
+    offer = choose_offer(
+        account.availability(), {it.fid for it in types}, config.num_instances, region
+    )
+    wanted = config.instance_type or f"min_gpu_memory_gb={config.min_gpu_memory_gb}"
+    if offer is None:
+        where = f" in region {region!r}" if region else ""
+        raise ResourceNotFoundError(
+            f"Mithril has no spot market for instance type {wanted!r}{where}",
+            field="instance_type",
+            value=wanted,
+            hint="Pick another instance_type or region (`flow instance-types`)",
+        )
+    chosen = next(it for it in types if it.fid == offer.instance_type)
+    project = account.project_fid
     volumes = [
-        volume_fid(account.client, project, region, spec.name, spec.size_gb)
+        volume_fid(account.client, project, offer.region, spec.name, spec.size_gb)
         for spec in config.volumes
     ]
-    return CreateBidRequest(
+    keys = list(dict.fromkeys([account.ssh_key_fid, *account.required_ssh_key_fids()]))
+    request = CreateBidRequest(
         project=project,
-        region=region,
-        instance_type=api_type.fid,
-        limit_price=config.max_price_per_hour or default_limit_price(instance),
+        region=offer.region,
+        instance_type=chosen.fid,
+        limit_price=limit_price(offer.last_instance_price, config.max_price_per_hour),
         instance_quantity=config.num_instances,
-        name=config.name,
+        name=name,
         launch_specification=LaunchSpecification(
-            volumes=volumes, ssh_keys=[account.ssh_key_fid], startup_script=script
+            volumes=volumes, ssh_keys=keys, startup_script=script
         ),
     )
+    return BidChoice(request, chosen.name, offer.last_instance_price)
 
 
-def launch_plan(config: TaskConfig, bid: Bid) -> LaunchPlan:
+def launch_plan(config: TaskConfig, bid: Bid, type_name: str) -> LaunchPlan:
     """What this process keeps in memory to start the bid's nodes (env may hold secrets)."""
     env = dict(config.env)
     env.update({spec.env_var: spec.resolved_mount_path for spec in config.volumes})
@@ -81,7 +155,7 @@ def launch_plan(config: TaskConfig, bid: Bid) -> LaunchPlan:
     return LaunchPlan(
         task_id=bid.fid,
         name=bid.name,
-        instance_type=config.instance.name,
+        instance_type=type_name,
         env=env,
         working_dir=config.working_dir,
         code_root=code_root,

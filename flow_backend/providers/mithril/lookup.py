@@ -95,8 +95,8 @@ def instances_for(
     client: MithrilClient, project: str, bids: list[Bid]
 ) -> dict[str, list[Instance]]:
     """Instances per bid, rank 0 first: live bids in one listing, ended ones by id (once each)."""
-    grouped = _instances_of(
-        client, project, [b for b in bids if b.status in ("Allocated", "Preempting")]
+    grouped = _instances_of(  # newer statuses (Relocating, ...) count as live
+        client, project, [b for b in bids if b.status not in ("Open", "Paused", "Terminated")]
     )
     ended = [b for b in bids if b.status == "Terminated" and b.instances]
     for start in range(0, len(ended), BID_FILTER_MAX):

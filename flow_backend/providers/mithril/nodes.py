@@ -86,10 +86,28 @@ class NodeOps:
         self.code_root = f"{root}/.code"
         self.pool = HostPool(key_path, known_hosts, self.code_root)
         self._node_dirs: dict[str, str] = {}  # instance fid → node folder
+        self._instance_at: dict[str, str] = {}  # destination → the instance answering there
         self._lock = threading.Lock()
 
     def conn(self, destination: str) -> Connection:
-        return self.pool.conn(destination)
+        """The connection to the instance at ``destination``, its host key bound to its id."""
+        with self._lock:
+            fid = self._instance_at.get(destination)
+        return self.pool.conn(destination, f"mithril:{fid}" if fid else None)
+
+    def bind(self, nodes: Sequence[NodeView]) -> None:
+        """Note which instance answers at each address (addresses are reused by new instances).
+
+        An address keeps its instance while that instance is still seen there (several share one
+        address only on a test fake); otherwise the new one takes it over.
+        """
+        seen: dict[str, list[str]] = {}
+        for node in nodes:
+            seen.setdefault(node.destination, []).append(node.instance_fid)
+        with self._lock:
+            for destination, fids in seen.items():
+                if self._instance_at.get(destination) not in fids:
+                    self._instance_at[destination] = fids[0]
 
     def known_dir(self, instance_fid: str) -> str | None:
         with self._lock:
@@ -101,6 +119,7 @@ class NodeOps:
         One SSH round trip per host for all the tasks given. Returns an error text per host that
         could not be asked (the nodes there stay undiscovered until the next poll).
         """
+        self.bind([node for _, nodes in tasks for node in nodes])
         by_destination: dict[str, list[tuple[str, NodeView]]] = {}
         for task_name, nodes in tasks:
             for node in nodes:

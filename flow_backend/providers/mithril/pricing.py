@@ -1,31 +1,25 @@
 """Default limit prices: what a bid offers per instance-hour when ``max_price_per_hour`` is unset.
 
-The default is a price per GPU-hour for the instance's GPU model, times its GPU count — a little
-above typical spot prices, so bids win capacity without paying reserved rates. CPU-only types offer
-a flat ``$0.50`` per instance-hour. Set ``max_price_per_hour`` to bid something else.
+The default follows the market: the live spot price of the chosen type in the chosen region
+(``/v2/spot/availability``'s ``last_instance_price``) times :data:`LIMIT_PRICE_FACTOR`, rounded up
+to the cent, so a bid wins capacity when the price moves a little without paying reserved rates.
+``max_price_per_hour`` caps it (a lower cap is bid as is: the bid may wait for the price to fall,
+and one below Mithril's minimum is refused with one clear error).
 """
 
 from __future__ import annotations
 
-from flow_backend.instance_types import InstanceType
+import math
 
-__all__ = ["DEFAULT_LIMIT_CPU_HOUR", "DEFAULT_LIMIT_PER_GPU_HOUR", "default_limit_price"]
+__all__ = ["LIMIT_PRICE_FACTOR", "limit_price"]
 
-#: Dollars per GPU-hour offered by default, by GPU model (as in the instance-type catalog).
-DEFAULT_LIMIT_PER_GPU_HOUR: dict[str, float] = {
-    "H100 80GB": 3.50,
-    "A100 80GB": 2.00,
-    "A100 40GB": 1.50,
-    "A10 24GB": 0.90,
-    "V100 16GB": 0.70,
-}
-DEFAULT_LIMIT_CPU_HOUR = 0.50
-_FALLBACK_PER_GPU = 2.00
+#: The default limit price is the live spot price times this (the SDK's own tip suggests ×1.25).
+LIMIT_PRICE_FACTOR = 1.25
 
 
-def default_limit_price(instance: InstanceType) -> float:
-    """Dollars per instance-hour to bid for ``instance`` when the task sets no maximum."""
-    if not instance.gpu_count:
-        return DEFAULT_LIMIT_CPU_HOUR
-    per_gpu = DEFAULT_LIMIT_PER_GPU_HOUR.get(instance.gpu_model or "", _FALLBACK_PER_GPU)
-    return round(per_gpu * instance.gpu_count, 2)
+def limit_price(spot_price: float, max_price_per_hour: float | None) -> float:
+    """Dollars per instance-hour to bid: ``spot × LIMIT_PRICE_FACTOR``, capped by the maximum."""
+    market = math.ceil(round(spot_price * LIMIT_PRICE_FACTOR * 100, 6)) / 100
+    if max_price_per_hour is not None:
+        return round(min(market, max_price_per_hour), 2)
+    return market

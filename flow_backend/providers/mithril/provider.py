@@ -19,7 +19,7 @@ from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.mithril import volumes
 from flow_backend.providers.mithril.account import Account
 from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
-from flow_backend.providers.mithril.bid_request import build_bid_request, launch_plan
+from flow_backend.providers.mithril.bid_request import BidChoice, build_bid_request, launch_plan
 from flow_backend.providers.mithril.lookup import find_bids, instances_for
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
 from flow_backend.providers.mithril.records import record_of
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["MithrilProvider"]
 
 logger = logging.getLogger(__name__)
-
-_LIVE = ("Open", "Allocated", "Preempting", "Paused")
 
 
 class MithrilProvider(Provider):
@@ -74,14 +72,22 @@ class MithrilProvider(Provider):
 
     # -- submit ---------------------------------------------------------------------------------
     def submit(self, config: TaskConfig) -> TaskRecord:
-        """Place the task's spot bid; it starts ``pending`` and is fed over SSH once allocated."""
-        request = build_bid_request(
+        """Place the task's spot bid; it starts ``pending`` and is fed over SSH once allocated.
+
+        Raises:
+            ValidationError: Bad input (see :func:`build_bid_request`), or Mithril refused the
+                limit price as below its minimum.
+        """
+        choice = build_bid_request(
             config, self.account, self.settings.mithril_region, self.remote_root
         )
-        bid = self.client.create_bid(request)
+        try:
+            bid = self.client.create_bid(choice.request)
+        except ValidationError as error:
+            raise _clearer_refusal(error, choice) from None
         with self._lock:
-            self._plans[bid.fid] = launch_plan(config, bid)
-        return record_of(bid, [], config.instance.name, None, ssh_user=self.ssh_user)
+            self._plans[bid.fid] = launch_plan(config, bid, choice.type_name)
+        return record_of(bid, [], choice.type_name, None, ssh_user=self.ssh_user)
 
     def _find_bids(self, task_ids: list[str]) -> dict[str, Bid]:
         return find_bids(self.client, self.account.project_fid, task_ids)
@@ -221,7 +227,7 @@ class MithrilProvider(Provider):
 
     def _cancel_bid(self, bid: Bid) -> None:
         """Cancel the bid (nothing keeps billing) and forget this process's plan for it."""
-        if bid.status in _LIVE:
+        if bid.status != "Terminated":  # Open, Allocated, ... and statuses newer than this client
             with contextlib.suppress(ResourceNotFoundError):
                 self.client.cancel_bid(bid.fid)
         with self._lock:
@@ -349,12 +355,12 @@ class MithrilProvider(Provider):
         remote_download(self.nodes.conn(node.destination), remote_path, local_path)
 
     def price_per_hour(self, instance_type: str) -> float:
-        """Lowest current spot price of one instance of the type across regions."""
-        api_type = self.account.instance_type(instance_type)
+        """The lowest current spot price of one instance of the type (any region, any of the ids
+        sharing its name): what it costs now. A bid offers up to ``LIMIT_PRICE_FACTOR`` times it
+        (see :mod:`flow_backend.providers.mithril.pricing`)."""
+        fids = {it.fid for it in self.account.instance_types_named(instance_type)}
         prices = [
-            a.last_instance_price
-            for a in self.account.availability()
-            if a.instance_type == api_type.fid
+            a.last_instance_price for a in self.account.availability() if a.instance_type in fids
         ]
         return min(prices, default=0.0)
 
@@ -377,6 +383,20 @@ class MithrilProvider(Provider):
         if self._nodes is not None:
             self._nodes.close()
         self.client.close()
+
+
+def _clearer_refusal(error: ValidationError, choice: BidChoice) -> FlowError:
+    """A refused limit price as one error that says which setting to change."""
+    if "below minimum" not in str(error).lower():
+        return error
+    offered = choice.request.limit_price
+    return ValidationError(
+        f"Mithril refused the bid: its limit price ${offered:.2f}/h per instance is below the "
+        f"minimum for {choice.type_name} (spot price now ${choice.spot_price:.2f}/h)",
+        field="max_price_per_hour",
+        value=offered,
+        hint="Raise max_price_per_hour, or leave it unset: the default follows the spot price",
+    )
 
 
 def _is_terminal(record: TaskRecord | None) -> bool:

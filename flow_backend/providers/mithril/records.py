@@ -3,16 +3,24 @@
 =================================  =====================================================
 bid / instances / node             task status
 =================================  =====================================================
-Open, Paused                       pending
+Open, Paused (never allocated)     pending
 Allocated, instances booting       provisioning
 Allocated, node not started yet    provisioning
 Allocated, node running            running
 Allocated, node exited             completed (exit 0) / failed (the end comes from the
                                    recorded exit code, never from "Terminated")
-Preempting                         preempting
-Terminated, instances preempted    failed, message starting "preempted"
+Preempting, Relocating             preempting
+preempted: back to Open after an   failed, message starting "preempted" (the provider
+allocation, more instance ids      then cancels the bid: its command would otherwise
+than its quantity, an instance     start again on the new instance, billing twice for
+STATUS_PREEMPTED, or Replaced      one job; the launcher retries the job instead)
 Terminated otherwise               cancelled
+any other (newer) status           provisioning, the status named in the message
 =================================  =====================================================
+
+Preemption therefore costs a retry and nothing more: the task fails ``preempted`` on the first
+poll that sees it, its bid is cancelled (so the re-allocated instance stops billing at once), and
+the launcher's retry places a new bid. Nothing waits for the preempted instance to come back.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.mithril.api import Bid, Instance
 from flow_backend.providers.mithril.nodes import DEFAULT_SSH_USER, NodeView, destination_of
 
-__all__ = ["PREEMPTED_MESSAGE", "record_of"]
+__all__ = ["PREEMPTED_MESSAGE", "record_of", "was_preempted"]
 
 PREEMPTED_MESSAGE = "preempted: Mithril took the spot instance back before the task ended"
 
@@ -56,6 +64,17 @@ def outcome(nodes: list[NodeView]) -> tuple[int, str | None] | None:
             "exit code 124: the time limit (max_run_time_hours) stopped it, or it timed out",
         )
     return code, None
+
+
+def was_preempted(bid: Bid, instances: list[Instance]) -> bool:
+    """Mithril took the bid's capacity back at least once (see the module's table)."""
+    if bid.status == "Replaced":
+        return True
+    if bid.status == "Open" and bid.instances:  # allocated before: back to Open
+        return True
+    if len(bid.instances) > bid.instance_quantity:  # allocated again on new instances
+        return True
+    return any(i.status == "STATUS_PREEMPTED" for i in instances)
 
 
 def record_of(
@@ -91,21 +110,27 @@ def record_of(
         started_at=started,
         ssh_destination=destination_of(instances[0], ssh_user) if instances else None,
     )
-    if bid.status in ("Open", "Paused"):
+    if was_preempted(bid, instances):
+        record.status = TaskStatus.FAILED
+        record.message = PREEMPTED_MESSAGE
+        record.ended_at = bid.deactivated_at or datetime.now(UTC)
+    elif bid.status in ("Open", "Paused"):
         record.status = TaskStatus.PENDING
         record.message = (
             "bid paused"
             if bid.status == "Paused"
             else f"waiting for spot capacity at ≤ ${bid.limit_price:.2f}/h"
         )
-    elif bid.status == "Preempting":
+    elif bid.status in ("Preempting", "Relocating"):
         record.status = TaskStatus.PREEMPTING
         record.message = "Mithril is taking the spot instance back"
     elif bid.status == "Terminated":
-        preempted = any(i.status == "STATUS_PREEMPTED" for i in instances)
-        record.status = TaskStatus.FAILED if preempted else TaskStatus.CANCELLED
-        record.message = PREEMPTED_MESSAGE if preempted else "bid cancelled"
+        record.status = TaskStatus.CANCELLED
+        record.message = "bid cancelled"
         record.ended_at = bid.deactivated_at or datetime.now(UTC)
+    elif bid.status != "Allocated":  # a status newer than this client: keep polling
+        record.status = TaskStatus.PROVISIONING
+        record.message = f"Mithril reports bid status {bid.status!r}"
     else:
         booted = len(instances) == bid.instance_quantity and all(
             i.status == "STATUS_RUNNING" for i in instances

@@ -45,6 +45,7 @@ class HostPool:
         self.known_hosts = known_hosts
         self.remote_dir = remote_dir
         self._conns: dict[str, Connection] = {}
+        self._aliases: dict[str, str | None] = {}
         self._roots: dict[str, str] = {}
         self._gpus: dict[str, list[str]] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -54,13 +55,28 @@ class HostPool:
         with self._guard:
             return self._locks.setdefault(host, threading.Lock())
 
-    def conn(self, host: str) -> Connection:
-        """An open connection to ``host`` (``user@host:port``), reused across calls."""
+    def conn(self, host: str, host_key_alias: str | None = None) -> Connection:
+        """An open connection to ``host`` (``user@host:port``), reused across calls.
+
+        ``host_key_alias`` binds the host key to a name such as a cloud instance id (see
+        :func:`flow_backend.remote.connect`); a different alias for the same address (a new
+        instance there) closes the old connection and opens a checked one.
+        """
         with self._lock(host):
             conn = self._conns.get(host)
+            if conn is not None and self._aliases.get(host) != host_key_alias:
+                with contextlib.suppress(Exception):
+                    conn.close()
+                conn = None
             if conn is None:
-                conn = connect(parse_destination(host), self.key_path, known_hosts=self.known_hosts)
+                conn = connect(
+                    parse_destination(host),
+                    self.key_path,
+                    known_hosts=self.known_hosts,
+                    host_key_alias=host_key_alias,
+                )
                 self._conns[host] = conn
+                self._aliases[host] = host_key_alias
             return conn
 
     def root(self, host: str) -> str:

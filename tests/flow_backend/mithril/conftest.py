@@ -42,6 +42,7 @@ def fake(tmp_path: Path, spec_checker: SpecChecker) -> Iterator[FakeMithril]:
         provisioning_delay=0.1,
         boot_delay=0.1,
         preemption_grace=0.3,
+        ssh_ready_delay=0.2,
         record_traffic=True,
     ) as server:
         yield server
@@ -94,6 +95,7 @@ def cloud(tmp_path: Path, sshd: SSHServer, spec_checker: SpecChecker) -> Iterato
         provisioning_delay=0.1,
         boot_delay=0.1,
         preemption_grace=0.3,
+        ssh_ready_delay=0.2,
         record_traffic=True,
     ) as fake:
         yield fake

@@ -26,6 +26,14 @@ def bid_request(fake: FakeMithril, name: str = "hf-sweep-0", **changes: object) 
         "launch_specification": LaunchSpecification(),
     }
     fields.update(changes)
+    spec = fields["launch_specification"]
+    assert isinstance(spec, LaunchSpecification)
+    if (
+        not spec.ssh_keys and fake.required_ssh_key_fid
+    ):  # the project's required key, as the API wants
+        fields["launch_specification"] = spec.model_copy(
+            update={"ssh_keys": [fake.required_ssh_key_fid]}
+        )
     return CreateBidRequest(**fields)  # type: ignore[arg-type]
 
 

@@ -41,7 +41,7 @@ def flow(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProc
 def test_run_wait_status_and_logs(cloud: FakeMithril, sshd: SSHServer, tmp_path: Path) -> None:
     env = cli_env(cloud, sshd, tmp_path)
     ran = flow(
-        env, "run", "-i", "a10", "--name", "demo", "--wait", "--", "echo", "hi there", cwd=tmp_path
+        env, "run", "-i", "a100", "--name", "demo", "--wait", "--", "echo", "hi there", cwd=tmp_path
     )
     assert ran.returncode == 0, ran.stderr
     assert "hi there" in ran.stdout
@@ -61,7 +61,7 @@ def test_cancel_sweep_after_the_launcher_was_killed(
         from flow_backend import Flow, TaskConfig
         with Flow() as flow:
             tasks = [flow.run(TaskConfig(name=f"hf-sweep42-{i}", unique_name=False,
-                                         command="sleep 300", instance_type="a10",
+                                         command="sleep 300", instance_type="a100",
                                          upload_code=False)) for i in range(2)]
             ids = [t.task_id for t in tasks]
             while not all(r.status.value == "running" for r in flow.provider.get_many(ids).values()):

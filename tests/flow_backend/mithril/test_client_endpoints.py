@@ -50,7 +50,7 @@ def test_ssh_keys_registered_and_generated(client: MithrilClient, fake: FakeMith
     assert generated.private_key and "PRIVATE KEY" in generated.private_key
     assert "PRIVATE" not in repr(generated)  # the private key stays out of reprs
     listed = client.list_ssh_keys(fake.project_fid)
-    assert {key.name for key in listed} == {"laptop", "gen"}
+    assert {key.name for key in listed} == {"laptop", "gen", "org-admin"}  # + the required one
 
 
 def test_volume_create_list_delete(client: MithrilClient, fake: FakeMithril) -> None:

@@ -111,11 +111,16 @@ def test_5xx_after_all_retries_is_a_provider_error(
     assert len(sleeps) == client.retry_policy.max_attempts - 1
 
 
-def test_post_is_not_retried_on_5xx(client: MithrilClient, fake: FakeMithril) -> None:
+def test_a_bid_post_is_retried_on_5xx_under_one_idempotency_key(
+    client: MithrilClient, fake: FakeMithril, recorder: RecordingTransport
+) -> None:
     fake.faults.fail_next(1, status=503)
-    with pytest.raises(ProviderError, match="HTTP 503"):
-        client.create_bid(bid_request(fake))
-    assert fake.requests_to("/v2/spot/bids", "POST") == 1
+    bid = client.create_bid(bid_request(fake))
+    assert fake.requests_to("/v2/spot/bids", "POST") == 2
+    assert [b["fid"] for b in fake.bids()] == [bid.fid]  # one bid, nothing billing twice
+    again = client.create_bid(bid_request(fake), idempotency_key="flow-same")
+    assert client.create_bid(bid_request(fake), idempotency_key="flow-same").fid == again.fid
+    assert len(fake.bids()) == 2
 
 
 def _closed_port() -> int:

@@ -25,7 +25,7 @@ def test_fixture_runs_tasks_end_to_end_with_the_sessions_sshd(
 ) -> None:
     with Flow(provider="mithril", home=tmp_path / "home", poll_interval=0.2) as flow:
         task = flow.run(
-            TaskConfig(command="echo via-fixture", instance_type="a10", upload_code=False)
+            TaskConfig(command="echo via-fixture", instance_type="a100", upload_code=False)
         )
         task.wait(timeout=60)
         assert task.status == TaskStatus.COMPLETED

@@ -46,10 +46,11 @@ def test_polling_costs_the_same_few_requests_for_3_or_8_tasks(
         return real_read(conn, task_dirs)
 
     monkeypatch.setattr(nodes_module, "read_statuses", counting_read)
+    cloud.settings.own_addresses = False  # kindly: every instance on one host, as on an ssh pool
 
     def costs_per_poll(count: int) -> tuple[int, list[int]]:
         tasks = [
-            cloud_flow.run(TaskConfig(command="sleep 300", instance_type="a10", upload_code=False))
+            cloud_flow.run(TaskConfig(command="sleep 300", instance_type="a100", upload_code=False))
             for _ in range(count)
         ]
         ids = [t.task_id for t in tasks]
@@ -85,6 +86,9 @@ def test_preemption_ends_the_task_failed_with_a_preempted_message(
     task.wait(timeout=60)
     assert task.status == TaskStatus.FAILED
     assert (task.record.message or "").startswith("preempted")
+    # the bid went back to Open to be allocated again: the provider cancelled it instead, so
+    # the command does not start a second time on a new instance and nothing bills
+    assert cloud.bid(task.task_id)["status"] == "Terminated"
     assert cloud.billing_instances() == []
 
 
@@ -117,16 +121,19 @@ def test_volumes_are_created_once_by_name_and_attached(
     first = cloud_flow.run(
         TaskConfig(
             command=f'test "$FLOW_VOLUME_SHARED_DATA" = {mount} && test -d "$FLOW_VOLUME_SHARED_DATA"',
-            instance_type="a10",
+            instance_type="a100",
             volumes=[spec],
             region="us-central1-a",
             upload_code=False,
         )
     )
+    first.wait(timeout=60)
+    assert first.status == TaskStatus.COMPLETED, first.logs()
+    # a Block volume attaches to one instance at a time: the next task uses it after the first
     second = cloud_flow.run(
         TaskConfig(
             command="true",
-            instance_type="a10",
+            instance_type="a100",
             volumes=[spec],
             upload_code=False,
             region="us-central1-a",
@@ -136,9 +143,8 @@ def test_volumes_are_created_once_by_name_and_attached(
     assert [(v.name, v.size_gb) for v in volumes] == [("shared-data", 20.0)]
     fids = {tuple(cloud.bid(t.task_id)["launch_specification"]["volumes"]) for t in (first, second)}
     assert len(fids) == 1 and len(next(iter(fids))) == 1
-    first.wait(timeout=60)
     second.wait(timeout=60)
-    assert first.status == TaskStatus.COMPLETED, first.logs()
+    assert second.status == TaskStatus.COMPLETED, second.logs()
 
 
 def test_a_command_too_long_for_the_startup_script_is_refused(
@@ -157,7 +163,7 @@ def test_secrets_stay_out_of_the_bid_and_local_files(
         TaskConfig(
             command='test -n "$WANDB_API_KEY" && echo has-key',
             env={"WANDB_API_KEY": "s3cr3t-value"},
-            instance_type="a10",
+            instance_type="a100",
             upload_code=False,
         )
     )
@@ -178,7 +184,7 @@ def test_another_process_sees_the_outcome_and_can_list_and_cancel(
             name="hf-swp1-0",
             unique_name=False,
             command="echo ok",
-            instance_type="a10",
+            instance_type="a100",
             upload_code=False,
         )
     )
@@ -188,7 +194,7 @@ def test_another_process_sees_the_outcome_and_can_list_and_cancel(
             name="hf-swp1-1",
             unique_name=False,
             command="sleep 300",
-            instance_type="a10",
+            instance_type="a100",
             upload_code=False,
         )
     )
@@ -214,7 +220,7 @@ def test_bad_settings_give_clear_errors(
     cloud: FakeMithril, sshd: SSHServer, tmp_path: Path
 ) -> None:
     base = settings_for(cloud, sshd, tmp_path / "home")
-    config = TaskConfig(command="true", instance_type="a10", upload_code=False)
+    config = TaskConfig(command="true", instance_type="a100", upload_code=False)
     wrong_key = base.model_copy(update={"mithril_api_key": "fkey_wrong"})
     with pytest.raises(AuthenticationError, match="MITHRIL_API_KEY"):
         MithrilProvider(wrong_key).submit(config)
@@ -237,7 +243,7 @@ def test_status_list_and_cancel_work_without_an_ssh_key(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    task = cloud_flow.run(TaskConfig(command="sleep 300", instance_type="a10", upload_code=False))
+    task = cloud_flow.run(TaskConfig(command="sleep 300", instance_type="a100", upload_code=False))
     assert cloud.wait_until(
         lambda: cloud_flow.get_task(task.task_id).status == TaskStatus.RUNNING, 60
     )
@@ -258,7 +264,7 @@ def test_max_run_time_stops_the_command(cloud_flow: Flow, cloud: FakeMithril) ->
     task = cloud_flow.run(
         TaskConfig(
             command="echo started; sleep 60; echo never",
-            instance_type="a10",
+            instance_type="a100",
             max_run_time_hours=1.5 / 3600,  # 2 seconds once rounded
             upload_code=False,
         )
@@ -273,7 +279,7 @@ def test_max_run_time_stops_the_command(cloud_flow: Flow, cloud: FakeMithril) ->
 def test_a_task_completes_through_a_flaky_rate_limited_api(
     cloud_flow: Flow, cloud: FakeMithril
 ) -> None:
-    task = cloud_flow.run(TaskConfig(command="echo fine", instance_type="a10", upload_code=False))
+    task = cloud_flow.run(TaskConfig(command="echo fine", instance_type="a100", upload_code=False))
     # from here on (a POST is not retried on a 5xx: it could place a second bid)
     cloud.faults.reseed(3)
     cloud.faults.error_rate = 0.1  # 503s, retried for GETs and DELETEs (5 tries: ~1e-5 to fail)
@@ -289,7 +295,7 @@ def test_a_task_completes_through_a_flaky_rate_limited_api(
 def test_a_failing_rank_fails_the_task_and_stops_the_others(cloud_flow: Flow) -> None:
     command = 'if [ "$FLOW_NODE_RANK" = 1 ]; then exit 7; fi; sleep 300'
     task = cloud_flow.run(
-        TaskConfig(command=command, instance_type="a10", num_instances=2, upload_code=False)
+        TaskConfig(command=command, instance_type="a100", num_instances=2, upload_code=False)
     )
     task.wait(timeout=60)
     assert task.status == TaskStatus.FAILED

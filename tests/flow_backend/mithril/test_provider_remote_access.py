@@ -18,7 +18,7 @@ def test_logs_follow_shell_and_download_while_running(
         "echo first; echo result > result.txt; "
         f"while [ ! -f {release} ]; do sleep 0.1; done; echo last"
     )
-    task = cloud_flow.run(TaskConfig(command=command, instance_type="a10", upload_code=False))
+    task = cloud_flow.run(TaskConfig(command=command, instance_type="a100", upload_code=False))
     provider = cloud_flow.provider
     assert cloud.wait_until(lambda: provider.logs(task.task_id) == "first\n", timeout=60)
     assert provider.get(task.task_id).status == TaskStatus.RUNNING

@@ -7,12 +7,11 @@ import subprocess
 import pytest
 
 from flow_backend.errors import ValidationError
-from flow_backend.instance_types import parse_instance_type
-from flow_backend.providers.mithril.account import choose_region
+from flow_backend.providers.mithril.account import choose_offer
 from flow_backend.providers.mithril.api import Auction, Bid
 from flow_backend.providers.mithril.api.prices import parse_dollars
 from flow_backend.providers.mithril.bid_request import launch_plan
-from flow_backend.providers.mithril.pricing import default_limit_price
+from flow_backend.providers.mithril.pricing import limit_price
 from flow_backend.providers.mithril.startup_script import render_startup_script
 from flow_backend.task_config import TaskConfig, VolumeSpec
 
@@ -37,17 +36,23 @@ def test_region_with_capacity_wins_over_a_cheaper_full_one() -> None:
         auction("roomy-cheaper", 10, "$2.00"),
         auction("other-type", 99, "$0.10", it="it_b"),
     ]
-    assert choose_region(auctions, "it_a", 2) == "roomy-cheaper"
-    assert choose_region(auctions, "it_a", 1) == "cheap-but-full"
-    assert choose_region(auctions, "it_a", 50) == "cheap-but-full"  # none fits: cheapest, waits
-    assert choose_region(auctions, "it_missing", 1) is None
+
+    def region(fids: set[str], count: int) -> str | None:
+        offer = choose_offer(auctions, fids, count)
+        return offer.region if offer else None
+
+    assert region({"it_a"}, 2) == "roomy-cheaper"
+    assert region({"it_a"}, 1) == "cheap-but-full"
+    assert region({"it_a"}, 50) == "cheap-but-full"  # none fits: cheapest, waits
+    assert region({"it_missing"}, 1) is None
+    assert region({"it_a", "it_b"}, 1) == "other-type"  # two ids of one name: the best market
 
 
-def test_default_limit_prices_per_gpu() -> None:
-    assert default_limit_price(parse_instance_type("8xa100")) == 16.0
-    assert default_limit_price(parse_instance_type("h100")) == 28.0
-    assert default_limit_price(parse_instance_type("a10")) == 0.9
-    assert default_limit_price(parse_instance_type("cpu")) == 0.5
+def test_default_limit_price_follows_the_spot_price_capped_by_the_maximum() -> None:
+    assert limit_price(6.40, None) == 8.0  # spot × 1.25
+    assert limit_price(1.01, None) == 1.27  # rounded up to the cent
+    assert limit_price(6.40, 7.0) == 7.0  # max_price_per_hour caps it
+    assert limit_price(6.40, 20.0) == 8.0
 
 
 @pytest.mark.parametrize("text", ["$12.00", "$0.5", "$1,200.00", " $3 "])
@@ -55,7 +60,11 @@ def test_dollar_strings_parse(text: str) -> None:
     assert parse_dollars(text) == float(text.strip().lstrip("$").replace(",", ""))
 
 
-@pytest.mark.parametrize("bad", ["12.00", "$", "$-1", "twelve", True, -3])
+def test_a_price_without_dollar_sign_parses() -> None:  # a newer API may write them so
+    assert parse_dollars("12.00") == 12.0
+
+
+@pytest.mark.parametrize("bad", ["$", "$-1", "twelve", True, -3])
 def test_bad_dollar_strings_are_refused(bad: object) -> None:
     with pytest.raises(ValueError, match="price"):
         parse_dollars(bad)
@@ -96,5 +105,5 @@ def test_a_volume_without_mount_path_is_made_and_named_at_volumes_slash_name() -
         mount_paths=[spec.resolved_mount_path for spec in config.volumes],
     )
     assert "mkdir -p /volumes/training-data " in script
-    plan = launch_plan(config, Bid.model_construct(fid="bid_1", name=config.name))
+    plan = launch_plan(config, Bid.model_construct(fid="bid_1", name=config.name), "a100")
     assert plan.env["FLOW_VOLUME_TRAINING_DATA"] == "/volumes/training-data"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -108,6 +109,7 @@ class MithrilClient:
         what: str,
         params: dict[str, Any] | None = None,
         body: BaseModel | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         if not self._auth.has_key:
             raise AuthenticationError(
@@ -118,7 +120,7 @@ class MithrilClient:
             )
         query = {key: value for key, value in (params or {}).items() if value is not None}
         content = None
-        headers = {}
+        headers = dict(headers or {})
         if body is not None:
             content = body.model_dump_json(exclude_none=True)
             headers["Content-Type"] = "application/json"
@@ -202,10 +204,23 @@ class MithrilClient:
         self._request("DELETE", f"/v2/volumes/{volume_fid}", what=f"delete volume {volume_fid}")
 
     # -- spot bids --------------------------------------------------------------------------
-    def create_bid(self, request: CreateBidRequest) -> Bid:
-        """Place a spot bid (one task); returns it ``Open``."""
+    def create_bid(self, request: CreateBidRequest, *, idempotency_key: str | None = None) -> Bid:
+        """Place a spot bid (one task); returns it ``Open``.
+
+        Args:
+            request: The bid.
+            idempotency_key: Sent as ``Idempotency-Key`` (as the official SDK does): the server
+                answers a repeated POST with the bid it already made, so the transport may retry
+                the POST after a timeout or a 5xx without leaving a second, billing bid.
+                Default: a fresh random key per call.
+        """
+        key = idempotency_key or f"flow-{uuid.uuid4().hex}"
         response = self._request(
-            "POST", "/v2/spot/bids", what=f"create spot bid {request.name!r}", body=request
+            "POST",
+            "/v2/spot/bids",
+            what=f"create spot bid {request.name!r}",
+            body=request,
+            headers={"Idempotency-Key": key},
         )
         return Bid.model_validate(response.json())
 

@@ -1,7 +1,8 @@
 """Pydantic models of the Mithril API shapes a task needs, field for field as in ``openapi.json``.
 
-Responses ignore unknown fields (the API may grow); prices are :data:`Dollars` (float in Python,
-``"$12.00"`` on the wire); timestamps are timezone-aware datetimes.
+Responses ignore unknown fields and keep unknown status values as text (the API evolves: the SDK
+already knows ``Replaced`` and ``Relocating``); prices are :data:`Dollars` (float in Python,
+``"$12.00"`` on the wire, ``"12.00"`` accepted); timestamps are timezone-aware datetimes.
 """
 
 from __future__ import annotations
@@ -157,7 +158,9 @@ class Bid(_ApiModel):
     region: str | None = None
     instances: list[str]
     launch_specification: LaunchSpecification
-    status: BidStatus
+    #: One of :data:`BidStatus`, or a value newer than the spec (``Replaced``, ``Relocating``):
+    #: kept as text so a poll never fails on it (the provider decides what it means).
+    status: BidStatus | str
 
 
 class Instance(_ApiModel):
@@ -174,7 +177,8 @@ class Instance(_ApiModel):
     reservation: str | None = None
     ssh_destination: str | None = None
     private_ip: str | None = None
-    status: InstanceStatus
+    #: One of :data:`InstanceStatus`, or a newer value kept as text.
+    status: InstanceStatus | str
 
 
 class Volume(_ApiModel):

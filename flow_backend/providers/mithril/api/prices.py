@@ -9,7 +9,8 @@ from pydantic import BeforeValidator, PlainSerializer
 
 __all__ = ["Dollars", "format_dollars", "parse_dollars"]
 
-_DOLLARS = re.compile(r"^\$\s*(\d[\d,]*(?:\.\d+)?)$")
+# the ``$`` is optional: a newer API (or a proxy) may write "12.00"
+_DOLLARS = re.compile(r"^\$?\s*(\d[\d,]*(?:\.\d+)?)$")
 
 
 def parse_dollars(value: object) -> float:

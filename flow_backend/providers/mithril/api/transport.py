@@ -5,7 +5,8 @@ Policy (documented in README's cloud section):
 - ``429 Too Many Requests`` is retried for every method (the server did not act on the request),
   waiting ``Retry-After`` seconds when given (capped by ``max_retry_after``), else the backoff.
 - ``500/502/503/504``, timeouts and broken connections after the request was sent are retried only for
-  idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE): a retried POST could create a second bid.
+  idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) and for requests carrying an
+  ``Idempotency-Key`` (every bid POST does): a retried POST without one could create a second bid.
 - Connection failures (nothing was sent: ``ConnectError``, ``ConnectTimeout``) are retried for every
   method, POST included.
 - Backoff is exponential with full jitter: ``uniform(0, min(max_delay, base * 2**attempt))``.
@@ -105,7 +106,9 @@ class RetryTransport(httpx.BaseTransport):
         self._rng = rng or random.Random()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        idempotent = request.method.upper() in IDEMPOTENT_METHODS
+        idempotent = (
+            request.method.upper() in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
+        )
         attempt = 1
         while True:
             last_try = attempt >= self.policy.max_attempts
