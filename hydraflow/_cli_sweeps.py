@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -19,16 +18,11 @@ __all__ = ["register_repair", "register_sweeps"]
 
 
 def _store(args: argparse.Namespace) -> str:
-    from hydraflow.conventions import resolve_tracking_uri
-    from hydraflow.repair import store_exists
+    """The store's URI (``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``./mlflow.db``);
+    a store that does not exist is an error, never created."""
+    from hydraflow.core.store import open_store
 
-    uri = args.tracking_uri or resolve_tracking_uri(os.getcwd())
-    if not store_exists(uri):
-        raise HydraflowError(
-            f"--tracking-uri {uri}: no MLflow store there. Run in the folder the sweep was "
-            "launched from, or pass --tracking-uri (or set MLFLOW_TRACKING_URI)"
-        )
-    return uri
+    return open_store(args.tracking_uri).uri
 
 
 def _no_such_sweep(sweep_id: str, uri: str) -> HydraflowError:

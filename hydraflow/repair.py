@@ -27,11 +27,9 @@ callback at the start of every sweep on the same store, and ``flow cancel --swee
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hydraflow import _mlflow_store as store
@@ -44,7 +42,6 @@ from hydraflow.conventions import (
     TAG_ROLE,
     TAG_SWEEP_ID,
     TAG_TASK_ID,
-    resolve_tracking_uri,
 )
 
 if TYPE_CHECKING:
@@ -341,23 +338,20 @@ def repair_store(
     return reports
 
 
-def store_exists(tracking_uri: str) -> bool:
-    """Whether the store is there to read (a sqlite file must exist; other stores are asked)."""
-    if tracking_uri.startswith("sqlite:///"):
-        return Path(tracking_uri.removeprefix("sqlite:///")).is_file()
-    return not tracking_uri.startswith("sqlite:")
-
-
 def after_flow_cancel(sweep_id: str) -> Iterator[str]:
     """The ``flow_backend.sweep_cancelled`` hook: repair the sweep in the store of this directory.
 
-    The store is ``MLFLOW_TRACKING_URI``, else ``./mlflow.db`` (where the sweep was launched).
+    The store is ``MLFLOW_TRACKING_URI``, else ``./mlflow.db`` (run it where the sweep was launched).
     Yields the lines ``flow cancel --sweep`` prints.
     """
-    uri = resolve_tracking_uri(os.getcwd())
-    if not store_exists(uri):
+    from hydraflow.core.errors import StoreNotFoundError
+    from hydraflow.core.store import open_store
+
+    try:
+        uri = open_store().uri
+    except StoreNotFoundError as error:
         yield (
-            f"hydraflow: no MLflow store at {uri}; if the sweep logged elsewhere, run "
+            f"hydraflow: MLflow runs not checked: {error} If the sweep logged elsewhere, run "
             f"`hydraflow repair --sweep {sweep_id} --tracking-uri URI`"
         )
         return

@@ -1,0 +1,149 @@
+"""Crash repair decided from what can be asked: the launching process and the tasks, never time.
+
+Runs are written into a real sqlite store the way the callback writes them; the launcher identity
+of a dead process comes from a real process that was started and reaped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from hydraflow._process import Liveness, _boot_id, _start_tick, process_liveness, this_process
+from hydraflow.cli import main
+from hydraflow.repair import inspect_sweeps, repair_store
+
+
+def _dead_identity() -> str:
+    child = subprocess.Popen(["sleep", "30"])
+    identity = f"{socket.gethostname()} {_boot_id()} {child.pid} {_start_tick(child.pid)}"
+    child.kill()
+    child.wait()
+    return identity
+
+
+def test_process_liveness_asks_the_operating_system() -> None:
+    assert process_liveness(this_process()) is Liveness.ALIVE
+    assert process_liveness(_dead_identity()) is Liveness.GONE
+    host, boot, pid, _tick = this_process().split()
+    assert process_liveness(f"{host} {boot} {pid} 1") is Liveness.GONE  # the pid was reused
+    assert process_liveness(f"{host} another-boot {pid} {_tick}") is Liveness.GONE  # rebooted
+    assert process_liveness(f"elsewhere.example {boot} {pid} {_tick}") is Liveness.UNKNOWN
+    assert process_liveness(None) is Liveness.UNKNOWN
+    assert process_liveness("garbage") is Liveness.UNKNOWN
+
+
+@pytest.fixture
+def store(tmp_path: Path, migrated_store: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    shutil.copyfile(migrated_store, tmp_path / "mlflow.db")
+    monkeypatch.setenv("FLOW_HOME", str(tmp_path / "flow-home"))
+    monkeypatch.setenv("FLOW_CONFIG_PATH", str(tmp_path / "flow-config.yaml"))
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def _sweep(uri: str, launcher: str, job_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """A sweep as the callback records it: a parent, job 0 FINISHED, job 1 RUNNING with metrics."""
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("app")
+    base = {"hydraflow.sweep_id": "cafe0001"}
+    parent = client.create_run(
+        experiment, tags={**base, "hydraflow.role": "sweep", "hydraflow.launcher": launcher}
+    )
+    runs = {"parent": parent.info.run_id}
+    for num in (0, 1):
+        run = client.create_run(
+            experiment,
+            tags={
+                **base,
+                **(job_tags or {}),
+                "hydraflow.role": "job",
+                "hydraflow.job_num": str(num),
+                "mlflow.parentRunId": parent.info.run_id,
+            },
+        )
+        for step in range(3):
+            client.log_metric(run.info.run_id, "loss", 1.0 / (step + 1), step=step)
+        runs[str(num)] = run.info.run_id
+    client.set_terminated(runs["0"], "FINISHED")
+    return runs
+
+
+def _status(uri: str, run_id: str) -> tuple[str, str | None]:
+    run = MlflowClient(uri).get_run(run_id)
+    return run.info.status, run.data.tags.get("hydraflow.end_reason")
+
+
+def test_jobs_that_ran_in_a_dead_launcher_end_killed_with_their_metrics(store: str) -> None:
+    runs = _sweep(store, _dead_identity())
+    (report,) = repair_store(store)
+    assert report.state == "killed" and report.ended == 2
+    status, reason = _status(store, runs["1"])
+    assert status == "KILLED"
+    assert reason is not None and "is gone; the job ran in it" in reason
+    history = MlflowClient(store).get_metric_history(runs["1"], "loss")
+    assert [m.value for m in history] == [1.0, 0.5, pytest.approx(1 / 3)]
+    assert _status(store, runs["0"]) == ("FINISHED", None)
+    parent = MlflowClient(store).get_run(runs["parent"])
+    assert parent.info.status == "KILLED" and parent.info.end_time is not None
+    assert "no task of sweep cafe0001 is live" in parent.data.tags["hydraflow.end_reason"]
+    assert parent.data.metrics["completed"] == 1.0 and parent.data.metrics["killed"] == 1.0
+    assert repair_store(store) == []  # nothing RUNNING is left
+
+
+def test_a_live_launcher_keeps_its_whole_sweep_running(store: str) -> None:
+    runs = _sweep(store, this_process())
+    (report,) = repair_store(store)
+    assert (report.state, report.note, report.ended) == ("running", "launcher alive", 0)
+    assert _status(store, runs["1"]) == ("RUNNING", None)
+    assert _status(store, runs["parent"]) == ("RUNNING", None)
+
+
+def test_what_cannot_be_asked_is_left_running(store: str) -> None:
+    # A launcher on another machine, and a job whose task its provider does not know.
+    _host, boot, pid, tick = this_process().split()
+    runs = _sweep(
+        store,
+        f"elsewhere.example {boot} {pid} {tick}",
+        job_tags={"flow.provider": "local", "flow.task_id": "local-nosuchtask"},
+    )
+    (report,) = repair_store(store)
+    assert report.state == "unknown" and report.ended == 0
+    assert "task local-nosuchtask unknown to provider local" in report.note
+    assert _status(store, runs["1"]) == ("RUNNING", None)
+    assert _status(store, runs["parent"]) == ("RUNNING", None)
+
+
+def test_dry_run_and_sweeps_change_nothing(store: str, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = _sweep(store, _dead_identity())
+    assert main(["repair", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "sweep cafe0001 (app): would end 2 run(s) KILLED" in out
+    assert main(["sweeps"]) == 0
+    assert "dead" in capsys.readouterr().out
+    assert _status(store, runs["1"]) == ("RUNNING", None)
+    (report,) = inspect_sweeps(MlflowClient(store))
+    assert report.state == "dead"
+
+
+def test_bad_input_gets_one_line(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _sweep(store, this_process())
+    assert main(["repair", "--sweep", "nosuch"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hydraflow: error: --sweep nosuch: no sweep with this id")
+    assert "`hydraflow sweeps` lists them" in err and err.count("\n") == 1
+    missing = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    assert main(["sweeps", "--tracking-uri", missing]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+    assert not (tmp_path / "elsewhere.db").exists()  # reading never creates a store
