@@ -249,8 +249,8 @@ class MLflowCallback(Callback):
             client = store.client_for(self.tracking_uri)
             summary, cost_tag = store.sweep_summary(client, self.experiment_id or "", parent_run_id)
             store.log_batches(client, parent_run_id, tags=cost_tag, metrics=summary)
-            failed = summary["failed"] or summary["killed"]
-            status = "FAILED" if failed or aborted else "FINISHED"
+            # KILLED children (a pruned trial, a job ended by repair) do not fail the sweep
+            status = "FAILED" if summary["failed"] or aborted else "FINISHED"
             store.retry_busy(lambda: client.set_terminated(parent_run_id, status))
         except Exception as error:  # at exit: report, never raise
             log.warning("MLflow: could not end parent run %s: %s", parent_run_id, error)
