@@ -2,6 +2,7 @@
 
     hydraflow runs EXPERIMENT [--filter key=value ...] [--sort KEY] [--limit N] [--json|--csv]
     hydraflow plot EXPERIMENT --x KEY --y KEY [--color KEY] -o FILE.png
+    hydraflow plot EXPERIMENT --history METRIC [--color KEY] [--band std|minmax|none] [--logy] -o F.png
     hydraflow sweeps [--sweep ID] [--json]       (hydraflow._cli_sweeps)
     hydraflow repair [--sweep ID] [--dry-run]
 
@@ -98,8 +99,28 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
+    if args.history and (args.x or args.y):
+        raise HydraflowError(
+            "give either --history KEY (learning curves) or --x and --y, not both."
+        )
+    if not args.history and not (args.x and args.y):
+        raise HydraflowError(
+            "say what to plot: --x KEY --y KEY (one point per run), or --history KEY "
+            "(learning curves), e.g. --history loss --color model.type"
+        )
     runs = _load(args)
-    path = runs.plot(x=args.x, y=args.y, color=args.color, path=args.output, title=args.title)
+    if args.history:
+        path = runs.plot_history(
+            args.history,
+            color=args.color,
+            band=args.band,
+            logx=args.logx,
+            logy=args.logy,
+            path=args.output,
+            title=args.title,
+        )
+    else:
+        path = runs.plot(x=args.x, y=args.y, color=args.color, path=args.output, title=args.title)
     print(f"wrote {path} ({len(runs)} runs)")
     return 0
 
@@ -119,11 +140,23 @@ def _register_runs(subparsers: Any) -> None:
 
 
 def _register_plot(subparsers: Any) -> None:
-    parser = subparsers.add_parser("plot", help="plot one key against another as a PNG")
+    parser = subparsers.add_parser(
+        "plot", help="plot one key against another, or learning curves (--history), as a PNG"
+    )
     parser.add_argument("experiment")
-    parser.add_argument("--x", required=True, metavar="KEY")
-    parser.add_argument("--y", required=True, metavar="KEY")
-    parser.add_argument("--color", metavar="KEY")
+    parser.add_argument("--x", metavar="KEY")
+    parser.add_argument("--y", metavar="KEY")
+    parser.add_argument(
+        "--history",
+        action="append",
+        default=[],
+        metavar="METRIC",
+        help="learning curves of a metric, by step (repeat for a panel per metric)",
+    )
+    parser.add_argument("--band", choices=["std", "minmax", "none"], default="std")
+    parser.add_argument("--logx", action="store_true", help="log x axis (--history)")
+    parser.add_argument("--logy", action="store_true", help="log y axis (--history)")
+    parser.add_argument("--color", metavar="KEY", help="one series per value of this param")
     parser.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--title")
     parser.add_argument("-o", "--output", required=True, metavar="FILE.png")

@@ -122,3 +122,116 @@ def plot_frame(
     fig.savefig(target)
     plt.close(fig)
     return target
+
+
+def plot_history(
+    history: pl.DataFrame,
+    keys: list[str] | None = None,
+    color: str | None = None,
+    band: str = "std",
+    logx: bool = False,
+    logy: bool = False,
+    path: str | os.PathLike[str] | None = None,
+    title: str | None = None,
+) -> Path | Figure:
+    """Learning curves: one panel per metric, one line per ``color`` group (the mean over its runs
+    at each step) with a shaded band (``std``: mean ± one standard deviation, ``minmax``: the
+    range, ``none``). ``history`` is :func:`hydraflow.core.curves.history_frame`'s frame; ``keys``
+    orders the panels (default: as in ``history``).
+
+    Raises:
+        ColumnTypeError: ``logy`` with values at or below zero.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from hydraflow.core.curves import curve_summary
+
+    if logy:
+        low = history.filter(pl.col("value").is_finite())["value"].min()
+        if isinstance(low, float) and low <= 0:
+            raise ColumnTypeError(
+                f"plot_history(logy=True): the values go down to {low:g}; a log axis shows only "
+                "values above 0. Plot without logy, or a metric that stays positive."
+            )
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    summary = curve_summary(history, color)
+    names = keys or list(dict.fromkeys(history["key"].to_list()))
+    order = (
+        [str(v) for v in history[color].unique().sort(nulls_last=True).to_list()]
+        if color
+        else ["all"]
+    )
+    runs_per_group = (
+        history.with_columns(
+            (pl.col(color).cast(pl.String) if color else pl.lit("all")).alias("group")
+        )
+        .group_by("group")
+        .agg(pl.col("run_id").n_unique().alias("runs"))
+    )
+    counts = dict(runs_per_group.iter_rows())
+    cmap = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(
+        1,
+        len(names),
+        figsize=(6.4 * len(names) if len(names) > 1 else 7.5, 4.6),
+        dpi=130,
+        layout="constrained",
+        squeeze=False,
+    )
+    for ax, name in zip(axes[0], names, strict=True):
+        for number, group in enumerate(order):
+            part = summary.filter((pl.col("key") == name) & (pl.col("group").eq_missing(group)))
+            if part.height == 0:
+                continue
+            tone = cmap(number % 10)
+            steps, mean = part["step"].to_list(), part["mean"].to_list()
+            label = f"{group}  ({counts.get(group, 0)} runs)" if color else "_nolegend_"
+            ax.plot(steps, mean, color=tone, lw=2.2, label=label)
+            if band == "std":
+                spread = part["std"].fill_null(0.0)
+                lower, upper = part["mean"] - spread, part["mean"] + spread
+                if logy:  # a band below zero cannot be drawn: never below the lowest value
+                    lower = pl.DataFrame(
+                        [lower.alias("a"), part["min"].alias("b")]
+                    ).max_horizontal()
+            elif band == "minmax":
+                lower, upper = part["min"], part["max"]
+            else:
+                continue
+            ax.fill_between(steps, lower.to_list(), upper.to_list(), color=tone, alpha=0.18, lw=0)
+        plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.3, not 3×10⁻¹
+        if logx:
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(plain)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if logy:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(plain)
+            ax.yaxis.set_minor_formatter(plain)
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.set_title(name if len(names) > 1 else "", fontsize=11)
+        ax.grid(True, which="major", alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+    runs = history["run_id"].n_unique()
+    spread_text = {"std": "mean ± 1 std", "minmax": "mean, min–max", "none": "mean"}[band]
+    by = f" by {_label(color)}" if color else ""
+    fig.suptitle(
+        title or f"{', '.join(names)}{by}  ({runs} runs; {spread_text})",
+        fontsize=12.5,
+    )
+    if color:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        axes[0][-1].legend(handles, labels, title=_label(color), frameon=False, loc="best")
+    if path is None:
+        return fig
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
+    return target

@@ -303,6 +303,53 @@ class RunCollection:
         """Group runs by keys; aggregate with ``mean``/``min``/``max``/``std``/``count``/``agg``."""
         return GroupBy(self, group_keys)
 
+    # -- learning curves --------------------------------------------------------------------
+    def metric_history(
+        self, keys: str | Sequence[str], params: str | Sequence[str] | None = None
+    ) -> pl.DataFrame:
+        """Every logged value of one or more metrics for all runs, as one long frame.
+
+        Columns ``run_id, key, step, timestamp`` (UTC) ``, value`` and the ``params`` asked for
+        (named as asked, e.g. ``"model.type"``); rows in run order, then key, step, timestamp.
+        One read per store (see :mod:`hydraflow.core.history`), not one request per run.
+
+        Raises:
+            RunSelectionError: The collection is empty.
+            UnknownKeyError: No run has that metric, or a param asked for.
+            ColumnTypeError: The key is a param or tag, not a metric.
+        """
+        from hydraflow.core.curves import history_frame
+
+        return history_frame(self._frame, self._raw[_URI], keys, params)
+
+    def plot_history(
+        self,
+        keys: str | Sequence[str],
+        color: str | None = None,
+        *,
+        band: Literal["std", "minmax", "none"] = "std",
+        logx: bool = False,
+        logy: bool = False,
+        path: str | os.PathLike[str] | None = None,
+        title: str | None = None,
+    ) -> Path | Figure:
+        """Learning curves: a panel per metric, a line per value of ``color`` (a param) — the
+        mean over its runs at each step — with a band (``std``: ± one standard deviation,
+        ``minmax``: the range, ``none``); log axes with ``logx`` / ``logy``.
+
+        Returns the PNG path when ``path`` is given, else the matplotlib Figure.
+        """
+        from hydraflow.core.curves import BANDS, history_frame, metric_names
+        from hydraflow.plot import plot_history
+
+        if band not in BANDS:
+            raise ValueError(f"plot_history(band={band!r}): band is one of {', '.join(BANDS)}.")
+        names = metric_names(self._frame, keys, "plot_history")
+        history = history_frame(
+            self._frame, self._raw[_URI], names, [color] if color else None, "plot_history"
+        )
+        return plot_history(history, names, color, band, logx, logy, path, title)
+
     @overload
     def plot(
         self, x: str, y: str, color: str | None = None, path: None = None, title: str | None = None

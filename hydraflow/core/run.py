@@ -199,7 +199,7 @@ class Run:
                 f"run {self.info.run_id} has no metric {key!r}."
                 + suggestion(name, list(self.metrics), "metrics")
             )
-        return read_history(self.store, self.info, name)
+        return read_history(self.store, self.info.run_id, self.info.experiment_id, name)
 
     def get(self, key: str, default: Any = None) -> Any:
         """A value by key: bare = param; ``metrics.``/``tags.``/``params.``/``info.`` prefixes."""

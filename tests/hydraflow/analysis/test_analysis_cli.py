@@ -104,6 +104,13 @@ def test_plot_writes_png(
         (["runs", "train", "--limit", "-1"], "--limit -1"),
         (["runs", "train", "--sort", "metrics.nope"], "no run has the key 'metrics.nope'"),
         (["plot", "train", "--x", "lr", "--y", "model.type", "-o", "x.png"], "must be numeric"),
+        (["plot", "train", "-o", "x.png"], "say what to plot"),
+        (["plot", "train", "--history", "los", "-o", "x.png"], "Nearest metrics: loss"),
+        (["plot", "train", "--history", "model.type", "-o", "x.png"], "is not a metric"),
+        (
+            ["plot", "train", "--history", "loss", "--filter", "lr=99", "-o", "x.png"],
+            "on an empty RunCollection",
+        ),
     ],
 )
 def test_errors_are_one_line_and_exit_1(
