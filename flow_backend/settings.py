@@ -44,6 +44,7 @@ ENV_VARS: dict[str, str] = {
     "mithril_api_url": "MITHRIL_API_URL",
     "mithril_ssh_user": "MITHRIL_SSH_USER",
     "mithril_remote_root": "FLOW_MITHRIL_REMOTE_ROOT",
+    "mithril_boot_timeout": "FLOW_MITHRIL_BOOT_TIMEOUT",
     "ssh_key_path": "FLOW_SSH_KEY_PATH",
     "ssh_hosts": "FLOW_SSH_HOSTS",
     "ssh_remote_dir": "FLOW_SSH_REMOTE_DIR",
@@ -81,6 +82,9 @@ class FlowSettings(BaseModel):
         mithril_ssh_user: User for SSH to Mithril instances whose address names none.
         mithril_remote_root: Absolute folder on Mithril instances for flow's files (task and
             node folders); tests point it at a temporary folder.
+        mithril_boot_timeout: Seconds an allocated instance may take to boot and answer over SSH
+            (the SDK allows 5 min for an address and 10 for sshd); a task whose instance does not
+            is cancelled with a message saying so, never polled forever.
         ssh_key_path: Private key for SSH (mithril instances, ssh hosts).
         ssh_hosts: ``user@host[:port]`` destinations of the ssh provider.
         ssh_remote_dir: Folder on ssh hosts for uploaded code and task folders (``~`` = remote home).
@@ -112,6 +116,7 @@ class FlowSettings(BaseModel):
     mithril_api_url: str = "https://api.mithril.ai"
     mithril_ssh_user: str = "ubuntu"
     mithril_remote_root: str = DEFAULT_MITHRIL_REMOTE_ROOT
+    mithril_boot_timeout: float = Field(default=1200.0, gt=0)
     ssh_key_path: Path | None = None
     ssh_hosts: list[str] = Field(default_factory=list)
     ssh_remote_dir: str = "~/.flow-remote"

@@ -151,8 +151,8 @@ def _check_bound_key(
         known_hosts.touch(exist_ok=True)
         keys = paramiko.HostKeys(str(known_hosts))
         recorded = keys.lookup(alias)
-        if recorded is not None and key.get_name() in recorded:
-            if recorded[key.get_name()] != key:
+        if recorded is not None:
+            if recorded.get(key.get_name()) != key:
                 raise ProviderError(
                     f"the host key of {alias} at {destination} changed since it was first trusted",
                     field="ssh_hosts",

@@ -96,7 +96,7 @@ class Account:
         if not found:
             with contextlib.suppress(ResourceNotFoundError):
                 spec = parse_instance_type(name)
-                family = (spec.gpu_model or "").split()[0].upper()
+                family = (spec.gpu_model or "none").split()[0].upper()
                 found = [
                     it
                     for it in types

@@ -10,11 +10,12 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationError
-from flow_backend.models import TaskRecord
+from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.mithril import volumes
 from flow_backend.providers.mithril.account import Account
@@ -144,9 +145,26 @@ class MithrilProvider(Provider):
             trouble = [errors[n.destination] for n in nodes or [] if n.destination in errors]
             if record.message is None and trouble:  # booting sshd, network blip: next poll
                 record.message = f"waiting for SSH: {trouble[0]}"
+            if bid.status == "Allocated":
+                self._limit_boot(record, instances[bid.fid])
             records[bid.fid] = record
         self._finish([bid for bid in bids if records[bid.fid].status.is_terminal], views, records)
         return records
+
+    def _limit_boot(self, record: TaskRecord, instances: list[Instance]) -> None:
+        """End a task whose allocated instance has not started its command within the limit."""
+        if record.status != TaskStatus.PROVISIONING or not instances:
+            return
+        limit = self.settings.mithril_boot_timeout
+        waited = (datetime.now(UTC) - min(i.created_at for i in instances)).total_seconds()
+        if waited <= limit:
+            return
+        record.status = TaskStatus.FAILED
+        record.ended_at = datetime.now(UTC)
+        record.message = (
+            f"the instance did not start the command within {limit:g} s of its allocation "
+            f"(mithril_boot_timeout; last: {record.message or 'booting'}); its bid was cancelled"
+        )
 
     def _finish(
         self,

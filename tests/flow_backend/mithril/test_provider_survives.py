@@ -1,0 +1,200 @@
+"""The Mithril provider against what the real cloud does (the fake's default behaviour)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import paramiko
+import pytest
+from mithril_helpers import settings_for
+from sshd import SSHServer
+
+from flow_backend import Flow, TaskConfig
+from flow_backend.errors import ProviderError, ResourceNotFoundError, ValidationError
+from flow_backend.models import TaskStatus
+from flow_backend.providers.mithril import MithrilProvider
+from flow_backend.remote import connect, parse_destination
+from flow_backend.testing import FakeMithril
+
+
+def test_no_instance_type_on_mithril_is_an_error_listing_the_choices(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        cloud_flow.run(TaskConfig(command="true", upload_code=False))
+    assert caught.value.field == "instance_type"
+    assert "a100-80gb.sxm.1x" in str(caught.value) and "h200.8x" in str(caught.value)
+    with pytest.raises(ResourceNotFoundError, match="Mithril offers no instance type 'cpu'"):
+        cloud_flow.run(TaskConfig(command="true", instance_type="cpu", upload_code=False))
+    assert cloud.bids() == []  # nothing was asked of the API that creates anything
+
+
+def test_min_gpu_memory_picks_a_type_mithril_has_and_h200_runs(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    task = cloud_flow.run(TaskConfig(command="echo big", min_gpu_memory_gb=100, upload_code=False))
+    # H200 (141 GB) is the cheapest type with 100 GB per GPU there
+    assert cloud.bid(task.task_id)["instance_type"] == cloud.instance_type_fid("h200.8x")
+    assert task.record.instance_type == "h200.8x"
+    assert task.wait(timeout=60) is TaskStatus.COMPLETED, task.logs()
+    assert task.logs() == "big\n"
+    b200 = cloud_flow.run(TaskConfig(command="true", instance_type="b200", upload_code=False))
+    assert cloud.bid(b200.task_id)["instance_type"] == cloud.instance_type_fid("b200-192gb.8x")
+    cloud_flow.cancel(b200.task_id)
+
+
+def test_names_are_made_lowercase_or_refused_before_any_request(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    task = cloud_flow.run(
+        TaskConfig(name="My_Run", command="true", instance_type="a100", upload_code=False)
+    )
+    assert task.name.startswith("my_run-") and cloud.bid(task.task_id)["name"] == task.name
+    cloud_flow.cancel(task.task_id)
+    cloud.reset_request_counts()
+    with pytest.raises(ValidationError) as caught:
+        cloud_flow.run(TaskConfig(name="x" * 100, command="true", instance_type="a100"))
+    assert caught.value.field == "name" and "at most 100" in str(caught.value)
+    assert cloud.requests_to("/v2/spot/bids", "POST") == 0
+
+
+def test_every_bid_carries_our_key_and_the_projects_required_keys(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    task = cloud_flow.run(TaskConfig(command="true", instance_type="a100", upload_code=False))
+    keys = cloud.bid(task.task_id)["launch_specification"]["ssh_keys"]
+    assert cloud.required_ssh_key_fid in keys and len(keys) == 2
+    cloud_flow.cancel(task.task_id)
+
+
+def test_the_default_limit_price_follows_the_live_spot_price_capped_by_the_maximum(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    cloud.set_spot_price("a100-80gb.sxm.1x", 2.0)
+    default = cloud_flow.run(TaskConfig(command="true", instance_type="a100", upload_code=False))
+    assert cloud.bid(default.task_id)["limit_price"] == "$2.50"  # spot × 1.25
+    capped = cloud_flow.run(
+        TaskConfig(command="true", instance_type="a100", max_price_per_hour=2.2, upload_code=False)
+    )
+    assert cloud.bid(capped.task_id)["limit_price"] == "$2.20"
+    for task in (default, capped):
+        cloud_flow.cancel(task.task_id)
+
+
+def test_a_limit_below_mithrils_minimum_is_one_clear_error(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    cloud.set_spot_price("a100-80gb.sxm.1x", 10.0)  # the minimum is now $5.00
+    with pytest.raises(ValidationError) as caught:
+        cloud_flow.run(
+            TaskConfig(
+                command="true", instance_type="a100", max_price_per_hour=2.0, upload_code=False
+            )
+        )
+    message = str(caught.value)
+    assert caught.value.field == "max_price_per_hour"
+    assert "$2.00" in message and "below the minimum" in message and "Raise" in message
+    assert cloud.bids() == []
+
+
+def test_a_block_volume_shared_by_two_live_tasks_is_refused_clearly(
+    cloud_flow: Flow, cloud: FakeMithril, tmp_path: Path
+) -> None:
+    from flow_backend.task_config import VolumeSpec
+
+    spec = VolumeSpec(name="scratch", size_gb=5, mount_path=str(tmp_path / "mnt"))
+    first = cloud_flow.run(
+        TaskConfig(
+            command="sleep 300",
+            instance_type="a100",
+            volumes=[spec],
+            region="us-central1-a",
+            upload_code=False,
+        )
+    )
+    with pytest.raises(ValidationError, match=r"one instance at a time.*File volume"):
+        cloud_flow.run(
+            TaskConfig(
+                command="true",
+                instance_type="a100",
+                volumes=[spec],
+                region="us-central1-a",
+                upload_code=False,
+            )
+        )
+    cloud_flow.cancel(first.task_id)
+
+
+def test_an_instance_that_never_answers_is_cancelled_after_the_boot_limit(
+    cloud: FakeMithril, sshd: SSHServer, tmp_path: Path
+) -> None:
+    cloud.settings.ssh_ready_delay = 1000.0  # sshd never comes up
+    settings = settings_for(cloud, sshd, tmp_path / "home").model_copy(
+        update={"mithril_boot_timeout": 2.0}
+    )
+    with Flow(MithrilProvider(settings)) as flow:
+        task = flow.run(TaskConfig(command="true", instance_type="a100", upload_code=False))
+        assert task.wait(timeout=60) is TaskStatus.FAILED
+    assert "did not start the command within 2 s" in (task.message or "")
+    assert cloud.bid(task.task_id)["status"] == "Terminated"
+    assert cloud.billing_instances() == []
+
+
+@pytest.fixture
+def evolved(tmp_path: Path, sshd: SSHServer) -> Iterator[FakeMithril]:
+    """A fake answering like a newer API (not spec-checked: that is the point)."""
+    with FakeMithril(
+        tmp_path / "fake-evolved",
+        ssh_destination=sshd.destination,
+        provisioning_delay=0.1,
+        boot_delay=0.1,
+        ssh_ready_delay=0.1,
+    ) as fake:
+        fake.evolve_api()
+        yield fake
+        assert fake.billing_instances() == []
+
+
+def test_values_newer_than_the_spec_never_break_a_poll(
+    evolved: FakeMithril, sshd: SSHServer, tmp_path: Path
+) -> None:
+    settings = settings_for(evolved, sshd, tmp_path / "home")
+    with Flow(MithrilProvider(settings)) as flow:
+        task = flow.run(TaskConfig(command="sleep 300", instance_type="a100", upload_code=False))
+        assert task.record.cost_per_hour == 2.0  # "2.00" without "$" read as dollars
+        assert evolved.wait_until(lambda: flow.get_task(task.task_id).status.value == "running")
+        evolved.set_bid_status(task.task_id, "Relocating")
+        assert flow.get_task(task.task_id).status is TaskStatus.PREEMPTING
+        evolved.set_bid_status(task.task_id, "SomethingNew")
+        record = flow.get_task(task.task_id).record
+        assert "SomethingNew" in (record.message or "") and not record.status.is_terminal
+        evolved.set_bid_status(task.task_id, "Replaced")  # taken away: ends, bid cancelled
+        ended = flow.get_task(task.task_id)
+        assert ended.status is TaskStatus.FAILED and (ended.message or "").startswith("preempted")
+        evolved.set_bid_status(task.task_id, None)
+        assert evolved.bid(task.task_id)["status"] == "Terminated"
+        assert [t.task_id for t in flow.list_tasks()] == [task.task_id]
+
+
+def test_host_keys_are_bound_to_the_instance_id_not_the_address(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    destination = parse_destination(sshd.destination)
+    connect(destination, sshd.key_path, known_hosts=known_hosts, host_key_alias="mithril:inst_a")
+    assert "mithril:inst_a" in known_hosts.read_text()
+    # inst_a's recorded key is replaced by another one: the same instance id with another key
+    # at that address is refused ...
+    other = paramiko.RSAKey.generate(1024)
+    known_hosts.write_text(f"mithril:inst_a {other.get_name()} {other.get_base64()}\n")
+    with pytest.raises(ProviderError, match=r"host key of mithril:inst_a .* changed"):
+        connect(
+            destination, sshd.key_path, known_hosts=known_hosts, host_key_alias="mithril:inst_a"
+        )
+    # ... while a new instance on the reused address is trusted (its key is its own)
+    conn = connect(
+        destination, sshd.key_path, known_hosts=known_hosts, host_key_alias="mithril:inst_b"
+    )
+    conn.close()
+    assert "mithril:inst_b" in known_hosts.read_text()
