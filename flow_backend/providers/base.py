@@ -45,6 +45,10 @@ class Provider(ABC):
     """Runs tasks somewhere. Subclasses are constructed with the resolved settings."""
 
     name: ClassVar[str]
+    #: Whether tasks see this machine's files at the same paths (this machine, or a cluster's
+    #: shared filesystem): the launcher then runs jobs from the launch dir as it is, with nothing
+    #: to upload or bring home.
+    shares_files: bool = False
 
     def __init__(self, settings: FlowSettings) -> None:
         self.settings = settings

@@ -4,7 +4,8 @@ A strategy owns a job's preparation (its files, its staged spec), the task field
 the collection of an attempt's outcome and the cleanup; the scheduler only asks it to ``start``,
 ``poll``, ``stop`` attempts and to ``release`` what the queue no longer needs. The strategies:
 
-- :class:`LocalTasks` — one local Flow task (a new Python process) per job attempt;
+- :class:`LocalTasks` — one Flow task (a new Python process) per job attempt, on a provider whose
+  tasks share this machine's files (local; slurm submitted here, on the cluster's shared filesystem);
 - ``RemoteTasks`` (``_remote_jobs``) — one remote task per attempt, its output brought home;
 - ``LocalWorkers`` (``_workers``) — long-lived worker tasks that run the jobs one after another
   (``reuse_workers=true``, the default, on the local provider; remote providers keep one task per
@@ -297,11 +298,11 @@ def local_spec(job: Job, common: dict[str, bytes]) -> bytes:
 def choose_strategy(context: JobContext, flow: Flow, options: LauncherOptions) -> RunStrategy:
     """The strategy of this launch: the provider and ``reuse_workers`` decide, once."""
     common = context.common_payload()
-    if flow.settings.provider != "local":
+    if not flow.provider.shares_files:
         from hydra_plugins.hydraflow_plugins._remote_jobs import RemoteTasks
 
         return RemoteTasks(context, flow, options, common)
-    if options.reuse_workers:
+    if options.reuse_workers and flow.settings.provider == "local":
         from hydra_plugins.hydraflow_plugins._workers import LocalWorkers
 
         return LocalWorkers(context, flow, options, common)

@@ -45,6 +45,7 @@ class LocalProvider(Provider):
     """Runs each task as real processes here; any process with the same ``FLOW_HOME`` sees them."""
 
     name: ClassVar[str] = "local"
+    shares_files = True
 
     def __init__(self, settings: FlowSettings) -> None:
         super().__init__(settings)

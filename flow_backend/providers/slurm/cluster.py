@@ -149,6 +149,8 @@ def write_config(workdir: Path, *, jobs_per_cpu: int = 4) -> tuple[str, int]:
         "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_CPU",
         "SchedulerType=sched/builtin",
+        # start batch jobs as soon as they arrive (the default batches them for up to 3 s)
+        "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0",
         "MpiDefault=none",
         "SwitchType=switch/none",
         # no slurmdbd: jobs are followed with squeue while SLURM keeps them (MinJobAge) and the

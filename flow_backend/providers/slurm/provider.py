@@ -54,6 +54,9 @@ class SlurmProvider(Provider):
     """
 
     name: ClassVar[str] = "slurm"
+    #: Submitted on this machine: the task folders and the launch dir are on the filesystem the
+    #: cluster's nodes share (as every SLURM login node's home and scratch are).
+    shares_files = True
 
     def __init__(self, settings: FlowSettings) -> None:
         super().__init__(settings)

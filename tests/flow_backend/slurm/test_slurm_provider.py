@@ -5,35 +5,17 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flow_helpers import run_flow_cli, wait_for
 
-from flow_backend import Flow, Task, TaskConfig
+from flow_backend import Flow, TaskConfig
 from flow_backend.errors import ProviderError, ValidationError
 from flow_backend.models import TaskStatus
 from flow_backend.providers.slurm import SlurmProvider
 from flow_backend.providers.slurm.cluster import SlurmCluster
-
-
-@pytest.fixture(scope="module")
-def overtime(
-    slurm: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Flow, Task]]:
-    """A job past its one-minute --time, submitted when the module starts (SLURM's time limits
-    are whole minutes): the module's other tests run while it waits for SLURM to end it."""
-    folder = tmp_path_factory.mktemp("overtime")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLOW_CONFIG_PATH", str(folder / "flow-config.yaml"))
-        flow = Flow(
-            provider="slurm", home=folder / "home", slurm_conf=slurm.conf, poll_interval=0.2
-        )
-        task = flow.run("echo long job; sleep 600", max_run_time_hours=1 / 60, upload_code=False)
-        yield flow, task
-        _provider(flow).cancel_many([task.task_id])
 
 
 def _provider(flow: Flow) -> SlurmProvider:
@@ -53,7 +35,7 @@ def _live_jobs(slurm: SlurmCluster) -> list[str]:
 
 
 def test_tasks_run_as_jobs_with_env_status_exit_code_and_logs(
-    slurm_flow: Flow, tmp_path: Path, overtime: tuple[Flow, Task]
+    slurm_flow: Flow, tmp_path: Path
 ) -> None:
     script = (
         'echo "hello from $FLOW_TASK_ID"; '
@@ -190,16 +172,3 @@ def test_missing_sbatch_is_one_clear_error(
     result = run_flow_cli("--provider", "slurm", "run", "echo never")
     assert result.returncode == 1
     assert "sbatch" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_a_job_past_its_time_limit_fails_with_the_reason(
-    overtime: tuple[Flow, Task], slurm: SlurmCluster
-) -> None:
-    flow, task = overtime  # submitted when the module started
-    assert task.wait(timeout=150) is TaskStatus.FAILED
-    assert "time limit" in (task.message or "") and "TIMEOUT" in (task.message or "")
-    assert "long job" in task.logs()
-    assert "DUE TO TIME LIMIT" in task.logs(tail=10)
-    assert not [
-        line for line in _live_jobs(slurm) if line.split("|")[0] == _job_id(flow, task.task_id)
-    ]

@@ -1,0 +1,203 @@
+"""Sweeps with ``hydra.launcher.provider=slurm`` on the session's one-node SLURM cluster.
+
+Every job is one SLURM job (sbatch) that runs from the launch dir on the cluster's shared
+filesystem (here: this machine) and writes its output folder and result into the sweep dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
+from launcher_helpers import APPS, job_runs
+from remote_helpers import EXPERIMENT, copy_project, run_sweep
+
+from flow_backend.providers.slurm.cluster import SlurmCluster
+
+SLURM = [
+    "hydra.launcher.provider=slurm",
+    f"hydra.launcher.python={sys.executable}",
+    "hydra.launcher.poll_interval=0.2",
+]
+
+
+def _live_jobs(slurm: SlurmCluster, under: Path) -> list[str]:
+    """Jobs SLURM still has pending or running that were submitted from ``under``."""
+    result = subprocess.run(
+        ["squeue", "--noheader", "--format=%i|%Z"], env=slurm.env, capture_output=True, text=True
+    )
+    lines = [line.split("|", 1) for line in result.stdout.splitlines() if "|" in line]
+    return [job for job, workdir in lines if Path(workdir).is_relative_to(under)]
+
+
+@pytest.fixture
+def on_slurm(
+    slurm: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SlurmCluster]:
+    """The cluster in the settings (FLOW_SLURM_CONF); no job may be left in SLURM afterwards."""
+    monkeypatch.setenv("FLOW_SLURM_CONF", str(slurm.conf))
+    launch = tmp_path / "launch"
+    launch.mkdir(exist_ok=True)
+    monkeypatch.chdir(launch)
+    yield slurm
+    assert _live_jobs(slurm, tmp_path) == [], "a test left a SLURM job behind"
+
+
+@pytest.fixture(scope="module")
+def overtime_sweep(
+    slurm: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """A one-job sweep past its one-minute time limit, started when the module starts.
+
+    SLURM's time limits are whole minutes and slurmctld enforces them every 30 s, so the job ends
+    60-90 s after it starts: the module's other tests run meanwhile, the last one checks it.
+    """
+    folder = tmp_path_factory.mktemp("overtime")
+    env = {
+        **os.environ,
+        "FLOW_HOME": str(folder / "flow-home"),
+        "FLOW_CONFIG_PATH": str(folder / "flow-config.yaml"),
+        "FLOW_SLURM_CONF": str(slurm.conf),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+    }
+    sweep = subprocess.Popen(
+        [
+            sys.executable,
+            str(APPS / "behaviour_app.py"),
+            "-m",
+            "hydra/launcher=flow",
+            "hydra.launcher.provider=slurm",
+            "hydra.launcher.max_run_time_hours=0.01",  # --time=1 (minute)
+            "hydra.launcher.poll_interval=0.5",
+            "mode=sleep",
+            "seconds=600",
+        ],
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        yield sweep, folder
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait()
+
+
+def test_four_job_sweep_on_slurm_gives_four_finished_runs(
+    on_slurm: SlurmCluster, tmp_path: Path, overtime_sweep: object
+) -> None:
+    project = copy_project(tmp_path)
+    proc = run_sweep(project, "slurm", "lr=0.1,0.01,0.001,0.0001")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
+    parents = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
+    assert len(parents) == 1 and len(children) == 4
+    assert sorted(r.data.params["lr"] for r in children) == ["0.0001", "0.001", "0.01", "0.1"]
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["flow.provider"] == "slurm"
+        assert float(run.data.tags["flow.total_cost"]) == 0.0
+        assert run.data.metrics["score"] > 0
+        assert run.data.tags["flow.task_id"].startswith("slurm-")
+        returned = json.loads(run.data.tags["hydraflow.return_value"])
+        # on the cluster's shared filesystem the job ran in the launch dir itself
+        assert returned["cwd"] == returned["original_cwd"] == str(project)
+    sweep_dir = project / "multirun" / "sweep"
+    for num in range(4):
+        assert (sweep_dir / str(num) / ".hydra" / "config.yaml").is_file()
+        assert (sweep_dir / str(num) / "model.txt").read_text().startswith("lr=")
+
+
+@pytest.mark.usefixtures("on_slurm")
+@pytest.mark.parametrize("launcher_name, overrides", [("flow", SLURM)])
+class TestFlowLauncherOnSlurm(LauncherTestSuite):
+    """Results, configs and output dirs as after a basic-launcher run, every job a SLURM job."""
+
+
+@pytest.mark.usefixtures("on_slurm")
+@pytest.mark.parametrize(
+    "task_launcher_cfg, extra_flags",
+    [
+        (
+            {
+                "defaults": [
+                    {"override hydra/launcher": "flow"},
+                    {"override hydra/hydra_logging": "hydra_debug"},
+                    {"override hydra/job_logging": "disabled"},
+                ],
+                "hydra": {
+                    "launcher": {
+                        "provider": "slurm",
+                        "python": sys.executable,
+                        "poll_interval": 0.2,
+                    }
+                },
+            },
+            ["-m"],
+        )
+    ],
+)
+class TestFlowLauncherIntegrationOnSlurm(IntegrationTestSuite):
+    """Hydra's integration suite: real app processes launching SLURM jobs."""
+
+
+def test_ctrl_c_leaves_no_slurm_job_behind(on_slurm: SlurmCluster, tmp_path: Path) -> None:
+    sweep = subprocess.Popen(
+        [
+            sys.executable,
+            str(APPS / "behaviour_app.py"),
+            "-m",
+            "hydra/launcher=flow",
+            *SLURM,
+            "hydra.launcher.max_parallel=2",
+            "mode=sleep",
+            "seconds=120",
+            "value=1,2,3",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while len(list(tmp_path.glob("started-*"))) < 2:  # two jobs inside their task function
+            assert time.monotonic() < deadline, "timed out waiting for 2 running jobs"
+            time.sleep(0.2)
+        assert len(_live_jobs(on_slurm, tmp_path)) == 2
+        sweep.send_signal(signal.SIGINT)
+        _out, err = sweep.communicate(timeout=90)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait()
+    assert sweep.returncode != 0
+    assert "cancelled 2 live task(s)" in err, err[-2000:]
+    assert "Traceback" not in err
+    assert _live_jobs(on_slurm, tmp_path) == []  # squeue is empty at once, not eventually
+
+
+def test_a_job_past_its_time_limit_fails_with_slurms_reason(
+    overtime_sweep: tuple[subprocess.Popen[str], Path], slurm: SlurmCluster
+) -> None:
+    sweep, folder = overtime_sweep  # started with the module's first test
+    _out, err = sweep.communicate(timeout=180)
+    assert sweep.returncode != 0
+    assert "time limit" in err and "TIMEOUT" in err, err[-3000:]
+    assert "DUE TO TIME LIMIT" in err  # the job's log tail (slurmstepd's line)
+    assert "Traceback" not in err
+    assert _live_jobs(slurm, folder) == []
