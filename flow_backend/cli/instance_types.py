@@ -1,4 +1,7 @@
-"""``flow instance-types``: the catalog with GPUs, memory and price per hour."""
+"""``flow instance-types``: what the provider offers, with GPUs, memory and price per hour.
+
+Locally (and on ssh hosts) that is the catalog; on Mithril the live catalog at current spot prices.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,7 @@ from typing import Any
 
 from rich.table import Table
 
-from flow_backend.cli._common import console, print_json
-from flow_backend.instance_types import catalog
+from flow_backend.cli._common import client_from, console, print_json
 
 __all__ = ["register"]
 
@@ -21,12 +23,21 @@ def register(subparsers: Any) -> None:
 
 
 def instance_types_command(args: argparse.Namespace) -> int:
-    """Print the catalog."""
-    types = catalog()
+    """Print what the provider offers."""
+    with client_from(args) as client:
+        types = client.provider.instance_types()
+        provider = client.settings.provider
     if args.json:
         print_json([{**it.model_dump(), "short_names": list(it.short_names)} for it in types])
         return 0
-    table = Table(title="Instance types (catalog prices; the local provider charges $0.00)")
+    title = (
+        "Instance types on Mithril (lowest spot price now, per instance-hour)"
+        if provider == "mithril"
+        else f"Instance types (catalog prices; the {provider} provider charges $0.00)"
+        if provider == "local"
+        else f"Instance types (catalog prices) for the {provider} provider"
+    )
+    table = Table(title=title)
     for column in ("name", "short names", "GPUs", "GPU memory", "vCPUs", "RAM", "$/h"):
         table.add_column(column, no_wrap=True, justify="right" if column == "$/h" else "left")
     for it in types:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
+    from flow_backend.instance_types import InstanceType
     from flow_backend.models import TaskRecord
     from flow_backend.settings import FlowSettings
     from flow_backend.task_config import TaskConfig
@@ -107,6 +108,13 @@ class Provider(ABC):
     def price_per_hour(self, instance_type: str) -> float:
         """What one instance of this type costs per hour on this provider (0.0 locally)."""
         return 0.0
+
+    def instance_types(self) -> list[InstanceType]:
+        """The instance types this provider offers (``flow instance-types``): the catalog here;
+        a cloud provider lists its live catalog with its current prices."""
+        from flow_backend.instance_types import catalog
+
+        return catalog()
 
     # -- volumes -----------------------------------------------------------------------------
     def list_volumes(self) -> list[VolumeInfo]:

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from flow_backend.errors import ResourceNotFoundError, ValidationError
-from flow_backend.instance_types import parse_instance_type
+from flow_backend.instance_types import InstanceType as CatalogType
+from flow_backend.instance_types import catalog, parse_instance_type
 from flow_backend.providers.mithril.api import (
     Auction,
     CreateSshKeyRequest,
@@ -18,7 +19,7 @@ from flow_backend.providers.mithril.api import (
     MithrilClient,
 )
 
-__all__ = ["Account", "choose_offer"]
+__all__ = ["Account", "choose_offer", "live_catalog"]
 
 _DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_rsa", "~/.ssh/id_ecdsa")
 
@@ -202,3 +203,36 @@ def choose_offer(
     if not offers:
         return None
     return min(offers, key=lambda a: (a.capacity < count, a.last_instance_price, -a.capacity))
+
+
+def live_catalog(types: list[InstanceType], auctions: list[Auction]) -> list[CatalogType]:
+    """The API's types as catalog rows: one per display name, at its lowest spot price now."""
+    prices: dict[str, float] = {}
+    for auction in auctions:
+        prices[auction.instance_type] = min(
+            prices.get(auction.instance_type, auction.last_instance_price),
+            auction.last_instance_price,
+        )
+    rows: dict[str, CatalogType] = {}
+    for it in types:
+        model = f"{it.gpu_type} {it.gpu_memory_gb}GB"
+        same_shape = [
+            c.short_names for c in catalog() if c.gpu_model == model and c.gpu_count == it.num_gpus
+        ]
+        row = CatalogType(
+            name=it.name,
+            gpu_model=model,
+            gpu_count=it.num_gpus,
+            gpu_memory_gb=it.gpu_memory_gb,
+            interconnect="sxm"
+            if it.gpu_socket.upper().startswith("SXM")
+            else it.gpu_socket.lower(),
+            vcpus=it.num_cpus,
+            ram_gb=it.ram_gb,
+            price_per_hour=prices.get(it.fid, it.hourly_price),
+            short_names=same_shape[0] if same_shape else (),
+        )
+        known = rows.get(it.name)
+        if known is None or row.price_per_hour < known.price_per_hour:
+            rows[it.name] = row
+    return sorted(rows.values(), key=lambda row: (row.price_per_hour, row.name))

@@ -18,7 +18,7 @@ from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationErro
 from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.mithril import volumes
-from flow_backend.providers.mithril.account import Account
+from flow_backend.providers.mithril.account import Account, live_catalog
 from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
 from flow_backend.providers.mithril.bid_request import BidChoice, build_bid_request, launch_plan
 from flow_backend.providers.mithril.lookup import find_bids, instances_for
@@ -38,6 +38,7 @@ from flow_backend.remote import (
 from flow_backend.remote import download as remote_download
 
 if TYPE_CHECKING:
+    from flow_backend.instance_types import InstanceType as CatalogType
     from flow_backend.settings import FlowSettings
     from flow_backend.task_config import TaskConfig
 
@@ -381,6 +382,11 @@ class MithrilProvider(Provider):
             a.last_instance_price for a in self.account.availability() if a.instance_type in fids
         ]
         return min(prices, default=0.0)
+
+    def instance_types(self) -> list[CatalogType]:
+        """The live catalog, one row per display name, at its lowest current spot price, with
+        the short names of the catalog type of the same shape (``a100``, ``8xh100``)."""
+        return live_catalog(self.account.instance_types(), self.account.availability())
 
     # -- volumes ----------------------------------------------------------------------------------
     def list_volumes(self) -> list[VolumeInfo]:

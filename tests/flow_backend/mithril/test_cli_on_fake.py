@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -84,3 +85,27 @@ def test_cancel_sweep_after_the_launcher_was_killed(
     assert cancelled.returncode == 0, cancelled.stderr
     assert cancelled.stdout.count("cancelled") == 2
     assert cloud.billing_instances() == []
+
+
+def test_instance_types_show_the_live_catalog_and_run_needs_one(
+    cloud: FakeMithril, sshd: SSHServer, tmp_path: Path
+) -> None:
+    env = cli_env(cloud, sshd, tmp_path)
+    listed = flow(env, "instance-types", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert set(rows) == {
+        "a100-80gb.sxm.1x",
+        "a100-80gb.sxm.2x",
+        "a100-80gb.sxm.4x",
+        "a100-80gb.sxm.8x",
+        "h100-80gb.sxm.8x",
+        "h200.8x",
+        "b200-192gb.8x",
+    }
+    assert rows["h100-80gb.sxm.8x"]["price_per_hour"] == 22.0  # the cheaper of its two ids
+    assert "a100" in rows["a100-80gb.sxm.1x"]["short_names"]
+    refused = flow(env, "run", "--", "python", "train.py", cwd=tmp_path)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "no instance type given" in refused.stderr and "h200.8x" in refused.stderr
+    assert cloud.bids() == []
