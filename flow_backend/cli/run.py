@@ -117,6 +117,9 @@ def run_command(args: argparse.Namespace) -> int:
         if task.message:
             error_console.print(f"note: {task.message}")
         if not args.wait:
+            note = client.provider.detach(task.task_id)
+            if note:
+                error_console.print(f"note: {note}")
             return 0
         return _follow(task)
 

@@ -109,6 +109,12 @@ class Provider(ABC):
         """What one instance of this type costs per hour on this provider (0.0 locally)."""
         return 0.0
 
+    def detach(self, task_id: str) -> str | None:
+        """Hand a task this process started to something that outlives it (``flow run`` without
+        ``--wait``). Returns a note for the user, or None when the task needs nothing from this
+        process (the default: local tasks are processes of their own, state on disk)."""
+        return None
+
     def instance_types(self) -> list[InstanceType]:
         """The instance types this provider offers (``flow instance-types``): the catalog here;
         a cloud provider lists its live catalog with its current prices."""

@@ -21,6 +21,7 @@ from flow_backend.providers.mithril import volumes
 from flow_backend.providers.mithril.account import Account, live_catalog
 from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
 from flow_backend.providers.mithril.bid_request import BidChoice, build_bid_request, launch_plan
+from flow_backend.providers.mithril.keeper import start_keeper
 from flow_backend.providers.mithril.lookup import find_bids, instances_for
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
 from flow_backend.providers.mithril.records import record_of
@@ -90,6 +91,29 @@ class MithrilProvider(Provider):
         with self._lock:
             self._plans[bid.fid] = launch_plan(config, bid, choice.type_name)
         return record_of(bid, [], choice.type_name, None, ssh_user=self.ssh_user)
+
+    def adopt(self, plan: LaunchPlan) -> None:
+        """Feed the task of ``plan`` from this process (a keeper taking a detached task over)."""
+        with self._lock:
+            self._plans[plan.task_id] = plan
+
+    def detach(self, task_id: str) -> str | None:
+        """Start a keeper that feeds the task, collects it and cancels its bid at the end (see
+        :mod:`flow_backend.providers.mithril.keeper`); this process stops feeding it."""
+        with self._lock:
+            plan = self._plans.pop(task_id, None)
+        if plan is None:
+            return None
+        log = self.store.folder(task_id) / "keeper.log"
+        try:
+            pid = start_keeper(self.settings, plan, log)
+        except FlowError:
+            self.adopt(plan)  # still ours: the caller may wait or cancel
+            raise
+        return (
+            f"a keeper (pid {pid}) starts the command once the instance answers and cancels the "
+            f"bid when it ends; it runs on this machine (log: {log})"
+        )
 
     def _find_bids(self, task_ids: list[str]) -> dict[str, Bid]:
         return find_bids(self.client, self.account.project_fid, task_ids)

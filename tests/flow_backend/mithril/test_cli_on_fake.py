@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,3 +110,38 @@ def test_instance_types_show_the_live_catalog_and_run_needs_one(
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "no instance type given" in refused.stderr and "h200.8x" in refused.stderr
     assert cloud.bids() == []
+
+
+def test_run_without_wait_starts_the_command_and_ends_its_bid(
+    cloud: FakeMithril, sshd: SSHServer, tmp_path: Path
+) -> None:
+    env = cli_env(cloud, sshd, tmp_path)
+    ran = flow(
+        env, "run", "-i", "a100", "--", "sh", "-c", "sleep 1; echo from-detached", cwd=tmp_path
+    )
+    assert ran.returncode == 0, ran.stderr  # returned at once: the shell is free
+    (bid,) = cloud.bids()
+    assert bid["fid"] in ran.stderr and "keeper (pid" in ran.stderr
+    keeper = int(re.search(r"keeper \(pid (\d+)\)", ran.stderr).group(1))  # type: ignore[union-attr]
+    # the command runs although `flow run` has exited; its bid is cancelled once it ended
+    assert cloud.wait_until(lambda: cloud.bid(bid["fid"])["status"] == "Terminated", timeout=90)
+    assert cloud.billing_instances() == []
+    logs = flow(env, "logs", bid["fid"], cwd=tmp_path)
+    assert logs.stdout == "from-detached\n", logs.stderr
+    status = flow(env, "status", "--json", cwd=tmp_path)
+    assert '"completed"' in status.stdout
+    assert cloud.wait_until(lambda: not _alive(keeper), timeout=30)  # the keeper is gone too
+    keeper_log = tmp_path / "flow-home" / "mithril" / "tasks" / bid["fid"] / "keeper.log"
+    assert cloud.api_key not in keeper_log.read_text() + ran.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by init) counts as gone
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
