@@ -114,19 +114,23 @@ def log_batches(
     tags: Mapping[str, str] = {},
     metrics: Mapping[str, float] = {},
 ) -> None:
-    """Log params, tags and metrics in batches MLflow accepts."""
+    """Log params, tags and metrics in as few batches as MLflow accepts (one store write each)."""
     from mlflow.entities import Metric, Param, RunTag
 
     now = int(time.time() * 1000)
-    param_list = [Param(k, v) for k, v in params.items()]
-    tag_list = [RunTag(k, v) for k, v in tags.items()]
-    metric_list = [Metric(k, v, now, 0) for k, v in metrics.items()]
-    for chunk in _chunks(param_list):
-        retry_busy(partial(client.log_batch, run_id, params=chunk))
-    for chunk in _chunks(tag_list):
-        retry_busy(partial(client.log_batch, run_id, tags=chunk))
-    for chunk in _chunks(metric_list):
-        retry_busy(partial(client.log_batch, run_id, metrics=chunk))
+    param_chunks = list(_chunks([Param(k, v) for k, v in params.items()]))
+    tag_chunks = list(_chunks([RunTag(k, v) for k, v in tags.items()]))
+    metric_chunks = list(_chunks([Metric(k, v, now, 0) for k, v in metrics.items()]))
+    for index in range(max(len(param_chunks), len(tag_chunks), len(metric_chunks))):
+        retry_busy(
+            partial(
+                client.log_batch,
+                run_id,
+                params=param_chunks[index] if index < len(param_chunks) else [],
+                tags=tag_chunks[index] if index < len(tag_chunks) else [],
+                metrics=metric_chunks[index] if index < len(metric_chunks) else [],
+            )
+        )
 
 
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
