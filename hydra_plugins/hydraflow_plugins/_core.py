@@ -15,6 +15,7 @@ from hydra.core.utils import JobReturn
 
 from hydra_plugins.hydraflow_plugins._plan import check_budget, format_plan, make_plan
 from hydra_plugins.hydraflow_plugins._session import FlowJobSession
+from hydra_plugins.hydraflow_plugins._strategy import uses_workers
 
 if TYPE_CHECKING:
     from hydra_plugins.hydraflow_plugins.flow_launcher import FlowLauncher
@@ -45,7 +46,8 @@ def launch_numbered(
             context.price_of,
         )
         if options.dry_run:
-            print(format_plan(rows, session.provider), flush=True)
+            workers = session.slots if uses_workers(session.provider, options) else None
+            print(format_plan(rows, session.provider, workers), flush=True)
             check_budget(rows, options)
             return [context.dry_run_return(job) for job in jobs]
         check_budget(rows, options)

@@ -77,8 +77,12 @@ def _money(value: float) -> str:
     return "unbounded" if math.isinf(value) else f"${value:,.2f}"
 
 
-def format_plan(rows: Sequence[PlanRow], provider: str) -> str:
-    """The plan as a plain-text table with a total line."""
+def format_plan(rows: Sequence[PlanRow], provider: str, workers: int | None = None) -> str:
+    """The plan as a plain-text table with a total line.
+
+    ``workers``: at most this many warm workers per instance type run the jobs (``None``: one task
+    per job); the plan then says how many task starts that takes instead of one per job.
+    """
     header = ("job", "overrides", "instance type", "$/h", "worst case")
     lines = [
         (
@@ -97,6 +101,15 @@ def format_plan(rows: Sequence[PlanRow], provider: str) -> str:
     out.append(f"Total worst-case cost: {_money(total_worst_case(rows))}")
     if any(math.isinf(row.worst_case_cost) for row in rows):
         out.append("(set hydra.launcher.max_run_time_hours to bound the worst case)")
+    if workers is not None:
+        per_type: dict[str, int] = {}
+        for row in rows:
+            per_type[row.instance_type] = per_type.get(row.instance_type, 0) + 1
+        starts = sum(min(workers, count) for count in per_type.values())
+        out.append(
+            f"Warm workers: at most {workers} per instance type, {starts} task start(s) instead "
+            f"of {len(rows)} (hydra.launcher.reuse_workers=false: one task per job)"
+        )
     return "\n".join(out)
 
 

@@ -295,6 +295,11 @@ def local_spec(job: Job, common: dict[str, bytes]) -> bytes:
     )
 
 
+def uses_workers(provider: str, options: LauncherOptions) -> bool:
+    """Whether this launch runs its jobs on warm workers (local provider, ``reuse_workers``)."""
+    return provider == "local" and options.reuse_workers
+
+
 def choose_strategy(context: JobContext, flow: Flow, options: LauncherOptions) -> RunStrategy:
     """The strategy of this launch: the provider and ``reuse_workers`` decide, once."""
     common = context.common_payload()
@@ -302,7 +307,7 @@ def choose_strategy(context: JobContext, flow: Flow, options: LauncherOptions) -
         from hydra_plugins.hydraflow_plugins._remote_jobs import RemoteTasks
 
         return RemoteTasks(context, flow, options, common)
-    if options.reuse_workers and flow.settings.provider == "local":
+    if uses_workers(flow.settings.provider, options):
         from hydra_plugins.hydraflow_plugins._workers import LocalWorkers
 
         return LocalWorkers(context, flow, options, common)

@@ -79,7 +79,7 @@ class LocalWorkers:
     # -- the strategy ----------------------------------------------------------------------------
     def prepare(self, jobs: Sequence[Job]) -> None:
         for job in jobs:  # every task config is valid before the first task starts
-            self._worker_config(job.instance_type, self._count_name(0), job)
+            self._worker_config(job, "w", checked_run_time=self.options.max_run_time_hours)
         for job in jobs:
             job.files.folder.mkdir(parents=True, exist_ok=True)
             job.files.result.unlink(missing_ok=True)
@@ -189,33 +189,38 @@ class LocalWorkers:
         return None
 
     def _new_worker(self, job: Job) -> Worker:
-        name = self._count_name(self._started)
+        name = f"w{self._started}"
         folder = self.context.sweep_dir / FILES_DIR / "workers" / name
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.iterdir():  # a former launch of this sweep dir
             stale.unlink()
-        task = self.flow.run(self._worker_config(job.instance_type, name, job, folder))
+        task = self.flow.run(self._worker_config(job, name, folder))
         self._started += 1
         worker = Worker(name, folder, job.instance_type, task)
         self.workers.append(worker)
         return worker
 
-    def _count_name(self, count: int) -> str:
-        return f"w{count}"
-
     def _worker_config(
-        self, instance_type: str, name: str, job: Job, folder: Path | None = None
+        self,
+        job: Job,
+        name: str,
+        folder: Path | None = None,
+        checked_run_time: float | None = None,
     ) -> TaskConfig:
+        """A worker's TaskConfig; it has no time limit (``checked_run_time``: only validate one).
+
+        ``max_run_time_hours`` is per job and enforced here: a worker lives through many jobs.
+        """
         command = [self.options.python or sys.executable, "-m", WORKER_MODULE]
         command += [str(folder or self.context.sweep_dir), str(os.getpid())]
         return build_task_config(
             self.options,
             name=f"hf-{self.context.sweep_id}-{name}",
             command=command,
-            instance_type=instance_type,
+            instance_type=job.instance_type,
             env=self.context.job_env(job, self.provider, 0),
             remote=False,
-            max_run_time_hours=None,  # per job, enforced here: a worker lives through many jobs
+            max_run_time_hours=checked_run_time,
         )
 
     def _retire(self, worker: Worker) -> None:

@@ -41,7 +41,7 @@ class LauncherFields:
     dry_run: bool = False
     max_total_cost: float | None = None
     python: str | None = None
-    reuse_workers: bool = False
+    reuse_workers: bool = True
 
 
 @dataclass

@@ -25,7 +25,11 @@ def test_discovery() -> None:
     assert FlowSweeper.__name__ in [x.__name__ for x in Plugins.instance().discover(Sweeper)]
 
 
-@pytest.mark.parametrize("launcher_name, overrides", [("flow", [])])
+@pytest.mark.parametrize(
+    "launcher_name, overrides",
+    [("flow", []), ("flow", ["hydra.launcher.reuse_workers=false"])],
+    ids=["workers", "per-task"],
+)
 class TestFlowLauncher(LauncherTestSuite):
     """Hydra's launcher suite: results, configs and output dirs as after a basic-launcher run."""
 
@@ -50,8 +54,19 @@ class TestFlowSweeperBatches(BatchedSweeperTestSuite):
                 ]
             },
             ["-m"],
-        )
+        ),
+        (
+            {
+                "defaults": [
+                    {"override hydra/launcher": "flow"},
+                    {"override hydra/hydra_logging": "hydra_debug"},
+                    {"override hydra/job_logging": "disabled"},
+                ]
+            },
+            ["-m", "hydra.launcher.reuse_workers=false"],
+        ),
     ],
+    ids=["workers", "per-task"],
 )
 class TestFlowLauncherIntegration(IntegrationTestSuite):
     """Hydra's integration suite: real app processes launching through the flow launcher."""
@@ -72,7 +87,7 @@ def test_optuna_sweeper_runs_unchanged_on_the_flow_launcher(
     assert proc.returncode == 0, proc.stderr
     (results,) = tmp_path.glob("multirun/*/*/optimization_results.yaml")
     best = OmegaConf.load(results)
-    trials = len(started_tasks())
-    assert trials == 4  # every trial ran as a Flow task
+    assert len(list(tmp_path.glob("multirun/*/*/.flow/*/result.pkl"))) == 4  # every trial ran
+    assert len(started_tasks()) == 4  # each batch of 2 trials on 2 workers
     values = [(x - 2) ** 2 for x in range(5)]
     assert best.best_value in values

@@ -50,8 +50,10 @@ def test_demo_sweep_records_one_parent_and_one_child_per_job(
         "cost": 0.0,
     }
 
-    # Task names carry the same sweep id (`flow cancel --sweep ID` finds them).
-    assert sorted(t.name for t in started_tasks()) == [f"hf-{sweep_id}-0", f"hf-{sweep_id}-1"]
+    # Task names carry the same sweep id (`flow cancel --sweep ID` finds them): the 2 jobs ran at
+    # once on 2 warm workers.
+    assert sorted(t.name for t in started_tasks()) == [f"hf-{sweep_id}-w0", f"hf-{sweep_id}-w1"]
+    assert len({r.data.tags["flow.task_id"] for r in jobs}) == 2
     by_lr = {r.data.params["lr"]: r for r in jobs}
     assert set(by_lr) == {"0.001", "0.0001"}
     for num, lr in enumerate(("0.001", "0.0001")):
@@ -121,7 +123,12 @@ def test_per_job_instance_types_sweep(tmp_path: Path, run_app: RunApp) -> None:
 
 def test_dry_run_prints_the_plan_and_launches_nothing(tmp_path: Path, run_app: RunApp) -> None:
     proc = run_app(
-        TRAIN, "-m", "hydra/launcher=flow", "hydra.launcher.dry_run=true", "lr=1e-3,1e-4,1e-5"
+        TRAIN,
+        "-m",
+        "hydra/launcher=flow",
+        "hydra.launcher.dry_run=true",
+        "hydra.launcher.max_parallel=2",
+        "lr=1e-3,1e-4,1e-5",
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -130,6 +137,7 @@ def test_dry_run_prints_the_plan_and_launches_nothing(tmp_path: Path, run_app: R
         line = next(line for line in out.splitlines() if line.startswith(f"#{num} "))
         assert f"lr={lr}" in line and "cpu" in line and "$0.00" in line
     assert "Total worst-case cost: $0.00" in out
+    assert "Warm workers: at most 2 per instance type, 2 task start(s) instead of 3" in out
     assert not started_tasks()
     assert not list(tmp_path.glob("multirun/*/*/*/.hydra"))
     if (tmp_path / "mlflow.db").exists():

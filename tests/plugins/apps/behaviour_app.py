@@ -1,12 +1,13 @@
 """A Hydra app whose jobs behave as told.
 
-``mode=ok|raise|raise_odd|kill|kill_once|unpicklable|sleep``.
+``mode=ok|raise|raise_odd|kill|kill_once|exit|unpicklable|sleep|global``.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,9 @@ class OddError(Exception):
         self.lock = threading.Lock()
 
 
+EARLIER_JOBS: list[int] = []  # module state: jobs on one warm worker share it (documented)
+
+
 @hydra.main(version_base="1.3", config_path=None, config_name="behaviour")
 def main(cfg: DictConfig) -> Any:
     """Do what ``cfg.mode`` says."""
@@ -41,6 +45,21 @@ def main(cfg: DictConfig) -> Any:
         Path(cfg.marker).touch()
         print("about to die by SIGKILL", flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
+    if cfg.mode == "exit":
+        print("about to exit with status 3", flush=True)
+        os._exit(3)
+    if cfg.mode == "global":  # report what earlier jobs left, then leave the same for later ones
+        seen = {
+            "env_seen": "BEHAVIOUR_APP_LEAK" in os.environ,
+            "argv_seen": "leaked-arg" in sys.argv,
+            "cwd_ok": os.getcwd() == hydra.utils.get_original_cwd(),
+            "earlier_jobs_here": len(EARLIER_JOBS),
+        }
+        os.environ["BEHAVIOUR_APP_LEAK"] = "1"
+        sys.argv.append("leaked-arg")
+        os.chdir("/")
+        EARLIER_JOBS.append(int(cfg.value))
+        return seen
     if cfg.mode == "unpicklable":
         return threading.Lock()
     if cfg.mode == "sleep":

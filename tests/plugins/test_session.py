@@ -1,0 +1,92 @@
+"""``FlowLauncher.session()``: the streaming contract a sweeper builds on, end to end (local tasks)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobStatus
+from hydra.types import HydraContext
+from launcher_helpers import processes_mentioning
+from omegaconf import DictConfig
+
+from hydra_plugins.hydraflow_plugins.flow_launcher import FlowLauncher
+
+
+def objective(cfg: DictConfig) -> float:
+    """Twice ``x``; ``x=99`` sleeps until cancelled."""
+    if cfg.x == 99:
+        Path("started-99").touch()
+        time.sleep(120)
+    return 2.0 * cfg.x
+
+
+@pytest.fixture(params=["workers", "per-task"])
+def launcher(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FlowLauncher]:
+    """A set-up flow launcher (max_parallel=2), as Hydra makes it for a multirun."""
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.global_hydra import GlobalHydra
+
+    reuse = "true" if request.param == "workers" else "false"
+    overrides = [
+        "hydra/launcher=flow",
+        "hydra.launcher.max_parallel=2",
+        f"hydra.launcher.reuse_workers={reuse}",
+        "hydra/job_logging=disabled",
+    ]
+    with initialize(version_base="1.3", config_path=None, job_name="session"):
+        cfg = compose(overrides=overrides, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        config_loader = GlobalHydra.instance().config_loader()
+        context = HydraContext(config_loader=config_loader, callbacks=Callbacks(cfg))
+        made = Plugins.instance().instantiate_launcher(
+            hydra_context=context, task_function=objective, config=cfg
+        )
+        assert type(made).__name__ == "FlowLauncher"  # (discovery imports the module anew)
+        yield made  # type: ignore[misc]
+    assert not processes_mentioning(str(tmp_path)), "a task outlived its session"
+
+
+def test_outcomes_stream_as_jobs_end_and_cancel_stops_a_running_job(
+    launcher: FlowLauncher, tmp_path: Path
+) -> None:
+    with launcher.session() as session:
+        assert session.slots == 2
+        assert session.outcomes(timeout=0.1) == []  # nothing submitted: returns at once
+        session.submit(0, ["+x=99"])
+        session.submit(1, ["+x=1"])
+        ((num, ret),) = session.outcomes(timeout=60)
+        assert (num, ret.status, ret.return_value) == (1, JobStatus.COMPLETED, 2.0)
+        assert ret.hydra_cfg.hydra.job.num == 1  # type: ignore[union-attr]
+        assert session.active == {0}
+        session.submit(2, ["+x=3"])  # the free slot takes it at once
+        ((num, ret),) = session.outcomes(timeout=60)
+        assert (num, ret.return_value) == (2, 6.0)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started-99").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert session.outcomes(timeout=0.2) == []  # job 0 still runs: nothing to report
+        session.cancel(0)
+        ((num, ret),) = session.outcomes(timeout=10)
+        assert num == 0 and ret.status == JobStatus.FAILED
+        assert "cancelled" in str(ret._return_value)
+        assert session.active == set()
+
+
+def test_leaving_a_session_cancels_what_is_still_active(
+    launcher: FlowLauncher, tmp_path: Path
+) -> None:
+    with launcher.session() as session:
+        session.submit(0, ["+x=99"])
+        session.submit(1, ["+x=99"])
+        session.submit(2, ["+x=1"])  # queued behind two sleepers
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started-99").exists() and time.monotonic() < deadline:
+            session.outcomes(timeout=0.1)
+        assert session.active == {0, 1, 2}
+    # the fixture checks that no task process is left
