@@ -37,6 +37,10 @@ __all__ = ["RemoteResult", "connect", "exec_command", "translate_ssh_errors"]
 # at INFO (Hydra does) would print that for every host. Quiet it unless the user set a level.
 if logging.getLogger("paramiko").level == logging.NOTSET:
     logging.getLogger("paramiko").setLevel(logging.WARNING)
+# Its transport thread also logs every failed handshake (a booting sshd, a dropped connection) with
+# a traceback at ERROR; the same failure reaches the caller as an exception, which we translate.
+if logging.getLogger("paramiko.transport").level == logging.NOTSET:
+    logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 
 # sshd allows 10 sessions per connection by default (MaxSessions); stay below it.
 _MAX_CHANNELS = 8

@@ -287,6 +287,19 @@ class FakeMithril:
                 if instance.script_exited_monotonic is not None
             }
 
+    def dollars_billed(self) -> dict[str, float]:
+        """Per instance: dollars billed so far (allocated seconds × the spot price of its type)."""
+        now = time.monotonic()
+        with self.state.lock:
+            return {
+                instance.fid: (
+                    (instance.terminated_monotonic or now) - instance.allocated_monotonic
+                )
+                * self.state.spot_prices.get((instance.instance_type, instance.region), 0.0)
+                / 3600
+                for instance in self.state.instances.values()
+            }
+
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
         """Poll ``predicate`` every 50 ms until true or ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout
