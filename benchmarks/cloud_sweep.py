@@ -79,7 +79,8 @@ def run(jobs: int, poll: float, submitters: int, work: Path) -> None:
                 ssh_key_path=server.key_path,
                 poll_interval=poll,
             )
-            with Flow(MithrilProvider(settings)) as flow:
+            provider = MithrilProvider(settings)
+            with Flow(provider) as flow:
                 flow.provider.price_per_hour("a100")  # resolve project, types and key once
                 fake.reset_request_counts()
                 configs = [
@@ -103,7 +104,7 @@ def run(jobs: int, poll: float, submitters: int, work: Path) -> None:
                 polls: list[tuple[int, int, int, int]] = []  # live, list requests, cancels, ssh
                 began = time.perf_counter()
                 fake.reset_request_counts()
-                api = flow.provider.client  # the alternative's reads: a bid and its instances
+                api = provider.client  # the alternative's reads: a bid and its instances
                 project = fake.project_fid
                 for task_id in live:
                     api.get_bid(task_id)
