@@ -10,7 +10,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -138,15 +138,18 @@ def _chunks(items: list[Any]) -> Iterable[list[Any]]:
         yield items[start : start + _BATCH]
 
 
-def search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
-    """Every run of an experiment matching ``filter_string`` (all pages)."""
+def search_all(
+    client: MlflowClient, experiment_id: str | Sequence[str], filter_string: str
+) -> list[Run]:
+    """Every run of an experiment (or of several) matching ``filter_string`` (all pages)."""
+    ids = [experiment_id] if isinstance(experiment_id, str) else list(experiment_id)
     runs: list[Run] = []
     token: str | None = None
     while True:
         page = retry_busy(
             partial(
                 client.search_runs,
-                [experiment_id],
+                ids,
                 filter_string=filter_string,
                 max_results=1000,
                 page_token=token,

@@ -27,6 +27,7 @@ callback at the start of every sweep on the same store, and ``flow cancel --swee
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,6 +44,7 @@ from hydraflow.conventions import (
     TAG_SWEEP_ID,
     TAG_TASK_ID,
 )
+from hydraflow.core.errors import HydraflowError
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -55,7 +57,8 @@ __all__ = ["SweepReport", "after_flow_cancel", "inspect_sweeps", "repair_store"]
 
 log = logging.getLogger(__name__)
 
-_NO_PROVIDER = ("", "none", "local-process")
+_NO_PROVIDER = ("", "none")
+_SWEEP_ID = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass
@@ -91,25 +94,6 @@ def _experiments(client: MlflowClient) -> dict[str, str]:
         token = page.token
         if not token:
             return names
-
-
-def _search(client: MlflowClient, experiment_ids: list[str], filter_string: str) -> list[Run]:
-    runs: list[Run] = []
-    token: str | None = None
-    while True:
-        page = store.retry_busy(
-            partial(
-                client.search_runs,
-                experiment_ids,
-                filter_string=filter_string,
-                max_results=1000,
-                page_token=token,
-            )
-        )
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def _group(client: MlflowClient, runs: Sequence[Run], names: dict[str, str]) -> list[SweepReport]:
@@ -276,20 +260,26 @@ def inspect_sweeps(
 
     With ``running_only``, only sweeps that still have RUNNING runs (what repair looks at).
     """
+    if sweep_id is not None and not _SWEEP_ID.fullmatch(sweep_id):
+        raise HydraflowError(
+            f"--sweep {sweep_id!r}: a sweep id is letters, digits, '-' or '_' (e.g. 3f9a1c2e, "
+            "the hydraflow.sweep_id tag); `hydraflow sweeps` lists them"
+        )
     names = _experiments(client)
     ids = experiment_ids or list(names)
     if not ids:
         return []
     if sweep_id is not None:
-        runs = _search(client, ids, f"tags.`{TAG_SWEEP_ID}` = '{sweep_id}'")
+        runs = store.search_all(client, ids, f"tags.`{TAG_SWEEP_ID}` = '{sweep_id}'")
         if running_only and not any(run.info.status == "RUNNING" for run in runs):
             runs = []
     elif running_only:
-        runs = _search(client, ids, "attributes.status = 'RUNNING'")
+        runs = store.search_all(client, ids, "attributes.status = 'RUNNING'")
     else:
-        runs = _search(client, ids, f"tags.`{TAG_ROLE}` = 'sweep'") + _search(
-            client, ids, f"tags.`{TAG_ROLE}` = 'job'"
-        )
+        runs = [
+            *store.search_all(client, ids, f"tags.`{TAG_ROLE}` = 'sweep'"),
+            *store.search_all(client, ids, f"tags.`{TAG_ROLE}` = 'job'"),
+        ]
     reports = _group(client, runs, names)
     tasks = _Tasks()
     try:

@@ -251,3 +251,12 @@ def test_a_100_job_sweep_ends_with_100_finished_runs_and_a_finished_parent(
     assert {r.data.params["a"] for r in jobs} == {str(n) for n in range(100)}
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["jobs"] == parent.data.metrics["completed"] == 100.0
+
+
+def test_a_malformed_sweep_id_is_one_clear_error(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["repair", "--sweep", "x' or '1'='1"]) == 1
+    err = capsys.readouterr().err
+    assert "--sweep \"x' or '1'='1\": a sweep id is letters, digits" in err
+    assert err.count("\n") == 1
