@@ -58,6 +58,7 @@ ENV_VARS: dict[str, str] = {
     "slurm_instance_types": "FLOW_SLURM_INSTANCE_TYPES",
     "slurm_dir": "FLOW_SLURM_DIR",
     "slurm_conf": "FLOW_SLURM_CONF",
+    "slurm_login": "FLOW_SLURM_LOGIN",
 }
 
 _FILE_ALIASES = {
@@ -101,8 +102,11 @@ class FlowSettings(BaseModel):
         slurm_instance_types: Our instance types → ``sbatch`` options (``a100: --gres=gpu:a100:1
             --cpus-per-task=8 --mem=64G``); ``None``: GPUs by count (``--gres=gpu:N``). From the
             environment as JSON or ``type=options;type=options``.
-        slurm_dir: Folder for the slurm provider's task folders (scripts, logs, exit codes); it
-            must be visible to the cluster's nodes. Default ``FLOW_HOME/slurm/tasks``.
+        slurm_dir: Folder of the slurm provider's task folders (``tasks/``: scripts, logs, exit
+            codes) and code snapshots (``code/``) on the login node; the cluster's nodes must see
+            it. Default ``FLOW_HOME/slurm`` here, ``~/.flow-slurm`` on a ``slurm_login`` host.
+        slurm_login: ``user@host[:port]`` of a SLURM login node to submit on over SSH (with
+            ``ssh_key_path``); ``None``: this machine.
         slurm_conf: ``slurm.conf`` the SLURM commands use (``None``: the cluster's usual one).
     """
 
@@ -130,6 +134,7 @@ class FlowSettings(BaseModel):
     slurm_instance_types: dict[str, str] | None = None
     slurm_dir: Path | None = None
     slurm_conf: Path | None = None
+    slurm_login: str | None = None
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -19,6 +19,7 @@ import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 from launcher_helpers import APPS, job_runs
 from remote_helpers import EXPERIMENT, copy_project, run_sweep
+from sshd import SSHServer
 
 from flow_backend.providers.slurm.cluster import SlurmCluster
 
@@ -119,6 +120,27 @@ def test_four_job_sweep_on_slurm_gives_four_finished_runs(
     for num in range(4):
         assert (sweep_dir / str(num) / ".hydra" / "config.yaml").is_file()
         assert (sweep_dir / str(num) / "model.txt").read_text().startswith("lr=")
+
+
+def test_sweep_through_a_login_node_over_ssh_brings_results_home(
+    on_slurm: SlurmCluster, sshd: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    login_node = tmp_path / "login-node"
+    monkeypatch.setenv("FLOW_SLURM_LOGIN", sshd.destination)
+    monkeypatch.setenv("FLOW_SSH_KEY_PATH", str(sshd.key_path))
+    monkeypatch.setenv("FLOW_SLURM_DIR", str(login_node))
+    project = copy_project(tmp_path)
+    proc = run_sweep(project, "slurm", "lr=0.1,0.01")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
+    children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
+    assert sorted(r.data.params["lr"] for r in children) == ["0.01", "0.1"]
+    for run in children:
+        assert run.info.status == "FINISHED"
+        returned = json.loads(run.data.tags["hydraflow.return_value"])
+        assert Path(returned["cwd"]).is_relative_to(login_node / "code")  # the uploaded code
+    for num in range(2):  # the output folders came home
+        assert (project / "multirun" / "sweep" / str(num) / "model.txt").is_file()
 
 
 @pytest.mark.usefixtures("on_slurm")

@@ -12,18 +12,16 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, ClassVar
 
-from flow_backend.errors import ResourceNotFoundError, ValidationError
+from flow_backend.errors import ValidationError
 from flow_backend.instance_types import parse_instance_type
 from flow_backend.models import TaskRecord, TaskStatus, utc_now
 from flow_backend.providers.base import Provider
-from flow_backend.providers.slurm.login import LocalLogin
+from flow_backend.providers.slurm.login import LocalLogin, Login
 from flow_backend.providers.slurm.resources import ResourceMap, normalize_option
 from flow_backend.providers.slurm.script import EXIT_CODE_FILE, OUTPUT_LOG, JobOptions, batch_script
 from flow_backend.providers.slurm.states import SQUEUE_FORMAT, JobInfo, parse_squeue, status_of
@@ -46,7 +44,8 @@ _CANCEL_WAIT_SECONDS = 30.0
 
 
 class SlurmProvider(Provider):
-    """Runs tasks as SLURM jobs submitted on this machine (a login node).
+    """Runs tasks as SLURM jobs submitted on this machine or on a login node over SSH
+    (``slurm_login``).
 
     Settings: ``slurm_partition``, ``slurm_account``, ``slurm_qos``, ``slurm_sbatch_lines``,
     ``slurm_instance_types`` (see :mod:`flow_backend.providers.slurm.resources`), ``slurm_dir``
@@ -54,9 +53,6 @@ class SlurmProvider(Provider):
     """
 
     name: ClassVar[str] = "slurm"
-    #: Submitted on this machine: the task folders and the launch dir are on the filesystem the
-    #: cluster's nodes share (as every SLURM login node's home and scratch are).
-    shares_files = True
 
     def __init__(self, settings: FlowSettings) -> None:
         super().__init__(settings)
@@ -65,9 +61,14 @@ class SlurmProvider(Provider):
             normalize_option(line, "slurm_sbatch_lines") for line in settings.slurm_sbatch_lines
         ]
         home = Path(settings.home).expanduser()
-        self._root = str((settings.slurm_dir or home / "slurm" / "tasks").resolve())
         self._store = StateStore(home)
-        self.login = LocalLogin(settings.slurm_conf)
+        self.login = _login(settings, home)
+        self.shares_files = self.login.shares_files
+        base = (
+            str(settings.slurm_dir) if settings.slurm_dir else self.login.default_root()
+        ).rstrip("/")
+        self._root = f"{base}/tasks"
+        self._code_dir = f"{base}/code"
 
     # -- submit --------------------------------------------------------------------------------
     def submit(self, config: TaskConfig) -> TaskRecord:
@@ -176,9 +177,10 @@ class SlurmProvider(Provider):
                     value=config.code_root,
                     hint="Give the project folder to run from, or set upload_code=False",
                 )
-            code_dir = self.login.put_code(root, str(PurePosixPath(self._root).parent / "code"))
+            code_dir = self.login.put_code(root, self._code_dir)
         task_dir = f"{self._root}/{batch}" if single else f"{self._root}/{batch}/{index}"
-        return prepare_task(config, task_id, task_dir, code_dir)
+        workdir = self.login.default_workdir(config.working_dir) if code_dir is None else None
+        return prepare_task(config, task_id, task_dir, code_dir, workdir)
 
     # -- status --------------------------------------------------------------------------------
     def get(self, task_id: str) -> TaskRecord:
@@ -325,13 +327,7 @@ class SlurmProvider(Provider):
         """Run ``command`` in the task's working folder on the login node (shared with the
         nodes); no command: an interactive shell there."""
         state = self._store.load(task_id)
-        if command is None:
-            subprocess.call([os.environ.get("SHELL", "/bin/sh")], cwd=state.workdir)
-            return ""
-        result = subprocess.run(
-            command, shell=True, cwd=state.workdir, capture_output=True, text=True, check=False
-        )
-        return result.stdout + result.stderr
+        return self.login.shell(command, state.workdir)
 
     def shell_command(self, task_id: str) -> str | None:
         """A shell on the job's node while it runs (``srun --overlap``), else in its folder."""
@@ -347,28 +343,22 @@ class SlurmProvider(Provider):
             ResourceNotFoundError: The path does not exist (yet).
         """
         state = self._store.load(task_id)
-        source = Path(remote_path).expanduser()
-        if not source.is_absolute():
-            source = Path(state.workdir) / source
-        if not source.exists():
-            raise ResourceNotFoundError(
-                f"task {task_id!r} has no {remote_path!r} (yet)",
-                field="remote_path",
-                value=remote_path,
-                hint="Check the path relative to the task's working folder",
-            )
-        target = Path(local_path)
-        if source.resolve() == target.resolve():
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        else:
-            shutil.copy2(source, target)
+        path = remote_path
+        if not PurePosixPath(remote_path).is_absolute() and not remote_path.startswith("~/"):
+            path = str(PurePosixPath(state.workdir) / remote_path)
+        self.login.download(path, local_path)
 
     def close(self) -> None:
         """Nothing to release (jobs keep running)."""
         self.login.close()
+
+
+def _login(settings: FlowSettings, home: Path) -> Login:
+    if settings.slurm_login:
+        from flow_backend.providers.slurm.ssh_login import SSHLogin
+
+        return SSHLogin(settings.slurm_login, settings.slurm_conf, settings.ssh_key_path, home)
+    return LocalLogin(settings.slurm_conf, home)
 
 
 def _is_over(info: JobInfo) -> bool:

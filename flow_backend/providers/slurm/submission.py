@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from flow_backend.errors import FlowError, ProviderError, ValidationError
 from flow_backend.providers.slurm.login import CommandResult
@@ -52,18 +51,17 @@ class PreparedTask:
     files: dict[str, tuple[str, int]]
 
 
-def _workdir(config: TaskConfig, code_dir: str | None) -> str:
-    if code_dir is None:
-        return str(Path(config.working_dir or os.getcwd()).expanduser().resolve())
+def _workdir(config: TaskConfig, code_dir: str) -> str:
     if config.working_dir and PurePosixPath(config.working_dir).is_absolute():
         return config.working_dir
     return str(PurePosixPath(code_dir) / (config.working_dir or "."))
 
 
 def prepare_task(
-    config: TaskConfig, task_id: str, task_dir: str, code_dir: str | None
+    config: TaskConfig, task_id: str, task_dir: str, code_dir: str | None, workdir: str | None
 ) -> PreparedTask:
-    """``command.sh`` and ``run.sh`` of a task (its plain environment in ``run.sh``).
+    """``command.sh`` and ``run.sh`` of a task (its plain environment in ``run.sh``); it runs in
+    ``workdir``, else in ``code_dir`` (``working_dir``, if relative, inside it).
 
     Raises:
         ValidationError: The task asks for volumes (the slurm provider has none).
@@ -76,7 +74,7 @@ def prepare_task(
             hint="Use a folder on the cluster's shared filesystem (pass its path in env)",
         )
     plain, _ = split_secret_env(config.env)
-    workdir = _workdir(config, code_dir)
+    workdir = workdir or _workdir(config, code_dir or ".")
     env = {"FLOW_INSTANCE_TYPE": config.instance.name, **plain}
     run = run_script(task_dir, task_id=task_id, name=config.name, workdir=workdir, env=env)
     files = {
