@@ -30,8 +30,9 @@ STEPS = 10
 READERS = ("runcollection", "search_runs", "bare_sql")
 
 
-def build_store(db: Path, n: int) -> None:
-    """An MLflow sqlite store with ``n`` finished runs in experiment ``bench``."""
+def build_store(db: Path, n: int, steps: int = STEPS) -> None:
+    """An MLflow sqlite store with ``n`` finished runs in experiment ``bench`` (``steps`` values
+    of each of 3 metrics per run)."""
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{db}")
@@ -77,10 +78,10 @@ def build_store(db: Path, n: int) -> None:
         }
         params.extend((k, v, run_id) for k, v in values.items())
         for key in ("loss", "accuracy", "val_loss"):
-            for step in range(STEPS):
+            for step in range(steps):
                 number = rng.random()
                 metrics.append((key, number, start + step, run_id, step, 0))
-            latest.append((key, number, start + STEPS - 1, STEPS - 1, 0, run_id))
+            latest.append((key, number, start + steps - 1, steps - 1, 0, run_id))
         for tag, text in (
             ("mlflow.runName", f"run-{i}"),
             ("mlflow.user", "bench"),

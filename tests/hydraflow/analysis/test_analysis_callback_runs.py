@@ -100,6 +100,7 @@ def test_readme_examples_run_as_written(demo: tuple[Path, dict[str, str]]) -> No
         )
         assert result.returncode == 0, f"{block}\n{result.stderr[-2000:]}"
     assert (root / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert (root / "curves.png").read_bytes()[:4] == b"\x89PNG"
     manual = RunCollection.load("manual", tracking_uri=str(root / "mlflow.db")).one()
     assert manual.params["batch_size"] == 64 and manual.info.status == "FINISHED"
     assert manual.tags["hydraflow.artifact.model.pt"] == "Model checkpoint"
