@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,7 +89,7 @@ def sweep(sweeper: FlowOptunaSweeper, arguments: list[str]) -> dict[str, Any]:
                 f"{options.n_jobs}: the launcher runs at most {session.slots} jobs at once "
                 "(raise hydra.launcher.max_parallel)"
             )
-        Search(
+        search = Search(
             study,
             session,
             lambda: space.ask(study, config),
@@ -98,7 +99,18 @@ def sweep(sweeper: FlowOptunaSweeper, arguments: list[str]) -> dict[str, Any]:
             records=records,
             watch=records if options.prune_on else None,
             poll=PRUNE_POLL_SECONDS,
-        ).run()
+        )
+        try:
+            search.run()
+        except BaseException:
+            print(
+                f"[flow_optuna] stopped: the trials that were running are FAIL in study "
+                f"{study_name!r} ({where}); {search.done} of {n_trials} trials have ended. Run "
+                f"the same command with hydra.sweeper.study_name={study_name} to continue it",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise
     return _report(study, str(config.hydra.sweep.dir), records)
 
 

@@ -183,3 +183,8 @@ class Recorded:
 
     def ended(self, num: int, trial: Any) -> None:
         self.entries.append((num, trial.number, trial.state.name))
+
+
+def suggest_depth(config: Any, trial: Any) -> None:
+    """A ``custom_search_space``: one more param, suggested in Python."""
+    trial.suggest_int("depth", 1, 3)

@@ -132,3 +132,52 @@ def test_an_unknown_sampler_lists_the_known_ones(
     text = str(raised.value)
     assert "Could not find 'hydra/sweeper/sampler/nope'" in text
     assert "tpe" in text and "nsgaii" in text
+
+
+def test_trial_records_on_the_runs_and_the_pareto_front_on_the_parent() -> None:
+    import optuna
+    from mlflow.tracking import MlflowClient
+
+    from hydra_plugins.hydraflow_plugins._optuna_core import results_of
+    from hydra_plugins.hydraflow_plugins._optuna_mlflow import MlflowTrials
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("pareto")
+    parent = client.create_run(experiment, tags={"hydraflow.role": "sweep"}).info.run_id
+    children = [
+        client.create_run(
+            experiment,
+            tags={
+                "hydraflow.role": "job",
+                "hydraflow.sweep_id": "s1",
+                "hydraflow.job_num": str(num),
+                "mlflow.parentRunId": parent,
+            },
+        ).info.run_id
+        for num in range(4)
+    ]
+    client.log_metric(children[2], "loss", 0.5, step=0)
+    client.log_metric(children[2], "loss", 0.25, step=1)
+    records = MlflowTrials(uri, "pareto", "s1", parent, "study", metric="loss")
+    assert records.read([0, 1, 2, 7]) == {2: {0: 0.5, 1: 0.25}}
+    assert records.logged_metrics(2) == ["loss"]
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    distributions = {"x": optuna.distributions.UniformDistribution(0, 3)}
+    for num, values in enumerate([(0, 4), (4, 0), (1, 1), (5, 5)]):
+        study.tell(study.ask(distributions), values)
+        records.ended(num, study.trials[num])
+    records.summary(study, results_of(study))
+
+    front = json.loads(Path(client.download_artifacts(parent, "pareto_front.json")).read_text())
+    assert sorted(s["values"] for s in front["solutions"]) == [[0, 4], [1, 1], [4, 0]]
+    assert json.loads(client.get_run(parent).data.tags["hydraflow.optuna.pareto_front"]) == [
+        0,
+        1,
+        2,
+    ]
+    child = client.get_run(children[1])
+    assert child.data.tags["hydraflow.optuna.trial"] == "1"
+    assert child.data.tags["hydraflow.optuna.state"] == "COMPLETE"
+    assert child.data.tags["hydraflow.optuna.study"] == "study"

@@ -329,3 +329,15 @@ def test_a_launcher_without_a_session_runs_trials_in_batches_of_n_jobs() -> None
         Search(study, session, lambda: space.ask(study, OmegaConf.create({})), 5).run()
     assert [(start, len(batch)) for start, batch in calls] == [(0, 2), (2, 2), (4, 1)]
     assert [t.value for t in study.trials] == [float(t.params["x"]) for t in study.trials]
+
+
+def test_custom_search_space_adds_params_and_refuses_a_fixed_one() -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    space = SearchSpace.parse({"x": "choice(a,b)"}, ["y=1"], "optuna_fakes.suggest_depth")
+    trial, overrides = space.ask(study, OmegaConf.create({}))
+    assert overrides == [f"x={trial.params['x']}", f"depth={trial.params['depth']}", "y=1"]
+    clash = SearchSpace.parse({}, ["depth=2"], "optuna_fakes.suggest_depth")
+    with pytest.raises(FlowOptunaError, match=r"custom_search_space suggests \['depth'\]"):
+        clash.ask(study, OmegaConf.create({}))
+    with pytest.raises(FlowOptunaError, match=r"custom_search_space='nowhere.fn' cannot be"):
+        SearchSpace.parse({}, [], "nowhere.fn")
