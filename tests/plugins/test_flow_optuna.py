@@ -164,7 +164,9 @@ def test_trial_records_on_the_runs_and_the_pareto_front_on_the_parent() -> None:
     assert records.logged_metrics(2) == ["loss"]
 
     study = optuna.create_study(directions=["minimize", "minimize"])
-    distributions = {"x": optuna.distributions.UniformDistribution(0, 3)}
+    distributions: dict[str, optuna.distributions.BaseDistribution] = {
+        "x": optuna.distributions.UniformDistribution(0, 3)
+    }
     for num, values in enumerate([(0, 4), (4, 0), (1, 1), (5, 5)]):
         study.tell(study.ask(distributions), values)
         records.ended(num, study.trials[num])
