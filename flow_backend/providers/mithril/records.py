@@ -63,6 +63,11 @@ def outcome(nodes: list[NodeView]) -> tuple[int, str | None] | None:
             code,
             "exit code 124: the time limit (max_run_time_hours) stopped it, or it timed out",
         )
+    if code == 126:
+        return (
+            code,
+            "exit code 126: the command could not run (no working docker/podman for `image`, or not executable; see the log)",
+        )
     return code, None
 
 

@@ -3,7 +3,8 @@
 It prepares the instance (task folder, volume mount points, container image pull), marks the node
 ``ready``, then waits for the provider to hand over the node's environment over SSH (``go.env``, then ``go.ready``,
 written with mode 600 and deleted once read, so no secret stays on disk or in the bid). It then
-runs the command — inside ``image`` when docker or podman exists — with stdout and stderr in
+runs the command — inside ``image`` with docker or podman; an ``image`` on an instance without a
+working engine is a failure (exit code 126, the reason in the log), never a silent run on the host — with stdout and stderr in
 ``output.log`` and the exit status recorded atomically in ``exit_code``: the layout of
 :mod:`flow_backend.remote.detached`, so the SSH readers of that module work on it unchanged.
 
@@ -60,7 +61,7 @@ mkdir -p "$D" && chmod 1777 {root} "$T" 2>/dev/null; chmod 777 "$D"
 {volume_lines}IMAGE={image}
 ENGINE=""
 if [ -n "$IMAGE" ]; then
-  for e in docker podman; do command -v "$e" >/dev/null 2>&1 && {{ ENGINE=$e; break; }}; done
+  for e in docker podman; do "$e" info >/dev/null 2>&1 && {{ ENGINE=$e; break; }}; done
   [ -n "$ENGINE" ] && "$ENGINE" pull "$IMAGE" >> "$D/setup.log" 2>&1
 fi
 touch "$D/{ready}"
@@ -76,6 +77,10 @@ mkdir -p "$FLOW_WORKDIR" 2>/dev/null; cd "$FLOW_WORKDIR" 2>/dev/null || cd "$D"
 pwd > "$D/workdir"
 CMD={command}
 LIMIT=({limit})
+if [ -n "$IMAGE" ] && [ -z "$ENGINE" ]; then
+  echo "flow: image $IMAGE needs docker or podman on the instance, which has no working one; the command did not run" >> "$D/{output}"
+  code=126
+else
 if [ -n "$ENGINE" ]; then
   ARGS=(run --rm --network host --ipc host -v {root}:{root} -v "$PWD:$PWD" -w "$PWD")
   command -v nvidia-smi >/dev/null 2>&1 && ARGS+=(--gpus all)
@@ -85,6 +90,7 @@ else
   "${{LIMIT[@]}}" bash -c "$CMD"
 fi >> "$D/{output}" 2>&1 < /dev/null
 code=$?
+fi
 {record_exit}
 """
 

@@ -198,3 +198,34 @@ def test_host_keys_are_bound_to_the_instance_id_not_the_address(
     )
     conn.close()
     assert "mithril:inst_b" in known_hosts.read_text()
+
+
+def _engine_works() -> bool:
+    import subprocess
+
+    for engine in ("docker", "podman"):
+        try:
+            if subprocess.run([engine, "info"], capture_output=True, timeout=20).returncode == 0:
+                return True
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+    return False
+
+
+def test_an_image_without_a_container_engine_is_a_clear_failure_not_a_run_on_the_host(
+    cloud_flow: Flow,
+) -> None:
+    if _engine_works():
+        pytest.skip("this machine has a working container engine: the image would really run")
+    task = cloud_flow.run(
+        TaskConfig(
+            command="echo ran-on-the-host",
+            image="python:3.11-slim",
+            instance_type="a100",
+            upload_code=False,
+        )
+    )
+    assert task.wait(timeout=60) is TaskStatus.FAILED
+    assert task.exit_code == 126 and "docker/podman" in (task.message or "")
+    log = task.logs()
+    assert "needs docker or podman" in log and "ran-on-the-host" not in log
