@@ -76,7 +76,12 @@ class SweepReport:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Job runs by status (the newest run of each job number)."""
+        """Job runs by status (the newest run of each job number); for an ended sweep whose job
+        runs were not read, the parent's summary."""
+        summary = self.parent.data.metrics if self.parent is not None else {}
+        if not self.jobs and "jobs" in summary:
+            names = {"FINISHED": "completed", "FAILED": "failed", "KILLED": "killed"}
+            return {status: int(summary[key]) for status, key in names.items() if summary.get(key)}
         counts: dict[str, int] = {}
         for run in self.jobs:
             counts[run.info.status] = counts.get(run.info.status, 0) + 1
@@ -99,7 +104,8 @@ def _experiments(client: MlflowClient) -> dict[str, str]:
 def _group(client: MlflowClient, runs: Sequence[Run], names: dict[str, str]) -> list[SweepReport]:
     """Group sweep and job runs by sweep id; fetch a RUNNING job's ended parent for its tags."""
     reports: dict[str, SweepReport] = {}
-    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+    unique = {run.info.run_id: run for run in runs}.values()
+    for run in sorted(unique, key=lambda r: r.info.start_time or 0):
         sweep_id = run.data.tags.get(TAG_SWEEP_ID)
         role = run.data.tags.get(TAG_ROLE)
         if not sweep_id or role not in ("sweep", "job"):
@@ -275,11 +281,11 @@ def inspect_sweeps(
             runs = []
     elif running_only:
         runs = store.search_all(client, ids, "attributes.status = 'RUNNING'")
-    else:
-        runs = [
-            *store.search_all(client, ids, f"tags.`{TAG_ROLE}` = 'sweep'"),
-            *store.search_all(client, ids, f"tags.`{TAG_ROLE}` = 'job'"),
-        ]
+    else:  # every parent; the job runs only of sweeps with RUNNING runs (a store may hold 10^4)
+        runs = store.search_all(client, ids, f"tags.`{TAG_ROLE}` = 'sweep'")
+        running = store.search_all(client, ids, "attributes.status = 'RUNNING'")
+        for live_id in sorted({run.data.tags.get(TAG_SWEEP_ID, "") for run in running} - {""}):
+            runs.extend(store.search_all(client, ids, f"tags.`{TAG_SWEEP_ID}` = '{live_id}'"))
     reports = _group(client, runs, names)
     tasks = _Tasks()
     try:

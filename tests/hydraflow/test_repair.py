@@ -97,6 +97,8 @@ def test_jobs_that_ran_in_a_dead_launcher_end_killed_with_their_metrics(store: s
     assert "no task of sweep cafe0001 is live" in parent.data.tags["hydraflow.end_reason"]
     assert parent.data.metrics["completed"] == 1.0 and parent.data.metrics["killed"] == 1.0
     assert repair_store(store) == []  # nothing RUNNING is left
+    (listed,) = inspect_sweeps(MlflowClient(store))  # read from the parent's summary
+    assert (listed.state, listed.counts) == ("killed", {"FINISHED": 1, "KILLED": 1})
 
 
 def test_a_live_launcher_keeps_its_whole_sweep_running(store: str) -> None:
