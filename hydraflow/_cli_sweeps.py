@@ -80,7 +80,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     from hydraflow.repair import repair_store
 
     uri = _store(args)
-    reports = repair_store(uri, args.sweep, dry_run=args.dry_run)
+    reports = repair_store(uri, args.sweep, dry_run=args.dry_run, force=args.force)
     if args.sweep and not reports:
         from hydraflow._mlflow_store import client_for
         from hydraflow.repair import inspect_sweeps
@@ -124,5 +124,10 @@ def register_repair(subparsers: Any) -> None:
     )
     parser.add_argument("--sweep", metavar="ID", help="only this sweep")
     parser.add_argument("--dry-run", action="store_true", help="say what would end; change nothing")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="with --sweep: also end runs whose liveness cannot be asked (never a live one)",
+    )
     _tracking_option(parser)
     parser.set_defaults(handler=_cmd_repair)

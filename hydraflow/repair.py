@@ -182,15 +182,38 @@ class _Tasks:
                 flow.close()
 
 
-def _judge(report: SweepReport, tasks: _Tasks) -> None:
-    """Decide the sweep's state and which of its RUNNING runs end, and why."""
+def _job_verdict(
+    run: Run, launcher: Liveness, launcher_text: str, tasks: _Tasks
+) -> tuple[str | None, str | None]:
+    """(why the RUNNING job run ends, why it cannot be known); both ``None``: it is alive."""
+    provider = run.data.tags.get(TAG_PROVIDER, "")
+    task_id = run.data.tags.get(TAG_TASK_ID, "")
+    if provider in _NO_PROVIDER:  # the job ran in the launcher's process (or its pool)
+        if launcher is Liveness.GONE:
+            return f"{launcher_text} is gone; the job ran in it", None
+        return None, f"job run {run.info.run_id[:8]}: its launcher cannot be asked (another host)"
+    record = tasks.record(provider, task_id)
+    if record is None:
+        return None, f"task {task_id} unknown to provider {provider}"
+    if not record.status.is_terminal:
+        return None, None
+    exit_text = "" if record.exit_code is None else f", exit code {record.exit_code}"
+    return (
+        f"task {task_id} ({provider}) ended {record.status.value}{exit_text} "
+        "before the job recorded an outcome"
+    ), None
+
+
+def _judge(report: SweepReport, tasks: _Tasks, force: bool = False) -> None:
+    """Decide the sweep's state and which of its RUNNING runs end, and why.
+
+    ``force`` (one sweep, asked by the user) also ends what cannot be asked; never what is alive.
+    """
     parent = report.parent
     running = [run for run in report.jobs if run.info.status == "RUNNING"]
-    if parent is not None and parent.info.status == "RUNNING":
-        running.append(parent)
-    if not running:
-        status = parent.info.status if parent is not None else "FINISHED"
-        report.state = status.lower()
+    parent_running = parent is not None and parent.info.status == "RUNNING"
+    if not running and not parent_running:
+        report.state = (parent.info.status if parent is not None else "FINISHED").lower()
         return
     identity = parent.data.tags.get(TAG_LAUNCHER) if parent is not None else None
     launcher = process_liveness(identity)
@@ -198,44 +221,33 @@ def _judge(report: SweepReport, tasks: _Tasks) -> None:
         report.state, report.note = "running", "launcher alive"
         return
     launcher_text = "the launcher" if not identity else f"the launcher ({_who(identity)})"
-    providers = {
-        run.data.tags.get(TAG_PROVIDER, "") for run in [*report.jobs, *([parent] if parent else [])]
-    } - set(_NO_PROVIDER)
+    forced = "ended by `hydraflow repair --force`: "
     unknown: list[str] = []
+    jobs_left = 0
     for run in running:
-        if run is parent:
-            continue
-        provider = run.data.tags.get(TAG_PROVIDER, "")
-        task_id = run.data.tags.get(TAG_TASK_ID, "")
-        if provider in _NO_PROVIDER:  # the job ran in the launcher's process (or its pool)
-            if launcher is Liveness.GONE:
-                report.to_end[run.info.run_id] = f"{launcher_text} is gone; the job ran in it"
-            else:
-                unknown.append(f"job run {run.info.run_id[:8]}: launcher on another host")
-            continue
-        record = tasks.record(provider, task_id)
-        if record is None:
-            unknown.append(f"task {task_id} unknown to provider {provider}")
-        elif record.status.is_terminal:
-            exit_text = "" if record.exit_code is None else f", exit code {record.exit_code}"
-            report.to_end[run.info.run_id] = (
-                f"task {task_id} ({provider}) ended {record.status.value}{exit_text} "
-                "before the job recorded an outcome"
-            )
+        reason, doubt = _job_verdict(run, launcher, launcher_text, tasks)
+        if doubt is not None and force:
+            reason = forced + doubt
+        elif doubt is not None:
+            unknown.append(doubt)
+        if reason is not None:
+            report.to_end[run.info.run_id] = reason
+        else:
+            jobs_left += 1
     live: list[str] = []
-    for provider in sorted(providers):
+    providers = {r.data.tags.get(TAG_PROVIDER, "") for r in [*report.jobs, parent] if r is not None}
+    for provider in sorted(providers - set(_NO_PROVIDER)):
         found = tasks.live(provider, report.sweep_id)
         if found is None:
             unknown.append(f"provider {provider} did not answer")
         else:
             live.extend(t.task_id for t in found)
-    ended_jobs = {run.info.run_id for run in report.jobs} & set(report.to_end)
-    jobs_left = [r for r in running if r is not parent and r.info.run_id not in ended_jobs]
-    parent_running = parent is not None and parent.info.status == "RUNNING"
-    if parent_running and launcher is Liveness.GONE and not (live or unknown or jobs_left):
+    launcher_gone = launcher is Liveness.GONE or force
+    if parent_running and launcher_gone and not (live or jobs_left or (unknown and not force)):
         assert parent is not None
+        reason = f"{launcher_text} is gone and no task of sweep {report.sweep_id} is live"
         report.to_end[parent.info.run_id] = (
-            f"{launcher_text} is gone and no task of sweep {report.sweep_id} is live"
+            reason if launcher is Liveness.GONE else forced + "its launcher cannot be asked"
         )
     if live:
         report.state = "orphaned"
@@ -244,7 +256,10 @@ def _judge(report: SweepReport, tasks: _Tasks) -> None:
             f"(`flow cancel --sweep {report.sweep_id}` stops them)"
         )
     elif unknown:
-        report.state, report.note = "unknown", "; ".join(unknown)
+        report.state = "unknown"
+        report.note = "; ".join(unknown) + (
+            f" (if you know they are gone: `hydraflow repair --sweep {report.sweep_id} --force`)"
+        )
     else:
         report.state = "dead" if report.to_end else "running"
         report.note = next(iter(report.to_end.values()), "")
@@ -261,6 +276,7 @@ def inspect_sweeps(
     *,
     running_only: bool = False,
     experiment_ids: list[str] | None = None,
+    force: bool = False,
 ) -> list[SweepReport]:
     """Every sweep of the store (or one), judged: what is running, what is dead and why.
 
@@ -290,7 +306,7 @@ def inspect_sweeps(
     tasks = _Tasks()
     try:
         for report in reports:
-            _judge(report, tasks)
+            _judge(report, tasks, force)
     finally:
         tasks.close()
     return sorted(
@@ -306,13 +322,18 @@ def repair_store(
     *,
     dry_run: bool = False,
     experiment_ids: list[str] | None = None,
+    force: bool = False,
 ) -> list[SweepReport]:
     """End ``KILLED`` the RUNNING runs of sweeps whose tasks are gone; returns the judged sweeps.
 
     The parent ends last, with the sweep summary (``jobs``, ``completed``, ``failed``, ``killed``).
     """
     client = store.client_for(tracking_uri)
-    reports = inspect_sweeps(client, sweep_id, running_only=True, experiment_ids=experiment_ids)
+    if force and sweep_id is None:
+        raise HydraflowError("--force needs --sweep ID: it is a decision about one sweep")
+    reports = inspect_sweeps(
+        client, sweep_id, running_only=True, experiment_ids=experiment_ids, force=force
+    )
     for report in reports:
         if dry_run or not report.to_end:
             continue

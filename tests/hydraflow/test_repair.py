@@ -120,8 +120,31 @@ def test_what_cannot_be_asked_is_left_running(store: str) -> None:
     (report,) = repair_store(store)
     assert report.state == "unknown" and report.ended == 0
     assert "task local-nosuchtask unknown to provider local" in report.note
+    assert "hydraflow repair --sweep cafe0001 --force" in report.note
     assert _status(store, runs["1"]) == ("RUNNING", None)
     assert _status(store, runs["parent"]) == ("RUNNING", None)
+
+
+def test_force_ends_what_cannot_be_asked_for_one_sweep_only(
+    store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _host, boot, pid, tick = this_process().split()
+    runs = _sweep(
+        store,
+        f"elsewhere.example {boot} {pid} {tick}",
+        job_tags={"flow.provider": "local", "flow.task_id": "local-nosuchtask"},
+    )
+    assert main(["repair", "--force"]) == 1
+    assert "--force needs --sweep ID" in capsys.readouterr().err
+    assert main(["repair", "--sweep", "cafe0001", "--force"]) == 0
+    status, reason = _status(store, runs["1"])
+    assert status == "KILLED"
+    assert (
+        reason
+        == "ended by `hydraflow repair --force`: task local-nosuchtask unknown to provider local"
+    )
+    status, reason = _status(store, runs["parent"])
+    assert status == "KILLED" and reason is not None and "--force" in reason
 
 
 def test_dry_run_and_sweeps_change_nothing(store: str, capsys: pytest.CaptureFixture[str]) -> None:
