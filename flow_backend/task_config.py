@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from pathlib import Path, PurePosixPath
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import pydantic
 import yaml
@@ -61,11 +61,15 @@ class VolumeSpec(_FlowModel):
         name: Lowercase letters, digits and inner dashes, e.g. ``training-data``.
         size_gb: Size to create it with (providers that size volumes); ``None`` reuses/uses default.
         mount_path: Absolute path where the task sees it; default ``/volumes/<name>``.
+        interface: How a cloud provider creates it when new: ``block`` (default; a disk that
+            attaches to one instance at a time) or ``file`` (a share several instances mount).
+            An existing volume keeps its own; local and ssh volumes are plain folders.
     """
 
     name: str
     size_gb: float | None = Field(default=None, gt=0)
     mount_path: str | None = None
+    interface: Literal["block", "file"] = "block"
 
     @field_validator("name")
     @classmethod

@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from flow_backend.errors import ResourceNotFoundError, ValidationError
 from flow_backend.providers.mithril.account import Account, choose_offer
@@ -126,10 +126,7 @@ def build_bid_request(
         )
     chosen = next(it for it in types if it.fid == offer.instance_type)
     project = account.project_fid
-    volumes = [
-        volume_fid(account.client, project, offer.region, spec.name, spec.size_gb)
-        for spec in config.volumes
-    ]
+    volumes = _volumes(config, account, offer.region)
     keys = list(dict.fromkeys([account.ssh_key_fid, *account.required_ssh_key_fids()]))
     request = CreateBidRequest(
         project=project,
@@ -143,6 +140,56 @@ def build_bid_request(
         ),
     )
     return BidChoice(request, chosen.name, offer.last_instance_price)
+
+
+#: The API's rule for volume names (``CreateVolumeRequest.name`` in the spec).
+VOLUME_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _volumes(config: TaskConfig, account: Account, region: str) -> list[str]:
+    """The volumes' ids, created when new; every check comes before anything is created.
+
+    Raises:
+        ValidationError: A name outside the API's rule, or a Block volume asked for by several
+            instances (a Block volume attaches to one instance at a time).
+    """
+    if not config.volumes:
+        return []
+    existing = {v.name: v for v in account.client.list_volumes(account.project_fid, region=region)}
+    kinds: dict[str, Literal["Block", "File"]] = {}
+    for spec in config.volumes:
+        if not VOLUME_NAME.match(spec.name) or len(spec.name) > 64:
+            raise ValidationError(
+                f"volume name {spec.name!r} is not a valid Mithril volume name",
+                field="volumes",
+                value=spec.name,
+                hint="Start with a letter; use lowercase letters, digits and inner dashes",
+            )
+        found = existing.get(spec.name)
+        kind = found.interface if found else ("File" if spec.interface == "file" else "Block")
+        if kind == "Block" and config.num_instances > 1:
+            raise ValidationError(
+                f"volume {spec.name!r} is a Block volume, which attaches to one instance at a "
+                f"time, but num_instances={config.num_instances} would share it",
+                field="volumes",
+                value=spec.name,
+                hint="Use a File volume for data several instances share (interface: file, a new "
+                "name), or one instance",
+            )
+        kinds[spec.name] = kind
+    return [
+        existing[spec.name].fid
+        if spec.name in existing
+        else volume_fid(
+            account.client,
+            account.project_fid,
+            region,
+            spec.name,
+            spec.size_gb,
+            kinds[spec.name],
+        )
+        for spec in config.volumes
+    ]
 
 
 def launch_plan(config: TaskConfig, bid: Bid, type_name: str) -> LaunchPlan:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from flow_backend.errors import ResourceNotFoundError, TaskNotFoundError
 from flow_backend.providers.mithril.api import Bid, CreateVolumeRequest, Instance, MithrilClient
@@ -105,7 +105,12 @@ def instances_for(
 
 
 def volume_fid(
-    client: MithrilClient, project: str, region: str, name: str, size_gb: float | None
+    client: MithrilClient,
+    project: str,
+    region: str,
+    name: str,
+    size_gb: float | None,
+    interface: Literal["Block", "File"] = "Block",
 ) -> str:
     """The id of the volume named ``name`` in ``region``, created (``size_gb``, default 100) if new."""
     for volume in client.list_volumes(project, region=region):
@@ -113,6 +118,6 @@ def volume_fid(
             return volume.fid
     size = max(1, round(size_gb or DEFAULT_VOLUME_GB))
     request = CreateVolumeRequest(
-        name=name, project=project, disk_interface="Block", region=region, size_gb=size
+        name=name, project=project, disk_interface=interface, region=region, size_gb=size
     )
     return client.create_volume(request).fid

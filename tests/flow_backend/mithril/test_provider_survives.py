@@ -229,3 +229,27 @@ def test_an_image_without_a_container_engine_is_a_clear_failure_not_a_run_on_the
     assert task.exit_code == 126 and "docker/podman" in (task.message or "")
     log = task.logs()
     assert "needs docker or podman" in log and "ran-on-the-host" not in log
+
+
+def test_a_volume_shared_by_several_instances_must_be_a_file_volume(
+    cloud_flow: Flow, cloud: FakeMithril, tmp_path: Path
+) -> None:
+    from flow_backend.task_config import VolumeSpec
+
+    def two_nodes(spec: VolumeSpec) -> TaskConfig:
+        return TaskConfig(
+            command="true", instance_type="a100", num_instances=2, volumes=[spec], upload_code=False
+        )
+
+    block = VolumeSpec(name="scratch", mount_path=str(tmp_path / "scratch"))
+    with pytest.raises(ValidationError) as caught:
+        cloud_flow.run(two_nodes(block))
+    assert caught.value.field == "volumes" and "File volume" in str(caught.value)
+    with pytest.raises(ValidationError, match="not a valid Mithril volume name"):
+        cloud_flow.run(two_nodes(VolumeSpec(name="1data", interface="file")))
+    assert cloud.requests_to("/v2/volumes", "POST") == 0 and cloud.bids() == []
+    shared = VolumeSpec(name="shared", interface="file", mount_path=str(tmp_path / "shared"))
+    task = cloud_flow.run(two_nodes(shared))
+    assert {v.name: v.interface for v in cloud.state.volumes.values()} == {"shared": "File"}
+    assert task.wait(timeout=60) is TaskStatus.COMPLETED, task.logs()
+    assert cloud.bid(task.task_id)["launch_specification"]["volumes"] != []
