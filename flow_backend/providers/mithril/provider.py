@@ -352,16 +352,29 @@ class MithrilProvider(Provider):
         return "".join(lines[-tail:]) if tail > 0 else ""
 
     def follow_logs(self, task_id: str) -> Iterator[str]:
+        """Stream the log until the task ends. A dropped connection (the instance preempted, a
+        network blip) is not an error: polling resumes, lines already sent are not sent again,
+        and the poll that sees the end collects the task and cancels its bid."""
+        sent = 0
         while True:
             record = self.get(task_id)
             if record.status.is_terminal:
-                yield from self.logs(task_id).splitlines(keepends=True)
+                yield from self.logs(task_id).splitlines(keepends=True)[sent:]
                 return
             node = self._main_node(task_id) if record.status.value == "running" else None
             if node is not None and node.node_dir is not None:
-                yield from follow_logs(self.nodes.conn(node.destination), node.node_dir)
-                self.get(task_id)  # collects the results and cancels the bid
-                return
+                seen = 0
+                try:
+                    for line in follow_logs(self.nodes.conn(node.destination), node.node_dir):
+                        seen += 1
+                        if seen > sent:
+                            sent = seen
+                            yield line
+                except FlowError as error:
+                    logger.info("lost the log stream of %s (%s); polling", task_id, error)
+                else:
+                    self.get(task_id)  # collects the results and cancels the bid
+                    return
             time.sleep(self.settings.poll_interval)
 
     def _require_node(self, task_id: str) -> NodeView:

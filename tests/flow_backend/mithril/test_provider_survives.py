@@ -253,3 +253,35 @@ def test_a_volume_shared_by_several_instances_must_be_a_file_volume(
     assert {v.name: v.interface for v in cloud.state.volumes.values()} == {"shared": "File"}
     assert task.wait(timeout=60) is TaskStatus.COMPLETED, task.logs()
     assert cloud.bid(task.task_id)["launch_specification"]["volumes"] != []
+
+
+def test_following_the_log_of_a_preempted_task_ends_and_nothing_bills(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    import threading
+
+    task = cloud_flow.run(
+        TaskConfig(command="echo started; sleep 300", instance_type="a100", upload_code=False)
+    )
+    lines: list[str] = []
+    errors: list[BaseException] = []
+
+    def follow() -> None:  # what `flow run --wait` does
+        try:
+            lines.extend(cloud_flow.provider.follow_logs(task.task_id))
+        except BaseException as error:
+            errors.append(error)
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    assert cloud.wait_until(lambda: lines == ["started\n"], timeout=60)
+    cloud.preempt(task.task_id)
+    follower.join(timeout=60)
+    assert not follower.is_alive(), "following the log of a preempted task hung"
+    assert errors == []  # the dropped connection is no error: the stream ends with the task
+    assert lines == ["started\n"]  # no line twice
+    # the follower's own polls saw the end and cancelled the bid
+    assert cloud.bid(task.task_id)["status"] == "Terminated"
+    assert cloud_flow.get_task(task.task_id).status is TaskStatus.FAILED
+    assert cloud.bid(task.task_id)["status"] == "Terminated"
+    assert cloud.billing_instances() == []
