@@ -149,8 +149,11 @@ def _launcher_provider_tag(config: DictConfig) -> dict[str, str]:
     return {TAG_PROVIDER: str(provider)}
 
 
-def _repair_quietly(tracking_uri: str) -> None:
-    """End the runs that crashed sweeps left RUNNING (see :mod:`hydraflow.repair`); never raise."""
+def _repair_quietly(tracking_uri: str, key: str) -> None:
+    """End the runs that crashed sweeps left RUNNING (see :mod:`hydraflow.repair`); never raise.
+
+    Warns when an earlier launch of the same sweep (``key``) still has live tasks.
+    """
     from hydraflow.repair import repair_store
 
     try:
@@ -161,6 +164,14 @@ def _repair_quietly(tracking_uri: str) -> None:
                     report.sweep_id,
                     report.note,
                     report.ended,
+                )
+            same = report.parent is not None and report.parent.data.tags.get(TAG_SWEEP_KEY) == key
+            if same and report.state == "orphaned":
+                log.warning(
+                    "MLflow: an earlier launch of this sweep (%s) still runs: %s; its jobs may "
+                    "run twice",
+                    report.sweep_id,
+                    report.note,
                 )
     except Exception as error:
         log.warning("MLflow: could not check the store for crashed sweeps: %s", error)
@@ -197,10 +208,10 @@ class MLflowCallback(Callback):
             return  # a dry run launches nothing and records nothing
         uri = self._tracking_uri(config)
         client = store.client_for(uri)
-        _repair_quietly(uri)
+        key = sweep_key(config)
+        _repair_quietly(uri, key)
         self.experiment_id = store.ensure_experiment(client, self._experiment(config), uri)
         sweep_dir = Path(str(config.hydra.runtime.cwd), str(config.hydra.sweep.dir)).resolve()
-        key = sweep_key(config)
         tags = {
             TAG_ROLE: "sweep",
             TAG_SWEEP_DIR: str(sweep_dir),

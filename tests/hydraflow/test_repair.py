@@ -285,3 +285,33 @@ def test_a_malformed_sweep_id_is_one_clear_error(
     err = capsys.readouterr().err
     assert "--sweep \"x' or '1'='1\": a sweep id is letters, digits" in err
     assert err.count("\n") == 1
+
+
+def test_relaunching_a_sweep_whose_tasks_still_run_warns(
+    store: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from flow_backend import Flow
+    from hydraflow.callbacks import MLflowCallback, sweep_key
+
+    config = _sweep_config(tmp_path, "app")
+    HydraConfig.instance().set_config(config)
+    with Flow(provider="local") as flow:
+        task = flow.run(["sleep", "60"], name="hf-cafe0001-1", unique_name=False)
+        try:
+            local = {"flow.provider": "local", "flow.task_id": task.task_id}
+            runs = _sweep(store, _dead_identity(), job_tags=local)
+            client = MlflowClient(store)
+            client.set_tag(runs["parent"], "hydraflow.sweep_key", sweep_key(config))
+            client.set_tag(runs["parent"], "flow.provider", "local")
+            callback = MLflowCallback()
+            with caplog.at_level("WARNING", logger="hydraflow.callbacks"):
+                callback.on_multirun_start(config)
+            assert "an earlier launch of this sweep (cafe0001) still runs" in caplog.text
+            assert "flow cancel --sweep cafe0001" in caplog.text
+            assert _status(store, runs["parent"]) == ("RUNNING", None)  # its task is live
+            assert _status(store, runs["1"]) == ("RUNNING", None)
+            callback.on_multirun_end(config)
+        finally:
+            flow.cancel(task.task_id)
