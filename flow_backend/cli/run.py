@@ -97,6 +97,7 @@ def run_command(args: argparse.Namespace) -> int:
     with client_from(args) as client:
         instance = config.instance
         if args.dry_run:
+            limit = client.provider.limit_price_per_hour(config)  # the provider's own checks first
             price = client.provider.price_per_hour(instance.name) * config.num_instances
             console.print(f"[bold]Would run[/bold] {config.command_string!r}")
             console.print(f"  name:          {config.name}")
@@ -107,6 +108,11 @@ def run_command(args: argparse.Namespace) -> int:
                 f"  price:         {format_price(price)}/h on {client.settings.provider} "
                 f"(catalog: {format_price(instance.price_per_hour * config.num_instances)}/h)"
             )
+            if limit is not None:
+                console.print(
+                    f"  limit price:   {format_price(limit)}/h per instance (the most the bid "
+                    "offers: it follows the market, capped by max_price_per_hour)"
+                )
             console.print("Nothing was started (--dry-run).")
             return 0
         task = client.run(config)

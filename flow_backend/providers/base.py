@@ -109,6 +109,11 @@ class Provider(ABC):
         """What one instance of this type costs per hour on this provider (0.0 locally)."""
         return 0.0
 
+    def limit_price_per_hour(self, config: TaskConfig) -> float | None:
+        """The most one instance of ``config`` may be charged per hour when the provider bids for
+        capacity (a spot bid's limit price), shown by ``flow run --dry-run``; None: no bidding."""
+        return None
+
     def detach(self, task_id: str) -> str | None:
         """Hand a task this process started to something that outlives it (``flow run`` without
         ``--wait``). Returns a note for the user, or None when the task needs nothing from this

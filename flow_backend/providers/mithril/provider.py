@@ -18,12 +18,18 @@ from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationErro
 from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.mithril import volumes
-from flow_backend.providers.mithril.account import Account, live_catalog
+from flow_backend.providers.mithril.account import Account, choose_offer, live_catalog
 from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
-from flow_backend.providers.mithril.bid_request import BidChoice, build_bid_request, launch_plan
+from flow_backend.providers.mithril.bid_request import (
+    BidChoice,
+    build_bid_request,
+    choose_type,
+    launch_plan,
+)
 from flow_backend.providers.mithril.keeper import start_keeper
 from flow_backend.providers.mithril.lookup import find_bids, instances_for
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
+from flow_backend.providers.mithril.pricing import limit_price
 from flow_backend.providers.mithril.records import record_of
 from flow_backend.providers.mithril.task_store import TaskStore
 from flow_backend.providers.ssh.hosts import each
@@ -91,6 +97,22 @@ class MithrilProvider(Provider):
         with self._lock:
             self._plans[bid.fid] = launch_plan(config, bid, choice.type_name)
         return record_of(bid, [], choice.type_name, None, ssh_user=self.ssh_user)
+
+    def limit_price_per_hour(self, config: TaskConfig) -> float | None:
+        """The limit price ``config``'s bid would offer now (see :func:`build_bid_request`).
+
+        Raises:
+            ValidationError: No instance type (Mithril has no default).
+            ResourceNotFoundError: Mithril offers no such type, or no market for it.
+        """
+        types = choose_type(config, self.account)
+        region = config.region or self.settings.mithril_region
+        offer = choose_offer(
+            self.account.availability(), {it.fid for it in types}, config.num_instances, region
+        )
+        if offer is None:
+            return None
+        return limit_price(offer.last_instance_price, config.max_price_per_hour)
 
     def adopt(self, plan: LaunchPlan) -> None:
         """Feed the task of ``plan`` from this process (a keeper taking a detached task over)."""

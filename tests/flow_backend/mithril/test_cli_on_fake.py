@@ -106,9 +106,14 @@ def test_instance_types_show_the_live_catalog_and_run_needs_one(
     }
     assert rows["h100-80gb.sxm.8x"]["price_per_hour"] == 22.0  # the cheaper of its two ids
     assert "a100" in rows["a100-80gb.sxm.1x"]["short_names"]
-    refused = flow(env, "run", "--", "python", "train.py", cwd=tmp_path)
-    assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    assert "no instance type given" in refused.stderr and "h200.8x" in refused.stderr
+    for dry in ([], ["--dry-run"]):
+        refused = flow(env, "run", *dry, "--", "python", "train.py", cwd=tmp_path)
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+        assert "no instance type given" in refused.stderr and "h200.8x" in refused.stderr
+    planned = flow(env, "run", "--dry-run", "-i", "a100", "--", "python", "train.py", cwd=tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    assert "price:         $1.60/h" in planned.stdout  # the spot price now
+    assert "limit price:   $2.00/h per instance" in planned.stdout  # × 1.25
     assert cloud.bids() == []
 
 

@@ -104,25 +104,19 @@ def test_a_block_volume_shared_by_two_live_tasks_is_refused_clearly(
     from flow_backend.task_config import VolumeSpec
 
     spec = VolumeSpec(name="scratch", size_gb=5, mount_path=str(tmp_path / "mnt"))
-    first = cloud_flow.run(
-        TaskConfig(
-            command="sleep 300",
+
+    def using_it(command: str) -> TaskConfig:
+        return TaskConfig(
+            command=command,
             instance_type="a100",
             volumes=[spec],
             region="us-central1-a",
             upload_code=False,
         )
-    )
+
+    first = cloud_flow.run(using_it("sleep 300"))
     with pytest.raises(ValidationError, match=r"one instance at a time.*File volume"):
-        cloud_flow.run(
-            TaskConfig(
-                command="true",
-                instance_type="a100",
-                volumes=[spec],
-                region="us-central1-a",
-                upload_code=False,
-            )
-        )
+        cloud_flow.run(using_it("true"))
     cloud_flow.cancel(first.task_id)
 
 
