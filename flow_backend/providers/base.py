@@ -50,6 +50,9 @@ class Provider(ABC):
     #: shared filesystem): the launcher then runs jobs from the launch dir as it is, with nothing
     #: to upload or bring home.
     shares_files: bool = False
+    #: Whether :meth:`submit_array` queues tasks in the provider's own scheduler (one submission,
+    #: the provider starts them as resources allow) rather than starting them all at once.
+    queues_arrays: bool = False
 
     def __init__(self, settings: FlowSettings) -> None:
         self.settings = settings
@@ -58,6 +61,13 @@ class Provider(ABC):
     @abstractmethod
     def submit(self, config: TaskConfig) -> TaskRecord:
         """Start a task and return its first record (usually ``pending``)."""
+
+    def submit_array(
+        self, configs: Sequence[TaskConfig], max_parallel: int | None = None
+    ) -> list[TaskRecord]:
+        """Submit tasks that share resources together (at most ``max_parallel`` running, when the
+        provider queues them); records in order. The default submits them one by one."""
+        return [self.submit(config) for config in configs]
 
     @abstractmethod
     def get(self, task_id: str) -> TaskRecord:
@@ -84,6 +94,10 @@ class Provider(ABC):
     @abstractmethod
     def cancel(self, task_id: str) -> TaskRecord:
         """Stop a task (its whole process tree / its bid) and return the final record."""
+
+    def cancel_many(self, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
+        """Stop many tasks; their final records by id. The default cancels them one by one."""
+        return {task_id: self.cancel(task_id) for task_id in task_ids}
 
     @abstractmethod
     def logs(self, task_id: str, tail: int | None = None) -> str:

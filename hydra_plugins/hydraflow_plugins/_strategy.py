@@ -6,6 +6,8 @@ the collection of an attempt's outcome and the cleanup; the scheduler only asks 
 
 - :class:`LocalTasks` — one Flow task (a new Python process) per job attempt, on a provider whose
   tasks share this machine's files (local; slurm submitted here, on the cluster's shared filesystem);
+- ``ArrayTasks`` (``_array_tasks``) — :class:`LocalTasks` whose first attempts go in as provider
+  arrays (one ``sbatch --array`` on slurm);
 - ``RemoteTasks`` (``_remote_jobs``) — one remote task per attempt, its output brought home;
 - ``LocalWorkers`` (``_workers``) — long-lived worker tasks that run the jobs one after another
   (``reuse_workers=true``, the default, on the local provider; remote providers keep one task per
@@ -311,4 +313,8 @@ def choose_strategy(context: JobContext, flow: Flow, options: LauncherOptions) -
         from hydra_plugins.hydraflow_plugins._workers import LocalWorkers
 
         return LocalWorkers(context, flow, options, common)
+    if flow.provider.queues_arrays:
+        from hydra_plugins.hydraflow_plugins._array_tasks import ArrayTasks
+
+        return ArrayTasks(context, flow, options, common)
     return LocalTasks(context, flow, options, common)

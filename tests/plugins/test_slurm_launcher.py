@@ -30,13 +30,25 @@ SLURM = [
 ]
 
 
-def _live_jobs(slurm: SlurmCluster, under: Path) -> list[str]:
-    """Jobs SLURM still has pending or running that were submitted from ``under``."""
+def _state_files() -> list[Path]:
+    """The slurm provider's task records in this test's FLOW_HOME."""
+    return sorted((Path(os.environ["FLOW_HOME"]) / "slurm" / "state").glob("*.json"))
+
+
+def _live_jobs(slurm: SlurmCluster, under: Path, state: str = "") -> list[str]:
+    """Jobs SLURM still has pending or running (or in ``state``) submitted from ``under``."""
     result = subprocess.run(
-        ["squeue", "--noheader", "--format=%i|%Z"], env=slurm.env, capture_output=True, text=True
+        ["squeue", "--noheader", "--array", "--format=%i|%T|%Z"],
+        env=slurm.env,
+        capture_output=True,
+        text=True,
     )
-    lines = [line.split("|", 1) for line in result.stdout.splitlines() if "|" in line]
-    return [job for job, workdir in lines if Path(workdir).is_relative_to(under)]
+    lines = [line.split("|", 2) for line in result.stdout.splitlines() if line.count("|") == 2]
+    return [
+        job
+        for job, job_state, workdir in lines
+        if Path(workdir).is_relative_to(under) and state in ("", job_state)
+    ]
 
 
 @pytest.fixture
@@ -99,8 +111,14 @@ def test_four_job_sweep_on_slurm_gives_four_finished_runs(
     on_slurm: SlurmCluster, tmp_path: Path, overtime_sweep: object
 ) -> None:
     project = copy_project(tmp_path)
-    proc = run_sweep(project, "slurm", "lr=0.1,0.01,0.001,0.0001")
+    proc = run_sweep(project, "slurm", "lr=0.1,0.01,0.001,0.0001", "hydra.launcher.max_parallel=3")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the sweep went in as one job array (one sbatch), at most 3 elements at once
+    states = [json.loads(p.read_text()) for p in _state_files()]
+    assert len(states) == 4
+    assert {s["job_id"].split("_")[0] for s in states} == {states[0]["job_id"].split("_")[0]}
+    script = (Path(states[0]["task_dir"]).parent / "batch.sh").read_text()
+    assert "#SBATCH --array=0-3%3\n" in script
 
     runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
     parents = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
@@ -130,17 +148,16 @@ def test_sweep_through_a_login_node_over_ssh_brings_results_home(
     monkeypatch.setenv("FLOW_SSH_KEY_PATH", str(sshd.key_path))
     monkeypatch.setenv("FLOW_SLURM_DIR", str(login_node))
     project = copy_project(tmp_path)
-    proc = run_sweep(project, "slurm", "lr=0.1,0.01")
+    proc = run_sweep(project, "slurm", "lr=0.1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
     children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
-    assert sorted(r.data.params["lr"] for r in children) == ["0.01", "0.1"]
+    assert [r.data.params["lr"] for r in children] == ["0.1"]
     for run in children:
         assert run.info.status == "FINISHED"
         returned = json.loads(run.data.tags["hydraflow.return_value"])
         assert Path(returned["cwd"]).is_relative_to(login_node / "code")  # the uploaded code
-    for num in range(2):  # the output folders came home
-        assert (project / "multirun" / "sweep" / str(num) / "model.txt").is_file()
+    assert (project / "multirun" / "sweep" / "0" / "model.txt").is_file()  # it came home
 
 
 @pytest.mark.usefixtures("on_slurm")
@@ -200,7 +217,9 @@ def test_ctrl_c_leaves_no_slurm_job_behind(on_slurm: SlurmCluster, tmp_path: Pat
         while len(list(tmp_path.glob("started-*"))) < 2:  # two jobs inside their task function
             assert time.monotonic() < deadline, "timed out waiting for 2 running jobs"
             time.sleep(0.2)
-        assert len(_live_jobs(on_slurm, tmp_path)) == 2
+        # one array of 3 (at most 2 at once): 2 elements running, 1 pending in SLURM
+        assert len(_live_jobs(on_slurm, tmp_path, "RUNNING")) == 2
+        assert len({job.split("_")[0] for job in _live_jobs(on_slurm, tmp_path)}) == 1
         sweep.send_signal(signal.SIGINT)
         _out, err = sweep.communicate(timeout=90)
     finally:

@@ -23,7 +23,13 @@ from flow_backend.models import TaskRecord, TaskStatus, utc_now
 from flow_backend.providers.base import Provider
 from flow_backend.providers.slurm.login import LocalLogin, Login
 from flow_backend.providers.slurm.resources import ResourceMap, normalize_option
-from flow_backend.providers.slurm.script import EXIT_CODE_FILE, OUTPUT_LOG, JobOptions, batch_script
+from flow_backend.providers.slurm.script import (
+    BATCH_FILE,
+    EXIT_CODE_FILE,
+    OUTPUT_LOG,
+    JobOptions,
+    batch_script,
+)
 from flow_backend.providers.slurm.states import SQUEUE_FORMAT, JobInfo, parse_squeue, status_of
 from flow_backend.providers.slurm.store import SlurmTaskState, StateStore
 from flow_backend.providers.slurm.submission import (
@@ -53,6 +59,7 @@ class SlurmProvider(Provider):
     """
 
     name: ClassVar[str] = "slurm"
+    queues_arrays = True
 
     def __init__(self, settings: FlowSettings) -> None:
         super().__init__(settings)
@@ -133,9 +140,11 @@ class SlurmProvider(Provider):
             array=array,
             extra=self._extra,
         )
+        script = batch_script(options, body)
+        files[f"{base}/{BATCH_FILE}"] = (script, 0o600)  # what was submitted, for the curious
         self.login.write_files(files)
         result = self.login.slurm(
-            ["sbatch", "--parsable"], env=dict(shape.secret_env), stdin=batch_script(options, body)
+            ["sbatch", "--parsable"], env=dict(shape.secret_env), stdin=script
         )
         if result.exit_code != 0:
             raise sbatch_error(

@@ -1,6 +1,7 @@
 """The files a SLURM task runs from: ``run.sh`` in its folder, and the batch script ``sbatch`` gets.
 
-A task's folder holds ``command.sh`` (the user's command), ``run.sh`` (environment, one ``srun``
+A task's folder holds ``batch.sh`` (what ``sbatch`` got; an array's is in the array's folder),
+``command.sh`` (the user's command), ``run.sh`` (environment, one ``srun``
 with one task per node, then the exit code into ``exit_code``), ``output.log`` (SLURM's output file
 of the job, ``--open-mode=append``) and ``exit_code``. A single task's batch script runs its
 ``run.sh``; an array's runs ``<array folder>/$SLURM_ARRAY_TASK_ID/run.sh``.
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
+    "BATCH_FILE",
     "COMMAND_FILE",
     "EXIT_CODE_FILE",
     "OUTPUT_LOG",
@@ -28,6 +30,7 @@ __all__ = [
     "time_limit",
 ]
 
+BATCH_FILE = "batch.sh"
 COMMAND_FILE = "command.sh"
 RUN_FILE = "run.sh"
 OUTPUT_LOG = "output.log"

@@ -18,5 +18,5 @@ def slurm_flow(slurm: SlurmCluster, flow_home: Path) -> Iterator[Flow]:
     yield client
     live = [task.task_id for task in client.list_tasks(active_only=True)]
     if live:
-        client.provider.cancel_many(live)  # type: ignore[attr-defined]
+        client.provider.cancel_many(live)
     client.close()

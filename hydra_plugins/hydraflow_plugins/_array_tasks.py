@@ -1,0 +1,63 @@
+"""Jobs as elements of provider arrays (SLURM job arrays): one submission for a whole sweep.
+
+On a provider that queues arrays itself (``Provider.queues_arrays``, e.g. slurm submitted on its
+login node), the first attempts of jobs prepared together that share an instance type go in as one
+``submit_array`` (``max_parallel`` is the array's parallel limit, so the cluster runs as many as
+the launcher would). Starting such an attempt only attaches to its element; a retry is a task of its
+own. Elements the launch never started (a cancelled queue, Ctrl-C) are cancelled at ``close`` with
+one call. Everything else is :class:`LocalTasks`: the jobs run from the launch dir, which the
+provider's tasks share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
+from hydra_plugins.hydraflow_plugins._options import LauncherOptions
+from hydra_plugins.hydraflow_plugins._strategy import Attempt, LocalTasks
+
+if TYPE_CHECKING:
+    from flow_backend import Flow, Task
+
+__all__ = ["ArrayTasks"]
+
+
+class ArrayTasks(LocalTasks):
+    """:class:`LocalTasks` whose first attempts are submitted as provider arrays at ``prepare``."""
+
+    def __init__(
+        self, context: JobContext, flow: Flow, options: LauncherOptions, common: dict[str, bytes]
+    ) -> None:
+        super().__init__(context, flow, options, common)
+        self._submitted: dict[int, Task] = {}  # first attempts submitted, not yet started
+
+    def _prepare(self, jobs: Sequence[Job]) -> None:
+        from flow_backend import Task
+
+        super()._prepare(jobs)
+        groups: dict[str, list[Job]] = {}
+        for job in jobs:
+            groups.setdefault(job.instance_type, []).append(job)
+        provider = self.flow.provider
+        for group in groups.values():
+            if len(group) < 2:
+                continue  # a lone job is started like any other
+            configs = [self.task_config(job, 0) for job in group]
+            records = provider.submit_array(configs, max_parallel=self.options.max_parallel)
+            for job, record in zip(group, records, strict=True):
+                self._submitted[job.num] = Task(record, provider)
+
+    def start(self, job: Job, attempt: int) -> Attempt:
+        task = self._submitted.pop(job.num, None) if attempt == 0 else None
+        if task is None:
+            return super().start(job, attempt)
+        return Attempt(job, attempt, task)
+
+    def close(self) -> list[str]:
+        stopped = super().close()
+        if self._submitted:  # queued in the provider, never started by this launch
+            self.flow.provider.cancel_many([task.task_id for task in self._submitted.values()])
+            self._submitted.clear()
+        return stopped
