@@ -37,13 +37,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _directions(direction: Any) -> list[str]:
-    value = _plain(direction)
+def _directions(key: str, direction: Any) -> list[str]:
+    value = _plain(direction) if direction is not None else "minimize"
     names = list(value) if isinstance(value, (list, tuple)) else [value]
     texts = [getattr(d, "name", d) for d in names]  # hydra-optuna-sweeper's Direction enum
     if not texts or any(t not in DIRECTIONS for t in texts):
         raise _bad(
-            "direction",
+            key,
             value,
             "each direction must be 'minimize' or 'maximize'",
             "minimize (or [minimize,maximize] for two objectives)",
@@ -97,7 +97,14 @@ class SweeperOptions:
         prune_on = params.get("prune_on")
         if prune_on is not None and (not isinstance(prune_on, str) or not prune_on.strip()):
             raise _bad("prune_on", prune_on, "it must be a metric name", "val_loss")
-        directions = _directions(params.get("direction", "minimize"))
+        if params.get("search_space") is not None:
+            raise FlowOptunaError(
+                "hydra.sweeper.search_space (deprecated by hydra-optuna-sweeper) is not read by "
+                "flow_optuna: write each parameter in hydra.sweeper.params in Hydra's sweep grammar, "
+                "e.g. hydra.sweeper.params.x='interval(0,1)'"
+            )
+        key = "directions" if params.get("directions") is not None else "direction"
+        directions = _directions(key, params.get(key))
         if prune_on and len(directions) > 1:
             raise FlowOptunaError(
                 f"hydra.sweeper.prune_on={prune_on!r} is invalid with several directions "

@@ -84,6 +84,7 @@ class FlowOptunaSweeperConf:
     )
     sampler: Any = None
     direction: Any = "minimize"
+    directions: list[str] | None = None  # wins over ``direction`` when set (multi-objective)
     storage: str | None = None
     study_name: str | None = None
     n_trials: int = 20
@@ -92,6 +93,9 @@ class FlowOptunaSweeperConf:
     custom_search_space: str | None = None
     prune_on: str | None = None
     pruner: Any = None
+    search_space: Any = (
+        None  # hydra-optuna-sweeper's deprecated key: refused with a pointer to params
+    )
 
 
 @dataclass

@@ -229,7 +229,7 @@ def test_multi_objective_returns_list_the_pareto_front() -> None:
     options = SweeperOptions.from_params(
         {
             "sampler": {"_target_": "optuna.samplers.NSGAIISampler", "seed": 1},
-            "direction": ["minimize", "minimize"],
+            "directions": ["minimize", "minimize"],
             "n_trials": 12,
             "n_jobs": 3,
         }
@@ -259,6 +259,8 @@ def test_a_metric_never_logged_is_reported_once_naming_the_key(
         ({"n_jobs": 0}, "hydra.sweeper.n_jobs=0 is invalid: it must be a whole number greater"),
         ({"n_trials": -1}, "hydra.sweeper.n_trials=-1 is invalid"),
         ({"direction": "up"}, "hydra.sweeper.direction='up' is invalid"),
+        ({"directions": ["minimize", "up"]}, "hydra.sweeper.directions=['minimize', 'up'] is"),
+        ({"search_space": {"x": {"type": "float"}}}, "hydra.sweeper.search_space (deprecated"),
         (
             {"sampler": {"_target_": "optuna.samplers.NopeSampler"}},
             "hydra.sweeper.sampler (optuna.samplers.NopeSampler) cannot be created",
