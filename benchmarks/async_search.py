@@ -12,7 +12,8 @@ callback and a TPE sampler seeded 0:
 It prints wall time of the whole command, the slot-idle fraction over the trials' span (1 - time
 spent in objectives / (slots × span from the first objective start to the last end): a job's
 process start-up counts as idle), compute spent on pruned trials, and the best value, then the
-ratios against the batched sweeper. It asserts nothing.
+ratios against the batched sweeper. ``refill s`` is the median time from an objective's end to the
+next objective's start (sweeper, launcher and job set-up). It asserts nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,6 +48,7 @@ class Outcome:
     pruned: int
     pruned_seconds: float
     best: float
+    refill: float
 
 
 def _states(work: Path) -> dict[int, str]:
@@ -98,6 +101,12 @@ def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace
     last = max(r["end"] for r in records.values())
     busy = sum(r["end"] - r["start"] for r in records.values())
     span = last - first
+    ends = sorted(r["end"] for r in records.values())
+    gaps = []  # each later start: seconds since the last objective end before it
+    for r in records.values():
+        before = [end for end in ends if end <= r["start"]]
+        if before:
+            gaps.append(r["start"] - before[-1])
     states = _states(work)
     pruned = [num for num, state in states.items() if state == "PRUNED"]
     (results,) = work.glob("multirun/*/*/optimization_results.yaml")
@@ -111,6 +120,7 @@ def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace
         pruned=len(pruned),
         pruned_seconds=sum(records[n]["end"] - records[n]["start"] for n in pruned if n in records),
         best=best,
+        refill=statistics.median(gaps) if gaps else 0.0,
     )
 
 
@@ -138,7 +148,8 @@ def main() -> None:
     table = Table(
         title=f"{args.trials} trials, n_jobs={args.jobs}, flow launcher (local), TPE seed 0"
     )
-    for column in ("way", "wall s", "span s", "slot idle", "trials", "pruned", "pruned s", "best"):
+    columns = ("way", "wall s", "span s", "slot idle", "refill s", "trials", "pruned", "pruned s")
+    for column in (*columns, "best"):
         table.add_column(column, justify="left" if column == "way" else "right")
     for label, o in outcomes.items():
         table.add_row(
@@ -146,6 +157,7 @@ def main() -> None:
             f"{o.wall:.1f}",
             f"{o.span:.1f}",
             f"{o.idle:.0%}",
+            f"{o.refill:.2f}",
             str(o.trials),
             str(o.pruned),
             f"{o.pruned_seconds:.1f}",
