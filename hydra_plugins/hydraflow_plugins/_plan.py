@@ -24,6 +24,7 @@ class PlanRow:
     instance_type: str
     price_per_hour: float
     max_run_time_hours: float | None
+    gpus: int = 0  # GPUs the job's task asks for (per instance × instances)
 
     @property
     def worst_case_cost(self) -> float:
@@ -51,6 +52,8 @@ def make_plan(
     price_of: Callable[[str], float],
 ) -> list[PlanRow]:
     """Plan rows for ``(job_num, overrides, instance_type)`` triples; prices from ``price_of``."""
+    from flow_backend.instance_types import parse_instance_type
+
     prices: dict[str, float] = {}
     rows = []
     for num, overrides, instance_type in jobs:
@@ -63,6 +66,7 @@ def make_plan(
                 instance_type,
                 prices[instance_type],
                 options.max_run_time_hours,
+                parse_instance_type(instance_type).gpu_count * options.num_instances,
             )
         )
     return rows
@@ -101,6 +105,11 @@ def format_plan(rows: Sequence[PlanRow], provider: str, workers: int | None = No
     out.append(f"Total worst-case cost: {_money(total_worst_case(rows))}")
     if any(math.isinf(row.worst_case_cost) for row in rows):
         out.append("(set hydra.launcher.max_run_time_hours to bound the worst case)")
+    gpus = sum(row.gpus for row in rows)
+    if gpus:  # what a cluster's allocation counts, even where nothing is billed (slurm)
+        hours = rows[0].max_run_time_hours
+        requested = "unbounded" if hours is None else f"{gpus * hours:,.1f}"
+        out.append(f"GPU-hours requested at most: {requested} ({gpus} GPU(s) in all)")
     if workers is not None:
         per_type: dict[str, int] = {}
         for row in rows:

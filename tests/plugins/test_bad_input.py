@@ -135,6 +135,16 @@ def test_max_total_cost_refuses_with_the_numbers() -> None:
     assert f"Total worst-case cost: ${worst:,.2f}" in plan
 
 
+def test_a_free_plan_still_shows_the_gpu_hours_it_asks_for() -> None:
+    options = LauncherOptions.from_params({"max_run_time_hours": 2.0, "num_instances": 2})
+    rows = make_plan([(0, [], "4xa100"), (1, [], "a100"), (2, [], "cpu")], options, lambda _: 0.0)
+    plan = format_plan(rows, "slurm")
+    assert "Total worst-case cost: $0.00" in plan
+    assert "GPU-hours requested at most: 20.0 (10 GPU(s) in all)" in plan  # (4 + 1) × 2 nodes × 2 h
+    unbounded = make_plan([(0, [], "a100")], LauncherOptions.from_params({}), lambda _: 0.0)
+    assert "GPU-hours requested at most: unbounded" in format_plan(unbounded, "slurm")
+
+
 def test_max_total_cost_without_time_limit_is_unbounded() -> None:
     options = LauncherOptions.from_params({"max_total_cost": 100.0})
     rows = make_plan([(0, [], "a100")], options, lambda name: 1.0)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["follow", "read_tail"]
+__all__ = ["follow", "follow_chunks", "read_tail"]
 
 _BLOCK = 64 * 1024
 
@@ -35,16 +35,28 @@ def read_tail(path: Path, tail: int | None) -> str:
 
 def follow(path: Path, has_ended: Callable[[], bool], poll_seconds: float = 0.1) -> Iterator[str]:
     """Yield lines as they are written until the task ends and everything was read."""
+
+    def read_from(offset: int) -> bytes:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                return handle.read()
+        except FileNotFoundError:
+            return b""
+
+    return follow_chunks(read_from, has_ended, poll_seconds)
+
+
+def follow_chunks(
+    read_from: Callable[[int], bytes], has_ended: Callable[[], bool], poll_seconds: float
+) -> Iterator[str]:
+    """Yield the lines of a growing log whose bytes from an offset ``read_from`` returns, until
+    ``has_ended()`` and everything was read (checked before reading: the last output is kept)."""
     position = 0
     pending = b""
     while True:
-        ended = has_ended()  # checked before reading, so the last output is not lost
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(position)
-                chunk = handle.read()
-        except FileNotFoundError:
-            chunk = b""
+        ended = has_ended()
+        chunk = read_from(position)
         position += len(chunk)
         pending += chunk
         *lines, pending = pending.split(b"\n")

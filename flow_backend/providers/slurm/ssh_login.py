@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import base64
 import shlex
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from flow_backend.providers.local.logs import follow_chunks
 from flow_backend.providers.slurm.login import CommandResult, missing_tool
 from flow_backend.remote import (
     connect,
@@ -136,25 +136,13 @@ class SSHLogin:
 
     def follow(self, path: str, has_ended: Callable[[], bool], poll: float) -> Iterator[str]:
         """A log's lines as they are written, until ``has_ended()`` and all was read."""
-        offset = 0
-        pending = b""
         quoted = shlex.quote(path)
-        while True:
-            ended = has_ended()  # before reading: the last output is not lost
-            chunk = exec_command(
-                self._conn, f"[ -f {quoted} ] && tail -c +{offset + 1} {quoted} || true"
-            ).stdout
-            offset += len(chunk)
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for line in complete:
-                yield line.decode(errors="replace") + "\n"
-            if ended and not chunk:
-                if pending:
-                    yield pending.decode(errors="replace")
-                return
-            if not chunk:
-                time.sleep(poll)
+
+        def read_from(offset: int) -> bytes:
+            command = f"[ -f {quoted} ] && tail -c +{offset + 1} {quoted} || true"
+            return exec_command(self._conn, command).stdout
+
+        return follow_chunks(read_from, has_ended, poll)
 
     def download(self, path: str, local_path: Path) -> None:
         """Copy a file or folder from the login node.
