@@ -301,7 +301,11 @@ class MithrilProvider(Provider):
     def list_tasks(
         self, *, active_only: bool = False, name_prefix: str | None = None
     ) -> list[TaskRecord]:
-        """Every bid of the project (newest first), without SSH: one bid list + one instance list."""
+        """Every bid of the project (newest first), without SSH: one bid list + one instance list.
+
+        A task seen ended here whose bid is still live (preempted, its bid back to ``Open``) has its
+        bid cancelled, whichever process looks: nothing that ended may bill on.
+        """
         bids = [
             bid
             for bid in self.client.iter_bids(project=self.account.project_fid)
@@ -323,7 +327,9 @@ class MithrilProvider(Provider):
                     None,
                     ssh_user=self.ssh_user,
                 )
-                if bid.status == "Terminated":
+                if record.status.is_terminal and bid.status != "Terminated":
+                    self._cancel_bid(bid)  # preempted: back to Open, it would bill again
+                if record.status.is_terminal:
                     self.store.save(record)
             if not active_only or not record.status.is_terminal:
                 records.append(record)

@@ -279,3 +279,20 @@ def test_following_the_log_of_a_preempted_task_ends_and_nothing_bills(
     assert cloud_flow.get_task(task.task_id).status is TaskStatus.FAILED
     assert cloud.bid(task.task_id)["status"] == "Terminated"
     assert cloud.billing_instances() == []
+
+
+def test_flow_status_in_another_process_cancels_a_preempted_bid(
+    cloud_flow: Flow, cloud: FakeMithril, sshd: SSHServer, tmp_path: Path
+) -> None:
+    task = cloud_flow.run(TaskConfig(command="sleep 300", instance_type="a100", upload_code=False))
+    assert cloud.wait_until(lambda: cloud_flow.get_task(task.task_id).status.value == "running")
+    cloud.preempt(task.task_id)  # ... and the launcher that fed it is gone
+    assert cloud.wait_until(lambda: cloud.bid(task.task_id)["status"] != "Preempting", 20)
+    other = MithrilProvider(settings_for(cloud, sshd, tmp_path / "other-home"))
+    try:
+        (record,) = other.list_tasks()
+    finally:
+        other.close()
+    assert record.status is TaskStatus.FAILED and (record.message or "").startswith("preempted")
+    assert cloud.bid(task.task_id)["status"] == "Terminated"
+    assert cloud.billing_instances() == []
