@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from launcher_helpers import APPS, job_runs, processes_mentioning, started_tasks
 
 APP = APPS / "crash_app.py"
@@ -41,15 +42,14 @@ def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _cli(tmp_path: Path, module: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=dict(os.environ),
-    )
+def _cli(capsys: pytest.CaptureFixture[str], command: str, *args: str) -> tuple[int, str]:
+    """Run ``hydraflow ...`` or ``flow ...`` in this process (as their entry points do)."""
+    from flow_backend.cli import main as flow_main
+    from hydraflow.cli import main as hydraflow_main
+
+    capsys.readouterr()
+    code = (hydraflow_main if command == "hydraflow" else flow_main)(list(args))
+    return code, capsys.readouterr().out
 
 
 def _runs() -> tuple[Any, dict[str, list[Any]]]:
@@ -77,7 +77,9 @@ def _progress(run_id: str) -> list[float]:
     return [m.value for m in history]
 
 
-def test_kill_9_repair_cancel_and_resume(tmp_path: Path) -> None:
+def test_kill_9_repair_cancel_and_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "hold").touch()
     sweep = subprocess.Popen(
         [sys.executable, str(APP), *SWEEP],
@@ -96,9 +98,9 @@ def test_kill_9_repair_cancel_and_resume(tmp_path: Path) -> None:
         _wait_for(quick_jobs_done, 60, "jobs 0 and 1 FINISHED")
 
         # A live sweep in another process is left alone: every run stays RUNNING.
-        live = _cli(tmp_path, "hydraflow.cli", "repair")
-        assert live.returncode == 0, live.stderr
-        assert "left RUNNING: launcher alive" in live.stdout
+        code, out = _cli(capsys, "hydraflow", "repair")
+        assert code == 0
+        assert "left RUNNING: launcher alive" in out
         parent, jobs = _runs()
         assert parent.info.status == "RUNNING"
         assert _status(jobs["2"]) == _status(jobs["3"]) == ["RUNNING"]
@@ -117,9 +119,9 @@ def test_kill_9_repair_cancel_and_resume(tmp_path: Path) -> None:
     _wait_for(
         lambda: any(t.status.value == "failed" for t in started_tasks()), 30, "job 3's task failed"
     )
-    repaired = _cli(tmp_path, "hydraflow.cli", "repair")
-    assert repaired.returncode == 0, repaired.stderr
-    assert f"sweep {sweep_id} (crash_app): ended 1 run(s) KILLED" in repaired.stdout
+    code, out = _cli(capsys, "hydraflow", "repair")
+    assert code == 0
+    assert f"sweep {sweep_id} (crash_app): ended 1 run(s) KILLED" in out
     parent, jobs = _runs()
     (killed,) = jobs["3"]
     assert killed.info.status == "KILLED"
@@ -129,14 +131,14 @@ def test_kill_9_repair_cancel_and_resume(tmp_path: Path) -> None:
     assert len(_progress(killed.info.run_id)) > 2  # what it logged before it died stays
     # Job 2's task still runs: its run and the parent stay RUNNING; `sweeps` says what to do.
     assert _status(jobs["2"]) == ["RUNNING"] and parent.info.status == "RUNNING"
-    listed = json.loads(_cli(tmp_path, "hydraflow.cli", "sweeps", "--json").stdout)
+    listed = json.loads(_cli(capsys, "hydraflow", "sweeps", "--json")[1])
     assert [(s["sweep_id"], s["state"]) for s in listed] == [(sweep_id, "orphaned")]
     assert f"flow cancel --sweep {sweep_id}" in listed[0]["note"]
 
     # `flow cancel --sweep` stops the task and, hydraflow being installed, ends the runs.
-    cancel = _cli(tmp_path, "flow_backend.cli", "cancel", "--sweep", sweep_id)
-    assert cancel.returncode == 0, cancel.stderr
-    assert f"hydraflow: sweep {sweep_id}: 2 MLflow run(s) ended KILLED" in cancel.stdout
+    code, out = _cli(capsys, "flow", "cancel", "--sweep", sweep_id)
+    assert code == 0
+    assert f"hydraflow: sweep {sweep_id}: 2 MLflow run(s) ended KILLED" in out
     parent, jobs = _runs()
     (cancelled,) = jobs["2"]
     assert cancelled.info.status == parent.info.status == "KILLED"
@@ -151,7 +153,7 @@ def test_kill_9_repair_cancel_and_resume(tmp_path: Path) -> None:
         "cost": 0.0,
     }
     _wait_for(lambda: not processes_mentioning(str(tmp_path)), 15, "no process left")
-    listed = json.loads(_cli(tmp_path, "hydraflow.cli", "sweeps", "--json").stdout)
+    listed = json.loads(_cli(capsys, "hydraflow", "sweeps", "--json")[1])
     assert [(s["sweep_id"], s["state"]) for s in listed] == [(sweep_id, "killed")]
 
     # Resume after the crash: exactly the unfinished jobs run, under the same parent run.
