@@ -114,12 +114,14 @@ class Search:
         self.next_num = next_job_num(study)
         self._warned_never_logged = False
         self._last_read = -math.inf
+        self._unrecorded: list[tuple[int, int]] = []  # (job num, trial number) to record
 
     def run(self) -> None:
         """Run trials until ``n_trials`` of the study have ended (resumed ones count)."""
         try:
             while True:
                 self._fill()
+                self._record()  # after the refill: MLflow writes do not delay the next trial
                 if not self.running and not self.cancelled:
                     return
                 timeout = self.poll if self.watch is not None else None
@@ -148,7 +150,7 @@ class Search:
         from optuna.trial import TrialState
 
         if num in self.cancelled:  # a pruned trial's job has stopped: record it now
-            self.records.ended(num, self._frozen(self.cancelled.pop(num)))
+            self._unrecorded.append((num, self.cancelled.pop(num)))
             return
         trial = self.running.pop(num, None)
         if trial is None:
@@ -191,7 +193,12 @@ class Search:
         if self.journal is not None:
             self.journal.record(frozen)
         if record:
-            self.records.ended(num, frozen)
+            self._unrecorded.append((num, trial.number))
+
+    def _record(self) -> None:
+        pending, self._unrecorded = self._unrecorded, []
+        for num, number in pending:
+            self.records.ended(num, self._frozen(number))
 
     def _frozen(self, number: int) -> FrozenTrial:
         return self.study.get_trials(deepcopy=False)[number]
@@ -250,10 +257,12 @@ class Search:
                 self._end(num, trial, TrialState.FAIL)
             except Exception as error:  # recording must not hide the interruption itself
                 log.warning(f"[flow_optuna] could not record trial {trial.number}: {error}")
-        if self.cancelled:
-            for num, number in self.cancelled.items():
-                self.records.ended(num, self._frozen(number))
-            self.cancelled.clear()
+        self._unrecorded += list(self.cancelled.items())
+        self.cancelled.clear()
+        try:
+            self._record()
+        except Exception as error:
+            log.warning(f"[flow_optuna] could not record the stopped trials: {error}")
 
 
 def _say(message: str) -> None:
