@@ -16,6 +16,7 @@ from hydraflow.core.frame import assemble
 from hydraflow.core.grouping import GroupBy, numeric_column
 from hydraflow.core.hydra_dirs import folder_run_ids, hydra_folder
 from hydraflow.core.loaders import StoreTables, load_tables
+from hydraflow.core.loaders.sqlite_cache import keep, recall
 from hydraflow.core.run import Run, locate, run_from_row
 from hydraflow.core.store import Store, open_store
 
@@ -99,9 +100,17 @@ class RunCollection:
     def _from_store(
         cls, store: Store, experiments: list[str] | None, run_ids: list[str] | None
     ) -> RunCollection:
-        frame, raw = assemble(load_tables(store, experiments, run_ids))
-        raw = raw.with_columns(pl.lit(store.uri, dtype=pl.String).alias(_URI))
-        return cls(frame, raw)
+        selection = (
+            tuple(experiments) if experiments is not None else None,
+            tuple(run_ids) if run_ids is not None else None,
+        )
+        version, kept = recall(store, selection) if store.kind == "sqlite" else (None, None)
+        if kept is None:
+            frame, raw = assemble(load_tables(store, experiments, run_ids))
+            kept = (frame, raw.with_columns(pl.lit(store.uri, dtype=pl.String).alias(_URI)))
+            if version is not None:
+                keep(store, selection, version, kept)
+        return cls(*kept)
 
     @classmethod
     def from_sources(
@@ -140,8 +149,9 @@ class RunCollection:
     def to_frame(self) -> pl.DataFrame:
         """``run_id, run_name, experiment_id, experiment, status, start_time, end_time,
         artifact_uri``, then ``params.*`` (typed per column, see :mod:`hydraflow.core.frame`),
-        ``metrics.*`` (latest values) and ``tags.*``."""
-        return self._frame
+        ``metrics.*`` (latest values) and ``tags.*``. A copy (cheap: the columns are shared), so
+        that changing it in place never changes the collection or a later load's result."""
+        return self._frame.clone()
 
     def keys(self) -> list[str]:
         """Every key a filter or aggregation accepts (params bare, the rest prefixed)."""

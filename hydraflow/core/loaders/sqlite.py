@@ -2,8 +2,10 @@
 
 The four tables are read concurrently, one connection each and at most a thread per core (the ADBC
 driver releases the GIL while SQLite steps). When the chosen runs are most of the store, whole tables
-are read and narrowed in polars: a plain scan is cheaper than SQLite's ``IN (subquery)`` probe per row. ADBC's low-level API
-hands polars an Arrow C stream, so pyarrow is never imported (it alone would add ~90 MB).
+are read and narrowed in polars: a plain scan is cheaper than SQLite's ``IN (subquery)`` probe per row;
+those whole tables are kept, so the next load of the store reads only what changed
+(:mod:`hydraflow.core.loaders.sqlite_cache`). ADBC's low-level API hands polars an Arrow C stream,
+so pyarrow is never imported (it alone would add ~90 MB).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import polars as pl
 
 from hydraflow.core._parallel import worker_count
 from hydraflow.core.errors import HydraflowError, RunNotFoundError, StoreNotFoundError
+from hydraflow.core.loaders.sqlite_cache import QUERIES, whole_tables
 from hydraflow.core.loaders.tables import StoreTables, check_experiments, check_run_ids
 from hydraflow.core.store import Store
 
@@ -29,6 +32,9 @@ _BATCH_ROWS = "65536"  # the driver's default (1024) makes many small Arrow batc
 
 # A metric's value, NaN as NULL: value is NOT NULL in MLflow's schema, so NULL can only stand for NaN
 METRIC_VALUE = "CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END AS value"
+
+
+_LATEST = f"SELECT run_uuid AS run_id, key, {METRIC_VALUE} FROM latest_metrics"
 
 
 def metric_value(column: pl.Expr) -> pl.Expr:
@@ -133,11 +139,10 @@ def _load(
     ).row(0)
     total, chosen = int(counts[0] or 0), int(counts[1] or 0)
     scan = chosen * 2 >= total  # most of the store: full scans, then a polars semi-join
-    narrow = "" if scan else f" WHERE run_uuid IN (SELECT run_uuid FROM runs WHERE {where})"
-    queries = {  # largest first: with fewer threads than queries, the work still balances
-        "params": f"SELECT run_uuid AS run_id, key, value FROM params{narrow}",
-        "tags": f"SELECT run_uuid AS run_id, key, value FROM tags{narrow}",
-        "metrics": f"SELECT run_uuid AS run_id, key, {METRIC_VALUE} FROM latest_metrics{narrow}",
+    narrow = f" WHERE run_uuid IN (SELECT run_uuid FROM runs WHERE {where})"
+    queries = {
+        **{name: sql + narrow for name, sql in QUERIES.items()},
+        "metrics": _LATEST + narrow,
         "runs": "SELECT runs.run_uuid AS run_id, runs.name AS run_name, "
         "CAST(runs.experiment_id AS TEXT) AS experiment_id, experiments.name AS experiment, "
         "runs.status AS status, runs.start_time AS start_time, runs.end_time AS end_time, "
@@ -145,8 +150,13 @@ def _load(
         f"JOIN experiments ON runs.experiment_id = experiments.experiment_id WHERE {where}",
     }
     with ThreadPoolExecutor(max_workers=worker_count(len(queries))) as pool:
-        futures = {name: pool.submit(_read, database, sql) for name, sql in queries.items()}
-        frames = {name: future.result() for name, future in futures.items()}
+        if scan:  # the whole tables, from the snapshot of the last load when there is one
+            runs_job = pool.submit(_read, database, queries["runs"])
+            frames = dict(whole_tables(store, lambda sql: _read(database, sql), pool, _LATEST))
+            frames["runs"] = runs_job.result()
+        else:
+            futures = {name: pool.submit(_read, database, sql) for name, sql in queries.items()}
+            frames = {name: future.result() for name, future in futures.items()}
     runs = frames["runs"]
     check_run_ids(run_ids, runs["run_id"].to_list() if run_ids else (), store.uri)
     ids = runs.select("run_id")

@@ -1,0 +1,204 @@
+"""Repeated loads of one sqlite store in a process (a notebook) pay for what changed only.
+
+A :class:`Snapshot` per store file keeps the whole ``params``, ``tags`` and ``latest_metrics`` tables
+as read last time, with the high-water marks of the tables MLflow only appends to. On the next load:
+
+- the store file unchanged (:func:`store_version`: size, mtime and SQLite's change counter of the
+  database, size and mtime of its ``-wal`` file) → the snapshot as is, and the very frame of the
+  last load of the same selection (:func:`recall`; a RunCollection's frame is never changed in
+  place);
+- else, how each table is brought up to date, and why that is correct:
+
+  - ``runs`` is re-read whole by the loader every time (it is small): names, status, end times,
+    deletions (``lifecycle_stage``) and moves between experiments are always current. If a run the
+    snapshot knew is gone from the table (``mlflow gc`` deleted it for good, with its rows), the
+    snapshot is dropped and everything is read again;
+  - ``params`` only ever gets rows (MLflow refuses to change a param): the rows past the highest
+    rowid seen are appended;
+  - ``latest_metrics`` is updated in place, but every metric MLflow logs also appends a row to
+    ``metrics`` in the same transaction: the runs with new ``metrics`` rows get their
+    ``latest_metrics`` rows read again;
+  - both tables' row counts must then match the store's, else (rows deleted, or logged while we
+    read) everything is read again;
+  - ``tags`` are updated in place with no such trace (``set_tag``): they are read again whole.
+
+Only the sqlite store has a snapshot; file stores and tracking servers are read in full each time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from hydraflow.core.store import Store
+
+Reader = Callable[[str], pl.DataFrame]
+Version = tuple[int, ...]
+
+QUERIES = {  # largest first: with fewer threads than queries, the work still balances
+    "params": "SELECT run_uuid AS run_id, key, value FROM params",
+    "tags": "SELECT run_uuid AS run_id, key, value FROM tags",
+}
+RUN_IDS = "SELECT run_uuid AS run_id FROM runs"
+_TEXT: dict[str, pl.DataType] = {"run_id": pl.String(), "key": pl.String(), "value": pl.String()}
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "params": _TEXT,
+    "tags": _TEXT,
+    "metrics": {**_TEXT, "value": pl.Float64()},
+    "run_ids": {"run_id": pl.String()},
+}
+
+
+def store_version(store: Store) -> Version:
+    """What changes whenever a transaction commits to the store (in rollback or WAL mode)."""
+    numbers: list[int] = []
+    for path in (store.location, f"{store.location}-wal"):
+        try:
+            info = os.stat(path)
+        except OSError:
+            numbers += [-1, -1]
+            continue
+        numbers += [info.st_size, info.st_mtime_ns]
+    try:
+        with open(store.location, "rb") as handle:
+            header = handle.read(28)
+        numbers.append(int.from_bytes(header[24:28], "big"))  # the file change counter
+    except OSError:
+        numbers.append(-1)
+    return tuple(numbers)
+
+
+@dataclass
+class Snapshot:
+    """The whole long tables of one store as of ``version``, and what was seen of them."""
+
+    version: Version
+    tables: dict[str, pl.DataFrame]  # params, tags, metrics (latest)
+    tops: dict[str, int]  # params, metrics: the highest rowid before they were read
+    run_ids: pl.DataFrame  # every run_uuid of the runs table
+
+
+_SNAPSHOTS: dict[str, Snapshot] = {}
+_GUARD = threading.Lock()
+
+
+def _like(frame: pl.DataFrame, model: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with ``model``'s column types (an empty SQL result comes back typed Int64)."""
+    return frame.cast({c: model.schema[c] for c in frame.columns})
+
+
+def _tops(read: Reader) -> dict[str, int]:
+    """The highest rowid of the append-only tables (a b-tree's last entry: no scan)."""
+    return {
+        table: int(read(f"SELECT COALESCE(MAX(rowid), 0) AS top FROM {table}").item(0, 0))
+        for table in ("params", "metrics")
+    }
+
+
+def _fresh(read: Reader, pool: Executor, metrics_query: str, version: Version) -> Snapshot:
+    tops = _tops(read)  # before the data: rows logged meanwhile are seen again, never missed
+    queries = {**QUERIES, "metrics": metrics_query, "run_ids": RUN_IDS}
+    futures = {name: pool.submit(read, sql) for name, sql in queries.items()}
+    tables = {name: future.result().cast(SCHEMAS[name]) for name, future in futures.items()}  # type: ignore[arg-type]
+    return Snapshot(version, tables, tops, tables.pop("run_ids"))
+
+
+def _update(
+    snap: Snapshot, read: Reader, pool: Executor, metrics_query: str, version: Version
+) -> Snapshot | None:
+    """The snapshot brought up to date, or None when only a full read is safe."""
+    tops = _tops(read)
+    futures = {
+        "run_ids": pool.submit(read, RUN_IDS),
+        "tags": pool.submit(read, QUERIES["tags"]),
+        "params": pool.submit(read, f"{QUERIES['params']} WHERE rowid > {snap.tops['params']}"),
+        "touched": pool.submit(
+            read,
+            "SELECT DISTINCT run_uuid AS run_id FROM metrics "
+            f"WHERE rowid > {snap.tops['metrics']} AND rowid <= {tops['metrics']}",
+        ),
+        "counts": pool.submit(
+            read,
+            "SELECT (SELECT COUNT(*) FROM params) AS params, "
+            "(SELECT COUNT(*) FROM latest_metrics) AS metrics",
+        ),
+    }
+    got = {name: future.result() for name, future in futures.items()}
+    if snap.run_ids.join(got["run_ids"], on="run_id", how="anti").height:
+        return None  # runs deleted for good (mlflow gc): their rows are gone too
+    params = pl.concat([snap.tables["params"], _like(got["params"], snap.tables["params"])])
+    metrics = snap.tables["metrics"]
+    touched = got["touched"]
+    if touched.height:
+        listed = ",".join(f"'{r}'" for r in touched["run_id"].to_list())
+        fresh = read(f"{metrics_query} WHERE run_uuid IN ({listed})")
+        kept = metrics.join(_like(touched, metrics), on="run_id", how="anti")
+        metrics = pl.concat([kept, _like(fresh, kept)])
+    counts = got["counts"].row(0, named=True)
+    if counts["params"] != params.height or counts["metrics"] != metrics.height:
+        return None  # rows deleted, or logged while we read: read everything
+    tables = {"params": params, "tags": got["tags"].cast(SCHEMAS["tags"]), "metrics": metrics}  # type: ignore[arg-type]
+    return Snapshot(version, tables, tops, got["run_ids"])
+
+
+def whole_tables(
+    store: Store, read: Reader, pool: Executor, metrics_query: str
+) -> dict[str, pl.DataFrame]:
+    """``params``, ``tags`` and ``metrics`` (latest) of the whole store, incrementally (see above).
+
+    ``read`` runs one query (any thread); ``metrics_query`` selects ``run_id, key, value`` of
+    ``latest_metrics``; ``pool`` runs the reads concurrently.
+    """
+    version = store_version(store)  # before reading: a later write makes the next load look again
+    with _GUARD:
+        snap = _SNAPSHOTS.get(store.location)
+    if snap is not None and snap.version == version:
+        return snap.tables
+    updated = _update(snap, read, pool, metrics_query, version) if snap is not None else None
+    if updated is None:
+        updated = _fresh(read, pool, metrics_query, version)
+    with _GUARD:
+        _SNAPSHOTS[store.location] = updated
+    return updated.tables
+
+
+_RESULTS: OrderedDict[tuple[Hashable, ...], tuple[Version, Any]] = OrderedDict()
+_MAX_RESULTS = 8
+
+
+def recall(store: Store, selection: Hashable) -> tuple[Version, Any]:
+    """The store's version now, and what :func:`keep` stored for ``selection`` at that very version
+    (``None`` when the store changed since, or nothing was kept). Read the version before loading:
+    a write during the load then shows as a newer version next time."""
+    version = store_version(store)
+    with _GUARD:
+        kept = _RESULTS.get((store.location, selection))
+    return version, kept[1] if kept is not None and kept[0] == version else None
+
+
+def keep(store: Store, selection: Hashable, version: Version, result: Any) -> None:
+    """Remember a load's ``result`` for ``selection`` at ``version`` (the last few loads only)."""
+    with _GUARD:
+        _RESULTS[(store.location, selection)] = (version, result)
+        _RESULTS.move_to_end((store.location, selection))
+        while len(_RESULTS) > _MAX_RESULTS:
+            _RESULTS.popitem(last=False)
+
+
+def forget(store: Store | None = None) -> None:
+    """Drop what is kept of ``store`` (of every store when None): the next load reads everything."""
+    with _GUARD:
+        if store is None:
+            _SNAPSHOTS.clear()
+            _RESULTS.clear()
+        else:
+            _SNAPSHOTS.pop(store.location, None)
+            for key in [k for k in _RESULTS if k[0] == store.location]:
+                del _RESULTS[key]
