@@ -122,9 +122,11 @@ def cancel_command(args: argparse.Namespace) -> int:
                 targets = [task for task in targets if args.sweep in task.name]
         if not targets:
             error_console.print("No live task to cancel.")
+        # one call for all (slurm: one scancel, an array's elements at once)
+        finals = client.provider.cancel_many([task.task_id for task in targets]) if targets else {}
         for task in targets:
             was = task.status
-            final = client.cancel(task.task_id)
+            final = finals[task.task_id]
             if was.is_terminal:
                 console.print(f"{task.task_id}: already {final.status.value}")
             else:

@@ -225,12 +225,10 @@ class SlurmProvider(Provider):
                 s.model_copy(update={"record": s.record.model_copy(update={"message": note})})
                 for s in live
             ]
-        infos = parse_squeue(result.stdout) if result.exit_code == 0 else {}
-        ended = [
-            s
-            for s in live
-            if s.job_id not in infos or infos[s.job_id].ended_at or _is_over(infos[s.job_id])
-        ]
+        jobs_now = parse_squeue(result.stdout) if result.exit_code == 0 else {}
+        # an array whose elements never started (e.g. cancelled while pending) is one line
+        infos = {s.job_id: jobs_now.get(s.job_id) or jobs_now.get(s.parent_job) for s in live}
+        ended = [s for s in live if (info := infos[s.job_id]) is None or _is_over(info)]
         codes = self.login.read_files([f"{s.task_dir}/{EXIT_CODE_FILE}" for s in ended])
         updated = []
         for state in live:
@@ -238,7 +236,7 @@ class SlurmProvider(Provider):
             exit_code = (
                 int(code_text) if code_text and code_text.strip().lstrip("-").isdigit() else None
             )
-            updated.append(self._apply(state, infos.get(state.job_id), exit_code))
+            updated.append(self._apply(state, infos[state.job_id], exit_code))
         return updated
 
     def _apply(
@@ -247,7 +245,9 @@ class SlurmProvider(Provider):
         record = state.record.model_copy()
         message: str | None
         if info is None:  # SLURM forgot the job: its exit-code file is all there is
-            if exit_code is None:
+            if exit_code is None and state.cancel_requested:
+                status, message = TaskStatus.CANCELLED, "cancelled"
+            elif exit_code is None:
                 status = TaskStatus.FAILED
                 message = f"SLURM no longer knows job {state.job_id} and it recorded no exit code"
             else:

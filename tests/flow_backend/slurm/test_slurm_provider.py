@@ -134,6 +134,20 @@ def test_array_is_one_sbatch_with_a_parallel_limit(slurm_flow: Flow, tmp_path: P
         assert f"element {i} {task.task_id}" in task.logs()
 
 
+def test_flow_cancel_all_ends_an_array_in_slurm(
+    slurm_flow: Flow, slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = _provider(slurm_flow)
+    configs = [TaskConfig(command="sleep 60", upload_code=False) for _ in range(3)]
+    records = provider.submit_array(configs, max_parallel=1)  # 1 running, 2 pending
+    monkeypatch.setenv("FLOW_SLURM_CONF", str(slurm.conf))
+    result = run_flow_cli("--provider", "slurm", "cancel", "--all", check=True)
+    for record in records:
+        assert f"{record.task_id}: cancelled" in result.stdout
+    job = _job_id(slurm_flow, records[0].task_id).split("_")[0]
+    assert not [line for line in _live_jobs(slurm) if line.split("|")[0].startswith(f"{job}_")]
+
+
 @pytest.mark.parametrize(
     ("settings", "config", "field", "words"),
     [
