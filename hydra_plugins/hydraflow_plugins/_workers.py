@@ -177,8 +177,12 @@ class LocalWorkers:
             # it may have finished just before the worker died: its mark tells
             if done.exists():
                 return self._attempt_end(worker, attempt)
-            end = ended_with(attempt, None, _tail(files.task_log))
-            return AttemptEnd(None, f"worker {end.how}", end.tail, end.log_path)
+            if files.task_log.exists():
+                tail, where = _tail(files.task_log), str(files.task_log)
+            else:  # the worker died before it took the job: its own output says why
+                tail, where = _task_tail(worker.task), f"worker task {worker.task.task_id}"
+            end = ended_with(attempt, None, tail)
+            return AttemptEnd(None, f"worker {end.how}", tail, where)
         hours = self.options.max_run_time_hours
         if hours is not None and time.monotonic() - attempt.started > hours * 3600.0:
             from flow_backend.providers.local.outcome import time_limit_message
@@ -231,6 +235,13 @@ class LocalWorkers:
     def _drop(self, worker: Worker) -> None:
         if worker in self.workers:
             self.workers.remove(worker)
+
+
+def _task_tail(task: Task) -> str:
+    try:
+        return log_tail(str(task.logs()))
+    except Exception as error:
+        return f"(log unavailable: {error})"
 
 
 def _tail(log: Path) -> str:
