@@ -98,7 +98,8 @@ def _portable_error(error: BaseException) -> BaseException:
         return portable
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` so that a reader sees the whole file or none (launcher and task side)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -174,7 +175,7 @@ def run(spec_path: Path, result_path: Path | None = None, sweep_dir: str | None 
         result.return_value = _portable_error(result._return_value)
     result_path = result_path or result_path_for(spec_path)
     result_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(result_path, cloudpickle.dumps(result))
+    write_atomic(result_path, cloudpickle.dumps(result))
     _hold(result_path)
     return 0 if result.status == JobStatus.COMPLETED else 1
 

@@ -181,10 +181,9 @@ def ended_with(attempt: Attempt, result: JobReturn | None, tail: str) -> Attempt
     return AttemptEnd(None, how, tail, str(job.files.task_log))
 
 
-class PerTaskStrategy:
-    """One Flow task per job attempt; subclasses give the attempt's command and placement."""
-
-    remote = False
+class StrategyBase:
+    """What every strategy of a launch holds: its jobs' context, the Flow client, the options and
+    the payload every job shares."""
 
     def __init__(
         self, context: JobContext, flow: Flow, options: LauncherOptions, common: dict[str, bytes]
@@ -194,6 +193,23 @@ class PerTaskStrategy:
         self.options = options
         self.common = common
         self.provider = flow.settings.provider
+
+    @staticmethod
+    def _clear_files(jobs: Sequence[Job]) -> None:
+        """Each job's exchange folder exists and holds no stale result."""
+        for job in jobs:
+            job.files.folder.mkdir(parents=True, exist_ok=True)
+            job.files.result.unlink(missing_ok=True)
+
+    def _write_local_specs(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:
+            job.files.spec.write_bytes(local_spec(job, self.common))
+
+
+class PerTaskStrategy(StrategyBase):
+    """One Flow task per job attempt; subclasses give the attempt's command and placement."""
+
+    remote = False
 
     # -- what subclasses give --------------------------------------------------------------------
     def _prepare(self, jobs: Sequence[Job]) -> None:
@@ -224,9 +240,7 @@ class PerTaskStrategy:
     def prepare(self, jobs: Sequence[Job]) -> None:
         for job in jobs:
             self.task_config(job, 0)  # every task config is valid before the first task starts
-        for job in jobs:
-            job.files.folder.mkdir(parents=True, exist_ok=True)
-            job.files.result.unlink(missing_ok=True)
+        self._clear_files(jobs)
         self._prepare(jobs)
 
     def start(self, job: Job, attempt: int) -> Attempt:
@@ -278,8 +292,7 @@ class LocalTasks(PerTaskStrategy):
     """Every attempt is a new local process running the job runner on the job's spec file."""
 
     def _prepare(self, jobs: Sequence[Job]) -> None:
-        for job in jobs:
-            job.files.spec.write_bytes(local_spec(job, self.common))
+        self._write_local_specs(jobs)
 
     def _command(self, job: Job, attempt: int) -> list[str]:
         return [self.options.python or sys.executable, "-m", RUNNER_MODULE, str(job.files.spec)]

@@ -55,7 +55,7 @@ def serve(folder: Path, launcher_pid: int | None = None) -> int:
         order = order_path(folder, seq)
         if order.exists():
             status = run_order(json.loads(order.read_text()))
-            _write_atomic(done_path(folder, seq), str(status))
+            _job_runner.write_atomic(done_path(folder, seq), str(status).encode())
             seq += 1
             continue
         if (folder / STOP_NAME).exists():
@@ -119,12 +119,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

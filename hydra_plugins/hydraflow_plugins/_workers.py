@@ -24,15 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hydra_plugins.hydraflow_plugins._job_runner import write_atomic
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import LauncherOptions
 from hydra_plugins.hydraflow_plugins._paths import FILES_DIR
 from hydra_plugins.hydraflow_plugins._strategy import (
     Attempt,
     AttemptEnd,
+    StrategyBase,
     build_task_config,
     ended_with,
-    local_spec,
     log_tail,
     read_result,
 )
@@ -61,17 +62,13 @@ class Worker:
     idle_since: float = field(default_factory=time.monotonic)
 
 
-class LocalWorkers:
+class LocalWorkers(StrategyBase):
     """The worker-based strategy on the local provider (``hydra.launcher.reuse_workers=true``)."""
 
     def __init__(
         self, context: JobContext, flow: Flow, options: LauncherOptions, common: dict[str, bytes]
     ) -> None:
-        self.context = context
-        self.flow = flow
-        self.options = options
-        self.common = common
-        self.provider = flow.settings.provider
+        super().__init__(context, flow, options, common)
         self.workers: list[Worker] = []
         self._leaving: list[Worker] = []  # told to stop, not yet seen ended
         self._started = 0
@@ -80,10 +77,8 @@ class LocalWorkers:
     def prepare(self, jobs: Sequence[Job]) -> None:
         for job in jobs:  # every task config is valid before the first task starts
             self._worker_config(job, "w", checked_run_time=self.options.max_run_time_hours)
-        for job in jobs:
-            job.files.folder.mkdir(parents=True, exist_ok=True)
-            job.files.result.unlink(missing_ok=True)
-            job.files.spec.write_bytes(local_spec(job, self.common))
+        self._clear_files(jobs)
+        self._write_local_specs(jobs)
 
     def start(self, job: Job, attempt: int) -> Attempt:
         worker = next(
@@ -99,10 +94,7 @@ class LocalWorkers:
             "header": header,
             "env": self.context.job_env(job, self.provider, attempt),
         }
-        path = order_path(worker.folder, worker.orders)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(order))
-        os.replace(tmp, path)
+        write_atomic(order_path(worker.folder, worker.orders), json.dumps(order).encode())
         worker.orders += 1
         worker.attempt = Attempt(job, attempt, worker.task)
         return worker.attempt
