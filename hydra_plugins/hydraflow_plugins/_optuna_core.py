@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from hydra_plugins.hydraflow_plugins._session import JobSession
     from hydra_plugins.hydraflow_plugins.flow_optuna_sweeper import FlowOptunaSweeper
 
-__all__ = ["results_of", "sweep"]
+__all__ = ["results_of", "sampler_and_trials", "sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def sweep(sweeper: FlowOptunaSweeper, arguments: list[str]) -> dict[str, Any]:
     options, config = sweeper.options, sweeper.config
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.parse(options.params, arguments, options.custom_search_space)
-    sampler, n_trials = _sampler(options, space)
+    sampler, n_trials = sampler_and_trials(options, space)
     settings = mlflow_callback_settings(config)
     if options.prune_on and settings is None:
         raise FlowOptunaError(
@@ -114,7 +114,7 @@ def sweep(sweeper: FlowOptunaSweeper, arguments: list[str]) -> dict[str, Any]:
     return _report(study, str(config.hydra.sweep.dir), records)
 
 
-def _sampler(options: SweeperOptions, space: SearchSpace) -> tuple[Any, int]:
+def sampler_and_trials(options: SweeperOptions, space: SearchSpace) -> tuple[Any, int]:
     """The sampler (a grid gets its search space) and the number of trials to run."""
     if not options.is_grid:
         return options.sampler, options.n_trials

@@ -14,7 +14,7 @@ import pytest
 from omegaconf import OmegaConf
 from optuna_fakes import FakeMetrics, FakeSession, Recorded
 
-from hydra_plugins.hydraflow_plugins._optuna_core import results_of
+from hydra_plugins.hydraflow_plugins._optuna_core import results_of, sampler_and_trials
 from hydra_plugins.hydraflow_plugins._optuna_options import FlowOptunaError, SweeperOptions
 from hydra_plugins.hydraflow_plugins._optuna_search import Search
 from hydra_plugins.hydraflow_plugins._optuna_space import SearchSpace
@@ -305,6 +305,18 @@ def test_grid_sampler_needs_discrete_params_and_covers_the_grid() -> None:
     space = SearchSpace.parse({"x": "range(1, 4)", "y": "choice(a, b)"}, ["z=5"])
     assert space.grid() == {"x": [1, 2, 3], "y": ["a", "b"]}
     assert space.fixed == {"z": "5"}
+
+    sampler, n_trials = sampler_and_trials(
+        options, space
+    )  # n_trials (20) capped at the grid's 6 points
+    assert n_trials == 6
+    session = FakeSession(slots=2, duration=lambda p: 1.0, result=lambda p: p["x"])
+    study = open_study(options, sampler, "s", None)
+    search = Search(study, session, lambda: space.ask(study, OmegaConf.create({})), n_trials)
+    with session:
+        search.run()
+    points = sorted((j.params["x"], j.params["y"]) for j in session.jobs.values())
+    assert points == [(x, y) for x in (1, 2, 3) for y in ("a", "b")]
 
 
 def test_a_launcher_without_a_session_runs_trials_in_batches_of_n_jobs() -> None:
