@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from hydra.core.utils import JobReturn
 
+from hydra_plugins.hydraflow_plugins._options import FlowLauncherError
 from hydra_plugins.hydraflow_plugins._plan import check_budget, format_plan, make_plan
 from hydra_plugins.hydraflow_plugins._session import FlowJobSession
 from hydra_plugins.hydraflow_plugins._strategy import uses_workers
@@ -37,6 +38,16 @@ def launch_numbered(
     """Launch jobs with explicit numbers (the flow sweeper skips finished ones); results in order."""
     if not numbered:
         return []
+    from flow_backend.errors import FlowError
+
+    try:
+        return _launch(launcher, numbered)
+    except FlowError as error:  # a provider's own message names the setting and the fix
+        provider = launcher.params.get("provider") or "(Flow settings)"
+        raise FlowLauncherError(f"hydra.launcher.provider={provider}: {error}") from None
+
+
+def _launch(launcher: FlowLauncher, numbered: Sequence[tuple[int, list[str]]]) -> list[JobReturn]:
     with FlowJobSession(launcher, expected_jobs=len(numbered)) as session:
         context, options = session.context, session.options
         jobs = [context.job(num, overrides) for num, overrides in numbered]

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
 from hydra_plugins.hydraflow_plugins._paths import JobFiles, copy_task_log
-from hydra_plugins.hydraflow_plugins._plan import task_price
+from hydra_plugins.hydraflow_plugins._plan import task_gpus, task_price
 from hydra_plugins.hydraflow_plugins._task_function import reference_to
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class Job:
     task_name: str
     files: JobFiles
     price_per_hour: float = 0.0
+    gpus: int = 0  # GPUs its task asks for (all instances)
 
     def attempt_name(self, attempt: int) -> str:
         """The task name of attempt ``attempt`` (0, 1, ...)."""
@@ -98,6 +99,7 @@ class JobContext:
             task_name=f"hf-{self.sweep_id}-{num}",
             files=JobFiles.for_job(self.sweep_dir, num),
             price_per_hour=task_price(self.price_of(instance_type), self.options),
+            gpus=task_gpus(instance_type, self.options),
         )
 
     def _instance_type(self, num: int, overrides: list[str]) -> str:

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
 
-__all__ = ["PlanRow", "check_budget", "format_plan", "make_plan", "task_price", "worst_case"]
+__all__ = [
+    "PlanRow",
+    "check_budget",
+    "format_plan",
+    "gpus_text",
+    "make_plan",
+    "task_gpus",
+    "task_price",
+    "worst_case",
+]
 
 
 @dataclass(frozen=True)
@@ -46,14 +55,24 @@ def task_price(price_per_instance: float, options: LauncherOptions) -> float:
     return price_per_instance * options.num_instances
 
 
+def task_gpus(instance_type: str, options: LauncherOptions) -> int:
+    """The GPUs one job's task asks for: the instance type's, times the instances per task."""
+    from flow_backend.instance_types import parse_instance_type
+
+    return parse_instance_type(instance_type).gpu_count * options.num_instances
+
+
+def gpus_text(gpus: int) -> str:
+    """``8 GPUs``, ``1 GPU``, ``-`` (no GPU): how the plan and the progress table show it."""
+    return f"{gpus} GPU{'s' if gpus != 1 else ''}" if gpus else "-"
+
+
 def make_plan(
     jobs: Sequence[tuple[int, Sequence[str], str]],
     options: LauncherOptions,
     price_of: Callable[[str], float],
 ) -> list[PlanRow]:
     """Plan rows for ``(job_num, overrides, instance_type)`` triples; prices from ``price_of``."""
-    from flow_backend.instance_types import parse_instance_type
-
     prices: dict[str, float] = {}
     rows = []
     for num, overrides, instance_type in jobs:
@@ -66,7 +85,7 @@ def make_plan(
                 instance_type,
                 prices[instance_type],
                 options.max_run_time_hours,
-                parse_instance_type(instance_type).gpu_count * options.num_instances,
+                task_gpus(instance_type, options),
             )
         )
     return rows
@@ -87,12 +106,13 @@ def format_plan(rows: Sequence[PlanRow], provider: str, workers: int | None = No
     ``workers``: at most this many warm workers per instance type run the jobs (``None``: one task
     per job); the plan then says how many task starts that takes instead of one per job.
     """
-    header = ("job", "overrides", "instance type", "$/h", "worst case")
+    header = ("job", "overrides", "instance type", "GPUs", "$/h", "worst case")
     lines = [
         (
             f"#{row.job_num}",
             " ".join(row.overrides) or "(none)",
             row.instance_type,
+            gpus_text(row.gpus),
             f"${row.price_per_hour:,.2f}",
             _money(row.worst_case_cost),
         )

@@ -11,9 +11,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from hydra_plugins.hydraflow_plugins._plan import gpus_text
+
 __all__ = ["JobView", "Progress"]
 
-_COLUMNS = ("job", "overrides", "task", "instance", "status", "elapsed", "cost")
+_COLUMNS = ("job", "overrides", "task", "instance", "gpus", "status", "elapsed", "cost")
 
 
 class JobView(Protocol):
@@ -30,6 +32,9 @@ class JobView(Protocol):
 
     @property
     def instance_type(self) -> str: ...
+
+    @property
+    def gpus(self) -> int: ...
 
     @property
     def status_text(self) -> str: ...
@@ -51,6 +56,7 @@ def _row(job: JobView) -> tuple[str, ...]:
         job.overrides_text,
         job.task_id or "-",
         job.instance_type,
+        gpus_text(job.gpus),
         job.status_text,
         _elapsed(job.elapsed_seconds()),
         job.cost_text(),

@@ -64,6 +64,10 @@ class Entry:
         return self.job.instance_type
 
     @property
+    def gpus(self) -> int:
+        return self.job.gpus
+
+    @property
     def task_id(self) -> str:
         return self.attempt.task_id if self.attempt is not None else ""
 

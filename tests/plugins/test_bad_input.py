@@ -156,3 +156,76 @@ def test_free_local_plan_passes_any_budget(tmp_path: Path, run_app: RunApp) -> N
     proc = run_app(APP, "-m", "hydra/launcher=flow", "hydra.launcher.max_total_cost=0", "value=1,2")
     assert proc.returncode == 0, proc.stderr
     assert len(list(tmp_path.glob("multirun/*/*/.flow/*/result.pkl"))) == 2
+
+
+def test_mithril_without_a_key_is_one_message_naming_the_key(
+    tmp_path: Path, run_app: RunApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("MITHRIL_API_KEY", "MITHRIL_PROJECT", "MITHRIL_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+    proc = run_app(
+        APP,
+        "-m",
+        "hydra/launcher=flow",
+        "hydra.launcher.provider=mithril",
+        "hydra.launcher.dry_run=true",
+        "value=1,2",
+    )
+    assert proc.returncode == 1
+    first = proc.stderr.strip().splitlines()[0]
+    assert first.startswith("hydra.launcher.provider=mithril: No Mithril API key is set")
+    assert "Set MITHRIL_API_KEY" in first
+    assert "Traceback" not in proc.stderr
+    _nothing_launched(tmp_path)
+
+
+def test_the_plan_shows_each_jobs_gpus() -> None:
+    options = LauncherOptions.from_params({"max_run_time_hours": 1.0})
+    jobs = [(0, ["lr=0.1"], "a100"), (1, ["lr=0.1"], "h100"), (2, [], "cpu")]
+    plan = format_plan(make_plan(jobs, options, lambda _: 1.0), "mithril").splitlines()
+    assert plan[1].split() == [
+        "job",
+        "overrides",
+        "instance",
+        "type",
+        "GPUs",
+        "$/h",
+        "worst",
+        "case",
+    ]
+    assert plan[2].split()[2:5] == ["a100", "1", "GPU"]
+    assert plan[3].split()[2:5] == ["h100", "8", "GPUs"]  # a $25/h job, not a $3/h one
+    assert plan[4].split()[1:4] == ["(none)", "cpu", "-"]
+    two_nodes = LauncherOptions.from_params({"num_instances": 2})
+    assert "16 GPUs" in format_plan(make_plan(jobs[1:2], two_nodes, lambda _: 1.0), "mithril")
+
+
+def test_the_progress_table_shows_each_jobs_gpus() -> None:
+    import io
+    from dataclasses import dataclass
+
+    from hydra_plugins.hydraflow_plugins._progress import Progress
+
+    @dataclass
+    class View:
+        num: int
+        instance_type: str
+        gpus: int
+        overrides_text: str = "lr=0.1"
+        task_id: str = "t"
+        status_text: str = "running"
+
+        def elapsed_seconds(self) -> float:
+            return 1.0
+
+        def cost_text(self) -> str:
+            return "$0.01"
+
+    stream = io.StringIO()
+    with Progress([View(0, "a100", 1), View(1, "h100", 8)], stream=stream, live=False) as shown:
+        shown.update()
+        shown.summary()
+    lines = stream.getvalue().splitlines()
+    assert "a100  1 GPU  running" in lines[0] and "h100  8 GPUs  running" in lines[1]
+    summary = stream.getvalue().split("flow launcher: 2 job(s)")[1]
+    assert "gpus" in summary and "1 GPU" in summary and "8 GPUs" in summary
