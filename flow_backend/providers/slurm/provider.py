@@ -31,7 +31,7 @@ from flow_backend.providers.slurm.script import (
     batch_script,
 )
 from flow_backend.providers.slurm.states import SQUEUE_FORMAT, JobInfo, parse_squeue, status_of
-from flow_backend.providers.slurm.store import SlurmTaskState, StateStore
+from flow_backend.providers.slurm.store import SlurmTaskState, state_files
 from flow_backend.providers.slurm.submission import (
     PreparedTask,
     parse_job_id,
@@ -68,7 +68,7 @@ class SlurmProvider(Provider):
             normalize_option(line, "slurm_sbatch_lines") for line in settings.slurm_sbatch_lines
         ]
         home = Path(settings.home).expanduser()
-        self._store = StateStore(home)
+        self._store = state_files(home)
         self.login = _login(settings, home)
         self.shares_files = self.login.shares_files
         base = (

@@ -7,18 +7,14 @@ forgetting the job (``MinJobAge``). Values of secret environment variables are n
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from flow_backend.errors import TaskNotFoundError
 from flow_backend.models import TaskRecord
+from flow_backend.providers.record_files import RecordFiles
 
-__all__ = ["SlurmTaskState", "StateStore"]
+__all__ = ["SlurmTaskState", "state_files"]
 
 
 class SlurmTaskState(BaseModel):
@@ -51,59 +47,6 @@ class SlurmTaskState(BaseModel):
         return self.job_id.split("_")[0]
 
 
-class StateStore:
-    """Task state files under ``<home>/slurm/state``.
-
-    Args:
-        home: FLOW_HOME.
-    """
-
-    def __init__(self, home: Path) -> None:
-        self.dir = home / "slurm" / "state"
-        self.dir.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, task_id: str) -> Path:
-        return self.dir / f"{task_id}.json"
-
-    def load(self, task_id: str) -> SlurmTaskState:
-        """The stored state of a task.
-
-        Raises:
-            TaskNotFoundError: No such task in this FLOW_HOME.
-        """
-        path = self._path(task_id)
-        if "/" in task_id or not path.is_file():
-            raise TaskNotFoundError(
-                f"no slurm task with id {task_id!r} in {self.dir}",
-                field="task_id",
-                value=task_id,
-                hint="List tasks with `flow status`; check FLOW_HOME and the provider",
-            )
-        return SlurmTaskState.model_validate_json(path.read_text())
-
-    def save(self, state: SlurmTaskState) -> SlurmTaskState:
-        """Write a state atomically; a stored terminal record is never replaced by another.
-
-        Returns:
-            What is stored now (the stored terminal state when it won).
-        """
-        path = self._path(state.task_id)
-        with contextlib.suppress(OSError, ValueError):
-            stored = SlurmTaskState.model_validate_json(path.read_text())
-            if stored.record.status.is_terminal:
-                return stored
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(state.model_dump_json(indent=1))
-        os.replace(tmp, path)
-        return state
-
-    def all(self) -> list[SlurmTaskState]:
-        """Every stored task (unreadable files are skipped)."""
-        states = []
-        for path in self.dir.glob("*.json"):
-            try:
-                states.append(SlurmTaskState.model_validate_json(path.read_text()))
-            except (OSError, ValueError, json.JSONDecodeError):
-                continue
-        return states
+def state_files(home: Path) -> RecordFiles[SlurmTaskState]:
+    """The slurm provider's task files under ``<home>/slurm/state``."""
+    return RecordFiles(home / "slurm" / "state", SlurmTaskState, "slurm")

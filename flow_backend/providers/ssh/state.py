@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
-import os
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +17,8 @@ from typing import IO
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flow_backend.errors import TaskNotFoundError
 from flow_backend.models import TaskRecord
+from flow_backend.providers.record_files import RecordFiles
 
 __all__ = ["NodePlacement", "SSHTaskState", "StateStore"]
 
@@ -98,7 +95,7 @@ class StateStore:
         self.root = home / "ssh"
         self.tasks_dir = self.root / "tasks"
         self.waiting_dir = self.root / "waiting"
-        self.tasks_dir.mkdir(parents=True, exist_ok=True)
+        self._files = RecordFiles(self.tasks_dir, SSHTaskState, "ssh")
         self.waiting_dir.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.root / "state.lock"
         self._thread_lock = threading.RLock()
@@ -122,24 +119,13 @@ class StateStore:
                     self._handle.close()
                     self._handle = None
 
-    def _path(self, task_id: str) -> Path:
-        return self.tasks_dir / f"{task_id}.json"
-
     def load(self, task_id: str) -> SSHTaskState:
         """The stored state of a task.
 
         Raises:
             TaskNotFoundError: No such task in this FLOW_HOME.
         """
-        path = self._path(task_id)
-        if "/" in task_id or not path.is_file():
-            raise TaskNotFoundError(
-                f"no ssh task with id {task_id!r} in {self.tasks_dir}",
-                field="task_id",
-                value=task_id,
-                hint="List tasks with `flow status`; check FLOW_HOME and the provider",
-            )
-        return SSHTaskState.model_validate_json(path.read_text())
+        return self._files.load(task_id)
 
     def save(self, state: SSHTaskState) -> SSHTaskState:
         """Write a state atomically; a stored terminal record is never replaced by a live one.
@@ -147,27 +133,12 @@ class StateStore:
         Returns:
             What is stored now (the stored terminal state when it won).
         """
-        path = self._path(state.task_id)
         with self.locked():
-            if path.is_file():
-                stored = SSHTaskState.model_validate_json(path.read_text())
-                if stored.record.status.is_terminal and not state.record.status.is_terminal:
-                    return stored
-            fd, tmp = tempfile.mkstemp(dir=self.tasks_dir, prefix=".tmp-", suffix=".json")
-            with os.fdopen(fd, "w") as handle:
-                handle.write(state.model_dump_json(indent=1))
-            os.replace(tmp, path)
-        return state
+            return self._files.save(state)
 
     def all(self) -> list[SSHTaskState]:
         """Every stored task (unreadable files are skipped)."""
-        states = []
-        for path in self.tasks_dir.glob("*.json"):
-            try:
-                states.append(SSHTaskState.model_validate_json(path.read_text()))
-            except (OSError, ValueError, json.JSONDecodeError):
-                continue
-        return states
+        return self._files.all()
 
     def set_waiting(self, task_id: str, waiting: bool) -> None:
         """Mark (or unmark) a task as waiting for a host."""
