@@ -126,8 +126,9 @@ class NodeOps:
                 node.node_dir = node.node_dir or self.known_dir(node.instance_fid)
                 if node.node_dir is None:
                     by_destination.setdefault(node.destination, []).append((task_name, node))
-        errors: dict[str, str] = {}
-        for destination, group in by_destination.items():
+
+        def ask(item: tuple[str, list[tuple[str, NodeView]]]) -> str | None:
+            destination, group = item
             script = "".join(
                 f'for d in {node_glob(self.root, name)}; do [ -f "${{d}}{READY_FILE}" ] '
                 f'&& echo "{name} ${{d%/}}"; done\n'
@@ -136,8 +137,7 @@ class NodeOps:
             try:
                 result = exec_command(self.conn(destination), "bash -s", stdin=script.encode())
             except FlowError as error:
-                errors[destination] = str(error)
-                continue
+                return str(error)
             ready: dict[str, list[str]] = {}
             for line in result.text.splitlines():
                 name, _, folder = line.strip().partition(" ")
@@ -151,7 +151,12 @@ class NodeOps:
                     node.node_dir = (exact or folders)[0]
                     with self._lock:
                         self._node_dirs[node.instance_fid] = node.node_dir
-        return errors
+            return None
+
+        # every instance has an address of its own on a cloud: the hosts are asked concurrently
+        items = list(by_destination.items())
+        outcomes = self.pool.each(items, ask)
+        return {item[0]: error for item, error in zip(items, outcomes, strict=True) if error}
 
     def read(self, nodes: Sequence[NodeView]) -> dict[str, str]:
         """Fill in ``status`` of every node with a known folder: one round trip per host.
@@ -162,18 +167,22 @@ class NodeOps:
         for node in nodes:
             if node.node_dir:
                 by_destination.setdefault(node.destination, []).append(node)
-        errors: dict[str, str] = {}
-        for destination, group in by_destination.items():
+
+        def ask(item: tuple[str, list[NodeView]]) -> str | None:
+            destination, group = item
             try:
                 statuses = read_statuses(
                     self.conn(destination), [n.node_dir for n in group if n.node_dir]
                 )
             except FlowError as error:
-                errors[destination] = str(error)
-                continue
+                return str(error)
             for node in group:
                 node.status = statuses.get(node.node_dir or "")
-        return errors
+            return None
+
+        items = list(by_destination.items())  # concurrently, as in discover()
+        outcomes = self.pool.each(items, ask)
+        return {item[0]: error for item, error in zip(items, outcomes, strict=True) if error}
 
     def start(
         self, launches: Sequence[tuple[LaunchPlan, Sequence[NodeView], str]]
@@ -285,7 +294,9 @@ class NodeOps:
             if node.node_dir:
                 remote = f"{node.node_dir}/{OUTPUT_LOG}".lstrip("/")
                 by_destination.setdefault(node.destination, {})[remote] = local
-        for destination, targets in by_destination.items():
+
+        def bring(item: tuple[str, dict[str, Path]]) -> None:
+            destination, targets = item
             listed = " ".join(shlex.quote(path) for path in targets)
             script = (
                 f"cd / && flow_logs=() && for f in {listed}; do "
@@ -301,11 +312,10 @@ class NodeOps:
                     if buffer.read(1):
                         buffer.seek(0)
                         _unpack_logs(buffer, targets)
-            except (
-                FlowError,
-                tarfile.TarError,
-            ) as error:  # logs stay empty; outcome still recorded
+            except (FlowError, tarfile.TarError) as error:  # logs stay empty; outcome recorded
                 logger.warning("could not bring logs home from %s: %s", destination, error)
+
+        self.pool.each(list(by_destination.items()), bring)  # hosts concurrently
 
     def collect_results(self, node: NodeView, working_dir: str) -> None:
         """Mirror the task's absolute working folder locally (not needed on this very machine)."""
