@@ -158,6 +158,7 @@ def test_flow_cancel_all_ends_an_array_in_slurm(
             "instance_type",
             "a100",
         ),
+        ({}, {"volumes": [{"name": "data"}]}, "volumes", "no volumes"),
     ],
 )
 def test_bad_input_gets_one_clear_error(
