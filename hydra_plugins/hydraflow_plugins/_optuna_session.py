@@ -32,18 +32,12 @@ class BatchSession:
 
     def outcomes(self, timeout: float | None = None) -> list[tuple[int, JobReturn]]:
         """Launch the queued jobs and return their outcomes (``timeout`` cannot apply)."""
+        from hydra_plugins.hydraflow_plugins._resume import launch_numbered
+
         ended, self._cancelled = self._cancelled, []
         batch, self._queued = self._queued, []
-        start = 0
-        while start < len(batch):  # launch() numbers jobs consecutively: one call per run of them
-            end = start + 1
-            while end < len(batch) and batch[end][0] == batch[end - 1][0] + 1:
-                end += 1
-            part = batch[start:end]
-            returns = self.launcher.launch([o for _, o in part], initial_job_idx=part[0][0])
-            ended += [(num, ret) for (num, _), ret in zip(part, returns, strict=True)]
-            start = end
-        return ended
+        returns = launch_numbered(self.launcher, batch)
+        return ended + [(num, ret) for (num, _), ret in zip(batch, returns, strict=True)]
 
     def cancel(self, num: int) -> None:
         """A queued job is dropped (its outcome: FAILED, cancelled); a launched one has ended."""

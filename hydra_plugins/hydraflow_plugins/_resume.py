@@ -24,7 +24,7 @@ from hydra_plugins.hydraflow_plugins.config import CALLBACK_TARGET
 if TYPE_CHECKING:
     from mlflow.entities import Run
 
-__all__ = ["ResumingLauncher"]
+__all__ = ["ResumingLauncher", "launch_numbered"]
 
 
 def mlflow_callback_settings(config: DictConfig) -> dict[str, Any] | None:
@@ -36,6 +36,29 @@ def mlflow_callback_settings(config: DictConfig) -> dict[str, Any] | None:
             assert isinstance(settings, dict)
             return {str(k): v for k, v in settings.items() if k != "_target_"}
     return None
+
+
+def launch_numbered(launcher: Launcher, todo: list[tuple[int, list[str]]]) -> list[JobReturn]:
+    """Launch jobs with explicit numbers (in ``todo``'s order) on any launcher.
+
+    The flow launcher takes the numbers as they are; other launchers number jobs consecutively from
+    ``initial_job_idx``, so each run of consecutive numbers is one ``launch()``.
+    """
+    if not todo:
+        return []
+    numbered = getattr(launcher, "launch_numbered", None)
+    if numbered is not None:
+        return list(numbered(todo))
+    returns: list[JobReturn] = []
+    start = 0
+    while start < len(todo):
+        end = start + 1
+        while end < len(todo) and todo[end][0] == todo[end - 1][0] + 1:
+            end += 1
+        batch = [overrides for _, overrides in todo[start:end]]
+        returns.extend(launcher.launch(batch, initial_job_idx=todo[start][0]))
+        start = end
+    return returns
 
 
 class ResumingLauncher(Launcher):
@@ -79,21 +102,7 @@ class ResumingLauncher(Launcher):
         return [results[initial_job_idx + i] for i in range(len(job_overrides))]
 
     def _launch(self, todo: list[tuple[int, list[str]]]) -> Sequence[JobReturn]:
-        if not todo:
-            return []
-        numbered = getattr(self.inner, "launch_numbered", None)
-        if numbered is not None:
-            return list(numbered(todo))
-        returns: list[JobReturn] = []
-        start = 0
-        while start < len(todo):  # other launchers number jobs consecutively: launch runs of them
-            end = start + 1
-            while end < len(todo) and todo[end][0] == todo[end - 1][0] + 1:
-                end += 1
-            batch = [overrides for _, overrides in todo[start:end]]
-            returns.extend(self.inner.launch(batch, initial_job_idx=todo[start][0]))
-            start = end
-        return returns
+        return launch_numbered(self.inner, todo)
 
     def _finished_runs(self) -> dict[str, Run]:
         settings = mlflow_callback_settings(self.config)
