@@ -10,9 +10,9 @@ as read last time, with the high-water marks of the tables MLflow only appends t
 - else, how each table is brought up to date, and why that is correct:
 
   - ``runs`` is re-read whole by the loader every time (it is small): names, status, end times,
-    deletions (``lifecycle_stage``) and moves between experiments are always current. If a run the
-    snapshot knew is gone from the table (``mlflow gc`` deleted it for good, with its rows), the
-    snapshot is dropped and everything is read again;
+    deletions (``lifecycle_stage``) and moves between experiments are always current. If a run with
+    params or metrics in the snapshot is gone from the table (``mlflow gc`` deleted it for good,
+    with its rows, whose rowids SQLite may then reuse), everything is read again;
   - ``params`` only ever gets rows (MLflow refuses to change a param): the rows past the highest
     rowid seen are appended;
   - ``latest_metrics`` is updated in place, but every metric MLflow logs also appends a row to
@@ -52,7 +52,6 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "params": _TEXT,
     "tags": _TEXT,
     "metrics": {**_TEXT, "value": pl.Float64()},
-    "run_ids": {"run_id": pl.String()},
 }
 
 
@@ -82,7 +81,6 @@ class Snapshot:
     version: Version
     tables: dict[str, pl.DataFrame]  # params, tags, metrics (latest)
     tops: dict[str, int]  # params, metrics: the highest rowid before they were read
-    run_ids: pl.DataFrame  # every run_uuid of the runs table
 
 
 _SNAPSHOTS: dict[str, Snapshot] = {}
@@ -104,10 +102,10 @@ def _tops(read: Reader) -> dict[str, int]:
 
 def _fresh(read: Reader, pool: Executor, metrics_query: str, version: Version) -> Snapshot:
     tops = _tops(read)  # before the data: rows logged meanwhile are seen again, never missed
-    queries = {**QUERIES, "metrics": metrics_query, "run_ids": RUN_IDS}
+    queries = {**QUERIES, "metrics": metrics_query}
     futures = {name: pool.submit(read, sql) for name, sql in queries.items()}
     tables = {name: future.result().cast(SCHEMAS[name]) for name, future in futures.items()}  # type: ignore[arg-type]
-    return Snapshot(version, tables, tops, tables.pop("run_ids"))
+    return Snapshot(version, tables, tops)
 
 
 def _update(
@@ -131,8 +129,9 @@ def _update(
         ),
     }
     got = {name: future.result() for name, future in futures.items()}
-    if snap.run_ids.join(got["run_ids"], on="run_id", how="anti").height:
-        return None  # runs deleted for good (mlflow gc): their rows are gone too
+    known = pl.concat([snap.tables[t].select("run_id") for t in ("params", "metrics")]).unique()
+    if known.join(_like(got["run_ids"], known), on="run_id", how="anti").height:
+        return None  # runs deleted for good (mlflow gc): their rows are gone, rowids reused
     params = pl.concat([snap.tables["params"], _like(got["params"], snap.tables["params"])])
     metrics = snap.tables["metrics"]
     touched = got["touched"]
@@ -145,7 +144,7 @@ def _update(
     if counts["params"] != params.height or counts["metrics"] != metrics.height:
         return None  # rows deleted, or logged while we read: read everything
     tables = {"params": params, "tags": got["tags"].cast(SCHEMAS["tags"]), "metrics": metrics}  # type: ignore[arg-type]
-    return Snapshot(version, tables, tops, got["run_ids"])
+    return Snapshot(version, tables, tops)
 
 
 def whole_tables(

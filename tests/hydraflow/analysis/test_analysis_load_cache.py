@@ -74,6 +74,22 @@ def test_incremental_loads_equal_loads_from_scratch(store_copy: str) -> None:
             conn.execute(f"DELETE FROM {table} WHERE run_uuid = ?", (gone,))
     assert gone not in _load_both(store_copy)["run_id"].to_list()
 
+    # A run removed for good, then a new one whose rows get the freed rowids back (SQLite reuses
+    # the highest rowids): the row counts add up, only the vanished run tells
+    only_params = client.create_run(experiment.experiment_id, run_name="params only")
+    client.log_param(only_params.info.run_id, "soon_gone", "1")
+    client.log_param(only_params.info.run_id, "lr", "0.125")
+    _load_both(store_copy)
+    with sqlite3.connect(open_store(store_copy).location) as conn:
+        for table in ("params", "tags", "runs"):
+            conn.execute(f"DELETE FROM {table} WHERE run_uuid = ?", (only_params.info.run_id,))
+    newer = client.create_run(experiment.experiment_id, run_name="newer")
+    client.log_param(newer.info.run_id, "lr", "0.25")
+    client.log_param(newer.info.run_id, "other_new", "y")
+    runs = _load_both(store_copy)
+    assert runs.filter(run_id=newer.info.run_id).one().params["other_new"] == "y"
+    assert "soon_gone" not in runs
+
 
 def test_a_repeated_load_of_an_unchanged_store_reads_nothing(
     store_copy: str, mocker: MockerFixture
