@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from flow_backend.errors import ResourceNotFoundError, ValidationError
+from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationError
 from flow_backend.providers.mithril.account import Account, choose_offer
 from flow_backend.providers.mithril.api import Bid, CreateBidRequest, LaunchSpecification
 from flow_backend.providers.mithril.api.models import InstanceType
@@ -25,7 +25,15 @@ from flow_backend.providers.mithril.startup_script import render_startup_script
 if TYPE_CHECKING:
     from flow_backend.task_config import TaskConfig
 
-__all__ = ["BID_NAME", "BidChoice", "bid_name", "build_bid_request", "choose_type", "launch_plan"]
+__all__ = [
+    "BID_NAME",
+    "BidChoice",
+    "bid_name",
+    "build_bid_request",
+    "choose_type",
+    "clearer_refusal",
+    "launch_plan",
+]
 
 #: The API's rule for bid names (the SDK's ``TASK_NAME_PATTERN``).
 BID_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -206,4 +214,18 @@ def launch_plan(config: TaskConfig, bid: Bid, type_name: str) -> LaunchPlan:
         env=env,
         working_dir=config.working_dir,
         code_root=code_root,
+    )
+
+
+def clearer_refusal(error: ValidationError, choice: BidChoice) -> FlowError:
+    """A refused limit price as one error that says which setting to change."""
+    if "below minimum" not in str(error).lower():
+        return error
+    offered = choice.request.limit_price
+    return ValidationError(
+        f"Mithril refused the bid: its limit price ${offered:.2f}/h per instance is below the "
+        f"minimum for {choice.type_name} (spot price now ${choice.spot_price:.2f}/h)",
+        field="max_price_per_hour",
+        value=offered,
+        hint="Raise max_price_per_hour, or leave it unset: the default follows the spot price",
     )

@@ -8,41 +8,31 @@ import contextlib
 import logging
 import os
 import threading
-import time
-from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationError
-from flow_backend.models import TaskRecord, TaskStatus
+from flow_backend.models import TaskRecord
 from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.mithril import volumes
+from flow_backend.providers.mithril.access import TaskAccess
 from flow_backend.providers.mithril.account import Account, choose_offer, live_catalog
 from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
 from flow_backend.providers.mithril.bid_request import (
-    BidChoice,
     build_bid_request,
     choose_type,
+    clearer_refusal,
     launch_plan,
 )
 from flow_backend.providers.mithril.keeper import start_keeper
 from flow_backend.providers.mithril.lookup import find_bids, instances_for
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
 from flow_backend.providers.mithril.pricing import limit_price
-from flow_backend.providers.mithril.records import record_of
+from flow_backend.providers.mithril.records import past_boot_limit, record_of
 from flow_backend.providers.mithril.task_store import TaskStore
 from flow_backend.providers.ssh.hosts import each
-from flow_backend.remote import (
-    SSHDestination,
-    follow_logs,
-    interactive_shell,
-    parse_destination,
-    run_shell,
-    ssh_command_line,
-    tail_logs,
-)
-from flow_backend.remote import download as remote_download
+from flow_backend.remote import parse_destination
 
 if TYPE_CHECKING:
     from flow_backend.instance_types import InstanceType as CatalogType
@@ -54,7 +44,7 @@ __all__ = ["MithrilProvider"]
 logger = logging.getLogger(__name__)
 
 
-class MithrilProvider(Provider):
+class MithrilProvider(TaskAccess, Provider):
     """Runs tasks as Mithril spot bids (``MITHRIL_API_KEY``, ``MITHRIL_PROJECT``, ``MITHRIL_API_URL``)."""
 
     name = "mithril"
@@ -93,7 +83,7 @@ class MithrilProvider(Provider):
         try:
             bid = self.client.create_bid(choice.request)
         except ValidationError as error:
-            raise _clearer_refusal(error, choice) from None
+            raise clearer_refusal(error, choice) from None
         with self._lock:
             self._plans[bid.fid] = launch_plan(config, bid, choice.type_name)
         return record_of(bid, [], choice.type_name, None, ssh_user=self.ssh_user)
@@ -193,25 +183,10 @@ class MithrilProvider(Provider):
             if record.message is None and trouble:  # booting sshd, network blip: next poll
                 record.message = f"waiting for SSH: {trouble[0]}"
             if bid.status == "Allocated":
-                self._limit_boot(record, instances[bid.fid])
+                past_boot_limit(record, instances[bid.fid], self.settings.mithril_boot_timeout)
             records[bid.fid] = record
         self._finish([bid for bid in bids if records[bid.fid].status.is_terminal], views, records)
         return records
-
-    def _limit_boot(self, record: TaskRecord, instances: list[Instance]) -> None:
-        """End a task whose allocated instance has not started its command within the limit."""
-        if record.status != TaskStatus.PROVISIONING or not instances:
-            return
-        limit = self.settings.mithril_boot_timeout
-        waited = (datetime.now(UTC) - min(i.created_at for i in instances)).total_seconds()
-        if waited <= limit:
-            return
-        record.status = TaskStatus.FAILED
-        record.ended_at = datetime.now(UTC)
-        record.message = (
-            f"the instance did not start the command within {limit:g} s of its allocation "
-            f"(mithril_boot_timeout; last: {record.message or 'booting'}); its bid was cancelled"
-        )
 
     def _finish(
         self,
@@ -352,92 +327,6 @@ class MithrilProvider(Provider):
         self.store.save(record)
         return record
 
-    # -- logs, shell, files ---------------------------------------------------------------------
-    def _main_node(self, task_id: str) -> NodeView | None:
-        bid = self._find_bids([task_id])[task_id]
-        instances = instances_for(self.client, self.account.project_fid, [bid])[bid.fid]
-        nodes = self._node_views(bid, instances)
-        if not nodes:
-            return None
-        self.nodes.discover([(bid.name, nodes[:1])])
-        return nodes[0]
-
-    def logs(self, task_id: str, tail: int | None = None) -> str:
-        """The task's output: from the instance while it runs, from the collected copy after."""
-        saved = self.store.log(task_id)
-        if saved is None:
-            if not self.get(task_id).status.is_terminal:  # get() also starts nodes
-                node = self._main_node(task_id)
-                if node is None or node.node_dir is None:
-                    return ""
-                return tail_logs(self.nodes.conn(node.destination), node.node_dir, tail)
-            saved = self.store.log(task_id)  # get() brought the log home if the task just ended
-        if saved is None:
-            return ""
-        if tail is None:
-            return saved
-        lines = saved.splitlines(keepends=True)
-        return "".join(lines[-tail:]) if tail > 0 else ""
-
-    def follow_logs(self, task_id: str) -> Iterator[str]:
-        """Stream the log until the task ends. A dropped connection (the instance preempted, a
-        network blip) is not an error: polling resumes, lines already sent are not sent again,
-        and the poll that sees the end collects the task and cancels its bid."""
-        sent = 0
-        while True:
-            record = self.get(task_id)
-            if record.status.is_terminal:
-                yield from self.logs(task_id).splitlines(keepends=True)[sent:]
-                return
-            node = self._main_node(task_id) if record.status.value == "running" else None
-            if node is not None and node.node_dir is not None:
-                seen = 0
-                try:
-                    for line in follow_logs(self.nodes.conn(node.destination), node.node_dir):
-                        seen += 1
-                        if seen > sent:
-                            sent = seen
-                            yield line
-                except FlowError as error:
-                    logger.info("lost the log stream of %s (%s); polling", task_id, error)
-                else:
-                    self.get(task_id)  # collects the results and cancels the bid
-                    return
-            time.sleep(self.settings.poll_interval)
-
-    def _require_node(self, task_id: str) -> NodeView:
-        node = self._main_node(task_id)
-        if node is None or node.node_dir is None:
-            raise ResourceNotFoundError(
-                f"task {task_id!r} has no running instance to reach",
-                field="task_id",
-                value=task_id,
-                hint="Wait until `flow status` shows it running; ended tasks keep only their log",
-            )
-        return node
-
-    def shell(self, task_id: str, command: str | None = None) -> str:
-        node = self._require_node(task_id)
-        if command is None:
-            cwd = self.nodes.workdir(node)
-            interactive_shell(_parse(node.destination), self.account.key_path, cwd=cwd)
-            return ""
-        cwd = self.nodes.workdir(node)
-        return run_shell(self.nodes.conn(node.destination), command, cwd=cwd)
-
-    def shell_command(self, task_id: str) -> str | None:
-        record = self.get(task_id)
-        if record.ssh_destination is None or record.status.is_terminal:
-            return None
-        return ssh_command_line(_parse(record.ssh_destination), self.account.key_path)
-
-    def download(self, task_id: str, remote_path: str, local_path: Path) -> None:
-        """Copy a file or folder of the running task (relative paths: from its working folder)."""
-        node = self._require_node(task_id)
-        if not remote_path.startswith(("/", "~/")):
-            remote_path = f"{self.nodes.workdir(node)}/{remote_path}"
-        remote_download(self.nodes.conn(node.destination), remote_path, local_path)
-
     def price_per_hour(self, instance_type: str) -> float:
         """The lowest current spot price of one instance of the type (any region, any of the ids
         sharing its name): what it costs now. A bid offers up to ``LIMIT_PRICE_FACTOR`` times it
@@ -474,27 +363,9 @@ class MithrilProvider(Provider):
         self.client.close()
 
 
-def _clearer_refusal(error: ValidationError, choice: BidChoice) -> FlowError:
-    """A refused limit price as one error that says which setting to change."""
-    if "below minimum" not in str(error).lower():
-        return error
-    offered = choice.request.limit_price
-    return ValidationError(
-        f"Mithril refused the bid: its limit price ${offered:.2f}/h per instance is below the "
-        f"minimum for {choice.type_name} (spot price now ${choice.spot_price:.2f}/h)",
-        field="max_price_per_hour",
-        value=offered,
-        hint="Raise max_price_per_hour, or leave it unset: the default follows the spot price",
-    )
-
-
 def _is_terminal(record: TaskRecord | None) -> bool:
     return record is not None and record.status.is_terminal
 
 
 def _is_loopback(destination: str) -> bool:
     return parse_destination(destination, field="ssh_destination").is_loopback
-
-
-def _parse(destination: str) -> SSHDestination:
-    return parse_destination(destination, field="ssh_destination")

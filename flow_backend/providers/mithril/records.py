@@ -31,7 +31,7 @@ from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.mithril.api import Bid, Instance
 from flow_backend.providers.mithril.nodes import DEFAULT_SSH_USER, NodeView, destination_of
 
-__all__ = ["PREEMPTED_MESSAGE", "record_of", "was_preempted"]
+__all__ = ["PREEMPTED_MESSAGE", "past_boot_limit", "record_of", "was_preempted"]
 
 PREEMPTED_MESSAGE = "preempted: Mithril took the spot instance back before the task ended"
 
@@ -156,3 +156,19 @@ def record_of(
             if booted and not all(i.ssh_destination for i in instances):
                 record.message = "waiting for the instance's SSH address (ssh_destination)"
     return record
+
+
+def past_boot_limit(record: TaskRecord, instances: list[Instance], limit: float) -> None:
+    """End (``failed``) a task still provisioning ``limit`` seconds after its allocation: its
+    instance never started the command (sshd never answered, the node never got ready)."""
+    if record.status != TaskStatus.PROVISIONING or not instances:
+        return
+    waited = (datetime.now(UTC) - min(i.created_at for i in instances)).total_seconds()
+    if waited <= limit:
+        return
+    record.status = TaskStatus.FAILED
+    record.ended_at = datetime.now(UTC)
+    record.message = (
+        f"the instance did not start the command within {limit:g} s of its allocation "
+        f"(mithril_boot_timeout; last: {record.message or 'booting'}); its bid was cancelled"
+    )
