@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, ClassVar
 
-from flow_backend.errors import ValidationError
+from flow_backend.errors import FlowError, ValidationError
 from flow_backend.instance_types import parse_instance_type
 from flow_backend.models import TaskRecord, TaskStatus, utc_now
 from flow_backend.providers.base import Provider
@@ -143,15 +143,19 @@ class SlurmProvider(Provider):
         script = batch_script(options, body)
         files[f"{base}/{BATCH_FILE}"] = (script, 0o600)  # what was submitted, for the curious
         self.login.write_files(files)
-        result = self.login.slurm(
-            ["sbatch", "--parsable"], env=dict(shape.secret_env), stdin=script
-        )
-        if result.exit_code != 0:
-            raise sbatch_error(
-                result,
-                partition=self.settings.slurm_partition,
-                instance_type=configs[0].instance_type or "cpu",
+        try:
+            result = self.login.slurm(
+                ["sbatch", "--parsable"], env=dict(shape.secret_env), stdin=script
             )
+            if result.exit_code != 0:
+                raise sbatch_error(
+                    result,
+                    partition=self.settings.slurm_partition,
+                    instance_type=configs[0].instance_type or "cpu",
+                )
+        except FlowError:
+            self.login.remove(base)  # nothing was submitted: leave no folder behind
+            raise
         job_id = parse_job_id(result)
         records = []
         for index, (config, task) in enumerate(zip(configs, prepared, strict=True)):

@@ -124,6 +124,10 @@ class SSHLogin:
             )
         return texts
 
+    def remove(self, folder: str) -> None:
+        """Delete a folder on the login node and everything in it."""
+        exec_command(self._conn, f"rm -rf {shlex.quote(folder)}")
+
     def put_code(self, root: Path, code_dir: str) -> str:
         """Upload ``root`` under ``code_dir`` once per content version; returns its folder."""
         return upload_code(self._conn, root, code_dir).path

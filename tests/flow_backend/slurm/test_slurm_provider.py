@@ -175,6 +175,8 @@ def test_bad_input_gets_one_clear_error(
     assert caught.value.field == field
     assert words in str(caught.value)
     assert flow.list_tasks() == []
+    tasks_dir = flow_home / "slurm" / "tasks"
+    assert not tasks_dir.exists() or list(tasks_dir.iterdir()) == []  # no folder left behind
 
 
 def test_missing_sbatch_is_one_clear_error(
@@ -184,6 +186,7 @@ def test_missing_sbatch_is_one_clear_error(
     flow = Flow(provider="slurm", slurm_conf=slurm.conf)
     with pytest.raises(ProviderError, match="'sbatch' is not installed"):
         flow.run("echo never")
+    assert list((flow_home / "slurm" / "tasks").iterdir()) == []  # no folder left behind
     result = run_flow_cli("--provider", "slurm", "run", "echo never")
     assert result.returncode == 1
     assert "sbatch" in result.stderr and "Traceback" not in result.stderr
