@@ -59,12 +59,17 @@ def _table(title: str, times: dict[str, list[float]], base: str, jobs: int) -> N
     reference = statistics.median(times[base])
     basic = statistics.median(times["basic"])
     print(title)
-    print(f"{'launcher':<14}{'wall s':>9}{'per job s':>11}{'overhead/job s':>16}{f'vs {base}':>11}")
+    print(
+        f"{'launcher':<14}{'wall s':>9}{'per job s':>11}{'overhead/job s':>16}{f'vs {base}':>11}"
+        "   runs s"
+    )
     for name, values in times.items():
         wall = statistics.median(values)
         overhead = (wall - basic) / jobs
+        runs = " ".join(f"{v:.1f}" for v in values)
         print(
             f"{name:<14}{wall:>9.2f}{wall / jobs:>11.3f}{overhead:>16.3f}{wall / reference:>10.2f}x"
+            f"   {runs}"
         )
     print()
 
@@ -75,6 +80,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=16)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--only", choices=["noop", "demo"], help="run one measurement only")
     args = parser.parse_args()
     par = args.parallel
     noop_launchers = {
@@ -103,31 +109,33 @@ def main() -> None:
         app = root / "noop_app.py"
         app.write_text(NOOP_APP)
         for round_ in range(args.repeat):
-            for name, launcher_args in noop_launchers.items():
+            for name, launcher_args in noop_launchers.items() if args.only != "demo" else ():
                 workdir = root / f"noop-{name.replace(' ', '-')}-{round_}"
                 workdir.mkdir()
                 command = [sys.executable, str(app), "-m", f"+x=range({args.jobs})"]
                 command += ["hydra/job_logging=disabled", *launcher_args]
                 noop[name].append(_run(command, workdir))
-            for name, launcher_args in demo_launchers.items():
+            for name, launcher_args in demo_launchers.items() if args.only != "noop" else ():
                 workdir = root / f"demo-{name.replace(' ', '-')}-{round_}"
                 shutil.copytree(REPO / "examples", workdir)
                 command = [sys.executable, "train.py", "-m", "lr=1e-3,1e-4", *launcher_args]
                 demo[name].append(_run(command, workdir))
-    _table(
-        f"{args.jobs}-job no-op sweep, parallelism {par}, median of {args.repeat} run(s), "
-        "wall time of the whole `python app.py -m` process",
-        noop,
-        "joblib",
-        args.jobs,
-    )
-    _table(
-        f"README demo (examples/train.py -m lr=1e-3,1e-4, MLflow callback, fresh sqlite store), "
-        f"parallelism {par}, median of {args.repeat} run(s)",
-        demo,
-        "basic",
-        2,
-    )
+    if args.only != "demo":
+        _table(
+            f"{args.jobs}-job no-op sweep, parallelism {par}, median of {args.repeat} run(s), "
+            "wall time of the whole `python app.py -m` process",
+            noop,
+            "joblib",
+            args.jobs,
+        )
+    if args.only != "noop":
+        _table(
+            f"README demo (examples/train.py -m lr=1e-3,1e-4, MLflow callback, fresh sqlite store), "
+            f"parallelism {par}, median of {args.repeat} run(s)",
+            demo,
+            "basic",
+            2,
+        )
 
 
 if __name__ == "__main__":

@@ -103,7 +103,14 @@ def test_launcher_instance_type_is_recorded(tmp_path: Path, run_app: RunApp) -> 
 
 
 def test_per_job_instance_types_sweep(tmp_path: Path, run_app: RunApp) -> None:
-    proc = run_app(TRAIN, "-m", "hydra/launcher=flow", "+flow/instance=a100,h100", "lr=1e-3,1e-4")
+    proc = run_app(
+        TRAIN,
+        "-m",
+        "hydra/launcher=flow",
+        "hydra.launcher.max_parallel=2",
+        "+flow/instance=a100,h100",
+        "lr=1e-3,1e-4",
+    )
     assert proc.returncode == 0, proc.stderr
     parents, jobs = _split(job_runs(_store(tmp_path), "train"))
     assert len(parents) == 1 and len(jobs) == 4
@@ -119,6 +126,13 @@ def test_per_job_instance_types_sweep(tmp_path: Path, run_app: RunApp) -> None:
             ("h100", "h100", "0.0001"): 1,
         }
     )
+    # each job ran on a task (a warm worker) of its own instance type (the task names it in full,
+    # e.g. h100-80gb.sxm.8x), and at most max_parallel=2 workers of each type were started
+    types = {task.task_id: task.instance_type for task in started_tasks()}
+    for run in jobs:
+        alias = run.data.tags["flow.instance_type"]
+        assert types[run.data.tags["flow.task_id"]].startswith(f"{alias}-"), (alias, types)
+    assert sorted(Counter(types.values()).values()) in ([1, 2], [2, 2]), types
 
 
 def test_dry_run_prints_the_plan_and_launches_nothing(tmp_path: Path, run_app: RunApp) -> None:

@@ -90,3 +90,21 @@ def test_leaving_a_session_cancels_what_is_still_active(
             session.outcomes(timeout=0.1)
         assert session.active == {0, 1, 2}
     # the fixture checks that no task process is left
+
+
+def test_ctrl_c_with_a_busy_and_an_idle_worker_cancels_and_leaves_no_process(
+    launcher: FlowLauncher, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited, launcher.session() as session:
+        session.submit(0, ["+x=99"])
+        session.submit(1, ["+x=1"])
+        ((num, _),) = session.outcomes(timeout=60)  # job 1 ended: its worker (or task) is idle
+        assert num == 1
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "started-99").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise KeyboardInterrupt  # as Ctrl-C does
+    assert exited.value.code == 130
+    err = capsys.readouterr().err
+    assert "Interrupted: cancelled 1 live task(s)" in err and "(job #0)" in err
+    # the fixture checks that no task process is left, the idle worker's included
