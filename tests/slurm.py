@@ -1,4 +1,5 @@
-"""A real one-node SLURM cluster for the session, for tests of the ``slurm`` provider.
+"""A real two-node SLURM cluster for the session (two slurmd on this host), for tests of the
+``slurm`` provider.
 
 Use it from any test (the fixture is registered in ``tests/conftest.py``)::
 
@@ -23,9 +24,9 @@ from flow_backend.providers.slurm.cluster import SlurmCluster, SlurmUnavailable,
 
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    """One real SLURM cluster for the whole test session (see the module docstring)."""
+    """One real SLURM cluster of two nodes for the whole test session (see the module docstring)."""
     try:
-        cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+        cluster = start_cluster(tmp_path_factory.mktemp("slurm"), nodes=2)
     except (SlurmUnavailable, OSError) as error:
         message = f"cannot start a one-node SLURM cluster for the slurm tests: {error}"
         if os.environ.get("CI") == "true":

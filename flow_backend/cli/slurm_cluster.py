@@ -28,6 +28,9 @@ def register(subparsers: Any) -> None:
         "--dir", default=None, help="folder for its config, state and logs (default: temp)"
     )
     parser.add_argument(
+        "--nodes", type=int, default=1, help="nodes (one slurmd each, all on this host; default 1)"
+    )
+    parser.add_argument(
         "--jobs-per-cpu", type=int, default=4, help="jobs that may share one CPU (default 4)"
     )
     parser.set_defaults(func=run_command)
@@ -37,6 +40,13 @@ def run_command(args: argparse.Namespace) -> int:
     """Start the cluster, print how to point ``flow`` at it, run until Ctrl-C or SIGTERM."""
     from flow_backend.providers.slurm.cluster import SlurmUnavailable, start_cluster
 
+    if args.nodes < 1:
+        raise ProviderError(
+            f"--nodes must be at least 1, got {args.nodes}",
+            field="nodes",
+            value=args.nodes,
+            hint="Give how many nodes the cluster has, e.g. 2",
+        )
     if args.jobs_per_cpu < 1:
         raise ProviderError(
             f"--jobs-per-cpu must be at least 1, got {args.jobs_per_cpu}",
@@ -46,7 +56,7 @@ def run_command(args: argparse.Namespace) -> int:
         )
     workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="flow-slurm-"))
     try:
-        cluster = start_cluster(workdir, jobs_per_cpu=args.jobs_per_cpu)
+        cluster = start_cluster(workdir, nodes=args.nodes, jobs_per_cpu=args.jobs_per_cpu)
     except SlurmUnavailable as error:
         raise ProviderError(
             f"cannot start the one-node SLURM cluster: {error}", field="slurm", hint=None
@@ -55,7 +65,9 @@ def run_command(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         print(
-            f"SLURM cluster on node {cluster.node} ({cluster.cpus} CPUs) in {workdir}", flush=True
+            f"SLURM cluster of {len(cluster.nodes)} node(s) {', '.join(cluster.nodes)} "
+            f"({cluster.cpus} CPUs each) in {workdir}",
+            flush=True,
         )
         print(f"export SLURM_CONF={cluster.conf}", flush=True)
         print(f"export FLOW_PROVIDER=slurm FLOW_SLURM_CONF={cluster.conf}", flush=True)

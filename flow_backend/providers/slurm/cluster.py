@@ -1,4 +1,5 @@
-"""A real one-node SLURM cluster on this machine, for tests and demos (``flow slurm-cluster``).
+"""A real SLURM cluster on this machine (one node, or several slurmd on this host), for tests and
+demos (``flow slurm-cluster``).
 
 It runs Debian's ``slurm-wlm`` and ``munge`` as root with everything under one folder: a private
 ``munged`` (its own key and socket, so the system's munge is left alone), ``slurmctld`` and
@@ -38,17 +39,17 @@ class SlurmUnavailable(RuntimeError):
 
 @dataclass
 class SlurmCluster:
-    """A running one-node cluster.
+    """A running cluster on this machine.
 
     Attributes:
         workdir: Folder with its config, state, logs and sockets.
-        node: The node's name (``hostname -s``).
-        cpus: The node's CPUs.
-        processes: munged, slurmctld and slurmd, in start order.
+        nodes: The nodes' names (``hostname -s``; ``<host>-1``, ``<host>-2``, ... for several).
+        cpus: CPUs of each node.
+        processes: munged, slurmctld and each slurmd, in start order.
     """
 
     workdir: Path
-    node: str
+    nodes: list[str]
     cpus: int
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -65,7 +66,7 @@ class SlurmCluster:
     def logs(self) -> str:
         """The tail of each daemon's log (for failure messages)."""
         parts = []
-        for name in ("munged.log", "slurmctld.log", "slurmd.log"):
+        for name in ("munged.log", "slurmctld.log", *(f"slurmd-{n}.log" for n in self.nodes)):
             path = self.workdir / name
             if path.exists():
                 tail = path.read_text(errors="replace").splitlines()[-15:]
@@ -104,46 +105,47 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _node_line() -> tuple[str, str, int]:
-    """``(name, "NodeName=... CPUs=... RealMemory=...", cpus)`` from ``slurmd -C``."""
+def _node_shape() -> tuple[str, str, int]:
+    """``(hostname, "CPUs=... RealMemory=...", cpus)`` of this machine, from ``slurmd -C``."""
     result = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=False)
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("NodeName=")), None)
     if line is None:
         raise SlurmUnavailable(f"`slurmd -C` did not describe this node: {result.stderr.strip()}")
     values = dict(part.split("=", 1) for part in line.split() if "=" in part)
-    name = socket.gethostname().split(".")[0]
     memory = max(256, int(values.get("RealMemory", "1024")) - 512)  # leave room for the OS
     keys = ("CPUs", "Boards", "SocketsPerBoard", "CoresPerSocket", "ThreadsPerCore")
     described = " ".join(f"{key}={values[key]}" for key in keys if key in values)
-    return (
-        name,
-        f"NodeName={name} NodeAddr=127.0.0.1 {described} RealMemory={memory}",
-        int(values.get("CPUs", "1")),
-    )
+    host = socket.gethostname().split(".")[0]
+    return host, f"{described} RealMemory={memory}", int(values.get("CPUs", "1"))
 
 
-def write_config(workdir: Path, *, jobs_per_cpu: int = 4) -> tuple[str, int]:
-    """Write ``slurm.conf`` for a one-node cluster in ``workdir``; returns (node name, CPUs)."""
-    node, node_line, cpus = _node_line()
-    ctld_port, slurmd_port = _free_ports(2)
-    for sub in ("state", "spool"):
+def write_config(workdir: Path, *, nodes: int = 1, jobs_per_cpu: int = 4) -> tuple[list[str], int]:
+    """Write ``slurm.conf`` for a cluster of ``nodes`` nodes on this machine in ``workdir``
+    (several: one slurmd each, all on this host); returns (node names, CPUs per node)."""
+    host, shape, cpus = _node_shape()
+    names = [host] if nodes == 1 else [f"{host}-{i}" for i in range(1, nodes + 1)]
+    ctld_port, *ports = _free_ports(1 + nodes)
+    for sub in ("state", *(f"spool/{name}" for name in names)):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
+    node_lines = [
+        f"NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={port} {shape} State=UNKNOWN"
+        for name, port in zip(names, ports, strict=True)
+    ]
     lines = [
         "ClusterName=flowdemo",
-        f"SlurmctldHost={node}(127.0.0.1)",
+        f"SlurmctldHost={host}(127.0.0.1)",
         "SlurmUser=root",
         "SlurmdUser=root",
         f"SlurmctldPort={ctld_port}",
-        f"SlurmdPort={slurmd_port}",
         "AuthType=auth/munge",
         "CredType=cred/munge",
         f"AuthInfo=socket={workdir / 'munge.socket'}",
         f"StateSaveLocation={workdir / 'state'}",
-        f"SlurmdSpoolDir={workdir / 'spool'}",
+        f"SlurmdSpoolDir={workdir / 'spool'}/%n",
         f"SlurmctldPidFile={workdir / 'slurmctld.pid'}",
-        f"SlurmdPidFile={workdir / 'slurmd.pid'}",
+        f"SlurmdPidFile={workdir}/slurmd-%n.pid",
         f"SlurmctldLogFile={workdir / 'slurmctld.log'}",
-        f"SlurmdLogFile={workdir / 'slurmd.log'}",
+        f"SlurmdLogFile={workdir}/slurmd-%n.log",
         "ProctrackType=proctrack/linuxproc",
         "TaskPlugin=task/none",
         "SelectType=select/cons_tres",
@@ -168,13 +170,13 @@ def write_config(workdir: Path, *, jobs_per_cpu: int = 4) -> tuple[str, int]:
         "MailProg=/bin/true",
         "SlurmctldDebug=info",
         "SlurmdDebug=info",
-        f"{node_line} State=UNKNOWN",
-        f"PartitionName={PARTITION} Nodes={node} Default=YES MaxTime=INFINITE State=UP "
+        *node_lines,
+        f"PartitionName={PARTITION} Nodes={','.join(names)} Default=YES MaxTime=INFINITE State=UP "
         f"OverSubscribe=FORCE:{jobs_per_cpu}",
         "",
     ]
     (workdir / "slurm.conf").write_text("\n".join(lines))
-    return node, cpus
+    return names, cpus
 
 
 def _start_munged(workdir: Path) -> subprocess.Popen[bytes]:
@@ -212,15 +214,18 @@ def _wait(
     raise SlurmUnavailable(f"{what} did not come up in {_READY_SECONDS:.0f} s:\n{cluster.logs()}")
 
 
-def _node_state(cluster: SlurmCluster) -> str:
+def _nodes_ready(cluster: SlurmCluster) -> bool:
     result = subprocess.run(
-        ["sinfo", "--noheader", "--Node", "--format=%T", f"--nodes={cluster.node}"],
+        ["sinfo", "--noheader", "--Node", "--format=%N %T"],
         capture_output=True,
         text=True,
         env=cluster.env,
         check=False,
     )
-    return result.stdout.strip().lower() if result.returncode == 0 else ""
+    states = dict(line.split() for line in result.stdout.splitlines() if len(line.split()) == 2)
+    return all(
+        re.fullmatch(r"idle|mixed|allocated", states.get(name, "")) for name in cluster.nodes
+    )
 
 
 def _job_count(cluster: SlurmCluster) -> int:
@@ -234,8 +239,9 @@ def _job_count(cluster: SlurmCluster) -> int:
     return len(result.stdout.split()) if result.returncode == 0 else 0
 
 
-def start_cluster(workdir: Path, *, jobs_per_cpu: int = 4) -> SlurmCluster:
-    """Start munged, slurmctld and slurmd with state under ``workdir``; wait for an idle node.
+def start_cluster(workdir: Path, *, nodes: int = 1, jobs_per_cpu: int = 4) -> SlurmCluster:
+    """Start munged, slurmctld and one slurmd per node with state under ``workdir``; wait until
+    every node is idle.
 
     Must run as root (the daemons run as root, as on a one-machine lab setup).
 
@@ -254,30 +260,24 @@ def start_cluster(workdir: Path, *, jobs_per_cpu: int = 4) -> SlurmCluster:
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o755)  # munged refuses group- or world-writable socket folders
-    node, cpus = write_config(workdir, jobs_per_cpu=jobs_per_cpu)
-    cluster = SlurmCluster(workdir=workdir, node=node, cpus=cpus)
+    names, cpus = write_config(workdir, nodes=nodes, jobs_per_cpu=jobs_per_cpu)
+    cluster = SlurmCluster(workdir=workdir, nodes=names, cpus=cpus)
     try:
         munged = _start_munged(workdir)
         cluster.processes.append(munged)
         _wait(lambda: (workdir / "munge.socket").exists(), munged, "munged", cluster)
         conf = str(cluster.conf)
-        for daemon in ("slurmctld", "slurmd"):
-            args = [daemon, "-D", "-f", conf]
-            args += ["-i"] if daemon == "slurmctld" else ["-N", node]
+        daemons = [("slurmctld", ["-i"])] + [(f"slurmd-{n}", ["-N", n]) for n in names]
+        for name, extra in daemons:
             process = subprocess.Popen(
-                args,
+                [name.split("-")[0], "-D", "-f", conf, *extra],
                 stdout=subprocess.DEVNULL,
-                stderr=(workdir / f"{daemon}.out").open("ab"),
+                stderr=(workdir / f"{name}.out").open("ab"),
                 env=cluster.env,
                 start_new_session=True,
             )
             cluster.processes.append(process)
-        _wait(
-            lambda: re.fullmatch(r"idle|mixed|allocated", _node_state(cluster)) is not None,
-            cluster.processes[-1],
-            "the SLURM node",
-            cluster,
-        )
+        _wait(lambda: _nodes_ready(cluster), cluster.processes[-1], "the SLURM nodes", cluster)
     except BaseException:
         cluster.stop()
         raise

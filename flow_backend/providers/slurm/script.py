@@ -110,12 +110,16 @@ def run_script(
     exit code.
 
     ``FLOW_NODE_RANK`` is ``SLURM_NODEID``, ``FLOW_NUM_NODES`` is ``SLURM_JOB_NUM_NODES`` and
-    ``FLOW_MAIN_IP`` the address of the job's first node.
+    ``FLOW_MAIN_IP`` the address of the job's first node (its ``NodeAddr``, resolved).
     """
     q = shlex.quote
     exports = {"FLOW_TASK_ID": task_id, "FLOW_TASK_NAME": name, **dict(volumes), **env}
     lines = [f"export {key}={q(value)}" for key, value in exports.items()]
-    node = f"export FLOW_NODE_RANK=$SLURM_NODEID; cd {q(workdir)} && exec /bin/bash {q(task_dir)}/{COMMAND_FILE}"
+    rank_exit = f"{q(task_dir)}/rank_exit.$SLURM_NODEID"
+    node = (
+        f"export FLOW_NODE_RANK=$SLURM_NODEID; cd {q(workdir)} && "
+        f"/bin/bash {q(task_dir)}/{COMMAND_FILE}; c=$?; echo $c > {rank_exit}; exit $c"
+    )
     exit_file = f"{task_dir}/{EXIT_CODE_FILE}"
     return "\n".join(
         [
@@ -123,12 +127,20 @@ def run_script(
             *lines,
             'export FLOW_NUM_NODES="${SLURM_JOB_NUM_NODES:-1}"',
             'first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" 2>/dev/null | head -n 1)',
-            "first=${first:-$(hostname -s)}",
-            "FLOW_MAIN_IP=$(getent ahostsv4 \"$first\" | awk 'NR==1 {print $1}')",
-            'export FLOW_MAIN_IP="${FLOW_MAIN_IP:-$first}"',
+            # the first node's address as SLURM knows it (NodeAddr), resolved to IPv4
+            'addr=$(scontrol show node "$first" -o 2>/dev/null | tr " " "\\n"'
+            ' | sed -n "s/^NodeAddr=//p")',
+            "addr=${addr:-${first:-$(hostname -s)}}",
+            "FLOW_MAIN_IP=$(getent ahostsv4 \"$addr\" | awk 'NR==1 {print $1}')",
+            'export FLOW_MAIN_IP="${FLOW_MAIN_IP:-$addr}"',
             'srun --nodes="$FLOW_NUM_NODES" --ntasks="$FLOW_NUM_NODES" --ntasks-per-node=1 '
             f"--kill-on-bad-exit=1 /bin/bash -c {q(node)}",
             "code=$?",
+            # the command's own code of the first rank that failed, not the SIGTERM (143) that
+            # --kill-on-bad-exit gave the others
+            f'if [ "$code" != 0 ]; then for f in {q(task_dir)}/rank_exit.*; do',
+            '    r=$(cat "$f" 2>/dev/null); if [ -n "$r" ] && [ "$r" != 0 ]; then code=$r; break; fi',
+            "done; fi",
             f'printf "%s\\n" "$code" > {q(exit_file + ".tmp")} && mv {q(exit_file + ".tmp")} {q(exit_file)}',
             'exit "$code"',
             "",

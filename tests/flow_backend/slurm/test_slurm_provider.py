@@ -134,6 +134,29 @@ def test_array_is_one_sbatch_with_a_parallel_limit(slurm_flow: Flow, tmp_path: P
         assert f"element {i} {task.task_id}" in task.logs()
 
 
+def test_num_instances_is_one_job_on_that_many_nodes(slurm_flow: Flow, slurm: SlurmCluster) -> None:
+    task = slurm_flow.run(
+        'echo "rank=$FLOW_NODE_RANK nodes=$FLOW_NUM_NODES main=$FLOW_MAIN_IP on=$SLURMD_NODENAME"',
+        num_instances=2,
+        upload_code=False,
+    )
+    assert task.wait(timeout=60) is TaskStatus.COMPLETED
+    lines = sorted(line for line in task.logs().splitlines() if line.startswith("rank="))
+    first, second = slurm.nodes
+    assert lines == [
+        f"rank=0 nodes=2 main=127.0.0.1 on={first}",
+        f"rank=1 nodes=2 main=127.0.0.1 on={second}",
+    ]
+    # a failing rank fails the task at once and stops the others
+    failing = slurm_flow.run(
+        'if [ "$FLOW_NODE_RANK" = 1 ]; then exit 3; fi; sleep 60',
+        num_instances=2,
+        upload_code=False,
+    )
+    assert failing.wait(timeout=40) is TaskStatus.FAILED
+    assert failing.exit_code == 3
+
+
 def test_flow_cancel_all_ends_an_array_in_slurm(
     slurm_flow: Flow, slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
