@@ -36,30 +36,29 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run_command)
 
 
+def _at_least_one(name: str, value: int, what: str) -> None:
+    if value < 1:
+        option = "--" + name.replace("_", "-")
+        raise ProviderError(
+            f"{option} must be at least 1, got {value}",
+            field=name,
+            value=value,
+            hint=f"Give {what}",
+        )
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Start the cluster, print how to point ``flow`` at it, run until Ctrl-C or SIGTERM."""
     from flow_backend.providers.slurm.cluster import SlurmUnavailable, start_cluster
 
-    if args.nodes < 1:
-        raise ProviderError(
-            f"--nodes must be at least 1, got {args.nodes}",
-            field="nodes",
-            value=args.nodes,
-            hint="Give how many nodes the cluster has, e.g. 2",
-        )
-    if args.jobs_per_cpu < 1:
-        raise ProviderError(
-            f"--jobs-per-cpu must be at least 1, got {args.jobs_per_cpu}",
-            field="jobs_per_cpu",
-            value=args.jobs_per_cpu,
-            hint="Give how many jobs may share one CPU, e.g. 4",
-        )
+    _at_least_one("nodes", args.nodes, "how many nodes the cluster has, e.g. 2")
+    _at_least_one("jobs_per_cpu", args.jobs_per_cpu, "how many jobs may share one CPU, e.g. 4")
     workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="flow-slurm-"))
     try:
         cluster = start_cluster(workdir, nodes=args.nodes, jobs_per_cpu=args.jobs_per_cpu)
     except SlurmUnavailable as error:
         raise ProviderError(
-            f"cannot start the one-node SLURM cluster: {error}", field="slurm", hint=None
+            f"cannot start the SLURM cluster: {error}", field="slurm", hint=None
         ) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -64,6 +64,25 @@ def on_slurm(
     assert _live_jobs(slurm, tmp_path) == [], "a test left a SLURM job behind"
 
 
+def _behaviour_sweep(cwd: Path, env: dict[str, str], *overrides: str) -> subprocess.Popen[str]:
+    """A multirun of the behaviour app on slurm, started in ``cwd`` (not waited for)."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(APPS / "behaviour_app.py"),
+            "-m",
+            "hydra/launcher=flow",
+            *SLURM,
+            *overrides,
+        ],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
 @pytest.fixture(scope="module")
 def overtime_sweep(
     slurm: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
@@ -81,23 +100,12 @@ def overtime_sweep(
         "FLOW_SLURM_CONF": str(slurm.conf),
         "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
     }
-    sweep = subprocess.Popen(
-        [
-            sys.executable,
-            str(APPS / "behaviour_app.py"),
-            "-m",
-            "hydra/launcher=flow",
-            "hydra.launcher.provider=slurm",
-            "hydra.launcher.max_run_time_hours=0.01",  # --time=1 (minute)
-            "hydra.launcher.poll_interval=0.5",
-            "mode=sleep",
-            "seconds=600",
-        ],
-        cwd=folder,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+    sweep = _behaviour_sweep(
+        folder,
+        env,
+        "hydra.launcher.max_run_time_hours=0.01",  # --time=1 (minute)
+        "mode=sleep",
+        "seconds=600",
     )
     try:
         yield sweep, folder
@@ -194,23 +202,13 @@ class TestFlowLauncherIntegrationOnSlurm(IntegrationTestSuite):
 
 
 def test_ctrl_c_leaves_no_slurm_job_behind(on_slurm: SlurmCluster, tmp_path: Path) -> None:
-    sweep = subprocess.Popen(
-        [
-            sys.executable,
-            str(APPS / "behaviour_app.py"),
-            "-m",
-            "hydra/launcher=flow",
-            *SLURM,
-            "hydra.launcher.max_parallel=2",
-            "mode=sleep",
-            "seconds=120",
-            "value=1,2,3",
-        ],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ),
+    sweep = _behaviour_sweep(
+        tmp_path,
+        dict(os.environ),
+        "hydra.launcher.max_parallel=2",
+        "mode=sleep",
+        "seconds=120",
+        "value=1,2,3",
     )
     try:
         deadline = time.monotonic() + 90
