@@ -73,6 +73,8 @@ def test_slurm_cluster_command_runs_a_cluster_until_terminated(
         if process.poll() is None:
             process.kill()
             process.wait()
+        for pid in _daemons_of(tmp_path / "c").values():  # a failed test leaves no daemon behind
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_slurm_cluster_command_without_slurm_is_one_clear_error(
