@@ -95,8 +95,12 @@ class Provider(ABC):
     def cancel(self, task_id: str) -> TaskRecord:
         """Stop a task (its whole process tree / its bid) and return the final record."""
 
-    def cancel_many(self, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
-        """Stop many tasks; their final records by id. The default cancels them one by one."""
+    def cancel_many(self, task_ids: Sequence[str], *, wait: bool = True) -> dict[str, TaskRecord]:
+        """Stop many tasks; their final records by id. The default cancels them one by one.
+
+        ``wait=False`` lets a provider whose tasks end asynchronously (slurm) return once they are
+        asked to stop, with records that may still be live; a later call with ``wait=True`` waits.
+        """
         return {task_id: self.cancel(task_id) for task_id in task_ids}
 
     @abstractmethod

@@ -4,8 +4,9 @@ On a provider that queues arrays itself (``Provider.queues_arrays``, e.g. slurm 
 login node), the first attempts of jobs prepared together that share an instance type go in as one
 ``submit_array`` (``max_parallel`` is the array's parallel limit, so the cluster runs as many as
 the launcher would). Starting such an attempt only attaches to its element; a retry is a task of its
-own. Elements the launch never started (a cancelled queue, Ctrl-C) are cancelled at ``close`` with
-one call. Everything else is :class:`LocalTasks`: the jobs run from the launch dir, which the
+own. Stopping an attempt only asks the provider (``scancel``) and goes on; ``close`` cancels the
+elements the launch never started (a cancelled queue, Ctrl-C) and waits for every stopped one,
+with one call. Everything else is :class:`LocalTasks`: the jobs run from the launch dir, which the
 provider's tasks share.
 """
 
@@ -32,6 +33,7 @@ class ArrayTasks(LocalTasks):
     ) -> None:
         super().__init__(context, flow, options, common)
         self._submitted: dict[int, Task] = {}  # first attempts submitted, not yet started
+        self._stopping: list[str] = []  # asked to stop; close() waits for them all at once
 
     def _prepare(self, jobs: Sequence[Job]) -> None:
         from flow_backend import Task
@@ -55,9 +57,17 @@ class ArrayTasks(LocalTasks):
             return super().start(job, attempt)
         return Attempt(job, attempt, task)
 
+    def stop(self, attempt: Attempt) -> None:
+        """Ask the provider to stop it and go on: stopping many (Ctrl-C) waits once, at close."""
+        self.flow.provider.cancel_many([attempt.task_id], wait=False)
+        self._stopping.append(attempt.task_id)
+
     def close(self) -> list[str]:
         stopped = super().close()
-        if self._submitted:  # queued in the provider, never started by this launch
-            self.flow.provider.cancel_many([task.task_id for task in self._submitted.values()])
-            self._submitted.clear()
+        # never started by this launch (queued in the provider), or asked to stop: end them all
+        ids = [task.task_id for task in self._submitted.values()] + self._stopping
+        if ids:
+            self.flow.provider.cancel_many(ids)
+        self._submitted.clear()
+        self._stopping.clear()
         return stopped

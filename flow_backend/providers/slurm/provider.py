@@ -293,8 +293,9 @@ class SlurmProvider(Provider):
         """``scancel`` the task's job and wait until SLURM has ended it; the task is ``cancelled``."""
         return self.cancel_many([task_id])[task_id]
 
-    def cancel_many(self, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
-        """Cancel many tasks with one ``scancel`` (an array's elements at once)."""
+    def cancel_many(self, task_ids: Sequence[str], *, wait: bool = True) -> dict[str, TaskRecord]:
+        """Cancel many tasks with one ``scancel`` (an array's elements at once) and wait until
+        SLURM has ended them (``wait=False``: return at once, their records may still be live)."""
         states = [self._store.load(task_id) for task_id in task_ids]
         live = [
             s.model_copy(update={"cancel_requested": True})
@@ -305,12 +306,12 @@ class SlurmProvider(Provider):
             self._store.save(state)
         if live:
             self.login.slurm(["scancel", *sorted({s.job_id for s in live})])
-            deadline = time.monotonic() + _CANCEL_WAIT_SECONDS
+            deadline = time.monotonic() + (_CANCEL_WAIT_SECONDS if wait else 0.0)
             while live and time.monotonic() < deadline:
                 live = [s for s in self._refresh(live) if not s.record.status.is_terminal]
                 if live:
                     time.sleep(min(0.5, self.settings.poll_interval))
-            for state in live:  # SLURM still ends them: record our end now
+            for state in live if wait else []:  # SLURM still ends them: record our end now
                 record = state.record.model_copy(
                     update={
                         "status": TaskStatus.CANCELLED,
