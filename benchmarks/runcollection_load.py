@@ -28,6 +28,8 @@ from pathlib import Path
 EXPERIMENT = "bench"
 STEPS = 10
 READERS = ("runcollection", "search_runs", "bare_sql")
+# Warm loads in the same process (a notebook): the store unchanged, then with 1% new runs
+WARM = ("warm_unchanged", "warm_1pct_new")
 
 
 def build_store(db: Path, n: int, steps: int = STEPS) -> None:
@@ -145,6 +147,9 @@ def worker(reader: str, db: Path) -> None:
         def read() -> int:
             return RunCollection.load(EXPERIMENT, tracking_uri=uri).to_frame().height
 
+    elif reader == "warm":
+        _warm(db)
+        return
     elif reader == "search_runs":
         import mlflow
 
@@ -165,6 +170,39 @@ def worker(reader: str, db: Path) -> None:
     print(json.dumps({"seconds": seconds, "rows": rows, "peak_mb": _peak_mb()}))
 
 
+def _add_runs(db: Path, n: int) -> None:
+    """``n`` new finished runs like build_store's, appended by SQL to an existing store."""
+    extra = db.with_name("extra.db")
+    build_store(extra, n)
+    with sqlite3.connect(db) as conn:
+        conn.execute("ATTACH DATABASE ? AS extra", (str(extra),))
+        for table in ("runs", "params", "metrics", "latest_metrics", "tags"):
+            conn.execute(f"INSERT INTO main.{table} SELECT * FROM extra.{table}")
+        conn.commit()
+        conn.execute("DETACH DATABASE extra")
+
+
+def _warm(db: Path) -> None:
+    """On a copy of the store: load, time a load of the unchanged store, add 1% runs, time again."""
+    import shutil
+
+    from hydraflow import RunCollection
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "mlflow.db"
+        shutil.copy(db, copy)
+        uri = f"sqlite:///{copy}"
+        rows = RunCollection.load(EXPERIMENT, tracking_uri=uri).to_frame().height
+        started = time.perf_counter()
+        RunCollection.load(EXPERIMENT, tracking_uri=uri)
+        unchanged = time.perf_counter() - started
+        _add_runs(copy, max(1, rows // 100))
+        started = time.perf_counter()
+        after = RunCollection.load(EXPERIMENT, tracking_uri=uri).to_frame().height
+        grown = time.perf_counter() - started
+    print(json.dumps({"warm_unchanged": unchanged, "warm_1pct_new": grown, "rows": after}))
+
+
 def measure(reader: str, db: Path) -> dict[str, float]:
     """Run :func:`worker` in a fresh interpreter and read its JSON line."""
     out = subprocess.run(
@@ -182,7 +220,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per reader")
-    parser.add_argument("--worker", choices=READERS)
+    parser.add_argument("--worker", choices=[*READERS, "warm"])
     parser.add_argument("--db", type=Path)
     args = parser.parse_args()
     if args.worker:
@@ -214,8 +252,19 @@ def main() -> None:
                     f"{best['search_runs'] / best[reader]:>26.1f}x "
                     f"{median['search_runs'] / median[reader]:>8.1f}x"
                 )
+            warm = [measure("warm", db) for _ in range(args.rounds)]
+            for label in WARM:
+                times = [w[label] for w in warm]
+                print(
+                    f"{n:>7} {label:<14} {min(times):>8.4f} {statistics.median(times):>9.4f} "
+                    f"{int(warm[0]['rows']):>7} {'':>8} "
+                    f"{best['search_runs'] / min(times):>26.0f}x "
+                    f"{median['search_runs'] / statistics.median(times):>8.0f}x"
+                )
             print(
-                f"{'':>7} (store built in {built:.1f} s; best and median of {args.rounds} rounds)"
+                f"{'':>7} (store built in {built:.1f} s; best and median of {args.rounds} rounds; "
+                "warm: a second load in the same process, of the unchanged store and after "
+                "adding 1% runs)"
             )
 
 
