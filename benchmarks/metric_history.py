@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+import runcollection_load as load_benchmark
 from runcollection_load import EXPERIMENT, build_store
 
 READERS = ("metric_history", "mlflow_loop")
@@ -64,15 +63,7 @@ def worker(reader: str, db: Path, keys: list[str]) -> None:
 
 def measure(reader: str, db: Path, keys: list[str]) -> dict[str, float]:
     """Run :func:`worker` in a fresh interpreter and read its JSON line."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", reader, "--db", str(db), "--keys", *keys],
-        check=True,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return load_benchmark.measure(reader, db, "--keys", *keys, script=__file__)
 
 
 def main() -> None:

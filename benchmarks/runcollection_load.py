@@ -203,10 +203,10 @@ def _warm(db: Path) -> None:
     print(json.dumps({"warm_unchanged": unchanged, "warm_1pct_new": grown, "rows": after}))
 
 
-def measure(reader: str, db: Path) -> dict[str, float]:
-    """Run :func:`worker` in a fresh interpreter and read its JSON line."""
+def measure(reader: str, db: Path, *extra: str, script: str = __file__) -> dict[str, float]:
+    """Run ``script --worker reader --db db *extra`` in a fresh interpreter; its last JSON line."""
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", reader, "--db", str(db)],
+        [sys.executable, script, "--worker", reader, "--db", str(db), *extra],
         check=True,
         capture_output=True,
         text=True,

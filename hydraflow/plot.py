@@ -30,6 +30,19 @@ def _log_scale(values: pl.Series) -> bool:
     return bool(isinstance(low, float) and isinstance(high, float) and high / low >= 100)
 
 
+def _save(fig: Figure, path: str | os.PathLike[str] | None) -> Path | Figure:
+    """Write ``fig`` to the PNG ``path`` and close it (then return the path), or return it."""
+    if path is None:
+        return fig
+    import matplotlib.pyplot as plt
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
+    return target
+
+
 def plot_frame(
     frame: pl.DataFrame,
     x: tuple[str, str],
@@ -115,13 +128,7 @@ def plot_frame(
         ax.text(
             0.5, 0.5, "no run has both values", ha="center", va="center", transform=ax.transAxes
         )
-    if path is None:
-        return fig
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target)
-    plt.close(fig)
-    return target
+    return _save(fig, path)
 
 
 def plot_history(
@@ -228,10 +235,4 @@ def plot_history(
     if color:
         handles, labels = axes[0][0].get_legend_handles_labels()
         axes[0][-1].legend(handles, labels, title=_label(color), frameon=False, loc="best")
-    if path is None:
-        return fig
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target)
-    plt.close(fig)
-    return target
+    return _save(fig, path)

@@ -125,23 +125,9 @@ def _file_store(store: Store, runs: pl.DataFrame, keys: Sequence[str]) -> pl.Dat
 
 # -- tracking server -------------------------------------------------------------------------------
 def _get(client: Any, path: str, params: list[tuple[str, str]]) -> dict[str, Any]:
-    import httpx
+    from hydraflow.core.loaders.rest import request
 
-    from hydraflow.core.errors import HydraflowError, StoreNotFoundError
-
-    try:
-        response = client.get(path, params=params)
-    except httpx.HTTPError as exc:
-        raise StoreNotFoundError(
-            f"tracking server {client.base_url} does not answer ({exc}). Is it running?"
-        ) from exc
-    if response.status_code >= 400:
-        raise HydraflowError(
-            f"tracking server {client.base_url} refused {path}: HTTP {response.status_code} "
-            f"{response.text[:300]}"
-        )
-    data: dict[str, Any] = response.json()
-    return data
+    return request(client, "GET", path, params=params)
 
 
 def _one_run(client: Any, run_id: str, key: str) -> list[dict[str, Any]]:

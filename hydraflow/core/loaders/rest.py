@@ -14,9 +14,15 @@ from hydraflow.core.store import Store
 _PAGE = 1000
 
 
-def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+def request(client: httpx.Client, method: str, path: str, **arguments: Any) -> dict[str, Any]:
+    """One call to the tracking server's REST API, its JSON answer; one clear error otherwise.
+
+    Raises:
+        StoreNotFoundError: The server does not answer.
+        HydraflowError: The server refused the request.
+    """
     try:
-        response = client.post(path, json=body)
+        response = client.request(method, path, **arguments)
     except httpx.HTTPError as exc:
         raise StoreNotFoundError(
             f"tracking server {client.base_url} does not answer ({exc}). Is it running?"
@@ -28,6 +34,10 @@ def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, An
         )
     data: dict[str, Any] = response.json()
     return data
+
+
+def _post(client: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return request(client, "POST", path, json=body)
 
 
 def _experiments(client: httpx.Client) -> dict[str, str]:
