@@ -30,6 +30,7 @@ from hydra_plugins.hydraflow_plugins._remote import (
     collect_if_done,
     stage_dir,
 )
+from hydra_plugins.hydraflow_plugins._remote_env import RemoteEnv, plan_remote_env
 from hydra_plugins.hydraflow_plugins._strategy import Attempt, PerTaskStrategy
 
 if TYPE_CHECKING:
@@ -58,10 +59,21 @@ class RemoteTasks(PerTaskStrategy):
         self.stage = stage_dir(Path(os.getcwd()), context.sweep_id)
         self.outputs: dict[int, Path] = {}
         self.user_store = _user_store(context.config)
+        self.remote_env: RemoteEnv | None = None
+        self.env_planned = False
 
     def _prepare(self, jobs: Sequence[Job]) -> None:
         launch_dir = Path(os.getcwd())
         staged: list[Path] = []
+        if not self.env_planned:  # once per launch (a session prepares each batch it is given)
+            try:
+                self.remote_env = plan_remote_env(self.options, launch_dir, self.stage)
+            except BaseException:
+                self.close()
+                raise
+            self.env_planned = True
+            if self.remote_env is not None:
+                staged += sorted((launch_dir / self.remote_env.code).rglob("*.py"))
         for job in jobs:
             sweep_config = self.context.compose(job)
             self.outputs[job.num] = Path(str(sweep_config.hydra.runtime.output_dir))
@@ -80,14 +92,16 @@ class RemoteTasks(PerTaskStrategy):
 
     def _command(self, job: Job, attempt: int) -> list[str]:
         layout = RemoteLayout(self.context.sweep_id, job.num)
-        return [
-            self.options.python or DEFAULT_REMOTE_PYTHON,
+        args = [
             "-m",
             "hydra_plugins.hydraflow_plugins._job_runner",
             layout.spec,
             layout.result(attempt),
             layout.sweep_dir(attempt),
         ]
+        if self.remote_env is not None:
+            return self.remote_env.wrap(args)
+        return [self.options.python or DEFAULT_REMOTE_PYTHON, *args]
 
     def _env(self, job: Job, attempt: int) -> dict[str, str]:
         return {

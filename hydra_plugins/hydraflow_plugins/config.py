@@ -42,6 +42,11 @@ class LauncherFields:
     max_total_cost: float | None = None
     python: str | None = None
     reuse_workers: bool = True
+    # the remote job environment (see _remote_env): null = prepare it unless `python` is given
+    env_setup: bool | None = None
+    setup: list[str] = field(default_factory=list)
+    requirements: str | None = None
+    env_dir: str = "~/.cache/hydraflow/envs"
 
 
 @dataclass
