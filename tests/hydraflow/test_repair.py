@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,21 @@ from mlflow.tracking import MlflowClient
 from hydraflow._process import Liveness, _boot_id, _start_tick, process_liveness, this_process
 from hydraflow.cli import main
 from hydraflow.repair import inspect_sweeps, repair_store
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_hydra_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests here drive the callback in this process: keep its Hydra singletons and sweep env vars
+    from leaking into later tests (a later in-process sweep would ship them to its jobs)."""
+    from hydra.core.singleton import Singleton
+
+    from hydraflow.conventions import ENV_PARENT_RUN_ID, ENV_SWEEP_ID
+
+    for name in (ENV_SWEEP_ID, ENV_PARENT_RUN_ID):
+        monkeypatch.delenv(name, raising=False)
+    state = Singleton.get_state()
+    yield
+    Singleton.set_state(state)
 
 
 def _dead_identity() -> str:
