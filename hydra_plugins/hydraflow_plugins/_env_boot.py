@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,8 +32,12 @@ class EnvFailed(Exception):
     """The environment could not be made; the message says which key to fix."""
 
 
-def _run(argv: list[str], what: str, cwd: Path | None = None, shell: bool = False) -> None:
-    done = subprocess.run(argv if not shell else argv[0], cwd=cwd, shell=shell, check=False)
+def _run(command: list[str] | str, what: str, cwd: Path | None = None) -> None:
+    """Run ``command`` (a string: with the shell); its output goes to the task log."""
+    try:
+        done = subprocess.run(command, cwd=cwd, shell=isinstance(command, str), check=False)
+    except OSError as error:  # e.g. no such interpreter
+        raise EnvFailed(f"{what} could not start: {error}") from None
     if done.returncode != 0:
         raise EnvFailed(f"{what} failed with exit code {done.returncode} (its output is above)")
 
@@ -41,27 +46,27 @@ def build(plan: dict[str, Any], venv: Path, code_dir: Path) -> None:
     """Create ``venv`` (uv when on PATH, else ``python -m venv`` + pip) with the plan's packages."""
     python = str(venv / "bin" / "python")
     uv = shutil.which("uv")
+    base = plan["base_python"]
     requirements = list(plan["requirements"])
+    making = f"making a venv from hydra.launcher.python={base!r}"
+    installing = "installing the launching side's packages " + " ".join(requirements)
     if plan.get("requirements_file"):
         requirements += ["-r", str(code_dir / plan["requirements_file"])]
+        installing += f" and hydra.launcher.requirements={plan['requirements_file']!r}"
     if uv:
-        _run([uv, "venv", "-q", "--seed", "-p", plan["base_python"], str(venv)], "uv venv")
+        _run([uv, "venv", "-q", "--seed", "-p", base, str(venv)], f"{making} (uv venv)")
         if requirements:
-            _run([uv, "pip", "install", "-q", "-p", python, *requirements], "uv pip install")
+            _run([uv, "pip", "install", "-q", "-p", python, *requirements], installing)
     else:
-        _run([plan["base_python"], "-m", "venv", str(venv)], f"{plan['base_python']} -m venv")
+        _run([base, "-m", "venv", str(venv)], f"{making} ({base} -m venv)")
         if requirements:
-            _run([python, "-m", "pip", "install", "-q", *requirements], "pip install")
+            _run([python, "-m", "pip", "install", "-q", *requirements], installing)
     for command in plan["setup"]:
-        activate = f". {_quote(str(venv / 'bin' / 'activate'))} && {command}"
+        activate = f". {shlex.quote(str(venv / 'bin' / 'activate'))} && {command}"
         try:
-            _run([activate], f"the hydra.launcher.setup command {command!r}", code_dir, shell=True)
+            _run(activate, f"the hydra.launcher.setup command {command!r}", code_dir)
         except EnvFailed as error:
             raise EnvFailed(f"{error}; fix or remove it in hydra.launcher.setup") from None
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def prepare(plan: dict[str, Any], code_dir: Path) -> Path:

@@ -9,7 +9,8 @@ sweep's code upload (``.hydraflow/<sweep id>/hydraflow-code``) and put first on 
 instance side is :mod:`hydra_plugins.hydraflow_plugins._env_boot`.
 
 ``env_setup: null`` (the default) prepares the environment unless ``python`` names a ready
-interpreter; ``true`` builds it from ``python``; ``false`` runs on ``python`` as it is.
+interpreter or ``image`` a container; ``true`` builds it from ``python``; ``false`` runs on ``python``
+as it is.
 """
 
 from __future__ import annotations
@@ -154,7 +155,10 @@ def _requirements_text(launch_dir: Path, options: LauncherOptions) -> tuple[str 
 
 def plan_remote_env(options: LauncherOptions, launch_dir: Path, stage: Path) -> RemoteEnv | None:
     """The sweep's job environment (its project code copied into ``stage``), or ``None`` when off."""
-    wanted = options.env_setup if options.env_setup is not None else options.python is None
+    if options.env_setup is None:  # a named interpreter or an image is the user's own environment
+        wanted = options.python is None and options.image is None
+    else:
+        wanted = options.env_setup
     if not wanted:
         return None
     base_python = options.python or DEFAULT_BASE_PYTHON

@@ -177,6 +177,7 @@ def test_env_setup_is_on_unless_a_ready_python_is_named(tmp_path: Path) -> None:
     ]
     assert plan_remote_env(_options(python="/opt/py/bin/python"), tmp_path, stage) is None
     assert plan_remote_env(_options(env_setup=False), tmp_path, stage) is None
+    assert plan_remote_env(_options(image="pytorch/pytorch"), tmp_path, stage) is None
     built = plan_remote_env(_options(python="/usr/bin/python3", env_setup=True), tmp_path, stage)
     assert built is not None and built.base_python == "/usr/bin/python3"
 
@@ -190,9 +191,17 @@ def test_a_missing_requirements_file_is_one_error_naming_the_key(tmp_path: Path)
     assert planned is not None and planned.requirements_file == "reqs.txt"
 
 
+@pytest.mark.parametrize("host_has_uv", [True, False], ids=["uv", "venv+pip"])
 def test_a_failing_setup_command_is_one_message_and_leaves_no_venv(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    host_has_uv: bool,
 ) -> None:
+    if host_has_uv:
+        _host_path()  # skips (fails on CI) without uv
+    else:
+        monkeypatch.setenv("PATH", "/usr/bin:/bin")
     plan = {
         "key": "k1",
         "base_python": sys.executable,
