@@ -105,6 +105,8 @@ def test_sweep_on_a_bare_python_prepares_the_environment_once(
     logs = _task_logs(project)
     assert sum("hydraflow: prepared the job environment" in log for log in logs) == 1
     assert sum("preparing the job environment" in log for log in logs) == 1
+    built = next(line for log in logs for line in log.splitlines() if " prepared the job" in line)
+    print(f"the build itself: {built.rsplit(' in ', 1)[1]}")
     # the user's setup command ran once, in the venv
     assert (env_dir / "setup.log").read_text() == f"{venvs[0]}\n"
     # the jobs ran on the venv's Python, built from the bare one, with the launching side's mlflow
