@@ -164,6 +164,11 @@ def plan_remote_env(options: LauncherOptions, launch_dir: Path, stage: Path) -> 
     base_python = options.python or DEFAULT_BASE_PYTHON
     requirements = runner_requirements()
     setup = _setup_commands(options)
+    if not str(options.env_dir or "").strip():
+        raise FlowLauncherError(
+            f"hydra.launcher.env_dir={options.env_dir!r} is invalid: it must name a folder on the "
+            "instance. Set e.g. hydra.launcher.env_dir=~/.cache/hydraflow/envs"
+        )
     requirements_file, requirements_text = _requirements_text(launch_dir, options)
     code = stage / CODE_DIR
     _ship_project_code(code)

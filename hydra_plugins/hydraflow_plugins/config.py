@@ -44,7 +44,7 @@ class LauncherFields:
     reuse_workers: bool = True
     # the remote job environment (see _remote_env): null = prepare it unless `python` is given
     env_setup: bool | None = None
-    setup: list[str] = field(default_factory=list)
+    setup: Any = field(default_factory=list)  # shell commands (one string: one command)
     requirements: str | None = None
     env_dir: str = "~/.cache/hydraflow/envs"
 

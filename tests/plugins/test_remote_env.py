@@ -184,6 +184,15 @@ def test_env_setup_is_on_unless_a_ready_python_is_named(tmp_path: Path) -> None:
     assert built is not None and built.base_python == "/usr/bin/python3"
 
 
+def test_setup_takes_one_command_or_a_list(tmp_path: Path) -> None:
+    one = plan_remote_env(_options(setup="pip install numpy"), tmp_path, tmp_path / "stage")
+    assert one is not None and one.setup == ["pip install numpy"]
+    with pytest.raises(FlowLauncherError, match=r"^hydra\.launcher\.setup=\[3\] is invalid"):
+        plan_remote_env(_options(setup=[3]), tmp_path, tmp_path / "stage")
+    with pytest.raises(FlowLauncherError, match=r"^hydra\.launcher\.env_dir='' is invalid"):
+        plan_remote_env(_options(env_dir=""), tmp_path, tmp_path / "stage")
+
+
 def test_a_missing_requirements_file_is_one_error_naming_the_key(tmp_path: Path) -> None:
     with pytest.raises(FlowLauncherError) as error:
         plan_remote_env(_options(requirements="reqs.txt"), tmp_path, tmp_path / "stage")
