@@ -30,8 +30,8 @@ def sweep_command(provider: str, *overrides: str) -> list[str]:
         "hydra/launcher=flow",
         "hydra/callbacks=mlflow",
         f"hydra.launcher.provider={provider}",
-        # the loopback "remote" host needs this venv's python; a real one has python3 with the
-        # project's requirements installed
+        # a ready interpreter (no job environment is made): the loopback "remote" host runs this
+        # venv's python; test_remote_env covers the environment made on a bare one
         f"hydra.launcher.python={sys.executable}",
         "hydra.launcher.poll_interval=0.2",
         "hydra.sweep.dir=multirun/sweep",
