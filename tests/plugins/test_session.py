@@ -10,6 +10,7 @@ import pytest
 from hydra import compose, initialize
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
+from hydra.core.singleton import Singleton
 from hydra.core.utils import JobStatus
 from hydra.types import HydraContext
 from launcher_helpers import processes_mentioning
@@ -39,16 +40,20 @@ def launcher(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FlowLau
         f"hydra.launcher.reuse_workers={reuse}",
         "hydra/job_logging=disabled",
     ]
-    with initialize(version_base="1.3", config_path=None, job_name="session"):
-        cfg = compose(overrides=overrides, return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        config_loader = GlobalHydra.instance().config_loader()
-        context = HydraContext(config_loader=config_loader, callbacks=Callbacks(cfg))
-        made = Plugins.instance().instantiate_launcher(
-            hydra_context=context, task_function=objective, config=cfg
-        )
-        assert type(made).__name__ == "FlowLauncher"  # (discovery imports the module anew)
-        yield made  # type: ignore[misc]
+    saved = Singleton.get_state()  # the version base and HydraConfig set here must not leak
+    try:
+        with initialize(version_base="1.3", config_path=None, job_name="session"):
+            cfg = compose(overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)
+            config_loader = GlobalHydra.instance().config_loader()
+            context = HydraContext(config_loader=config_loader, callbacks=Callbacks(cfg))
+            made = Plugins.instance().instantiate_launcher(
+                hydra_context=context, task_function=objective, config=cfg
+            )
+            assert type(made).__name__ == "FlowLauncher"  # (discovery imports the module anew)
+            yield made  # type: ignore[misc]
+    finally:
+        Singleton.set_state(saved)
     assert not processes_mentioning(str(tmp_path)), "a task outlived its session"
 
 
