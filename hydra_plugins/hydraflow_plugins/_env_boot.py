@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 COMPLETE_MARK = ".hydraflow-env-complete"
 FAILED_EXIT = 3
+FAILED_PREFIX = "hydraflow: could not prepare the job environment"
 
 
 class EnvFailed(Exception):
@@ -106,7 +107,7 @@ def main(argv: list[str]) -> NoReturn:
         venv = prepare(plan, code_dir)
     except EnvFailed as error:
         print(
-            f"hydraflow: could not prepare the job environment ({error}). "
+            f"{FAILED_PREFIX} ({error}). "
             "Set hydra.launcher.env_setup=false to run on the instance's own Python.",
             file=sys.stderr,
             flush=True,

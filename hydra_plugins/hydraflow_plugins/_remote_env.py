@@ -23,9 +23,17 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from hydra_plugins.hydraflow_plugins._env_boot import FAILED_PREFIX
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
 
-__all__ = ["CODE_DIR", "RemoteEnv", "env_key", "plan_remote_env", "runner_requirements"]
+__all__ = [
+    "CODE_DIR",
+    "RemoteEnv",
+    "env_failure",
+    "env_key",
+    "plan_remote_env",
+    "runner_requirements",
+]
 
 # What the job runner and the MLflow callback import on the instance (the callback's sqlite store
 # needs sqlalchemy and alembic); mlflow-skinny when the launching side has it, else mlflow.
@@ -194,3 +202,11 @@ def _ship_project_code(target: Path) -> None:
         shutil.copytree(
             source, target / package.replace(".", "/"), ignore=ignore, dirs_exist_ok=True
         )
+
+
+def env_failure(task_output: str) -> str | None:
+    """The line of a task's output saying its job environment could not be made, if any."""
+    for line in task_output.splitlines():
+        if line.startswith(FAILED_PREFIX):
+            return line.removeprefix("hydraflow: ")
+    return None

@@ -273,11 +273,18 @@ class Scheduler:
 
 
 def _no_result_message(entry: Entry, end: AttemptEnd) -> str:
+    from hydra_plugins.hydraflow_plugins._remote_env import env_failure
+
     attempts = f" after {entry.retries + 1} attempts" if entry.retries else ""
+    why = env_failure(end.tail)
     lines = [
         f"Job #{entry.num} ({entry.overrides_text}) produced no result{attempts}: {end.how}"
-        + ". The process was killed or crashed before Hydra's job finished "
-        "(out of memory, a signal, a time limit, or a cancellation).",
+        + (
+            f": {why}"
+            if why
+            else ". The process was killed or crashed before Hydra's job finished "
+            "(out of memory, a signal, a time limit, or a cancellation)."
+        ),
         f"Last {LOG_TAIL_LINES} log lines of the task ({end.log_path}):",
         end.tail or "(empty log)",
     ]

@@ -27,6 +27,7 @@ from hydra_plugins.hydraflow_plugins._env_boot import COMPLETE_MARK
 from hydra_plugins.hydraflow_plugins._env_boot import main as boot_main
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
 from hydra_plugins.hydraflow_plugins._remote_env import (
+    env_failure,
     env_key,
     plan_remote_env,
     runner_requirements,
@@ -229,5 +230,9 @@ def test_a_failing_setup_command_is_one_message_and_leaves_no_venv(
     err = capfd.readouterr().err
     assert "the hydra.launcher.setup command 'exit 7' failed with exit code 7" in err
     assert "fix or remove it in hydra.launcher.setup" in err
+    # the launcher's failure message quotes that line instead of guessing at a crash
+    why = env_failure("some output\n" + err)
+    assert why is not None and why.startswith("could not prepare the job environment (the hydra")
+    assert env_failure("Traceback ...\nKilled\n") is None
     assert (tmp_path / "ran.txt").read_text() == "first\n"  # the commands before it ran
     assert not (tmp_path / "envs" / "k1").exists()  # the next task tries again from scratch
