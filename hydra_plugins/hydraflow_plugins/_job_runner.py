@@ -20,7 +20,11 @@ import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
-from hydra_plugins.hydraflow_plugins._paths import result_path_for
+from hydra_plugins.hydraflow_plugins._paths import (
+    ENV_HOLD_SECONDS,
+    ENV_IN_JOB_RUNNER,
+    result_path_for,
+)
 from hydra_plugins.hydraflow_plugins._task_function import load_task_function
 
 SPEC_VERSION = 2
@@ -107,7 +111,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 def _hold(result_path: Path) -> None:
     """On a remote host: wait until the launcher has fetched the result (it writes the mark)."""
-    seconds = float(os.environ.get("HYDRAFLOW_HOLD_SECONDS", "0") or 0)
+    seconds = float(os.environ.get(ENV_HOLD_SECONDS, "0") or 0)
     mark = result_path.with_name("collected")
     deadline = time.monotonic() + seconds
     while seconds > 0 and not mark.exists() and time.monotonic() < deadline:
@@ -138,11 +142,11 @@ def run(spec_path: Path, result_path: Path | None = None, sweep_dir: str | None 
     from hydra.core.utils import JobStatus, run_job, setup_globals
     from omegaconf import open_dict, read_write
 
-    os.environ["HYDRAFLOW_IN_JOB_RUNNER"] = "1"  # config.JOB_RUNNER_ENV: skip the catalog import
+    os.environ[ENV_IN_JOB_RUNNER] = "1"  # config.py: skip the catalog import
     parts = header["parts"]
     # the task function is imported by reference where it can be (see _task_function)
     payload = {name: pickle.loads(part) for name, part in parts.items() if name != "task_function"}
-    os.environ.pop("HYDRAFLOW_IN_JOB_RUNNER", None)
+    os.environ.pop(ENV_IN_JOB_RUNNER, None)
     _restore_hydra_state(payload["singleton_state"])
     setup_globals()
     job = payload["job"]

@@ -30,6 +30,12 @@ TASK_LOG_NAME = "task.log"
 OUTPUT_TASK_LOG_NAME = "flow-task.log"
 RUNNER_MODULE = "hydra_plugins.hydraflow_plugins._job_runner"
 
+# The two settings that reach a task process through its environment (their one home):
+ENV_HOLD_SECONDS = "HYDRAFLOW_HOLD_SECONDS"
+"""Remote jobs: how long the runner waits, after its result, for the launcher to fetch it."""
+ENV_IN_JOB_RUNNER = "HYDRAFLOW_IN_JOB_RUNNER"
+"""Set while the runner unpickles a spec: ``config.py`` then skips importing the catalog."""
+
 
 @dataclass(frozen=True)
 class JobFiles:

@@ -26,6 +26,7 @@ from hydra.core.utils import JobReturn
 from omegaconf import open_dict, read_write
 
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError
+from hydra_plugins.hydraflow_plugins._paths import ENV_HOLD_SECONDS
 from hydraflow.conventions import ENV_JOB_STORE
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STAGE_DIR = ".hydraflow"
-ENV_HOLD_SECONDS = "HYDRAFLOW_HOLD_SECONDS"  # read by the job runner
 HOLD_SECONDS = 1800  # a runner whose launcher is gone stops waiting after this long
 COLLECTED_MARK = "collected"
 

@@ -16,11 +16,12 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from hydra_plugins.hydraflow_plugins._paths import ENV_IN_JOB_RUNNER
+
 LAUNCHER_TARGET = "hydra_plugins.hydraflow_plugins.flow_launcher.FlowLauncher"
 SWEEPER_TARGET = "hydra_plugins.hydraflow_plugins.flow_sweeper.FlowSweeper"
 OPTUNA_SWEEPER_TARGET = "hydra_plugins.hydraflow_plugins.flow_optuna_sweeper.FlowOptunaSweeper"
 CALLBACK_TARGET = "hydraflow.callbacks.MLflowCallback"
-JOB_RUNNER_ENV = "HYDRAFLOW_IN_JOB_RUNNER"  # set by the job runner (see _instance_names)
 
 
 @dataclass
@@ -154,7 +155,7 @@ class MLflowCallbackConf:
 
 def _instance_names() -> list[str]:
     """Every name the catalog accepts: short aliases (``a100``, ``4xa100``) and full specs."""
-    if os.environ.get(JOB_RUNNER_ENV):
+    if os.environ.get(ENV_IN_JOB_RUNNER):
         # In a job's task, Hydra's ConfigStore (with these options) comes from the launcher's
         # pickled state; importing the catalog would only slow every job down.
         return []
