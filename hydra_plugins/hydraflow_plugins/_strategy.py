@@ -60,6 +60,7 @@ class Attempt:
     task: Task
     started: float = field(default_factory=time.monotonic)
     remote_output: str | None = None  # where a remote job's output folder was fetched from
+    worker: str = ""  # the worker running it (``w0``, ...), when a worker does
 
     @property
     def task_id(self) -> str:
@@ -67,7 +68,9 @@ class Attempt:
 
     @property
     def status_text(self) -> str:
-        return self.task.status.value
+        """The task's status; on a worker, which worker (the progress display shows it)."""
+        status = self.task.status.value
+        return f"{status} on {self.worker}" if self.worker else status
 
     @property
     def cost_text(self) -> str:

@@ -96,7 +96,7 @@ class LocalWorkers(StrategyBase):
         }
         write_atomic(order_path(worker.folder, worker.orders), json.dumps(order).encode())
         worker.orders += 1
-        worker.attempt = Attempt(job, attempt, worker.task)
+        worker.attempt = Attempt(job, attempt, worker.task, worker=worker.name)
         return worker.attempt
 
     def poll(self, attempts: Sequence[Attempt]) -> dict[int, AttemptEnd]:
