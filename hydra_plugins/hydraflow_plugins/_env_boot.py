@@ -33,10 +33,17 @@ class EnvFailed(Exception):
     """The environment could not be made; the message says which key to fix."""
 
 
-def _run(command: list[str] | str, what: str, cwd: Path | None = None) -> None:
+def _run(
+    command: list[str] | str,
+    what: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> None:
     """Run ``command`` (a string: with the shell); its output goes to the task log."""
     try:
-        done = subprocess.run(command, cwd=cwd, shell=isinstance(command, str), check=False)
+        done = subprocess.run(
+            command, cwd=cwd, shell=isinstance(command, str), check=False, env=env
+        )
     except OSError as error:  # e.g. no such interpreter
         raise EnvFailed(f"{what} could not start: {error}") from None
     if done.returncode != 0:
@@ -55,9 +62,12 @@ def build(plan: dict[str, Any], venv: Path, code_dir: Path) -> None:
         requirements += ["-r", str(code_dir / plan["requirements_file"])]
         installing += f" and hydra.launcher.requirements={plan['requirements_file']!r}"
     if uv:
-        _run([uv, "venv", "-q", "--seed", "-p", base, str(venv)], f"{making} (uv venv)")
+        # the host's trust store, as pip uses (uv's own roots refuse a company proxy's CA)
+        uv_env = {"UV_NATIVE_TLS": "1", **os.environ}
+        _run([uv, "venv", "-q", "--seed", "-p", base, str(venv)], f"{making} (uv venv)", env=uv_env)
         if requirements:
-            _run([uv, "pip", "install", "-q", "-p", python, *requirements], installing)
+            install = [uv, "pip", "install", "-q", "-p", python, *requirements]
+            _run(install, installing, env=uv_env)
     else:
         _run([base, "-m", "venv", str(venv)], f"{making} ({base} -m venv)")
         if requirements:
