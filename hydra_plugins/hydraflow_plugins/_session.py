@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,6 +28,7 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
+from hydra_plugins.hydraflow_plugins._paths import copy_task_log
 from hydra_plugins.hydraflow_plugins._progress import Progress
 from hydra_plugins.hydraflow_plugins._scheduler import Entry, Scheduler
 from hydra_plugins.hydraflow_plugins._strategy import RunStrategy, choose_strategy
@@ -154,7 +156,10 @@ class FlowJobSession:
                 if self._strategy is not None:
                     self._strategy.close()
                 if self._scheduler is not None:
-                    self._close_orphan_runs(list(self._scheduler.entries.values()))
+                    entries = list(self._scheduler.entries.values())
+                    self._close_orphan_runs(entries)
+                    if error is not None:
+                        self._keep_task_logs(entries)
             finally:
                 self.progress.__exit__(None, None, None)
                 self.flow.close()
@@ -220,6 +225,18 @@ class FlowJobSession:
                 f"[flow] job #{entry.num} ({entry.overrides_text}) FAILED: "
                 f"{type(error).__name__}: {first} (task output: {entry.job.files.task_log})"
             )
+
+    def _keep_task_logs(self, entries: Sequence[Entry]) -> None:
+        """Jobs stopped without a result (Ctrl-C, an error) keep their output in their folder too."""
+        for entry in entries:
+            if entry.result is not None or not entry.job.files.task_log.is_file():
+                continue
+            try:
+                output_dir = Path(str(self.context.compose(entry.job).hydra.runtime.output_dir))
+                output_dir.mkdir(parents=True, exist_ok=True)
+                copy_task_log(entry.num, entry.job.files, output_dir)
+            except Exception as error:  # keeping a log must not hide why the sweep stopped
+                log.warning(f"job #{entry.num}: could not keep its task log: {error}")
 
     def _close_orphan_runs(self, entries: Sequence[Entry]) -> None:
         """Mark FAILED the MLflow runs of jobs whose process died before the callback ended them."""

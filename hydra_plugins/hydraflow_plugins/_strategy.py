@@ -297,6 +297,10 @@ class LocalTasks(PerTaskStrategy):
     def _prepare(self, jobs: Sequence[Job]) -> None:
         self._write_local_specs(jobs)
 
+    def stop(self, attempt: Attempt) -> None:
+        super().stop(attempt)
+        self._save_task_log(attempt)  # a stopped job keeps its output (a local file: cheap)
+
     def _command(self, job: Job, attempt: int) -> list[str]:
         return [self.options.python or sys.executable, "-m", RUNNER_MODULE, str(job.files.spec)]
 

@@ -23,9 +23,12 @@ def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.parametrize(
+    "workers", [[], ["hydra.launcher.reuse_workers=false"]], ids=["workers", "per-task"]
+)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_cancels_live_tasks_and_leaves_no_process(
-    tmp_path: Path, sig: signal.Signals
+    tmp_path: Path, sig: signal.Signals, workers: list[str]
 ) -> None:
     sweep = subprocess.Popen(
         [
@@ -37,6 +40,7 @@ def test_interrupt_cancels_live_tasks_and_leaves_no_process(
             "mode=sleep",
             "seconds=120",
             "value=1,2,3",
+            *workers,
         ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
@@ -60,3 +64,7 @@ def test_interrupt_cancels_live_tasks_and_leaves_no_process(
     assert "job #2" not in err.split("cancelled 2 live task(s)")[1]  # never started
     _wait_for(lambda: not processes_mentioning(str(tmp_path)), 15, "no task process left")
     assert not list(tmp_path.glob("multirun/*/*/.flow/*/result.pkl"))
+    # the two stopped jobs keep their output in their own folders, as a finished job does
+    kept = sorted(tmp_path.glob("multirun/*/*/*/flow-task.log"))
+    assert [log.parent.name for log in kept] == ["0", "1"], err
+    assert all("sleeps 120 s" in log.read_text() for log in kept), [k.read_text() for k in kept]

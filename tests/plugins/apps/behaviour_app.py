@@ -64,6 +64,7 @@ def main(cfg: DictConfig) -> Any:
         return threading.Lock()
     if cfg.mode == "sleep":
         Path(f"started-{cfg.value}").touch()  # in the launch dir: tests wait for it
+        print(f"value {cfg.value} sleeps {cfg.seconds} s", flush=True)
         time.sleep(float(cfg.seconds))
     return {"value": float(cfg.value), "double": 2.0 * float(cfg.value)}
 
