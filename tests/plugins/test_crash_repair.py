@@ -114,7 +114,12 @@ def test_kill_9_repair_cancel_and_resume(
             sweep.kill()
             sweep.wait()
 
-    # A job's process is killed from outside: nobody is left to end its run.
+    # A job's process is killed from outside: nobody is left to end its run. Both holding jobs
+    # have logged progress first, so there is something to keep.
+    _parent, holding = _runs()
+    for num in ("2", "3"):
+        run_id = holding[num][0].info.run_id
+        _wait_for(lambda run_id=run_id: len(_progress(run_id)) > 2, 30, f"job {num}'s progress")
     os.kill(int((tmp_path / "started-4").read_text()), signal.SIGKILL)
     _wait_for(
         lambda: any(t.status.value == "failed" for t in started_tasks()), 30, "job 3's task failed"

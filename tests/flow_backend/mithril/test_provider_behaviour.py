@@ -26,7 +26,12 @@ from flow_backend.testing import FakeMithril
 def test_every_node_gets_its_rank_and_the_main_ip(cloud_flow: Flow, tmp_path: Path) -> None:
     out = tmp_path / "ranks"
     out.mkdir()
-    command = f'echo "$FLOW_NODE_RANK/$FLOW_NUM_NODES@$FLOW_MAIN_IP" > {out}/rank-$FLOW_NODE_RANK'
+    # Rank 0 ending ends the task (as with torchrun), so rank 0 waits for rank 1 as a real
+    # distributed program's rendezvous would: each instance's sshd comes up at its own time.
+    command = (
+        f'echo "$FLOW_NODE_RANK/$FLOW_NUM_NODES@$FLOW_MAIN_IP" > {out}/rank-$FLOW_NODE_RANK; '
+        f"for i in $(seq 300); do [ -e {out}/rank-1 ] && break; sleep 0.1; done"
+    )
     task = cloud_flow.run(
         TaskConfig(command=command, instance_type="a100", num_instances=2, upload_code=False)
     )
