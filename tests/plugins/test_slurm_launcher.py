@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -240,3 +242,35 @@ def test_a_job_past_its_time_limit_fails_with_slurms_reason(
     assert "DUE TO TIME LIMIT" in err  # the job's log tail (slurmstepd's line)
     assert "Traceback" not in err
     assert _live_jobs(slurm, folder) == []
+
+
+def _counting_sbatch(folder: Path) -> tuple[Path, Path]:
+    """A folder with an ``sbatch`` that logs each call, then runs the real one; and its log."""
+    real = shutil.which("sbatch")
+    assert real is not None, "sbatch is not installed"
+    folder.mkdir()
+    calls = folder / "sbatch-calls.log"
+    wrapper = folder / "sbatch"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return folder, calls
+
+
+def test_a_100_job_sweep_goes_in_as_one_array(on_slurm: SlurmCluster, tmp_path: Path) -> None:
+    bin_dir, calls = _counting_sbatch(tmp_path / "bin")
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    sweep = _behaviour_sweep(tmp_path, env, "hydra.launcher.max_parallel=8", "value=range(100)")
+    out, err = sweep.communicate(timeout=400)
+    assert sweep.returncode == 0, out[-2000:] + err[-3000:]
+    sbatch_calls = calls.read_text().splitlines()
+    assert len(sbatch_calls) == 1, sbatch_calls  # one sbatch for 100 jobs: the array
+    states = [json.loads(p.read_text()) for p in _state_files()]
+    assert len(states) == 100
+    assert len({s["job_id"].split("_")[0] for s in states}) == 1
+    assert (
+        "#SBATCH --array=0-99%8\n" in (Path(states[0]["task_dir"]).parent / "batch.sh").read_text()
+    )
+    results = {p.parent.name: p for p in tmp_path.glob("multirun/*/*/.flow/*/result.pkl")}
+    values = {pickle.loads(p.read_bytes()).return_value["value"] for p in results.values()}
+    assert values == {float(v) for v in range(100)}  # every job came home with its result
+    assert len(list(tmp_path.glob("multirun/*/*/*/.hydra/config.yaml"))) == 100
