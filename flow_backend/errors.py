@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "AuthenticationError",
     "FlowError",
+    "HostKeyChangedError",
     "InsufficientQuotaError",
     "ProviderError",
     "ResourceNotFoundError",
@@ -82,6 +83,10 @@ class AuthenticationError(FlowError):
 
 class ProviderError(FlowError):
     """The provider failed in a way the user cannot fix by changing input (5xx, network)."""
+
+
+class HostKeyChangedError(ProviderError):
+    """A host answered with another SSH host key than the one trusted for it (nothing was sent)."""
 
 
 class TaskTimeoutError(FlowError, TimeoutError):

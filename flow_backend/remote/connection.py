@@ -9,7 +9,9 @@ Host keys (no prompts, ever):
   changes is refused with a message naming the file to edit.
 * with ``host_key_alias`` (a cloud instance id), the key is bound to that name instead of the
   address, loopback included: clouds hand a freed address to a new instance with a new key, which
-  is accepted (new id), while a changed key for the same instance id is refused.
+  is accepted (new id), while a changed key for the same instance id is refused
+  (:class:`~flow_backend.errors.HostKeyChangedError`) — on every (re)connection, including the
+  one a pooled connection makes after it dropped.
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ from typing import Any, BinaryIO
 import paramiko
 from fabric import Config, Connection
 
-from flow_backend.errors import AuthenticationError, ProviderError, ValidationError
+from flow_backend.errors import (
+    AuthenticationError,
+    HostKeyChangedError,
+    ProviderError,
+    ValidationError,
+)
 from flow_backend.remote.destination import SSHDestination
 
 __all__ = ["RemoteResult", "connect", "exec_command", "translate_ssh_errors"]
@@ -72,6 +79,23 @@ class _LoopbackPolicy(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: Any) -> None:
         return None
+
+
+class _BoundKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Check the key against the one recorded for an alias (the client loads no other keys, so
+    paramiko asks this policy on every connection, reconnections included)."""
+
+    def __init__(self, destination: SSHDestination, alias: str, known_hosts: Path) -> None:
+        self.destination = destination
+        self.alias = alias
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: Any) -> None:
+        try:
+            _check_bound_key(key, self.destination, self.alias, self.known_hosts)
+        except HostKeyChangedError:
+            client.close()
+            raise
 
 
 def connect(
@@ -119,7 +143,11 @@ def connect(
         connect_kwargs=connect_kwargs,
         config=Config(overrides={"load_ssh_configs": False}),
     )
-    if destination.is_loopback or (host_key_alias and known_hosts):
+    if host_key_alias and known_hosts:
+        conn.client.set_missing_host_key_policy(
+            _BoundKeyPolicy(destination, host_key_alias, known_hosts)
+        )
+    elif destination.is_loopback:
         conn.client.set_missing_host_key_policy(_LoopbackPolicy())
     else:
         with suppress(OSError):
@@ -129,15 +157,13 @@ def connect(
             known_hosts.touch(exist_ok=True)
             conn.client.load_host_keys(str(known_hosts))
         conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    with translate_ssh_errors(destination, key_path, known_hosts):
-        conn.open()
-        _no_delay(conn)
-    if host_key_alias and known_hosts:
-        try:
-            _check_bound_key(conn, destination, host_key_alias, known_hosts)
-        except ProviderError:
-            conn.close()
-            raise
+    try:
+        with translate_ssh_errors(destination, key_path, known_hosts):
+            conn.open()
+            _no_delay(conn)
+    except HostKeyChangedError:
+        conn.close()
+        raise
     return conn
 
 
@@ -145,11 +171,9 @@ _known_hosts_lock = threading.Lock()
 
 
 def _check_bound_key(
-    conn: Connection, destination: SSHDestination, alias: str, known_hosts: Path
+    key: paramiko.PKey, destination: SSHDestination, alias: str, known_hosts: Path
 ) -> None:
     """Trust ``alias``'s key on first use; refuse a different key for the same alias later."""
-    assert conn.transport is not None
-    key = conn.transport.get_remote_server_key()
     with _known_hosts_lock:
         known_hosts.parent.mkdir(parents=True, exist_ok=True)
         known_hosts.touch(exist_ok=True)
@@ -157,7 +181,7 @@ def _check_bound_key(
         recorded = keys.lookup(alias)
         if recorded is not None:
             if recorded.get(key.get_name()) != key:
-                raise ProviderError(
+                raise HostKeyChangedError(
                     f"the host key of {alias} at {destination} changed since it was first trusted",
                     field="ssh_hosts",
                     value=str(destination),
@@ -191,7 +215,7 @@ def translate_ssh_errors(
         raise
     except paramiko.BadHostKeyException:
         file = known_hosts or "~/.ssh/known_hosts"
-        raise ProviderError(
+        raise HostKeyChangedError(
             f"the host key of {where} changed since it was first trusted",
             field="ssh_hosts",
             value=where,

@@ -5,7 +5,8 @@ Bid: ``Open`` → (after ``provisioning_delay``, with capacity and a high enough
 (as on the real cloud: preemption never terminates a spot bid) and is allocated again on a **new**
 instance: new id, new address; the old one stays listed for the bid as ``STATUS_PREEMPTED``.
 Instance: ``STATUS_STARTING`` (its address already reported) → (after ``boot_delay``)
-``STATUS_RUNNING`` (the startup script starts; sshd answers ``ssh_ready_delay`` later) →
+``STATUS_RUNNING`` (the startup script starts; its own sshd, with a host key of its own, answers
+``ssh_ready_delay`` later: see :mod:`flow_backend.testing.fake_sshd`) →
 ``STATUS_TERMINATED`` on cancel / ``STATUS_PREEMPTING`` → ``STATUS_PREEMPTED``. An instance stays
 ``STATUS_RUNNING`` (and billing) after its script exits, until its bid is cancelled.
 """
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flow_backend.testing.fake_ssh_gate import Gate, GatePool
+from flow_backend.testing.fake_ssh_gate import Forward, Gate, GatePool, Server
+from flow_backend.testing.fake_sshd import InstanceSshd, sshd_binary
 from flow_backend.testing.fake_state import FakeBid, FakeInstance, FakeState, new_fid
 
 __all__ = ["FakeSettings", "Lifecycle"]
@@ -36,8 +38,12 @@ class FakeSettings:
     Attributes:
         ssh_ready_delay: Seconds after boot before an instance's sshd answers (its address is
             reported from allocation on).
-        own_addresses: Every instance gets an address (loopback port) of its own, forwarded to
-            ``ssh_destination``; False (kindly): every instance reports ``ssh_destination`` itself.
+        own_addresses: Every instance gets an address (loopback port) of its own; False (kindly):
+            every instance reports ``ssh_destination`` itself.
+        instance_host_keys: Each instance's address is served by its own sshd with its own host
+            key, authorizing the bid's SSH keys, logging in as ``ssh_destination``'s user
+            (:mod:`~flow_backend.testing.fake_sshd`); False (kindly): forwarded to the one sshd at
+            ``ssh_destination`` (every instance has its host key).
         minimum_price_fraction: A bid below this fraction of the spot price is refused (400).
     """
 
@@ -50,6 +56,7 @@ class FakeSettings:
     quota_instances: int | None = None
     ssh_ready_delay: float = 0.5
     own_addresses: bool = True
+    instance_host_keys: bool = True
     minimum_price_fraction: float = 0.5
 
 
@@ -71,7 +78,8 @@ class Lifecycle:
         self.settings = settings
         self.work_root = work_root
         self._gates: dict[str, Gate] = {}
-        self._gate_pool: GatePool | None = None
+        self._gate_pool = GatePool()
+        self.sshds: dict[str, InstanceSshd] = {}  # instance fid → its own sshd
 
     def minimum_price(self, instance_type: str, region: str) -> float:
         """The lowest limit price (per instance-hour) a bid may offer at all (else 400)."""
@@ -167,22 +175,36 @@ class Lifecycle:
                 instance_type=bid.instance_type,
                 region=bid.region,
                 folder=str(folder),
-                ssh_destination=self._address_for(fid, now),
+                ssh_destination=self._address_for(fid, bid, folder, now),
                 private_ip=self.settings.private_ip,
             )
             bid.instances.append(fid)
 
-    def _address_for(self, instance_fid: str, now: float) -> str | None:
-        """The instance's ``ssh_destination``: its own gate to the sshd, or the sshd itself."""
+    def _address_for(self, instance_fid: str, bid: FakeBid, folder: Path, now: float) -> str | None:
+        """The instance's ``ssh_destination``: an address of its own, or the shared sshd's."""
         target = self.settings.ssh_destination
         if target is None or not self.settings.own_addresses:
             return target
         user, _, address = target.rpartition("@")
         host, _, port = address.rpartition(":")
-        if self._gate_pool is None:
-            self._gate_pool = GatePool((host or "127.0.0.1", int(port or 22)))
+        server: Server
+        if self.settings.instance_host_keys:
+            binary = sshd_binary()
+            if binary is None:
+                raise RuntimeError(
+                    "the fake Mithril gives each instance its own sshd, but this machine has no "
+                    "sshd (install openssh-server, or FakeMithril(instance_host_keys=False))"
+                )
+            keys = [
+                str(self.state.ssh_keys[key]["public_key"])
+                for key in bid.launch_specification.get("ssh_keys") or []
+                if key in self.state.ssh_keys
+            ]
+            server = self.sshds[instance_fid] = InstanceSshd(folder / "sshd", keys, binary)
+        else:
+            server = Forward((host or "127.0.0.1", int(port or 22)))
         ready_at = now + self.settings.boot_delay + self.settings.ssh_ready_delay
-        gate = self._gate_pool.open(ready_at)
+        gate = self._gate_pool.open(server, ready_at)
         self._gates[instance_fid] = gate
         return f"{user + '@' if user else ''}127.0.0.1:{gate.port}"
 
@@ -197,7 +219,7 @@ class Lifecycle:
             instance.status = instance_status
             instance.terminated_monotonic = now
             gate = self._gates.pop(instance.fid, None)
-            if gate is not None and self._gate_pool is not None:
+            if gate is not None:
                 self._gate_pool.close(gate)
             if instance.process is not None:
                 if instance.process.poll() is None:

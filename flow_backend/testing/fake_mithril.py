@@ -17,6 +17,7 @@ from flow_backend.testing.fake_catalog import DEFAULT_REGIONS, default_instance_
 from flow_backend.testing.fake_http import FakeHttpServer
 from flow_backend.testing.fake_lifecycle import FakeSettings, Lifecycle
 from flow_backend.testing.fake_routes import Router
+from flow_backend.testing.fake_sshd import sshd_binary
 from flow_backend.testing.fake_state import FakeInstance, FakeState, iso, new_fid
 from flow_backend.testing.faults import FaultPlan
 from flow_backend.testing.openapi_check import SpecExchange
@@ -36,8 +37,9 @@ class FakeMithril:
     carry (:attr:`required_ssh_key_fid`); bid names are lowercase; a bid below
     ``minimum_price_fraction`` of the spot price is refused; a preempted bid goes back to ``Open``
     and is allocated again on a new instance with a new address; every instance has an address
-    of its own (a loopback port forwarded to ``ssh_destination``), reported before its sshd answers
-    and reused by later instances; a Block volume attaches to one instance at a time.
+    of its own (a loopback port), reported before its sshd answers and reused by later instances,
+    served by an sshd of its own with a host key of its own (:mod:`~.fake_sshd`); a Block volume
+    attaches to one instance at a time.
 
     Bids are allocated after ``provisioning_delay`` seconds when capacity and price allow; each
     instance boots after ``boot_delay`` and runs the bid's ``startup_script`` with bash, in its own
@@ -46,7 +48,8 @@ class FakeMithril:
     Args:
         work_dir: Where instance folders go (default: a temporary folder removed on stop).
         api_key: The key clients must send (default: a fresh random ``fkey_...``).
-        ssh_destination: ``host:port`` of a loopback sshd that every instance reports, if any.
+        ssh_destination: ``user@host:port`` of a loopback sshd: instances answer SSH as ``user``
+            (each with its own sshd, see ``instance_host_keys``); None: instances have no address.
         capacity: Instances of every type available in every region.
         provisioning_delay: Seconds a bid stays ``Open`` before it may be allocated.
         boot_delay: Seconds an instance stays ``STATUS_STARTING``.
@@ -55,6 +58,9 @@ class FakeMithril:
         ssh_ready_delay: Seconds between an instance running and its sshd answering.
         own_addresses: False (kindly): every instance reports ``ssh_destination`` itself, so
             one SSH round trip reaches every instance.
+        instance_host_keys: Each instance runs its own sshd (``sshd -i`` per connection) with a
+            host key of its own, authorizing the bid's SSH keys. False (kindly): connections are
+            forwarded to ``ssh_destination`` itself, so every instance shows its host key.
         required_ssh_key: The project has an SSH key marked required (False: kindly, none).
         record_traffic: Keep every exchange in :attr:`exchanges` (for spec validation).
         tick_interval: How often the lifecycle advances, in seconds.
@@ -78,7 +84,13 @@ class FakeMithril:
         ssh_ready_delay: float = 0.5,
         own_addresses: bool = True,
         required_ssh_key: bool = True,
+        instance_host_keys: bool = True,
     ) -> None:
+        if ssh_destination and own_addresses and instance_host_keys and sshd_binary() is None:
+            raise ValueError(
+                "FakeMithril gives each instance its own sshd, but this machine has no sshd: "
+                "install openssh-server, or pass instance_host_keys=False (one shared host key)"
+            )
         self._own_dir = work_dir is None
         self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="fake-mithril-")).resolve()
         self.api_key = api_key or "fkey_fake" + secrets.token_hex(16)
@@ -89,6 +101,7 @@ class FakeMithril:
             ssh_destination=ssh_destination,
             ssh_ready_delay=ssh_ready_delay,
             own_addresses=own_addresses,
+            instance_host_keys=instance_host_keys,
         )
         self.faults = FaultPlan()
         self.state = FakeState(instance_types=default_instance_types(), regions=DEFAULT_REGIONS)
@@ -240,6 +253,16 @@ class FakeMithril:
         with self.state.lock:
             bid = self.state.bids[bid_fid]
         self.lifecycle.preempt(bid)
+
+    def host_key(self, instance_fid: str) -> str:
+        """The public host key (``ssh-ed25519 AAAA...``) the instance's own sshd presents."""
+        return self.lifecycle.sshds[instance_fid].public_key
+
+    def replace_host_key(self, instance_fid: str) -> None:
+        """Someone else answers at the instance's address: a new host key, connections cut."""
+        sshd = self.lifecycle.sshds[instance_fid]
+        sshd.new_host_key()
+        sshd.cut()
 
     # -- an API newer than the client ---------------------------------------------------------
     def set_bid_status(self, bid_fid: str, status: str | None) -> None:

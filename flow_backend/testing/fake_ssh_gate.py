@@ -1,11 +1,13 @@
-"""Each fake instance's own SSH address: a loopback port forwarded to the one real sshd.
+"""Each fake instance's own SSH address: a loopback port that refuses until its sshd is "up".
 
 The real cloud gives every instance an address of its own, reports it before sshd answers, and
-hands a freed address (and port) to a later instance. A :class:`Gate` per instance reproduces that
-over the test's single sshd: it holds a loopback port that refuses connections until its instance's
-sshd is "up" (bound, not listening: the client sees "connection refused", as from a booting
-machine), then forwards bytes both ways; closing it (instance terminated or preempted) cuts
-every forwarded connection, and its port goes back to a pool that new gates try first.
+hands a freed address (and port) to a later instance. A :class:`Gate` per instance reproduces that:
+it holds a loopback port that refuses connections until its instance's sshd is "up" (bound, not
+listening: the client sees "connection refused", as from a booting machine), then hands every
+connection to its instance's server: by default the instance's own sshd
+(:class:`~flow_backend.testing.fake_sshd.InstanceSshd`, a host key of its own), or (kindly) a
+:class:`Forward` to one shared sshd. Closing it (instance terminated or preempted) cuts every
+connection through it, and its port goes back to a pool that new gates try first.
 """
 
 from __future__ import annotations
@@ -14,8 +16,19 @@ import contextlib
 import socket
 import threading
 import time
+from typing import Protocol
 
-__all__ = ["Gate", "GatePool"]
+__all__ = ["Forward", "Gate", "GatePool", "Server"]
+
+
+class Server(Protocol):
+    """What answers the connections a gate accepts."""
+
+    def serve(self, client: socket.socket) -> None:
+        """Take over one accepted connection."""
+
+    def cut(self) -> None:
+        """End every connection served so far."""
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:
@@ -27,15 +40,44 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-class Gate:
-    """One instance's address: refuses until ``ready_at`` (monotonic), then forwards to ``target``."""
+class Forward:
+    """Forwards connections to one shared sshd (kindly: every instance has the same host key)."""
 
-    def __init__(self, listener: socket.socket, target: tuple[str, int], ready_at: float) -> None:
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def serve(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._open += [client, upstream]
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            sockets, self._open = self._open, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+class Gate:
+    """One instance's address: refuses until ``ready_at`` (monotonic), then hands connections to
+    ``server``."""
+
+    def __init__(self, listener: socket.socket, server: Server, ready_at: float) -> None:
         self.listener = listener
         self.port: int = listener.getsockname()[1]
-        self.target = target
+        self.server = server
         self.ready_at = ready_at
-        self._open: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._serve, name=f"fake-ssh-{self.port}", daemon=True).start()
@@ -54,44 +96,33 @@ class Gate:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
             with self._lock:
                 if self._closed:
                     client.close()
-                    upstream.close()
                     return
-                self._open += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+                try:
+                    self.server.serve(client)
+                except OSError:
+                    client.close()
 
     def close(self) -> None:
         """The instance is gone: stop listening and cut every connection through it."""
         with self._lock:
             self._closed = True
-            sockets, self._open = self._open, []
         with contextlib.suppress(OSError):
             self.listener.close()
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        self.server.cut()
 
 
 class GatePool:
-    """Opens gates to one sshd, handing out freed ports first (addresses are reused)."""
+    """Opens gates, handing out freed ports first (addresses are reused)."""
 
-    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1") -> None:
-        self.target = target
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
         self._free: list[int] = []
         self._lock = threading.Lock()
 
-    def open(self, ready_at: float) -> Gate:
+    def open(self, server: Server, ready_at: float) -> Gate:
         with self._lock:
             reused = list(self._free)
         for port in [*reused, 0]:
@@ -105,7 +136,7 @@ class GatePool:
             with self._lock:
                 if port in self._free:
                     self._free.remove(port)
-            return Gate(listener, self.target, ready_at)
+            return Gate(listener, server, ready_at)
         raise OSError("no loopback port left for a fake instance")  # pragma: no cover
 
     def close(self, gate: Gate) -> None:

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 from fabric import Connection
 
-from flow_backend.errors import FlowError
+from flow_backend.errors import FlowError, HostKeyChangedError
 from flow_backend.providers.mithril.api import Instance
 from flow_backend.providers.mithril.startup_script import (
     GO_FILE,
@@ -87,6 +87,7 @@ class NodeOps:
         self.pool = HostPool(key_path, known_hosts, self.code_root)
         self._node_dirs: dict[str, str] = {}  # instance fid → node folder
         self._instance_at: dict[str, str] = {}  # destination → the instance answering there
+        self._refused: dict[str, str] = {}  # instance fid → why its host key was refused
         self._lock = threading.Lock()
 
     def conn(self, destination: str) -> Connection:
@@ -94,6 +95,20 @@ class NodeOps:
         with self._lock:
             fid = self._instance_at.get(destination)
         return self.pool.conn(destination, f"mithril:{fid}" if fid else None)
+
+    def _trouble(self, destination: str, error: FlowError) -> str:
+        """``error`` as a host's error text; a refused host key is kept against its instance."""
+        if isinstance(error, HostKeyChangedError):
+            with self._lock:
+                fid = self._instance_at.get(destination)
+                if fid:
+                    self._refused[fid] = str(error)
+        return str(error)
+
+    def refused(self, instance_fid: str) -> str | None:
+        """Why the instance was refused (its host key changed), if it was: never trusted again."""
+        with self._lock:
+            return self._refused.get(instance_fid)
 
     def bind(self, nodes: Sequence[NodeView]) -> None:
         """Note which instance answers at each address (addresses are reused by new instances).
@@ -137,7 +152,7 @@ class NodeOps:
             try:
                 result = exec_command(self.conn(destination), "bash -s", stdin=script.encode())
             except FlowError as error:
-                return str(error)
+                return self._trouble(destination, error)
             ready: dict[str, list[str]] = {}
             for line in result.text.splitlines():
                 name, _, folder = line.strip().partition(" ")
@@ -175,7 +190,7 @@ class NodeOps:
                     self.conn(destination), [n.node_dir for n in group if n.node_dir]
                 )
             except FlowError as error:
-                return str(error)
+                return self._trouble(destination, error)
             for node in group:
                 node.status = statuses.get(node.node_dir or "")
             return None
@@ -211,6 +226,7 @@ class NodeOps:
                     self.conn(destination), Path(code_root or "."), self.code_root
                 ).path
             except FlowError as error:
+                self._trouble(destination, error)
                 return item, error
 
         code_dirs: dict[tuple[str, str | None], str] = {}
@@ -260,7 +276,7 @@ class NodeOps:
             try:
                 result = exec_command(self.conn(destination), "bash -s", stdin=script.encode())
             except FlowError as error:
-                return destination, str(error)
+                return destination, self._trouble(destination, error)
             if result.exit_code != 0:
                 return (
                     destination,
@@ -339,6 +355,7 @@ class NodeOps:
         with self._lock:
             for fid in instance_fids:
                 self._node_dirs.pop(fid, None)
+                self._refused.pop(fid, None)
 
     def close(self) -> None:
         self.pool.close()

@@ -29,7 +29,7 @@ from flow_backend.providers.mithril.keeper import start_keeper
 from flow_backend.providers.mithril.lookup import find_bids, instances_for
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
 from flow_backend.providers.mithril.pricing import limit_price
-from flow_backend.providers.mithril.records import past_boot_limit, record_of
+from flow_backend.providers.mithril.records import host_key_refused, past_boot_limit, record_of
 from flow_backend.providers.mithril.task_store import TaskStore
 from flow_backend.providers.ssh.hosts import each
 from flow_backend.remote import parse_destination
@@ -184,6 +184,9 @@ class MithrilProvider(TaskAccess, Provider):
                 record.message = f"waiting for SSH: {trouble[0]}"
             if bid.status == "Allocated":
                 past_boot_limit(record, instances[bid.fid], self.settings.mithril_boot_timeout)
+            refusals = [ops.refused(n.instance_fid) for n in nodes or []] if ops else []
+            if any(refusals):
+                host_key_refused(record, next(r for r in refusals if r))
             records[bid.fid] = record
         self._finish([bid for bid in bids if records[bid.fid].status.is_terminal], views, records)
         return records

@@ -31,7 +31,13 @@ from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.mithril.api import Bid, Instance
 from flow_backend.providers.mithril.nodes import DEFAULT_SSH_USER, NodeView, destination_of
 
-__all__ = ["PREEMPTED_MESSAGE", "past_boot_limit", "record_of", "was_preempted"]
+__all__ = [
+    "PREEMPTED_MESSAGE",
+    "host_key_refused",
+    "past_boot_limit",
+    "record_of",
+    "was_preempted",
+]
 
 PREEMPTED_MESSAGE = "preempted: Mithril took the spot instance back before the task ended"
 
@@ -172,3 +178,14 @@ def past_boot_limit(record: TaskRecord, instances: list[Instance], limit: float)
         f"the instance did not start the command within {limit:g} s of its allocation "
         f"(mithril_boot_timeout; last: {record.message or 'booting'}); its bid was cancelled"
     )
+
+
+def host_key_refused(record: TaskRecord, reason: str) -> None:
+    """End (``failed``) a live task one of whose instances answered with another host key than
+    the one first trusted for it: nothing more is sent there (no environment, no code), and
+    waiting would not help; its bid is cancelled."""
+    if record.status.is_terminal:
+        return
+    record.status = TaskStatus.FAILED
+    record.ended_at = datetime.now(UTC)
+    record.message = f"refused the instance over SSH: {reason.rstrip('.')}; its bid was cancelled"
