@@ -53,7 +53,9 @@ def test_a_changed_key_on_the_same_instance_is_refused_and_the_bid_cancelled(
         )
     )
     # polling feeds the node its environment (the command starts over SSH)
-    assert cloud.wait_until(lambda: bool(task.refresh()) and marker.exists(), timeout=60), task.message
+    assert cloud.wait_until(lambda: bool(task.refresh()) and marker.exists(), timeout=60), (
+        task.message
+    )
     [instance] = cloud.instances_of(task.task_id)
     trusted = cloud.host_key(instance.fid)
     cloud.replace_host_key(instance.fid)  # someone else answers at the address: connections cut
