@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +29,7 @@ from hydra_plugins.hydraflow_plugins._plan import task_gpus, task_price
 from hydra_plugins.hydraflow_plugins._task_function import reference_to
 
 if TYPE_CHECKING:
+    from flow_backend.instance_types import InstanceType
     from hydra_plugins.hydraflow_plugins.flow_launcher import FlowLauncher
 
 __all__ = ["DEFAULT_INSTANCE", "Job", "JobContext", "TaskEndedWithoutResult"]
@@ -65,6 +66,9 @@ class JobContext:
         launcher: The set-up launcher (config, Hydra context, task function, sweep id).
         options: The validated ``hydra.launcher`` fields.
         price_of: The provider's price per hour of an instance type (cached here).
+        offered: The provider's instance types (asked only when a job names none, to see
+            whether ``cpu``, the default, is one of them and to list them otherwise).
+        provider: The provider's name (for that error).
     """
 
     def __init__(
@@ -72,6 +76,8 @@ class JobContext:
         launcher: FlowLauncher,
         options: LauncherOptions,
         price_of: Callable[[str], float],
+        offered: Callable[[], Sequence[InstanceType]] | None = None,
+        provider: str | None = None,
     ) -> None:
         assert launcher.config is not None and launcher.hydra_context is not None
         self.launcher = launcher
@@ -81,6 +87,9 @@ class JobContext:
         self.sweep_dir = Path(os.getcwd(), str(self.config.hydra.sweep.dir)).resolve()
         self._price_of = price_of
         self._prices: dict[str, float] = {}
+        self._offered = offered
+        self._provider = provider
+        self._default: str | None = None
 
     def price_of(self, instance_type: str) -> float:
         """The provider's price per hour of one instance of ``instance_type`` (asked once)."""
@@ -116,12 +125,31 @@ class JobContext:
         if chosen is None:
             chosen = OmegaConf.select(self.config, "flow.instance", default=None)
             where = "flow.instance" if chosen is not None else where
-        name = str(chosen or self.options.instance or DEFAULT_INSTANCE)
+        name = str(chosen or self.options.instance or self._default_instance(num))
         try:
             parse_instance_type(name)
         except FlowError as error:
             raise FlowLauncherError(f"job #{num} ({where}={name!r}): {error}") from None
         return name
+
+    def _default_instance(self, num: int) -> str:
+        """``cpu`` where the provider offers it; else one error listing what it offers (a cloud
+        of GPU types has no default: each costs dollars an hour)."""
+        if self._default is not None or self._offered is None:
+            return self._default or DEFAULT_INSTANCE
+        offered = list(self._offered())
+        if any(DEFAULT_INSTANCE in (it.name, *it.short_names) for it in offered):
+            self._default = DEFAULT_INSTANCE
+            return self._default
+        choices = ", ".join(
+            dict.fromkeys(it.short_names[0] if it.short_names else it.name for it in offered)
+        )
+        raise FlowLauncherError(
+            f"job #{num}: no instance type given (hydra.launcher.instance is unset) and provider "
+            f"{self._provider!r} has no default (no {DEFAULT_INSTANCE!r} type). Choose one with "
+            f"hydra/launcher/instance=NAME (or +flow/instance=NAME per job), one of: "
+            f"{choices or '(none offered now)'}; `flow instance-types` shows their prices"
+        )
 
     def compose(self, job: Job) -> DictConfig:
         """The job's sweep config as the task composes it (``hydra.job.num``/``id`` set)."""

@@ -9,11 +9,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
 
+if TYPE_CHECKING:
+    from flow_backend.providers.base import Provider
+
 __all__ = [
     "PlanRow",
+    "bid_prices",
     "check_budget",
     "format_plan",
     "gpus_text",
@@ -48,6 +53,28 @@ def worst_case(price_per_hour: float, max_run_time_hours: float | None) -> float
     if max_run_time_hours is None:
         return math.inf
     return price_per_hour * max_run_time_hours
+
+
+def bid_prices(provider: Provider, options: LauncherOptions) -> Callable[[str], float]:
+    """The price per instance-hour the plan, the budget and the jobs count: the most a task may be
+    charged. Where the provider bids for capacity, that is the limit price its bid would carry
+    (Mithril: the live spot price × 1.25, capped by ``max_price_per_hour``), not the spot price
+    of the moment; elsewhere the provider's price."""
+
+    def price_of(instance_type: str) -> float:
+        from flow_backend import TaskConfig
+
+        config = TaskConfig(
+            command="true",
+            instance_type=instance_type,
+            max_price_per_hour=options.max_price_per_hour,
+            num_instances=options.num_instances,
+            upload_code=False,
+        )
+        limit = provider.limit_price_per_hour(config)
+        return provider.price_per_hour(instance_type) if limit is None else limit
+
+    return price_of
 
 
 def task_price(price_per_instance: float, options: LauncherOptions) -> float:

@@ -29,6 +29,7 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
 from hydra_plugins.hydraflow_plugins._paths import copy_task_log
+from hydra_plugins.hydraflow_plugins._plan import bid_prices
 from hydra_plugins.hydraflow_plugins._progress import Progress
 from hydra_plugins.hydraflow_plugins._scheduler import Entry, Scheduler
 from hydra_plugins.hydraflow_plugins._strategy import RunStrategy, choose_strategy
@@ -85,7 +86,14 @@ class FlowJobSession:
         self.options = LauncherOptions.from_params(launcher.params)
         self.flow = open_flow(self.options)
         self.provider = self.flow.settings.provider
-        self.context = JobContext(launcher, self.options, self.flow.provider.price_per_hour)
+        provider = self.flow.provider
+        self.context = JobContext(
+            launcher,
+            self.options,
+            bid_prices(provider, self.options),
+            offered=provider.instance_types,
+            provider=self.provider,
+        )
         self._limit = self.options.parallelism(self.provider, expected_jobs)
         self._entries: list[Entry] = []
         self.progress = Progress(self._entries)
