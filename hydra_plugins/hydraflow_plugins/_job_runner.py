@@ -17,6 +17,8 @@ import pickle
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -67,12 +69,16 @@ def _restore_hydra_state(state: dict[str, Any]) -> None:
     BaseContainer._resolvers = state["omegaconf_resolvers"]
 
 
-def _checked(task_function: Any) -> Any:
-    """Wrap the task function so that a return value that cannot be pickled fails the job itself."""
+def _checked(task_function: Any, guard: Callable[[], AbstractContextManager[Any]] | None) -> Any:
+    """Wrap the task function so that a return value that cannot be pickled fails the job itself.
+
+    ``guard`` (a warm worker's) is entered around the call: a cancelled job is interrupted in it.
+    """
     import cloudpickle
 
     def task_with_picklable_result(cfg: Any) -> Any:
-        value = task_function(cfg)
+        with guard() if guard is not None else nullcontext():
+            value = task_function(cfg)
         try:
             cloudpickle.dumps(value)
         except Exception as error:
@@ -118,11 +124,17 @@ def _hold(result_path: Path) -> None:
         time.sleep(0.2)
 
 
-def run(spec_path: Path, result_path: Path | None = None, sweep_dir: str | None = None) -> int:
+def run(
+    spec_path: Path,
+    result_path: Path | None = None,
+    sweep_dir: str | None = None,
+    guard: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> int:
     """Run the job described by ``spec_path``; return the process exit status.
 
     ``result_path`` (default: next to the spec) and ``sweep_dir`` (a remote attempt's own
-    ``hydra.sweep.dir``) are given by the launcher for jobs on remote hosts.
+    ``hydra.sweep.dir``) are given by the launcher for jobs on remote hosts; ``guard`` by a warm
+    worker (entered around the task function: see ``_worker.CancelWatch``).
     """
     with spec_path.open("rb") as stream:
         header = pickle.load(stream)
@@ -170,7 +182,7 @@ def run(spec_path: Path, result_path: Path | None = None, sweep_dir: str | None 
         hydra_context=hydra_context,
         config=sweep_config,
         task_function=_checked(
-            load_task_function(payload.get("task_reference"), parts["task_function"])
+            load_task_function(payload.get("task_reference"), parts["task_function"]), guard
         ),
         job_dir_key="hydra.sweep.dir",
         job_subdir_key="hydra.sweep.subdir",

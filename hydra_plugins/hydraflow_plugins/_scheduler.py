@@ -50,6 +50,7 @@ class Entry:
     started_at: float | None = None
     ended_at: float | None = None
     spent: float = 0.0  # dollars of ended attempts (price × their time)
+    cancelling: bool = False  # cancelled while running; its attempt is being interrupted
 
     @property
     def num(self) -> int:
@@ -131,20 +132,27 @@ class Scheduler:
             self.queue.append(entry)
         self._fill()
 
-    def cancel(self, num: int) -> None:
-        """Stop job ``num`` (queued or running); its outcome is ``FAILED`` ("cancelled")."""
+    def cancel(self, num: int, graceful: bool = True) -> None:
+        """Stop job ``num`` (queued or running); its outcome is ``FAILED`` ("cancelled").
+
+        A running job is first asked to stop while its task lives on (``graceful``, when the
+        strategy can: a warm worker stays warm); its outcome then comes once it has stopped.
+        """
         entry = self.entries.get(num)
-        if entry is None or entry.ended_at is not None:
+        if entry is None or entry.ended_at is not None or (entry.cancelling and graceful):
             return
         if entry in self.queue:
             self.queue.remove(entry)
         if entry in self.live:
             assert entry.attempt is not None
+            if graceful and self.strategy.interrupt(entry.attempt, _cancelled(entry)):
+                entry.cancelling = True
+                entry.status_text = "cancelling"
+                return
             self.strategy.stop(entry.attempt)
             self.live.remove(entry)
             self._account(entry)
-        entry.status_text = "cancelled"
-        self._end(entry, failure=JobCancelled(f"Job #{num} ({entry.overrides_text}) cancelled"))
+        self._end_cancelled(entry)
 
     @property
     def active(self) -> set[int]:
@@ -166,8 +174,14 @@ class Scheduler:
             ended = self.strategy.poll([e.attempt for e in self.live if e.attempt is not None])
             for entry in list(self.live):
                 assert entry.attempt is not None
-                entry.status_text = entry.attempt.status_text
                 end = ended.get(entry.num)
+                if entry.cancelling:
+                    if end is not None:  # it has stopped: the cancellation is its outcome
+                        self.live.remove(entry)
+                        self._account(entry)
+                        self._end_cancelled(entry)
+                    continue
+                entry.status_text = entry.attempt.status_text
                 if end is not None:
                     self.live.remove(entry)
                     self._settle(entry, end)
@@ -236,6 +250,10 @@ class Scheduler:
         entry.ended_at = time.monotonic()
         self._ended.append(entry)
 
+    def _end_cancelled(self, entry: Entry) -> None:
+        entry.status_text = "cancelled"
+        self._end(entry, failure=JobCancelled(_cancelled(entry)))
+
     def _worst_case(self, entry: Entry) -> float:
         return worst_case(entry.job.price_per_hour, self.options.max_run_time_hours)
 
@@ -270,6 +288,10 @@ class Scheduler:
             f"pass hydra.launcher.max_total_cost=${cap:,.2f}"
         )
         self.queue.clear()
+
+
+def _cancelled(entry: Entry) -> str:
+    return f"Job #{entry.num} ({entry.overrides_text}) cancelled"
 
 
 def _no_result_message(entry: Entry, end: AttemptEnd) -> str:

@@ -195,9 +195,9 @@ class FlowJobSession:
     def _stop(self, error: BaseException | None) -> None:
         """Cancel what is still active: every live attempt on an error, else job by job."""
         assert self._scheduler is not None
-        if error is None:
+        if error is None:  # an exit path: no grace for what still runs
             for num in sorted(self._scheduler.active):
-                self._scheduler.cancel(num)
+                self._scheduler.cancel(num, graceful=False)
             return
         stopped = self._scheduler.stop_all()
         reason = (

@@ -104,6 +104,13 @@ class RunStrategy(Protocol):
     def stop(self, attempt: Attempt) -> None:
         """Stop a running attempt (cancelled by the user, or by an exit path)."""
 
+    def interrupt(self, attempt: Attempt, reason: str) -> bool:
+        """Ask a running attempt to stop while its task lives on (a warm worker stays warm).
+
+        ``True``: its end comes through :meth:`poll` (the strategy stops its task if it does not
+        end within a grace); ``False``: this strategy cannot, the scheduler calls :meth:`stop`.
+        """
+
     def release(self, wanted: Collection[str], final: bool) -> None:
         """Give back what only jobs of instance types not in ``wanted`` could use.
 
@@ -196,6 +203,9 @@ class StrategyBase:
         self.options = options
         self.common = common
         self.provider = flow.settings.provider
+
+    def interrupt(self, attempt: Attempt, reason: str) -> bool:
+        return False  # a task of its own is simply stopped
 
     @staticmethod
     def _clear_files(jobs: Sequence[Job]) -> None:

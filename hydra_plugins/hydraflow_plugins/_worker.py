@@ -5,6 +5,7 @@ its folder (the launcher writes them; see ``_workers``)::
 
     <folder>/job-<n>.json    order n: the job's spec, its log file, its attempt header, its env
     <folder>/job-<n>.done    written by the worker once order n has ended (its result is written)
+    <folder>/job-<n>.cancel  order n is cancelled (its content: why): the worker interrupts the job
     <folder>/stop            the launcher no longer needs this worker: it exits
 
 Each order runs through the same :func:`~hydra_plugins.hydraflow_plugins._job_runner.run` as a task of
@@ -14,13 +15,21 @@ environment variables, working folder, ``sys.path``, ``sys.argv``, and the job's
 its own log file. What stays (and is the point): imported modules — hydra, mlflow, the user's
 script, imported once. A job that kills the process takes only itself down: the launcher fails it
 with its log tail and starts another worker for the jobs that remain.
+
+A cancelled job stops alone too: a watcher thread sees its ``cancel`` mark and interrupts the main
+thread (``SIGUSR1`` to it; the handler raises :class:`JobInterrupted` inside the task function, which
+Hydra's ``run_job`` records as the job's failure: its MLflow run ends ``FAILED`` with the reason), and
+the worker stays warm for the next job. A job that ignores the interrupt is stopped with its worker
+by the launcher after a grace period.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -30,11 +39,17 @@ from typing import Any
 
 from hydra_plugins.hydraflow_plugins import _job_runner
 
-__all__ = ["STOP_NAME", "done_path", "order_path", "serve"]
+__all__ = ["STOP_NAME", "JobInterrupted", "cancel_path", "done_path", "order_path", "serve"]
 
 POLL_SECONDS = 0.005
+CANCEL_POLL_SECONDS = 0.01
 LAUNCHER_CHECK_SECONDS = 1.0
 STOP_NAME = "stop"
+INTERRUPT_SIGNAL = signal.SIGUSR1
+
+
+class JobInterrupted(Exception):
+    """Raised inside a running task function whose job the launcher cancelled."""
 
 
 def order_path(folder: Path, seq: int) -> Path:
@@ -47,14 +62,91 @@ def done_path(folder: Path, seq: int) -> Path:
     return folder / f"job-{seq}.done"
 
 
+def cancel_path(folder: Path, seq: int) -> Path:
+    """The mark the launcher writes to cancel order ``seq`` (its content: why)."""
+    return folder / f"job-{seq}.cancel"
+
+
+class CancelWatch:
+    """Interrupts the running job of this worker when the launcher cancels it.
+
+    A daemon thread looks for the current order's ``cancel`` mark while a job runs and sends
+    ``SIGUSR1`` to the main thread (a real signal wakes a blocking call such as ``time.sleep``); the
+    handler raises :class:`JobInterrupted` only while the task function runs (:meth:`interruptible`),
+    so Hydra's bookkeeping around it (config, callbacks, result) is never cut in half. A job
+    cancelled before its task function starts is stopped as it enters it.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._seq: int | None = None
+        self._reason: str | None = None
+        self._armed = False
+        self._lock = threading.Lock()
+        self._running = threading.Event()
+
+    def start(self) -> None:
+        """Install the signal handler (main thread) and start the watcher thread."""
+        signal.signal(INTERRUPT_SIGNAL, self._on_signal)
+        main = threading.main_thread().ident
+        assert main is not None
+        threading.Thread(target=self._watch, args=(main,), name="cancel-watch", daemon=True).start()
+
+    def begin(self, seq: int) -> None:
+        """Order ``seq`` starts running."""
+        with self._lock:
+            self._seq, self._reason, self._armed = seq, None, False
+        self._running.set()
+
+    def end(self) -> None:
+        """The current order has ended: a late cancel mark or signal changes nothing."""
+        self._running.clear()
+        with self._lock:
+            self._seq, self._reason, self._armed = None, None, False
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """Around the task function: a cancel raises :class:`JobInterrupted` in it."""
+        with self._lock:
+            if self._reason is not None:
+                raise JobInterrupted(self._reason)
+            self._armed = True
+        try:
+            yield
+        finally:
+            self._armed = False
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self._armed and self._reason is not None:
+            self._armed = False
+            raise JobInterrupted(self._reason)
+
+    def _watch(self, main: int) -> None:
+        while True:
+            self._running.wait()
+            with self._lock:
+                seq, reason = self._seq, self._reason
+                mark = cancel_path(self.folder, seq) if seq is not None else None
+                if mark is not None and reason is None and mark.exists():
+                    self._reason = mark.read_text(errors="replace").strip() or "cancelled"
+                    signal.pthread_kill(main, INTERRUPT_SIGNAL)
+            time.sleep(CANCEL_POLL_SECONDS)
+
+
 def serve(folder: Path, launcher_pid: int | None = None) -> int:
     """Run orders until told to stop (or the launcher is gone); returns the exit status."""
     seq = 0
     checked = time.monotonic()
+    watch = CancelWatch(folder)
+    watch.start()
     while True:
         order = order_path(folder, seq)
         if order.exists():
-            status = run_order(json.loads(order.read_text()))
+            watch.begin(seq)
+            try:
+                status = run_order(json.loads(order.read_text()), watch)
+            finally:
+                watch.end()
             _job_runner.write_atomic(done_path(folder, seq), str(status).encode())
             seq += 1
             continue
@@ -68,13 +160,14 @@ def serve(folder: Path, launcher_pid: int | None = None) -> int:
         time.sleep(POLL_SECONDS)
 
 
-def run_order(order: dict[str, Any]) -> int:
+def run_order(order: dict[str, Any], watch: CancelWatch | None = None) -> int:
     """Run one job as its own task would; put the process back as it was afterwards."""
     env, cwd, path, argv = dict(os.environ), os.getcwd(), list(sys.path), list(sys.argv)
     with _output_to(Path(order["log"]), order.get("header", "")):
         os.environ.update(order.get("env", {}))
         try:
-            return _job_runner.run(Path(order["spec"]))
+            guard = watch.interruptible if watch is not None else None
+            return _job_runner.run(Path(order["spec"]), guard=guard)
         except (Exception, SystemExit):  # the job produced no result; the worker goes on
             traceback.print_exc()
             return 2

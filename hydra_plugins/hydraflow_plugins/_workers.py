@@ -10,7 +10,9 @@ and on every exit path.
 
 A job that kills its worker (a signal, ``os._exit``, out of memory) or outlives
 ``max_run_time_hours`` ends without a result — the scheduler retries or fails it with its log tail —
-and the worker is gone; the next job that needs one starts a new worker.
+and the worker is gone; the next job that needs one starts a new worker. A cancelled job is
+interrupted inside its worker, which stays warm; one that has not stopped ``CANCEL_GRACE_SECONDS``
+later is stopped with its worker.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from hydra_plugins.hydraflow_plugins._strategy import (
     log_tail,
     read_result,
 )
-from hydra_plugins.hydraflow_plugins._worker import STOP_NAME, done_path, order_path
+from hydra_plugins.hydraflow_plugins._worker import STOP_NAME, cancel_path, done_path, order_path
 
 if TYPE_CHECKING:
     from flow_backend import Flow, Task, TaskConfig
@@ -47,6 +49,7 @@ __all__ = ["LocalWorkers"]
 WORKER_MODULE = "hydra_plugins.hydraflow_plugins._worker"
 IDLE_GRACE_SECONDS = 2.0  # in an open session, a sweeper's next job usually comes sooner
 STOP_WAIT_SECONDS = 3.0  # how long close() waits for stopped workers before cancelling them
+CANCEL_GRACE_SECONDS = 3.0  # a cancelled job not stopped by then is stopped with its worker
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Worker:
     orders: int = 0
     attempt: Attempt | None = None
     idle_since: float = field(default_factory=time.monotonic)
+    cancelled_at: float | None = None  # when its current job was cancelled
 
 
 class LocalWorkers(StrategyBase):
@@ -96,6 +100,7 @@ class LocalWorkers(StrategyBase):
         }
         write_atomic(order_path(worker.folder, worker.orders), json.dumps(order).encode())
         worker.orders += 1
+        worker.cancelled_at = None
         worker.attempt = Attempt(job, attempt, worker.task, worker=worker.name)
         return worker.attempt
 
@@ -124,6 +129,15 @@ class LocalWorkers(StrategyBase):
                 self._drop(worker)
                 attempt.task = self.flow.cancel(worker.task.task_id)
                 return
+
+    def interrupt(self, attempt: Attempt, reason: str) -> bool:
+        """The worker interrupts the job and stays warm (see ``_worker.CancelWatch``)."""
+        for worker in self.workers:
+            if worker.attempt is attempt:
+                write_atomic(cancel_path(worker.folder, worker.orders - 1), reason.encode())
+                worker.cancelled_at = time.monotonic()
+                return True
+        return False
 
     def release(self, wanted: Collection[str], final: bool) -> None:
         now = time.monotonic()
@@ -175,6 +189,15 @@ class LocalWorkers(StrategyBase):
                 tail, where = _task_tail(worker.task), f"worker task {worker.task.task_id}"
             end = ended_with(attempt, None, tail)
             return AttemptEnd(None, f"worker {end.how}", tail, where)
+        if worker.cancelled_at is not None:
+            if time.monotonic() - worker.cancelled_at <= CANCEL_GRACE_SECONDS:
+                return None
+            self.flow.cancel(worker.task.task_id)
+            how = (
+                f"its job did not stop within {CANCEL_GRACE_SECONDS:g} s of its cancellation: "
+                f"worker task {worker.task.task_id} was stopped"
+            )
+            return AttemptEnd(None, how, _tail(files.task_log), str(files.task_log))
         hours = self.options.max_run_time_hours
         if hours is not None and time.monotonic() - attempt.started > hours * 3600.0:
             from flow_backend.providers.local.outcome import time_limit_message

@@ -44,6 +44,8 @@ class MemoryStrategy:
         self.stopped: list[int] = []
         self.released: list[tuple[set[str], bool]] = []
         self.prepared: list[int] = []
+        self.interrupted: list[tuple[int, str]] = []
+        self.interrupts = False  # whether attempts stop gracefully (as on a warm worker)
         self.closed = False
         self._ends: dict[int, AttemptEnd] = {}
 
@@ -63,6 +65,11 @@ class MemoryStrategy:
 
     def stop(self, attempt: Attempt) -> None:
         self.stopped.append(attempt.job.num)
+
+    def interrupt(self, attempt: Attempt, reason: str) -> bool:
+        if self.interrupts:
+            self.interrupted.append((attempt.job.num, reason))
+        return self.interrupts
 
     def release(self, wanted: Collection[str], final: bool) -> None:
         self.released.append((set(wanted), final))
@@ -170,6 +177,30 @@ def test_cancel_a_queued_and_a_running_job(tmp_path: Path) -> None:
     assert scheduler.active == set()
     scheduler.cancel(0)  # cancelling an ended job changes nothing
     assert scheduler.take() == []
+
+
+def test_a_running_job_that_can_be_interrupted_ends_cancelled_once_it_has_stopped(
+    tmp_path: Path,
+) -> None:
+    strategy = MemoryStrategy()
+    strategy.interrupts = True
+    scheduler, _ = _scheduler(strategy, limit=1)
+    scheduler.submit([_job(tmp_path, 0), _job(tmp_path, 1)])
+    scheduler.cancel(0)
+    scheduler.cancel(0)  # asked twice: interrupted once
+    assert strategy.interrupted == [(0, "Job #0 (x=0) cancelled")]
+    assert strategy.stopped == []  # its task lives on
+    scheduler.step()
+    assert scheduler.take() == [] and scheduler.active == {0, 1}  # still stopping: slot busy
+    assert strategy.started == [(0, 0)]
+    strategy.finish(0, "a result it wrote while stopping")
+    scheduler.step()
+    (ended,) = scheduler.take()
+    assert ended.num == 0 and isinstance(ended.failure, JobCancelled) and ended.result is None
+    assert strategy.started == [(0, 0), (1, 0)]  # the slot went to the next job
+    scheduler.cancel(1, graceful=False)  # an exit path: stopped at once
+    assert strategy.stopped == [1]
+    assert [e.num for e in scheduler.take()] == [1]
 
 
 def test_budget_stops_starting_jobs_that_could_pass_it(tmp_path: Path) -> None:

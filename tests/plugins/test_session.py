@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,17 +14,25 @@ from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobStatus
 from hydra.types import HydraContext
-from launcher_helpers import processes_mentioning
+from launcher_helpers import processes_mentioning, started_tasks
 from omegaconf import DictConfig
 
 from hydra_plugins.hydraflow_plugins.flow_launcher import FlowLauncher
 
 
 def objective(cfg: DictConfig) -> float:
-    """Twice ``x``; ``x=99`` sleeps until cancelled."""
-    if cfg.x == 99:
-        Path("started-99").touch()
-        time.sleep(120)
+    """Twice ``x``; ``x=99`` sleeps until cancelled, ``x=98`` ignores the cancellation too;
+    ``x=0`` returns the id of the process it ran in."""
+    if cfg.x in (98, 99):
+        Path(f"started-{cfg.x}").write_text(str(os.getpid()))
+        for _ in range(120):
+            try:
+                time.sleep(1)
+            except Exception:  # a job that swallows every exception, the interrupt included
+                if cfg.x == 99:
+                    raise
+    if cfg.x == 0:
+        return float(os.getpid())
     return 2.0 * cfg.x
 
 
@@ -113,3 +122,54 @@ def test_ctrl_c_with_a_busy_and_an_idle_worker_cancels_and_leaves_no_process(
     err = capsys.readouterr().err
     assert "Interrupted: cancelled 1 live task(s)" in err and "(job #0)" in err
     # the fixture checks that no task process is left, the idle worker's included
+
+
+def _wait_for_start(tmp_path: Path, x: int) -> int:
+    """The pid of the process running job ``+x=<x>``, once its task function runs."""
+    started = tmp_path / f"started-{x}"
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return int(started.read_text())
+
+
+@pytest.mark.parametrize("launcher", ["workers"], indirect=True)
+def test_a_cancelled_job_stops_alone_and_its_worker_runs_the_next_job(
+    launcher: FlowLauncher, tmp_path: Path
+) -> None:
+    launcher.params["max_parallel"] = 1
+    with launcher.session() as session:
+        session.submit(0, ["+x=99"])
+        pid = _wait_for_start(tmp_path, 99)
+        session.cancel(0)
+        ((num, ret),) = session.outcomes(timeout=10)
+        assert (num, ret.status) == (0, JobStatus.FAILED)
+        assert "Job #0 (+x=99) cancelled" in str(ret._return_value)
+        session.submit(1, ["+x=0"])
+        ((num, ret),) = session.outcomes(timeout=60)
+        assert (num, ret.status, ret.return_value) == (1, JobStatus.COMPLETED, float(pid))
+    assert [task.name.rsplit("-", 1)[1] for task in started_tasks()] == ["w0"]  # one worker task
+    # the cancelled job kept its output, and its own record of why it stopped
+    (log,) = tmp_path.glob("multirun/*/*/0/flow-task.log")
+    assert log.is_file()
+
+
+@pytest.mark.parametrize("launcher", ["workers"], indirect=True)
+def test_a_cancelled_job_that_ignores_the_interrupt_is_stopped_with_its_worker(
+    launcher: FlowLauncher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hydra_plugins.hydraflow_plugins import _workers
+
+    monkeypatch.setattr(_workers, "CANCEL_GRACE_SECONDS", 1.0)
+    launcher.params["max_parallel"] = 1
+    with launcher.session() as session:
+        session.submit(0, ["+x=98"])
+        pid = _wait_for_start(tmp_path, 98)
+        session.cancel(0)
+        ((num, ret),) = session.outcomes(timeout=30)
+        assert (num, ret.status) == (0, JobStatus.FAILED)
+        assert "cancelled" in str(ret._return_value)
+        session.submit(1, ["+x=0"])
+        ((num, ret),) = session.outcomes(timeout=60)
+        assert ret.status == JobStatus.COMPLETED and ret.return_value != float(pid)
+    assert sorted(task.name.rsplit("-", 1)[1] for task in started_tasks()) == ["w0", "w1"]
