@@ -9,11 +9,19 @@ callback and a TPE sampler seeded 0:
 - ``flow_optuna``: ``hydra/sweeper=flow_optuna`` — a slot is refilled the moment its trial ends;
 - ``flow_optuna + pruning``: the same, with ``prune_on=val_loss`` (median pruner).
 
-It prints wall time of the whole command, the slot-idle fraction over the trials' span (1 - time
-spent in objectives / (slots × span from the first objective start to the last end): a job's
-process start-up counts as idle), compute spent on pruned trials, and the best value, then the
-ratios against the batched sweeper. ``refill s`` is the median time from an objective's end to the
-next objective's start (sweeper, launcher and job set-up). It asserts nothing.
+It prints wall time of the whole command and the slot-idle fraction, 1 - Σ time spent in
+objectives / (n_jobs × wall) — over the command's wall time (``idle/wall``, the issue's figure: the
+command's start-up before the first trial and its wrap-up after the last count as idle) and over
+the trials' span (``idle/span``, first objective start to last end), and ``idle@0``: idle/span of
+the same trials in the same order had every refill been instant (the tail: the last trials run
+while the other slots have nothing left to run) — compute spent on pruned
+trials, and the best value, then the ratios against the batched sweeper. ``refill s`` is the
+median time from an objective's end to the next objective's start. For ``flow_optuna`` it then
+splits each refill (from the study journal's submission/end times) into: ``notice`` (objective end
+→ the sweeper has the outcome: the job's wrap-up and the launcher's poll), ``sweeper`` (→ the next
+trial is submitted: metric read, tell, ask, submit) and ``start`` (→ the next objective starts:
+the launcher hands the job to a worker, the job composes its config and starts its MLflow run),
+and prints the sweeper's own time per phase. ``--ways`` picks some of the ways. It asserts nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 from rich.console import Console
@@ -43,23 +52,63 @@ class Outcome:
     wall: float
     span: float
     busy: float
-    idle: float
+    idle_wall: float
+    idle_span: float
+    idle_floor: float  # idle/span of the same trials with instant refills (the tail)
     trials: int
     pruned: int
     pruned_seconds: float
     best: float
     refill: float
+    parts: dict[str, float]  # median seconds per refill: notice, sweeper, start (flow_optuna only)
+    sweeper_time: str  # the sweeper's "sweeper time:" log line (flow_optuna only)
 
 
-def _states(work: Path) -> dict[int, str]:
-    """Job num → Optuna state, from flow_optuna's study journal (empty for the batched sweeper)."""
-    states: dict[int, str] = {}
+def _journal(work: Path) -> dict[int, dict[str, Any]]:
+    """Job num → its trial's journal entry (flow_optuna only; empty for the batched sweeper)."""
+    entries: dict[int, dict[str, Any]] = {}
     for journal in work.glob("optuna/*.jsonl"):
         for line in journal.read_text().splitlines():
             entry = json.loads(line)
             if entry.get("kind") == "trial" and "job_num" in entry.get("user_attrs", {}):
-                states[int(entry["user_attrs"]["job_num"])] = entry["state"]
-    return states
+                entries[int(entry["user_attrs"]["job_num"])] = entry
+    return entries
+
+
+def _idle_without_overhead(records: dict[int, dict[str, float]], slots: int) -> float:
+    """The slot-idle fraction of the same trials, in job order, if every refill took no time:
+    what is left is the tail (the last trials run while the other slots have nothing to do)."""
+    free = [0.0] * slots
+    for num in sorted(records):
+        earliest = free.index(min(free))
+        free[earliest] += records[num]["end"] - records[num]["start"]
+    busy = sum(r["end"] - r["start"] for r in records.values())
+    return 1.0 - busy / (slots * max(free))
+
+
+def _refill_parts(
+    records: dict[int, dict[str, float]], journal: dict[int, dict[str, Any]]
+) -> dict[str, float]:
+    """Median seconds of each part of a refill: objective end → outcome noticed → next job
+    submitted → its objective started. Each ended job is paired with the first job submitted
+    after the sweeper noticed it (the one that took its slot)."""
+    submitted = sorted(
+        (e["submitted_at"], num) for num, e in journal.items() if e.get("submitted_at")
+    )
+    parts: dict[str, list[float]] = {"notice": [], "sweeper": [], "start": []}
+    taken: set[int] = set()
+    for num, entry in sorted(journal.items(), key=lambda item: item[1].get("ended_at") or 0):
+        noticed = entry.get("ended_at")
+        if noticed is None or num not in records or entry["state"] == "PRUNED":
+            continue
+        successor = next(((t, n) for t, n in submitted if t >= noticed and n not in taken), None)
+        if successor is None or successor[1] not in records:
+            continue
+        taken.add(successor[1])
+        parts["notice"].append(noticed - records[num]["end"])
+        parts["sweeper"].append(successor[0] - noticed)
+        parts["start"].append(records[successor[1]]["start"] - successor[0])
+    return {k: statistics.median(v) for k, v in parts.items() if v}
 
 
 def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace) -> Outcome:
@@ -107,29 +156,38 @@ def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace
         before = [end for end in ends if end <= r["start"]]
         if before:
             gaps.append(r["start"] - before[-1])
-    states = _states(work)
-    pruned = [num for num, state in states.items() if state == "PRUNED"]
+    journal = _journal(work)
+    pruned = [num for num, entry in journal.items() if entry["state"] == "PRUNED"]
     (results,) = work.glob("multirun/*/*/optimization_results.yaml")
     best = float(OmegaConf.load(results).best_value)
+    said = [line for line in proc.stdout.splitlines() if "sweeper time:" in line]
     return Outcome(
         wall=wall,
         span=span,
         busy=busy,
-        idle=1.0 - busy / (args.jobs * span),
+        idle_wall=1.0 - busy / (args.jobs * wall),
+        idle_span=1.0 - busy / (args.jobs * span),
+        idle_floor=_idle_without_overhead(records, args.jobs),
         trials=len(records),
         pruned=len(pruned),
         pruned_seconds=sum(records[n]["end"] - records[n]["start"] for n in pruned if n in records),
         best=best,
         refill=statistics.median(gaps) if gaps else 0.0,
+        parts=_refill_parts(records, journal),
+        sweeper_time=said[-1].split("sweeper time:", 1)[1].strip() if said else "",
     )
 
 
+WAYS = ("batched", "flow", "pruning")
+
+
 def main() -> None:
-    """Run the three ways and print the table and the ratios."""
+    """Run the ways and print the table, the refill breakdown and the ratios."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--step", type=float, default=0.5, help="seconds between val_loss logs")
+    parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
     args = parser.parse_args()
     ways = {
         "optuna (batched)": ["hydra/sweeper=optuna"],
@@ -141,6 +199,9 @@ def main() -> None:
             f"hydra.sweeper.pruner.n_startup_trials={args.jobs}",
         ],
     }
+    ways = {
+        label: way for (label, way), key in zip(ways.items(), WAYS, strict=True) if key in args.ways
+    }
     outcomes: dict[str, Outcome] = {}
     with tempfile.TemporaryDirectory(prefix="async-search-") as tmp:
         for label, sweeper in ways.items():
@@ -148,29 +209,55 @@ def main() -> None:
     table = Table(
         title=f"{args.trials} trials, n_jobs={args.jobs}, flow launcher (local), TPE seed 0"
     )
-    columns = ("way", "wall s", "span s", "slot idle", "refill s", "trials", "pruned", "pruned s")
-    for column in (*columns, "best"):
+    columns = (
+        "way",
+        "wall s",
+        "span s",
+        "idle/wall",
+        "idle/span",
+        "idle@0",
+        "refill s",
+        "notice",
+        "sweeper",
+        "start",
+        "trials",
+        "pruned",
+        "pruned s",
+        "best",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column == "way" else "right")
     for label, o in outcomes.items():
+        parts = [
+            f"{o.parts[k]:.2f}" if k in o.parts else "—" for k in ("notice", "sweeper", "start")
+        ]
         table.add_row(
             label,
             f"{o.wall:.1f}",
             f"{o.span:.1f}",
-            f"{o.idle:.0%}",
+            f"{o.idle_wall:.0%}",
+            f"{o.idle_span:.0%}",
+            f"{o.idle_floor:.0%}",
             f"{o.refill:.2f}",
+            *parts,
             str(o.trials),
             str(o.pruned),
             f"{o.pruned_seconds:.1f}",
             f"{o.best:.3f}",
         )
-    console = Console(width=120)
+    console = Console(width=160)
     console.print(table)
-    base = outcomes["optuna (batched)"]
-    for label in ("flow_optuna", "flow_optuna + pruning"):
-        o = outcomes[label]
+    for label, o in outcomes.items():
+        if o.sweeper_time:
+            console.print(f"{label}: sweeper time: {o.sweeper_time}")
+    base = outcomes.get("optuna (batched)")
+    for label, o in outcomes.items():
+        if base is None or o is base:
+            continue
         console.print(
             f"{label} / optuna (batched): wall ×{o.wall / base.wall:.2f}, "
-            f"span ×{o.span / base.span:.2f}, slot idle {o.idle:.0%} vs {base.idle:.0%}, "
+            f"span ×{o.span / base.span:.2f}, idle/wall {o.idle_wall:.0%} vs "
+            f"{base.idle_wall:.0%}, idle/span {o.idle_span:.0%} vs {base.idle_span:.0%}, "
             f"best {o.best:.3f} vs {base.best:.3f}"
         )
 

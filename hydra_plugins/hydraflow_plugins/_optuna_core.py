@@ -111,6 +111,8 @@ def sweep(sweeper: FlowOptunaSweeper, arguments: list[str]) -> dict[str, Any]:
                 flush=True,
             )
             raise
+        finally:
+            log.info(f"[flow_optuna] sweeper time: {search.times.summary()}")
     return _report(study, str(config.hydra.sweep.dir), records)
 
 

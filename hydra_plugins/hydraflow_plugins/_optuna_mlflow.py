@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from optuna.study import Study
     from optuna.trial import FrozenTrial
 
+    from hydraflow.core.store import Store
+
 __all__ = ["TAG_STATE", "TAG_STUDY", "TAG_TRIAL", "MlflowTrials"]
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,9 @@ class MlflowTrials:
         study_name: str,
         metric: str | None = None,
     ) -> None:
+        self.tracking_uri = tracking_uri
         self.client = store.client_for(tracking_uri)
+        self._store: Store | None = None
         found = store.retry_busy(lambda: self.client.get_experiment_by_name(experiment))
         self.experiment_id = found.experiment_id if found is not None else None
         self.sweep_id = sweep_id
@@ -71,12 +75,28 @@ class MlflowTrials:
         return {num: self._runs[num] for num in nums if num in self._runs}
 
     def read(self, nums: Collection[int]) -> dict[int, dict[int, float]]:
-        """``{job num: {step: value}}`` of the pruning metric, for the jobs that logged it."""
+        """``{job num: {step: value}}`` of the pruning metric, for the jobs that logged it.
+
+        One read for all the jobs (one SQL query on a sqlite store, one bulk request to a server).
+        """
+        import polars as pl
+
+        from hydraflow.core.history import read_histories
+        from hydraflow.core.store import open_store
+
+        runs = self._run_ids(nums)
+        if not runs:
+            return {}
+        if self._store is None:
+            self._store = open_store(self.tracking_uri)
+        num_of = {run_id: num for num, run_id in runs.items()}
+        frame = pl.DataFrame(
+            {"run_id": list(num_of), "experiment_id": [self.experiment_id] * len(num_of)}
+        )
+        history = read_histories(self._store, frame, [self.metric]).sort("timestamp")
         values: dict[int, dict[int, float]] = {}
-        for num, run_id in self._run_ids(nums).items():
-            history = store.retry_busy(partial(self.client.get_metric_history, run_id, self.metric))
-            if history:
-                values[num] = {int(m.step): float(m.value) for m in history}
+        for run_id, step, value in history.select("run_id", "step", "value").iter_rows():
+            values.setdefault(num_of[run_id], {})[int(step)] = float(value)
         return values
 
     def logged_metrics(self, num: int) -> list[str]:

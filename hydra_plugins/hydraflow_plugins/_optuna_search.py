@@ -1,11 +1,17 @@
 """The ``flow_optuna`` scheduling loop: no batch barrier, pruning from live metrics.
 
 ``n_jobs`` trials run at once in the launcher's ``JobSession`` (``_session``). The moment one
-ends its value is told to Optuna and the next trial is asked and submitted. While trials run, the
-pruning metric's new steps are read (every ``poll`` seconds), reported to the trial, and a trial the
-pruner stops is told PRUNED at once and its job cancelled, so its slot is filled again. A failed
-job is FAIL and the study goes on. On any exception (Ctrl-C included) the running trials become
-FAIL marked ``interrupted`` and the exception goes on, so the study can be resumed.
+ends its value is told to Optuna and the next trial is asked and submitted; nothing else comes
+between a trial's end and its successor's submission: the journal line and the MLflow tags of
+ended trials are written after the refill. The next trial is asked only then, not ahead of time: a
+trial asked while the slot's trial still runs would be sampled without that trial's result (and
+without any other that ends meanwhile), and asking costs milliseconds (``SearchTimes`` measures it).
+
+While trials run, the pruning metric's new steps are read for all running trials at once (every
+``poll`` seconds), reported to the trials, and a trial the pruner stops is told PRUNED at once and
+its job cancelled, so its slot is filled again. A failed job is FAIL and the study goes on. On any
+exception (Ctrl-C included) the running trials become FAIL marked ``interrupted`` and the exception
+goes on, so the study can be resumed.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hydra.core.utils import JobReturn, JobStatus
@@ -33,7 +41,7 @@ if TYPE_CHECKING:
 
     from hydra_plugins.hydraflow_plugins._session import JobSession
 
-__all__ = ["IntermediateValues", "Search", "TrialRecords"]
+__all__ = ["IntermediateValues", "Search", "SearchTimes", "TrialRecords"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,40 @@ class TrialRecords(Protocol):
 class _NoRecords:
     def ended(self, num: int, trial: FrozenTrial) -> None:
         return None
+
+
+@dataclass
+class SearchTimes:
+    """Where the sweeper's own time went: seconds and count per phase (``ask``, ``tell``,
+    ``submit``, ``read`` of metrics, ``record`` of journal lines and MLflow tags, ``wait`` for
+    outcomes), and each job's wall-clock submission and end (when the sweeper learnt of it)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    longest: dict[str, float] = field(default_factory=dict)
+    submitted_at: dict[int, float] = field(default_factory=dict)
+    ended_at: dict[int, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the block as one occurrence of ``name``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            took = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + took
+            self.counts[name] = self.counts.get(name, 0) + 1
+            self.longest[name] = max(self.longest.get(name, 0.0), took)
+
+    def summary(self) -> str:
+        """One line: each phase's total, count and longest."""
+        return "; ".join(
+            f"{name} {self.seconds[name]:.2f} s ({self.counts[name]}×, longest "
+            f"{self.longest[name] * 1000:.0f} ms)"
+            for name in ("wait", "ask", "tell", "submit", "read", "record")
+            if name in self.seconds
+        )
 
 
 def trial_values(value: Any, objectives: int) -> list[float]:
@@ -112,41 +154,72 @@ class Search:
         self.reported: dict[int, int] = {}  # trial number → last step reported
         self.done = counted(study)
         self.next_num = next_job_num(study)
+        self.times = SearchTimes()
         self._warned_never_logged = False
         self._last_read = -math.inf
-        self._unrecorded: list[tuple[int, int]] = []  # (job num, trial number) to record
+        self._unjournaled: list[tuple[int, int]] = []  # (job num, trial number) to journal
+        self._unrecorded: list[tuple[int, int]] = []  # (job num, trial number) to tag in MLflow
 
     def run(self) -> None:
         """Run trials until ``n_trials`` of the study have ended (resumed ones count)."""
         try:
             while True:
                 self._fill()
-                self._record()  # after the refill: MLflow writes do not delay the next trial
+                self._record()  # after the refill: journal and MLflow writes never delay a trial
                 if not self.running and not self.cancelled:
                     return
-                timeout = self.poll if self.watch is not None else None
-                for num, ret in self.session.outcomes(timeout=timeout):
-                    self._settle(num, ret)
-                if self.watch is not None and self.clock() - self._last_read >= self.poll:
-                    self._last_read = self.clock()
+                if self._prune_due():
                     self._prune()
+                    continue
+                with self.times.phase("wait"):
+                    ended = self.session.outcomes(timeout=self._timeout())
+                self._settle_all(ended)
         except BaseException:
             self._interrupt()
             raise
+
+    def _timeout(self) -> float | None:
+        """Wait for an outcome until the next metric read is due (for ever without pruning)."""
+        if self.watch is None or not self.running:
+            return None if self.watch is None else self.poll
+        return max(0.0, self._last_read + self.poll - self.clock())
+
+    def _prune_due(self) -> bool:
+        return (
+            self.watch is not None
+            and bool(self.running)
+            and self.clock() - self._last_read >= self.poll
+        )
 
     # -- the slots -----------------------------------------------------------------------------
     def _fill(self) -> None:
         slots = min(self.session.slots, self.parallel or self.session.slots)
         while len(self.running) < slots and self.done + len(self.running) < self.n_trials:
-            trial, overrides = self.ask()
+            with self.times.phase("ask"):
+                trial, overrides = self.ask()
             num = self.next_num
             self.next_num += 1
             trial.set_user_attr(ATTR_JOB_NUM, num)
             self.running[num] = trial
-            self.session.submit(num, overrides)
+            with self.times.phase("submit"):
+                self.session.submit(num, overrides)
+            self.times.submitted_at[num] = time.time()
             log.info(f"[flow_optuna] trial {trial.number} → job #{num}: {' '.join(overrides)}")
 
-    def _settle(self, num: int, ret: JobReturn) -> None:
+    def _settle_all(self, ended: list[tuple[int, JobReturn]]) -> None:
+        """Tell the ended jobs' trials (their last metric steps read in one query)."""
+        now = time.time()
+        for num, _ in ended:
+            self.times.ended_at.setdefault(num, now)
+        steps: dict[int, dict[int, float]] = {}
+        finished = [num for num, _ in ended if num in self.running]
+        if self.watch is not None and finished:
+            with self.times.phase("read"):
+                steps = self.watch.read(finished)
+        for num, ret in ended:
+            self._settle(num, ret, steps.get(num, {}))
+
+    def _settle(self, num: int, ret: JobReturn, steps: dict[int, float]) -> None:
         from optuna.trial import TrialState
 
         if num in self.cancelled:  # a pruned trial's job has stopped: record it now
@@ -155,8 +228,7 @@ class Search:
         trial = self.running.pop(num, None)
         if trial is None:
             return
-        if self.watch is not None:
-            self._report(trial, self.watch.read([num]).get(num, {}))
+        self._report(trial, steps)
         label = f"trial {trial.number} (job #{num})"
         if ret.status != JobStatus.COMPLETED:
             error = ret._return_value
@@ -182,23 +254,35 @@ class Search:
         values: list[float] | None = None,
         record: bool = True,
     ) -> None:
-        try:
-            self.study.tell(trial, values=values, state=state)
-        except RuntimeError as error:  # GridSampler stops the study once its grid is covered
-            if "Study.stop" not in str(error):
-                raise
-        frozen = self._frozen(trial.number)
-        if not frozen.user_attrs.get(ATTR_INTERRUPTED):
+        with self.times.phase("tell"):
+            try:
+                self.study.tell(trial, values=values, state=state)
+            except RuntimeError as error:  # GridSampler stops the study once its grid is covered
+                if "Study.stop" not in str(error):
+                    raise
+        self.times.ended_at.setdefault(num, time.time())
+        if not trial.user_attrs.get(ATTR_INTERRUPTED):
             self.done += 1
-        if self.journal is not None:
-            self.journal.record(frozen)
+        self._unjournaled.append((num, trial.number))
         if record:
             self._unrecorded.append((num, trial.number))
 
     def _record(self) -> None:
-        pending, self._unrecorded = self._unrecorded, []
-        for num, number in pending:
-            self.records.ended(num, self._frozen(number))
+        """Write the ended trials' journal lines, then their MLflow tags."""
+        if not self._unjournaled and not self._unrecorded:
+            return
+        with self.times.phase("record"):
+            journal, self._unjournaled = self._unjournaled, []
+            for num, number in journal:
+                if self.journal is not None:
+                    self.journal.record(
+                        self._frozen(number),
+                        submitted_at=self.times.submitted_at.get(num),
+                        ended_at=self.times.ended_at.get(num),
+                    )
+            pending, self._unrecorded = self._unrecorded, []
+            for num, number in pending:
+                self.records.ended(num, self._frozen(number))
 
     def _frozen(self, number: int) -> FrozenTrial:
         return self.study.get_trials(deepcopy=False)[number]
@@ -208,9 +292,12 @@ class Search:
         from optuna.trial import TrialState
 
         assert self.watch is not None
+        self._last_read = self.clock()
         if not self.running:
             return
-        for num, steps in self.watch.read(list(self.running)).items():
+        with self.times.phase("read"):
+            read = self.watch.read(list(self.running))
+        for num, steps in read.items():
             trial = self.running.get(num)
             if trial is None or not self._report(trial, steps) or not trial.should_prune():
                 continue

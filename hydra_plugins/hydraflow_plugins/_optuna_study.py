@@ -3,7 +3,7 @@
 ``hydra.sweeper.storage`` set: an Optuna storage URL, used as is (``load_if_exists``).
 ``storage: null`` (the default): a journal beside the MLflow store, ``optuna/<study_name>.jsonl`` —
 one JSON line per ended trial (number, state, values, params and their distributions, intermediate
-values, user attributes). A rerun with the same ``study_name`` replays it into an in-memory study,
+values, user attributes, when its job was submitted and when it ended). A rerun with the same ``study_name`` replays it into an in-memory study,
 so finished trials are not rerun and no database server is needed. A trial's ``job_num`` user
 attribute ties it to its Hydra job; ``interrupted`` marks trials stopped by Ctrl-C (FAIL in Optuna,
 not counted against ``n_trials``, so a resumed study runs that many new ones).
@@ -77,8 +77,14 @@ class StudyJournal:
         if not self.path.is_file():
             self._append({"kind": "study", "study_name": study_name, "directions": directions})
 
-    def record(self, trial: FrozenTrial) -> None:
-        """Append one ended trial."""
+    def record(
+        self,
+        trial: FrozenTrial,
+        submitted_at: float | None = None,
+        ended_at: float | None = None,
+    ) -> None:
+        """Append one ended trial; with when its job was submitted and when the sweeper learnt it
+        ended (Unix seconds), where known."""
         from optuna.distributions import distribution_to_json
 
         self._append(
@@ -93,6 +99,8 @@ class StudyJournal:
                 },
                 "intermediate": {str(k): v for k, v in trial.intermediate_values.items()},
                 "user_attrs": trial.user_attrs,
+                "submitted_at": submitted_at,
+                "ended_at": ended_at,
             }
         )
 

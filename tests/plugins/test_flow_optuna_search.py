@@ -206,6 +206,30 @@ def test_resume_continues_numbering_and_skips_finished_trials(tmp_path: Path) ->
     assert third.jobs == {}  # n_trials counts the whole study: nothing left to run
 
 
+def test_ended_trials_are_written_down_after_their_slots_are_refilled(tmp_path: Path) -> None:
+    session = FakeSession(slots=2, duration=lambda p: 1.0, result=_quadratic)
+    journal = StudyJournal(tmp_path / "s.jsonl")
+    newest_job_when_written: dict[int, int] = {}
+
+    class Spy(StudyJournal):
+        def record(self, trial: Any, **times: Any) -> None:
+            newest_job_when_written[trial.user_attrs["job_num"]] = max(session.jobs)
+            super().record(trial, **times)
+
+    class Records:
+        def ended(self, num: int, trial: Any) -> None:
+            assert max(session.jobs) >= min(num + 2, 5)  # its successor was submitted first
+
+    spy = Spy(journal.path)
+    space = SearchSpace.parse({"x": "interval(0, 4)"}, [])
+    study = _search(session, _options(n_trials=6, n_jobs=2), space, spy, records=Records())
+    assert sorted(newest_job_when_written) == list(range(6))
+    assert all(newest >= min(n + 2, 5) for n, newest in newest_job_when_written.items())
+    entries = journal.load("s", ["minimize"])
+    assert len(entries) == len(study.trials) == 6
+    assert all(e["submitted_at"] <= e["ended_at"] for e in entries)
+
+
 def test_ctrl_c_marks_running_trials_fail_and_a_rerun_runs_them_again(tmp_path: Path) -> None:
     journal = StudyJournal(tmp_path / "s.jsonl")
     space = SearchSpace.parse({"x": "interval(0, 4)"}, [])
