@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from flow_backend.instance_types import InstanceType
     from flow_backend.models import TaskRecord
+    from flow_backend.remote import TaskHost
     from flow_backend.settings import FlowSettings
     from flow_backend.task_config import TaskConfig
 
@@ -53,6 +54,9 @@ class Provider(ABC):
     #: Whether :meth:`submit_array` queues tasks in the provider's own scheduler (one submission,
     #: the provider starts them as resources allow) rather than starting them all at once.
     queues_arrays: bool = False
+    #: Whether :meth:`task_host` reaches a running task's host (commands with input, its files
+    #: over one pooled connection per host): a launcher can then feed long-lived worker tasks.
+    reaches_tasks: bool = False
 
     def __init__(self, settings: FlowSettings) -> None:
         self.settings = settings
@@ -121,6 +125,11 @@ class Provider(ABC):
 
     def download(self, task_id: str, remote_path: str, local_path: Path) -> None:
         """Copy a file or folder from where the task runs to this machine (no-op when shared)."""
+        return None
+
+    def task_host(self, task_id: str) -> TaskHost | None:
+        """The host and working folder of a running task's main node (``reaches_tasks``);
+        ``None`` while it has none (or on a provider without hosts)."""
         return None
 
     def price_per_hour(self, instance_type: str) -> float:

@@ -28,6 +28,7 @@ from flow_backend.remote.shell import (
     run_shell,
     ssh_command_line,
 )
+from flow_backend.remote.task_host import TaskHost
 from flow_backend.remote.transfer import download
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "RemoteResult",
     "RemoteStatus",
     "SSHDestination",
+    "TaskHost",
     "UploadedCode",
     "code_hash",
     "collect_files",

@@ -57,7 +57,7 @@ def _launch(launcher: FlowLauncher, numbered: Sequence[tuple[int, list[str]]]) -
             context.price_of,
         )
         if options.dry_run:
-            workers = session.slots if uses_workers(session.provider, options) else None
+            workers = session.slots if uses_workers(session.flow.provider, options) else None
             print(format_plan(rows, session.provider, workers), flush=True)
             check_budget(rows, options)
             return [context.dry_run_return(job) for job in jobs]

@@ -16,7 +16,6 @@ comes home, so its MLflow run is never imported: the user's store shows one run 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -39,6 +38,7 @@ __all__ = [
     "RemoteLayout",
     "check_staged",
     "collect_if_done",
+    "keep_result",
     "stage_dir",
 ]
 
@@ -129,14 +129,23 @@ def collect_if_done(
         log.warning("task %s: could not bring the job's output home yet: %s", task_id, error)
         pending.unlink(missing_ok=True)
         return None
-    _point_home(job_return, local_output)
-    pending.write_bytes(cloudpickle.dumps(job_return))
-    os.replace(pending, result)
+    keep_result(job_return, local_output, result)
+    pending.unlink(missing_ok=True)
     try:
         flow.provider.shell(task_id, f": > {layout.mark(attempt)}")
     except FlowError as error:  # the runner stops waiting by itself; the task still ends
         log.warning("task %s: could not release the finished job: %s", task_id, error)
     return job_return, remote_output
+
+
+def keep_result(job_return: JobReturn, local_output: Path, result: Path) -> None:
+    """Point a result that came home at its output folder here and write it where results are read."""
+    import cloudpickle
+
+    from hydra_plugins.hydraflow_plugins._job_runner import write_atomic
+
+    _point_home(job_return, local_output)
+    write_atomic(result, cloudpickle.dumps(job_return))
 
 
 def _point_home(job_return: JobReturn, local_output: Path) -> None:

@@ -63,6 +63,10 @@ class RemoteTasks(PerTaskStrategy):
         self.env_planned = False
 
     def _prepare(self, jobs: Sequence[Job]) -> None:
+        self.stage_jobs(jobs)
+
+    def stage_jobs(self, jobs: Sequence[Job]) -> None:
+        """Plan the job environment (once) and stage each job's spec for the code upload."""
         launch_dir = Path(os.getcwd())
         staged: list[Path] = []
         if not self.env_planned:  # once per launch (a session prepares each batch it is given)
@@ -92,13 +96,18 @@ class RemoteTasks(PerTaskStrategy):
 
     def _command(self, job: Job, attempt: int) -> list[str]:
         layout = RemoteLayout(self.context.sweep_id, job.num)
-        args = [
-            "-m",
-            "hydra_plugins.hydraflow_plugins._job_runner",
-            layout.spec,
-            layout.result(attempt),
-            layout.sweep_dir(attempt),
-        ]
+        return self.python_command(
+            [
+                "-m",
+                "hydra_plugins.hydraflow_plugins._job_runner",
+                layout.spec,
+                layout.result(attempt),
+                layout.sweep_dir(attempt),
+            ]
+        )
+
+    def python_command(self, args: list[str]) -> list[str]:
+        """A task command running ``python <args>`` in the job environment (or on ``python``)."""
         if self.remote_env is not None:
             return self.remote_env.wrap(args)
         return [self.options.python or DEFAULT_REMOTE_PYTHON, *args]
@@ -123,9 +132,9 @@ class RemoteTasks(PerTaskStrategy):
         if came is None:
             return
         attempt.remote_output = came[1]
-        self._import(attempt, output)
+        self.import_runs(attempt, output)
 
-    def _import(self, attempt: Attempt, output: Path) -> None:
+    def import_runs(self, attempt: Attempt, output: Path) -> None:
         """Copy the job's own MLflow store into the user's (idempotent)."""
         if self.user_store is None or not (output / "mlflow.db").is_file():
             return

@@ -10,8 +10,9 @@ the collection of an attempt's outcome and the cleanup; the scheduler only asks 
   arrays (one ``sbatch --array`` on slurm);
 - ``RemoteTasks`` (``_remote_jobs``) — one remote task per attempt, its output brought home;
 - ``LocalWorkers`` (``_workers``) — long-lived worker tasks that run the jobs one after another
-  (``reuse_workers=true``, the default, on the local provider; remote providers keep one task per
-  attempt for now).
+  (``reuse_workers=true``, the default, on the local provider);
+- ``RemoteWorkers`` (``_remote_workers``) — the same on a provider that reaches its tasks' hosts
+  (ssh, mithril): a worker is one remote task (an SSH host slot, a spot bid) fed over SSH.
 
 :func:`choose_strategy` is the one place that looks at the provider and ``reuse_workers``.
 """
@@ -35,6 +36,7 @@ from hydra_plugins.hydraflow_plugins._paths import RUNNER_MODULE, JobFiles, copy
 
 if TYPE_CHECKING:
     from flow_backend import Flow, Task, TaskConfig
+    from flow_backend.providers.base import Provider
 
 __all__ = [
     "LOG_TAIL_LINES",
@@ -327,19 +329,29 @@ def local_spec(job: Job, common: dict[str, bytes]) -> bytes:
     )
 
 
-def uses_workers(provider: str, options: LauncherOptions) -> bool:
-    """Whether this launch runs its jobs on warm workers (local provider, ``reuse_workers``)."""
-    return provider == "local" and options.reuse_workers
+def uses_workers(provider: Provider, options: LauncherOptions) -> bool:
+    """Whether this launch runs its jobs on warm workers (``reuse_workers``, where a provider can
+    feed them: this machine's files, or a task host it reaches; a cluster queue runs arrays)."""
+    if not options.reuse_workers:
+        return False
+    if provider.shares_files:
+        return not provider.queues_arrays
+    return provider.reaches_tasks
 
 
 def choose_strategy(context: JobContext, flow: Flow, options: LauncherOptions) -> RunStrategy:
     """The strategy of this launch: the provider and ``reuse_workers`` decide, once."""
     common = context.common_payload()
+    workers = uses_workers(flow.provider, options)
     if not flow.provider.shares_files:
+        if workers:
+            from hydra_plugins.hydraflow_plugins._remote_workers import RemoteWorkers
+
+            return RemoteWorkers(context, flow, options, common)
         from hydra_plugins.hydraflow_plugins._remote_jobs import RemoteTasks
 
         return RemoteTasks(context, flow, options, common)
-    if uses_workers(flow.settings.provider, options):
+    if workers:
         from hydra_plugins.hydraflow_plugins._workers import LocalWorkers
 
         return LocalWorkers(context, flow, options, common)

@@ -8,6 +8,11 @@ its folder (the launcher writes them; see ``_workers``)::
     <folder>/job-<n>.cancel  order n is cancelled (its content: why): the worker interrupts the job
     <folder>/stop            the launcher no longer needs this worker: it exits
 
+On a remote host (``_remote_workers``) the folder and every path of an order are relative to the
+uploaded code (the worker's working folder); an order then also names the attempt's ``result`` file
+and ``sweep_dir``, as a remote task's runner is given them, and ``--idle SECONDS`` ends a worker
+that gets no order for that long (its launcher, on another machine, cannot be watched by pid).
+
 Each order runs through the same :func:`~hydra_plugins.hydraflow_plugins._job_runner.run` as a task of
 its own would, so a job gets the same Hydra state (restored from its spec), output folder, result,
 callbacks and MLflow run. Between jobs the worker puts back what a job may change in the process:
@@ -133,10 +138,10 @@ class CancelWatch:
             time.sleep(CANCEL_POLL_SECONDS)
 
 
-def serve(folder: Path, launcher_pid: int | None = None) -> int:
-    """Run orders until told to stop (or the launcher is gone); returns the exit status."""
+def serve(folder: Path, launcher_pid: int | None = None, idle_seconds: float | None = None) -> int:
+    """Run orders until told to stop (or the launcher is gone, or idle too long); exit status."""
     seq = 0
-    checked = time.monotonic()
+    checked = idle_since = time.monotonic()
     watch = CancelWatch(folder)
     watch.start()
     while True:
@@ -149,8 +154,12 @@ def serve(folder: Path, launcher_pid: int | None = None) -> int:
                 watch.end()
             _job_runner.write_atomic(done_path(folder, seq), str(status).encode())
             seq += 1
+            idle_since = time.monotonic()
             continue
         if (folder / STOP_NAME).exists():
+            return 0
+        if idle_seconds is not None and time.monotonic() - idle_since > idle_seconds:
+            print(f"worker: no order for {idle_seconds:g} s; exiting", flush=True)
             return 0
         if launcher_pid is not None and time.monotonic() - checked > LAUNCHER_CHECK_SECONDS:
             checked = time.monotonic()
@@ -167,7 +176,13 @@ def run_order(order: dict[str, Any], watch: CancelWatch | None = None) -> int:
         os.environ.update(order.get("env", {}))
         try:
             guard = watch.interruptible if watch is not None else None
-            return _job_runner.run(Path(order["spec"]), guard=guard)
+            result = order.get("result")  # a remote attempt's own result file and sweep dir
+            return _job_runner.run(
+                Path(order["spec"]),
+                Path(result) if result else None,
+                order.get("sweep_dir"),
+                guard=guard,
+            )
         except (Exception, SystemExit):  # the job produced no result; the worker goes on
             traceback.print_exc()
             return 2
@@ -215,12 +230,20 @@ def _alive(pid: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m hydra_plugins.hydraflow_plugins._worker FOLDER [LAUNCHER_PID]``."""
-    args = sys.argv[1:] if argv is None else argv
+    """Entry point: ``python -m ..._worker FOLDER [LAUNCHER_PID] [--idle SECONDS]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    idle = None
+    if "--idle" in args[:-1]:
+        at = args.index("--idle")
+        idle = float(args[at + 1])
+        del args[at : at + 2]
     if len(args) not in (1, 2):
-        print("usage: python -m hydra_plugins.hydraflow_plugins._worker FOLDER [LAUNCHER_PID]")
+        print(
+            "usage: python -m hydra_plugins.hydraflow_plugins._worker FOLDER [LAUNCHER_PID] "
+            "[--idle SECONDS]"
+        )
         return 2
-    return serve(Path(args[0]), int(args[1]) if len(args) == 2 else None)
+    return serve(Path(args[0]), int(args[1]) if len(args) == 2 else None, idle)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,8 @@ def test_sweep_on_a_bare_python_prepares_the_environment_once(
         f"hydra.launcher.env_dir={env_dir}",
         f"+hydra.launcher.env.PATH={_host_path()}",
         f"hydra.launcher.setup=['echo $VIRTUAL_ENV >> {env_dir}/setup.log']",
+        # one task per job: each job's log then shows whether its task built the environment
+        "hydra.launcher.reuse_workers=false",
     ]
     started = time.monotonic()
     proc = _run(project, "multirun/sweep", *overrides, "lr=0.1,0.01,0.001,0.0001")

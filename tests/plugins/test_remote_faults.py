@@ -1,4 +1,7 @@
-"""A sweep on the fake Mithril when the cloud misbehaves: preemption, a budget, Ctrl-C."""
+"""A sweep on the fake Mithril when the cloud misbehaves: preemption, a budget, Ctrl-C.
+
+Jobs run on warm workers (the default) unless a test says otherwise.
+"""
 
 from __future__ import annotations
 
@@ -67,11 +70,13 @@ def _finish(proc: subprocess.Popen[str]) -> str:
     return out
 
 
+@pytest.mark.parametrize("workers", [True, False], ids=["workers", "per-task"])
 def test_a_preempted_job_runs_again_on_a_new_bid_and_shows_one_run(
-    cloud: FakeMithril, tmp_path: Path
+    cloud: FakeMithril, tmp_path: Path, workers: bool
 ) -> None:
     project = copy_project(tmp_path)
-    proc = _start(project, "lr=0.1", "sleep=3", "hydra.launcher.max_retries=1")
+    mode = f"hydra.launcher.reuse_workers={str(workers).lower()}"
+    proc = _start(project, "lr=0.1", "sleep=3", "hydra.launcher.max_retries=1", mode)
     _wait_for(lambda: _jobs_inside_task_function(1), proc, "the job started")
     (first,) = cloud.bids()
     cloud.preempt(first["fid"])
@@ -80,12 +85,18 @@ def test_a_preempted_job_runs_again_on_a_new_bid_and_shows_one_run(
     assert "retry 1/1" in out and "preempted" in out
 
     names = sorted(bid["name"] for bid in cloud.bids())
-    assert len(names) == 2 and names[1] == names[0] + "-r1"  # a new bid for the retry
+    assert len(names) == 2  # a new bid for the retry, the preempted one cancelled (below)
+    if workers:  # a new worker took the job back from the queue
+        assert names[0].endswith("-w0") and names[1] == names[0][:-1] + "1"
+    else:
+        assert names[1] == names[0] + "-r1"
     runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
     children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
     assert [r.info.status for r in children] == ["FINISHED"]  # one job, not two half-jobs
     assert children[0].data.params["lr"] == "0.1"
     assert (project / "multirun" / "sweep" / "0" / "model.txt").is_file()
+    task_log = (project / "multirun" / "sweep" / "0" / "flow-task.log").read_text()
+    assert "----- attempt 2 " in task_log  # both attempts' output, the retry marked
     assert cloud.billing_instances() == []
 
 

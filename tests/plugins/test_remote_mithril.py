@@ -2,7 +2,8 @@
 
 The code is uploaded to the fake's remote root (under tmp_path, not the launch dir); every job logs
 into its own store there, comes home into the sweep dir, and its run is imported into the user's
-store.
+store. Jobs run on warm workers (``reuse_workers``, the default: one spot bid per worker) unless a
+test sets ``reuse_workers=false`` (one bid per job).
 """
 
 from __future__ import annotations
@@ -33,8 +34,13 @@ def test_four_job_sweep_on_mithril_lands_in_the_users_store(
 ) -> None:
     project = copy_project(tmp_path)
     remote_root = Path(os.environ["FLOW_MITHRIL_REMOTE_ROOT"])
-    proc = run_sweep(project, "mithril", "lr=0.1,0.01,0.001,0.0001")
+    proc = run_sweep(
+        project, "mithril", "lr=0.1,0.01,0.001,0.0001", "hydra.launcher.max_parallel=2"
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # two warm workers ran the four jobs: one spot bid each, not one per job
+    bids = cloud.bids()
+    assert len(bids) == 2, [bid["name"] for bid in bids]
 
     runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
     parents = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
@@ -45,6 +51,7 @@ def test_four_job_sweep_on_mithril_lands_in_the_users_store(
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert run.data.tags["flow.provider"] == "mithril"
+        assert run.data.tags["flow.task_id"] in {bid["fid"] for bid in bids}
         assert run.data.metrics["score"] > 0
         returned = json.loads(run.data.tags["hydraflow.return_value"])
         # the job ran in the uploaded code under the remote root, not in the launch dir
@@ -123,8 +130,10 @@ def test_a_mithril_sweep_lands_on_a_tracking_server(
     project = copy_project(tmp_path)
     with mlflow_server(tmp_path / "server", migrated_store) as uri:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        proc = run_sweep(project, "mithril", "lr=0.1,0.01")
+        # one spot bid per job (the other strategy's path home, onto a server)
+        proc = run_sweep(project, "mithril", "lr=0.1,0.01", "hydra.launcher.reuse_workers=false")
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert len(cloud.bids()) == 2
         runs = job_runs(uri, EXPERIMENT)
         from mlflow.tracking import MlflowClient
 

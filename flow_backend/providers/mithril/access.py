@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from flow_backend.errors import FlowError, ResourceNotFoundError
 from flow_backend.providers.mithril.lookup import instances_for
-from flow_backend.remote import download as remote_download
 from flow_backend.remote import (
+    TaskHost,
     follow_logs,
     interactive_shell,
     parse_destination,
@@ -23,6 +23,7 @@ from flow_backend.remote import (
     ssh_command_line,
     tail_logs,
 )
+from flow_backend.remote import download as remote_download
 
 if TYPE_CHECKING:
     from flow_backend.models import TaskRecord
@@ -135,6 +136,15 @@ class TaskAccess:
             return ""
         cwd = self.nodes.workdir(node)
         return run_shell(self.nodes.conn(node.destination), command, cwd=cwd)
+
+    def task_host(self, task_id: str) -> TaskHost | None:
+        """Rank 0's instance (its pooled connection) and working folder, once it runs."""
+        node = self._main_node(task_id)
+        if node is None or node.node_dir is None:
+            return None
+        return TaskHost(
+            node.destination, self.nodes.conn(node.destination), self.nodes.workdir(node)
+        )
 
     def shell_command(self, task_id: str) -> str | None:
         record = self.get(task_id)

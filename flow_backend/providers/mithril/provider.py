@@ -48,6 +48,7 @@ class MithrilProvider(TaskAccess, Provider):
     """Runs tasks as Mithril spot bids (``MITHRIL_API_KEY``, ``MITHRIL_PROJECT``, ``MITHRIL_API_URL``)."""
 
     name = "mithril"
+    reaches_tasks = True
 
     def __init__(self, settings: FlowSettings, *, client: MithrilClient | None = None) -> None:
         super().__init__(settings)

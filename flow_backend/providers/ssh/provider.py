@@ -20,6 +20,7 @@ from flow_backend.providers.ssh.placement import HostUsage, choose_hosts, usage_
 from flow_backend.providers.ssh.state import NodePlacement, SSHTaskState, StateStore
 from flow_backend.providers.ssh.tracker import TaskTracker
 from flow_backend.remote import (
+    TaskHost,
     download,
     follow_logs,
     interactive_shell,
@@ -48,6 +49,7 @@ class SSHProvider(Provider):
     """
 
     name = "ssh"
+    reaches_tasks = True
 
     def __init__(self, settings: FlowSettings) -> None:
         super().__init__(settings)
@@ -343,6 +345,13 @@ class SSHProvider(Provider):
         if node is None:
             return None
         return ssh_command_line(parse_destination(node.host), self.settings.ssh_key_path)
+
+    def task_host(self, task_id: str) -> TaskHost | None:
+        """Rank 0's host (its pooled connection) and working folder, once the task is placed."""
+        _, node = self._rank0(task_id)
+        if node is None:
+            return None
+        return TaskHost(node.host, self._pool.conn(node.host), node.workdir)
 
     def download(self, task_id: str, remote_path: str, local_path: Path) -> None:
         """Copy a file or folder from rank 0's host (relative paths: its working folder)."""

@@ -1,0 +1,396 @@
+"""Warm workers on a remote provider (ssh, mithril): a few remote tasks run all the jobs of a launch.
+
+A worker is one Flow task (an SSH host slot, a Mithril spot bid) running
+:mod:`~hydra_plugins.hydraflow_plugins._worker` in the uploaded code, in the job environment of
+``_remote_env``: it is provisioned, uploaded and prepared once, then runs the jobs it is handed one
+after another. The launcher reaches it through the provider's pooled connection to its host
+(:meth:`flow_backend.providers.base.Provider.task_host`)::
+
+    .hydraflow/<sweep id>/workers/<launch>-w<k>/    the worker's folder (relative to its code)
+        spec-<n>.pkl, job-<n>.json                  order n: written in one command with its spec
+        job-<n>.done                                written by the worker when order n has ended
+    .hydraflow/<sweep id>/<job num>/a<attempt>/     the attempt's result.pkl, out/ and task.log
+
+Per poll: the workers' task states (the provider's own refresh), then ONE command per host listing
+the done marks of its busy workers; a finished attempt's folder comes home in one download, its
+result and output folder as :class:`~hydra_plugins.hydraflow_plugins._remote_jobs.RemoteTasks`
+would bring them (same ``JobReturn``, ``flow-task.log``, MLflow runs imported). A job that kills
+its worker, a worker preempted or lost, ends its job without a result (retried up to
+``max_retries``, as a task of its own would be) and the worker is gone; a worker the queue no
+longer needs is cancelled at once (nothing idles billing), and every worker on every exit path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shlex
+import shutil
+import time
+from base64 import encodebytes
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from hydra.core.utils import JobReturn
+
+from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
+from hydra_plugins.hydraflow_plugins._options import LauncherOptions
+from hydra_plugins.hydraflow_plugins._remote import (
+    ENV_JOB_STORE,
+    HOLD_SECONDS,
+    STAGE_DIR,
+    RemoteLayout,
+    keep_result,
+)
+from hydra_plugins.hydraflow_plugins._remote_jobs import RemoteTasks
+from hydra_plugins.hydraflow_plugins._strategy import (
+    Attempt,
+    AttemptEnd,
+    StrategyBase,
+    build_task_config,
+    ended_with,
+    log_tail,
+)
+
+if TYPE_CHECKING:
+    from flow_backend import Flow, Task, TaskConfig
+    from flow_backend.remote import TaskHost
+
+__all__ = ["RemoteWorkers"]
+
+log = logging.getLogger(__name__)
+
+WORKER_MODULE = "hydra_plugins.hydraflow_plugins._worker"
+IDLE_GRACE_SECONDS = 10.0  # in an open session, a sweeper's next job usually comes sooner
+TASK_LOG = "task.log"
+
+
+@dataclass
+class RemoteWorker:
+    """One worker task, where it runs once known, and the job it runs now."""
+
+    name: str
+    folder: str  # relative to the worker's working folder (the uploaded code)
+    instance_type: str
+    task: Task
+    host: TaskHost | None = None
+    orders: int = 0  # orders written so far
+    attempt: Attempt | None = None
+    delivered_at: float | None = None  # when the current attempt's order was written
+    idle_since: float = field(default_factory=time.monotonic)
+
+    def done_mark(self) -> str:
+        """The mark of the order written last (relative to the working folder)."""
+        return f"{self.folder}/job-{self.orders - 1}.done"
+
+
+class RemoteWorkers(StrategyBase):
+    """The worker-based strategy on ssh and mithril (``hydra.launcher.reuse_workers=true``)."""
+
+    def __init__(
+        self, context: JobContext, flow: Flow, options: LauncherOptions, common: dict[str, bytes]
+    ) -> None:
+        super().__init__(context, flow, options, common)
+        # staging, the job environment, the output folders and the MLflow import of remote jobs
+        self.jobs = RemoteTasks(context, flow, options, common)
+        self.workers: list[RemoteWorker] = []
+        self._started = 0
+        self._launch = secrets.token_hex(3)  # a former launch's folders are never read
+        self._launch_dir = Path.cwd()  # where the specs are staged
+
+    # -- the strategy ----------------------------------------------------------------------------
+    def prepare(self, jobs: Sequence[Job]) -> None:
+        for job in jobs:  # every task config is valid before the first task starts
+            self._worker_config(job, "w")
+        self._clear_files(jobs)
+        self.jobs.stage_jobs(jobs)
+
+    def start(self, job: Job, attempt: int) -> Attempt:
+        worker = next(
+            (w for w in self.workers if w.attempt is None and w.instance_type == job.instance_type),
+            None,
+        ) or self._new_worker(job)
+        worker.attempt = Attempt(job, attempt, worker.task, worker=worker.name)
+        worker.delivered_at = None
+        if worker.host is not None:  # a warm worker: the order goes out now
+            self._deliver(worker)
+        return worker.attempt
+
+    def poll(self, attempts: Sequence[Attempt]) -> dict[int, AttemptEnd]:
+        from flow_backend.providers.ssh.hosts import each
+
+        self.flow.refresh_all([w.task for w in self.workers])
+        waiting = [
+            w
+            for w in self.workers
+            if w.attempt is not None and w.delivered_at is None and w.task.is_running
+        ]
+        each(waiting, self._deliver)
+        finished = self._finished()
+        ended: dict[int, AttemptEnd] = {}
+        for worker in list(self.workers):
+            attempt = worker.attempt
+            if attempt is None:
+                if worker.task.is_terminal:  # an idle worker that ended: nothing was lost
+                    self.workers.remove(worker)
+                continue
+            end = self._attempt_end(worker, attempt, worker.name in finished)
+            if end is None:
+                continue
+            ended[attempt.job.num] = end
+            worker.attempt = None
+            worker.idle_since = time.monotonic()
+            if end.result is None:
+                self._drop(worker)
+        return ended
+
+    def stop(self, attempt: Attempt) -> None:
+        for worker in self.workers:
+            if worker.attempt is attempt:
+                self._drop(worker)
+                attempt.task = worker.task
+                return
+
+    def release(self, wanted: Collection[str], final: bool) -> None:
+        now = time.monotonic()
+        for worker in list(self.workers):
+            idle_long = final or now - worker.idle_since >= IDLE_GRACE_SECONDS
+            if worker.attempt is None and worker.instance_type not in wanted and idle_long:
+                self._drop(worker)
+
+    def close(self) -> list[str]:
+        """Cancel every worker (nothing may stay billing); remove the staged specs."""
+        busy = [w.task.task_id for w in self.workers if w.attempt is not None]
+        try:
+            for worker in list(self.workers):
+                self._drop(worker)
+        finally:
+            self.jobs.close()
+        return busy
+
+    # -- feeding a worker ------------------------------------------------------------------------
+    def _deliver(self, worker: RemoteWorker) -> None:
+        """Write the current attempt's order (with its spec) into the worker's folder."""
+        from flow_backend.errors import FlowError
+        from flow_backend.secret_env import split_secret_env
+
+        attempt = worker.attempt
+        assert attempt is not None
+        job = attempt.job
+        try:
+            if worker.host is None:
+                worker.host = self.flow.provider.task_host(worker.task.task_id)
+            if worker.host is None:
+                return  # not reachable yet: the next poll tries again
+            layout = RemoteLayout(self.context.sweep_id, job.num)
+            spec = (self._launch_dir / layout.spec).read_bytes()
+            seq = worker.orders
+            env = {**self.context.job_env(job, self.provider, attempt.number), ENV_JOB_STORE: "1"}
+            plain, _ = split_secret_env(env)  # secrets are in the worker's own env, never a file
+            order = {
+                "spec": f"{worker.folder}/spec-{seq}.pkl",
+                "result": layout.result(attempt.number),
+                "sweep_dir": layout.sweep_dir(attempt.number),
+                "log": str(layout.attempt(attempt.number) / TASK_LOG),
+                "env": plain,
+            }
+            folder, trial = (
+                shlex.quote(worker.folder),
+                shlex.quote(str(layout.attempt(attempt.number))),
+            )
+            script = (
+                f"set -e\nmkdir -p {folder}\nrm -rf {trial}\nmkdir -p {trial}\n"
+                f"base64 -d > {folder}/spec-{seq}.pkl <<'HF_SPEC'\n"
+                f"{encodebytes(spec).decode()}HF_SPEC\n"
+                f"cat > {folder}/job-{seq}.json.tmp <<'HF_ORDER'\n{json.dumps(order)}\nHF_ORDER\n"
+                f"mv -f {folder}/job-{seq}.json.tmp {folder}/job-{seq}.json\n"
+            )
+            result = worker.host.run(script)
+        except FlowError as error:  # booting sshd, a network blip: the next poll tries again
+            log.debug("worker %s: order not written yet: %s", worker.name, error)
+            return
+        if result.exit_code != 0:
+            log.warning(f"worker {worker.name}: could not write its order: {result.error_text}")
+            return
+        worker.orders += 1
+        worker.delivered_at = time.monotonic()
+
+    def _finished(self) -> set[str]:
+        """Names of the busy workers whose order has its done mark: one command per host."""
+        from flow_backend.errors import FlowError
+        from flow_backend.providers.ssh.hosts import each
+
+        groups: dict[str, list[RemoteWorker]] = {}
+        for worker in self.workers:
+            if worker.attempt is not None and worker.delivered_at is not None and worker.host:
+                groups.setdefault(worker.host.destination, []).append(worker)
+
+        def ask(group: list[RemoteWorker]) -> set[str]:
+            marks = {w.host.path(w.done_mark()): w.name for w in group if w.host}
+            listed = " ".join(shlex.quote(mark) for mark in marks)
+            script = f'for f in {listed}; do [ -e "$f" ] && echo "$f"; done; true\n'
+            try:
+                host = group[0].host
+                assert host is not None
+                result = host.run(script)
+            except FlowError as error:  # unreachable this poll: the next one asks again
+                log.debug("could not list the done marks on %s: %s", group[0].host, error)
+                return set()
+            return {marks[line] for line in result.text.splitlines() if line in marks}
+
+        return set().union(*each(list(groups.values()), ask))
+
+    # -- how an attempt ended --------------------------------------------------------------------
+    def _attempt_end(self, worker: RemoteWorker, attempt: Attempt, done: bool) -> AttemptEnd | None:
+        """How the worker's current job ended, or ``None`` while it runs."""
+        files = attempt.job.files
+        if done:
+            fetched = self._fetch(worker, attempt)
+            if fetched is None:
+                return None if not worker.task.is_terminal else self._lost(worker, attempt)
+            if fetched.result is not None:
+                return ended_with(attempt, fetched.result, "")
+            how = f"worker task {worker.task.task_id} could not run it"
+            return AttemptEnd(None, how, fetched.tail, str(files.task_log))
+        if worker.task.is_terminal:
+            return self._lost(worker, attempt)
+        hours = self.options.max_run_time_hours
+        started = worker.delivered_at
+        if hours is not None and started is not None and time.monotonic() - started > hours * 3600:
+            from flow_backend.providers.local.outcome import time_limit_message
+
+            self._drop(worker)
+            how = f"worker task {worker.task.task_id} {time_limit_message(hours)}"
+            tail = self._log_tail(worker, attempt)
+            return AttemptEnd(None, how, tail, str(files.task_log))
+        return None
+
+    def _lost(self, worker: RemoteWorker, attempt: Attempt) -> AttemptEnd:
+        """The worker ended (crashed, preempted, cancelled) before its job came home."""
+        if worker.delivered_at is not None:
+            tail, where = self._log_tail(worker, attempt), str(attempt.job.files.task_log)
+        else:  # it ended before it took the job: its own output says why
+            tail, where = _task_tail(worker.task), f"worker task {worker.task.task_id}"
+        end = ended_with(attempt, None, tail)
+        return AttemptEnd(None, f"worker {end.how}", tail, where)
+
+    def _fetch(self, worker: RemoteWorker, attempt: Attempt) -> _Fetched | None:
+        """Bring the attempt's folder home in one download; ``None`` when it cannot be reached."""
+        import cloudpickle
+
+        from flow_backend.errors import FlowError
+        from flow_backend.remote import download
+
+        assert worker.host is not None
+        job = attempt.job
+        layout = RemoteLayout(self.context.sweep_id, job.num)
+        trial = str(layout.attempt(attempt.number))
+        incoming = job.files.folder / f"incoming-a{attempt.number}"
+        shutil.rmtree(incoming, ignore_errors=True)
+        try:
+            download(worker.host.conn, worker.host.path(trial), incoming)
+            tail = self._keep_log(attempt, incoming / TASK_LOG)
+            result_file = PurePosixPath(layout.result(attempt.number)).name
+            if not (incoming / result_file).is_file():
+                return _Fetched(None, tail)
+            job_return = cloudpickle.loads((incoming / result_file).read_bytes())
+            remote_output = str(job_return.hydra_cfg.hydra.runtime.output_dir)
+            local_output = self.jobs.outputs[job.num]
+            inside = remote_output.partition(f"{trial}/")[2]
+            if local_output.exists():
+                shutil.rmtree(local_output)
+            local_output.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(incoming / inside, local_output)
+        except (FlowError, OSError) as error:
+            log.warning(f"job #{job.num}: could not bring its output home yet: {error}")
+            return None
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+        keep_result(job_return, local_output, job.files.result)
+        attempt.remote_output = remote_output
+        self.jobs.import_runs(attempt, local_output)
+        return _Fetched(job_return, tail)
+
+    def _log_tail(self, worker: RemoteWorker, attempt: Attempt) -> str:
+        """The job's own log (brought home), when the worker's host still answers."""
+        from flow_backend.errors import FlowError
+        from flow_backend.remote import download
+
+        job = attempt.job
+        remote = str(
+            RemoteLayout(self.context.sweep_id, job.num).attempt(attempt.number) / TASK_LOG
+        )
+        incoming = job.files.folder / f"incoming-a{attempt.number}.log"
+        try:
+            assert worker.host is not None
+            download(worker.host.conn, worker.host.path(remote), incoming)
+            return self._keep_log(attempt, incoming)
+        except (FlowError, OSError, AssertionError) as error:
+            return f"(the job's log is unreachable: {error})\n{_task_tail(worker.task)}"
+        finally:
+            incoming.unlink(missing_ok=True)
+
+    @staticmethod
+    def _keep_log(attempt: Attempt, source: Path) -> str:
+        """Save the attempt's log as the job's ``task.log`` (a retry appends); its tail."""
+        text = source.read_text(errors="replace") if source.is_file() else ""
+        target = attempt.job.files.task_log
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a" if attempt.number else "w") as stream:
+            if attempt.number:
+                stream.write(
+                    f"\n----- attempt {attempt.number + 1} (worker {attempt.task_id}) -----\n"
+                )
+            stream.write(text)
+        return log_tail(text)
+
+    # -- the workers' tasks ----------------------------------------------------------------------
+    def _new_worker(self, job: Job) -> RemoteWorker:
+        name = f"w{self._started}"
+        folder = f"{STAGE_DIR}/{self.context.sweep_id}/workers/{self._launch}-{name}"
+        task = self.flow.run(self._worker_config(job, name, folder))
+        self._started += 1
+        worker = RemoteWorker(name, folder, job.instance_type, task)
+        self.workers.append(worker)
+        return worker
+
+    def _worker_config(self, job: Job, name: str, folder: str = ".") -> TaskConfig:
+        """A worker's TaskConfig; no time limit (``max_run_time_hours`` is per job, kept here)."""
+        command = self.jobs.python_command(
+            ["-m", WORKER_MODULE, folder, "--idle", str(HOLD_SECONDS)]
+        )
+        env = {**self.context.job_env(job, self.provider, 0), ENV_JOB_STORE: "1"}
+        return build_task_config(
+            self.options,
+            name=f"hf-{self.context.sweep_id}-{name}",
+            command=command,
+            instance_type=job.instance_type,
+            env=env,
+            remote=True,
+            max_run_time_hours=None,
+        )
+
+    def _drop(self, worker: RemoteWorker) -> None:
+        """Forget the worker and cancel its task (its bid) unless it has ended."""
+        if worker in self.workers:
+            self.workers.remove(worker)
+        if not worker.task.is_terminal:
+            worker.task = self.flow.cancel(worker.task.task_id)
+        if worker.attempt is not None:
+            worker.attempt.task = worker.task
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    result: JobReturn | None
+    tail: str
+
+
+def _task_tail(task: Task) -> str:
+    try:
+        return log_tail(str(task.logs()))
+    except Exception as error:
+        return f"(log unavailable: {error})"
