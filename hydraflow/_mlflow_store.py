@@ -271,3 +271,26 @@ def fail_running_job_runs(
         retry_busy(partial(client.set_terminated, run.info.run_id, "FAILED"))
         ended += 1
     return ended
+
+
+def replace_earlier_job_runs(
+    client: MlflowClient, experiment_id: str, sweep_id: str, job_num: int
+) -> int:
+    """Delete the job's runs that an earlier start of it left ``RUNNING`` (its task died, or its
+    scheduler requeued it): the job starting again gives the sweep's one run of this job.
+
+    Each is first ended ``KILLED`` with ``hydraflow.end_reason`` saying why, so a deleted run read
+    by id still tells its story. Returns how many runs were replaced.
+    """
+    from hydraflow.conventions import TAG_SWEEP_ID
+
+    runs = search_all(
+        client,
+        experiment_id,
+        f"tags.`{TAG_SWEEP_ID}` = '{sweep_id}' and tags.`{TAG_JOB_NUM}` = '{job_num}' "
+        "and attributes.status = 'RUNNING'",
+    )
+    for run in runs:
+        end_run(client, run.info.run_id, "KILLED", "replaced by a later start of the same job")
+        retry_busy(partial(client.delete_run, run.info.run_id))
+    return len(runs)

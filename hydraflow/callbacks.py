@@ -38,11 +38,13 @@ from hydraflow._process import this_process
 from hydraflow.conventions import (
     ENV_COST_PER_HOUR,
     ENV_INSTANCE_TYPE,
+    ENV_JOB_ATTEMPT,
     ENV_JOB_STORE,
     ENV_PARENT_RUN_ID,
     ENV_PROVIDER,
     ENV_SWEEP_ID,
     ENV_TASK_NAME,
+    ENV_TASK_RESTARTS,
     TAG_CONFIG_HASH,
     TAG_COST_PER_HOUR,
     TAG_ERROR,
@@ -117,6 +119,14 @@ def _flow_task_tags() -> dict[str, str]:
         TAG_COST_PER_HOUR: os.environ.get(ENV_COST_PER_HOUR),
     }
     return {tag: value for tag, value in found.items() if value}
+
+
+def _starts_again() -> bool:
+    """Whether this job ran before in its sweep: a launcher retry, or a task its scheduler
+    restarted (a requeued SLURM job); an earlier start may have left its run ``RUNNING``."""
+    return any(
+        os.environ.get(name, "0") not in ("", "0") for name in (ENV_JOB_ATTEMPT, ENV_TASK_RESTARTS)
+    )
 
 
 def sweep_key(config: DictConfig) -> str:
@@ -309,6 +319,8 @@ class MLflowCallback(Callback):
         if parent_run_id:
             tags[TAG_PARENT_RUN_ID] = parent_run_id
         run_name = f"{sweep_id}-{job_num}" if sweep_id else str(config.hydra.job.name)
+        if sweep_id and job_num is not None and _starts_again():
+            store.replace_earlier_job_runs(client, self.experiment_id, sweep_id, int(job_num))
         if mlflow.active_run() is not None:
             mlflow.end_run()
         run = store.retry_busy(

@@ -20,11 +20,13 @@ from typing import Any
 __all__ = [
     "ENV_COST_PER_HOUR",
     "ENV_INSTANCE_TYPE",
+    "ENV_JOB_ATTEMPT",
     "ENV_JOB_STORE",
     "ENV_PARENT_RUN_ID",
     "ENV_PROVIDER",
     "ENV_SWEEP_ID",
     "ENV_TASK_NAME",
+    "ENV_TASK_RESTARTS",
     "MAX_PARAM_VALUE_LENGTH",
     "TAG_CACHE_KEY",
     "TAG_CONFIG_HASH",
@@ -93,6 +95,11 @@ ENV_TASK_NAME = "HYDRAFLOW_TASK_NAME"
 ENV_PROVIDER = "HYDRAFLOW_PROVIDER"
 ENV_INSTANCE_TYPE = "HYDRAFLOW_INSTANCE_TYPE"
 ENV_COST_PER_HOUR = "HYDRAFLOW_COST_PER_HOUR"
+# A job that runs again: the launcher's attempt number (a retry of a job whose task died), and how
+# many times the task's scheduler restarted it (SLURM requeued it; the slurm provider sets it).
+# When either is above 0 the callback replaces the run an earlier start left RUNNING: one run per job.
+ENV_JOB_ATTEMPT = "HYDRAFLOW_JOB_ATTEMPT"
+ENV_TASK_RESTARTS = "FLOW_TASK_RESTARTS"
 # Set by the flow launcher for jobs on remote hosts: log into a sqlite store in the job's output
 # folder (a dropped connection loses nothing); the launcher imports it into the user's store.
 ENV_JOB_STORE = "HYDRAFLOW_JOB_STORE"

@@ -208,6 +208,7 @@ class JobContext:
         from hydraflow.conventions import (
             ENV_COST_PER_HOUR,
             ENV_INSTANCE_TYPE,
+            ENV_JOB_ATTEMPT,
             ENV_PROVIDER,
             ENV_SWEEP_ID,
             ENV_TASK_NAME,
@@ -220,6 +221,7 @@ class JobContext:
             ENV_PROVIDER: provider,
             ENV_INSTANCE_TYPE: job.instance_type,
             ENV_COST_PER_HOUR: f"{job.price_per_hour:g}",
+            ENV_JOB_ATTEMPT: str(attempt),
         }
 
     def failed_return(self, job: Job, error: BaseException) -> JobReturn:

@@ -14,13 +14,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 from launcher_helpers import APPS, job_runs
-from remote_helpers import EXPERIMENT, copy_project, run_sweep
+from remote_helpers import EXPERIMENT, copy_project, run_sweep, sweep_command
 from sshd import SSHServer
 
 from flow_backend.providers.slurm.cluster import SlurmCluster
@@ -274,3 +274,72 @@ def test_a_100_job_sweep_goes_in_as_one_array(on_slurm: SlurmCluster, tmp_path: 
     values = {pickle.loads(p.read_bytes()).return_value["value"] for p in results.values()}
     assert values == {float(v) for v in range(100)}  # every job came home with its result
     assert len(list(tmp_path.glob("multirun/*/*/*/.hydra/config.yaml"))) == 100
+
+
+def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[str], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not predicate():
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended before {what}:\n{proc.communicate()[0][-3000:]}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _scontrol(slurm: SlurmCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["scontrol", *args], env=slurm.env, capture_output=True, text=True)
+
+
+def test_a_requeued_array_element_runs_again_and_mlflow_shows_one_run_per_job(
+    on_slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    project = copy_project(tmp_path)
+    sweep = subprocess.Popen(
+        sweep_command("slurm", "lr=0.1,0.01", "sleep=6"),
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ),
+    )
+    try:
+        # job 0 is inside its task function: its MLflow run is RUNNING with metrics logged
+        model = project / "multirun" / "sweep" / "0" / "model.txt"
+        _wait_for(model.is_file, sweep, "job 0 to start")
+        (element,) = [
+            s["job_id"]
+            for s in (json.loads(p.read_text()) for p in _state_files())
+            if s["record"]["name"].endswith("-0")
+        ]
+        assert "_" in element  # an element of the sweep's array
+        requeued = _scontrol(on_slurm, "requeue", element)
+        assert requeued.returncode == 0, requeued.stderr
+        # SLURM holds a requeued job back for its credential lifetime (2 min): release it now
+        _wait_for(lambda: _live_jobs(on_slurm, tmp_path, "PENDING") == [element], sweep, "requeue")
+        released = _scontrol(on_slurm, "update", f"JobId={element}", "StartTime=now")
+        assert released.returncode == 0, released.stderr
+        out, _ = sweep.communicate(timeout=180)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait()
+    assert sweep.returncode == 0, out[-3000:]
+    assert len(_state_files()) == 2  # SLURM ran the element again: no new submission
+
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
+    children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
+    assert sorted(r.data.params["lr"] for r in children) == ["0.01", "0.1"]  # one run per job
+    assert [r.info.status for r in children] == ["FINISHED", "FINISHED"]
+    # the run the first start left behind is replaced (deleted, ended KILLED with the reason)
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    (replaced,) = client.search_runs(
+        [experiment.experiment_id], run_view_type=ViewType.DELETED_ONLY
+    )
+    assert replaced.data.params["lr"] == "0.1" and replaced.info.status == "KILLED"
+    assert "later start" in replaced.data.tags["hydraflow.end_reason"]
+    task_log = (project / "multirun" / "sweep" / "0" / "flow-task.log").read_text()
+    assert "DUE TO JOB REQUEUE" in task_log  # both starts' output, SLURM's line between them

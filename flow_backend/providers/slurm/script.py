@@ -116,15 +116,18 @@ def run_script(
     exports = {"FLOW_TASK_ID": task_id, "FLOW_TASK_NAME": name, **dict(volumes), **env}
     lines = [f"export {key}={q(value)}" for key, value in exports.items()]
     rank_exit = f"{q(task_dir)}/rank_exit.$SLURM_NODEID"
+    exit_file = f"{task_dir}/{EXIT_CODE_FILE}"
     node = (
         f"export FLOW_NODE_RANK=$SLURM_NODEID; cd {q(workdir)} && "
         f"/bin/bash {q(task_dir)}/{COMMAND_FILE}; c=$?; echo $c > {rank_exit}; exit $c"
     )
-    exit_file = f"{task_dir}/{EXIT_CODE_FILE}"
     return "\n".join(
         [
             "#!/bin/bash",
             *lines,
+            # a requeued job runs again: say so, and start without the earlier run's exit codes
+            'export FLOW_TASK_RESTARTS="${SLURM_RESTART_COUNT:-0}"',
+            f"rm -f {q(task_dir)}/rank_exit.* {q(exit_file)}",
             'export FLOW_NUM_NODES="${SLURM_JOB_NUM_NODES:-1}"',
             'first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" 2>/dev/null | head -n 1)',
             # the first node's address as SLURM knows it (NodeAddr), resolved to IPv4
