@@ -5,10 +5,11 @@ bid / instances / node             task status
 =================================  =====================================================
 Open, Paused (never allocated)     pending
 Allocated, instances booting       provisioning
-Allocated, node not started yet    provisioning
-Allocated, node running            running
-Allocated, node exited             completed (exit 0) / failed (the end comes from the
-                                   recorded exit code, never from "Terminated")
+Allocated, a node not started yet  provisioning
+Allocated, nodes running           running
+Allocated, every node exited       completed (all exit 0) / failed (the end comes from
+                                   the recorded exit codes, never from "Terminated")
+Allocated, any node failed         failed at once (the other ranks are stopped)
 Preempting, Relocating             preempting
 preempted: back to Open after an   failed, message starting "preempted" (the provider
 allocation, more instance ids      then cancels the bid: its command would otherwise
@@ -47,34 +48,46 @@ def _ended_status(code: int) -> TaskStatus:
 
 
 def outcome(nodes: list[NodeView]) -> tuple[int, str | None] | None:
-    """``(exit code, message)`` once rank 0 has ended or any rank failed, else None.
+    """``(exit code, message)`` once every rank has ended or any rank failed, else None.
 
-    A failing rank ends the whole task (its bid is cancelled, which stops the other ranks).
+    As with the ssh and SLURM providers, a task ends when **all** its ranks have ended: a rank that
+    starts late (its sshd answered later, its script saw its environment later) still runs when rank
+    0 is done, instead of being killed by the end of the bid. A failing rank ends the whole task at
+    once (its bid is cancelled, which stops the other ranks). A rank that never starts keeps the
+    task ``provisioning``, which ``mithril_boot_timeout`` bounds.
     """
-    main = nodes[0].status if nodes else None
-    codes = [n.status.exit_code for n in nodes if n.status and n.status.exit_code is not None]
-    failing = [code for code in codes if code != 0]
-    if failing and (main is None or not main.is_done):
-        rank = next(n.rank for n in nodes if n.status and n.status.exit_code == failing[0])
-        return failing[
-            0
-        ], f"rank {rank} failed with exit code {failing[0]}; the other ranks were stopped"
-    if main is None or not main.is_done or main.state == "missing":
-        return None
-    if main.state == "lost":
-        return (failing[0] if failing else 137), "the task's process vanished without an exit code"
-    code = failing[0] if failing else (main.exit_code if main.exit_code is not None else 0)
-    if code == 124:
-        return (
-            code,
-            "exit code 124: the time limit (max_run_time_hours) stopped it, or it timed out",
-        )
-    if code == 126:
-        return (
-            code,
-            "exit code 126: the command could not run (no working docker/podman for `image`, or not executable; see the log)",
-        )
-    return code, None
+    statuses = [n.status for n in nodes]
+    failing = [
+        (n.rank, n.status)
+        for n in nodes
+        if n.status is not None
+        and (n.status.state == "lost" or n.status.exit_code not in (None, 0))
+    ]
+    ended = bool(nodes) and all(
+        s is not None and s.is_done and s.state != "missing" for s in statuses
+    )
+    if not failing:
+        return (0, None) if ended else None
+    rank, status = failing[0]
+    lost = status.state == "lost"
+    code = 137 if lost else (status.exit_code or 1)
+    why = (
+        f"rank {rank}'s process vanished without an exit code"
+        if lost
+        else f"rank {rank} failed with exit code {code}"
+    )
+    if not ended:
+        return code, f"{why}; the other ranks were stopped"
+    if not lost and code in _EXPLAINED:
+        return code, _EXPLAINED[code]
+    return code, why if lost or len(nodes) > 1 else None
+
+
+_EXPLAINED = {
+    124: "exit code 124: the time limit (max_run_time_hours) stopped it, or it timed out",
+    126: "exit code 126: the command could not run (no working docker/podman for `image`, or not "
+    "executable; see the log)",
+}
 
 
 def was_preempted(bid: Bid, instances: list[Instance]) -> bool:

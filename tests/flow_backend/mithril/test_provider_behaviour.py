@@ -26,18 +26,38 @@ from flow_backend.testing import FakeMithril
 def test_every_node_gets_its_rank_and_the_main_ip(cloud_flow: Flow, tmp_path: Path) -> None:
     out = tmp_path / "ranks"
     out.mkdir()
-    # Rank 0 ending ends the task (as with torchrun), so rank 0 waits for rank 1 as a real
-    # distributed program's rendezvous would: each instance's sshd comes up at its own time.
-    command = (
-        f'echo "$FLOW_NODE_RANK/$FLOW_NUM_NODES@$FLOW_MAIN_IP" > {out}/rank-$FLOW_NODE_RANK; '
-        f"for i in $(seq 300); do [ -e {out}/rank-1 ] && break; sleep 0.1; done"
-    )
+    command = f'echo "$FLOW_NODE_RANK/$FLOW_NUM_NODES@$FLOW_MAIN_IP" > {out}/rank-$FLOW_NODE_RANK'
     task = cloud_flow.run(
         TaskConfig(command=command, instance_type="a100", num_instances=2, upload_code=False)
     )
     task.wait(timeout=60)
     assert task.status == TaskStatus.COMPLETED
     assert sorted(p.read_text() for p in out.iterdir()) == ["0/2@127.0.0.1\n", "1/2@127.0.0.1\n"]
+
+
+def test_a_multi_node_task_ends_when_every_rank_has_ended_not_when_rank_0_does(
+    cloud_flow: Flow, cloud: FakeMithril, tmp_path: Path
+) -> None:
+    marker = tmp_path / "rank-1-finished"
+    # rank 0 is done at once; rank 1 works on: ending the bid with rank 0 would kill it
+    command = f'[ "$FLOW_NODE_RANK" = 0 ] || {{ sleep 1.5; touch {marker}; }}'
+    task = cloud_flow.run(
+        TaskConfig(command=command, instance_type="a100", num_instances=2, upload_code=False)
+    )
+    assert task.wait(timeout=60) is TaskStatus.COMPLETED, task.message
+    assert marker.exists() and task.exit_code == 0
+    assert cloud.bid(task.task_id)["status"] == "Terminated"
+    # a failing rank still ends the task at once, whatever rank 0 does
+    failing = cloud_flow.run(
+        TaskConfig(
+            command='[ "$FLOW_NODE_RANK" = 1 ] && exit 3; sleep 120',
+            instance_type="a100",
+            num_instances=2,
+            upload_code=False,
+        )
+    )
+    assert failing.wait(timeout=60) is TaskStatus.FAILED
+    assert failing.exit_code == 3 and "rank 1 failed with exit code 3" in (failing.message or "")
 
 
 def test_polling_costs_the_same_few_requests_for_3_or_8_tasks(
