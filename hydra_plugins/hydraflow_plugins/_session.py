@@ -144,7 +144,8 @@ class FlowJobSession:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return []
-            time.sleep(pause if left is None else min(pause, left))
+            assert self._strategy is not None
+            self._strategy.wait(pause if left is None else min(pause, left))
 
     def __enter__(self) -> FlowJobSession:
         self._signals.enter_context(_sigterm_as_interrupt())

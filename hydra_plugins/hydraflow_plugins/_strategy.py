@@ -113,6 +113,9 @@ class RunStrategy(Protocol):
         end within a grace); ``False``: this strategy cannot, the scheduler calls :meth:`stop`.
         """
 
+    def wait(self, seconds: float) -> None:
+        """Pause between polls: ``seconds``, or less once an attempt may have ended."""
+
     def release(self, wanted: Collection[str], final: bool) -> None:
         """Give back what only jobs of instance types not in ``wanted`` could use.
 
@@ -208,6 +211,9 @@ class StrategyBase:
 
     def interrupt(self, attempt: Attempt, reason: str) -> bool:
         return False  # a task of its own is simply stopped
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)
 
     @staticmethod
     def _clear_files(jobs: Sequence[Job]) -> None:

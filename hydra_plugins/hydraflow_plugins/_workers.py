@@ -49,6 +49,7 @@ __all__ = ["LocalWorkers"]
 WORKER_MODULE = "hydra_plugins.hydraflow_plugins._worker"
 IDLE_GRACE_SECONDS = 2.0  # in an open session, a sweeper's next job usually comes sooner
 STOP_WAIT_SECONDS = 3.0  # how long close() waits for stopped workers before cancelling them
+MARK_POLL_SECONDS = 0.005  # how often the launcher looks for a busy worker's done mark
 CANCEL_GRACE_SECONDS = 3.0  # a cancelled job not stopped by then is stopped with its worker
 
 
@@ -138,6 +139,16 @@ class LocalWorkers(StrategyBase):
                 worker.cancelled_at = time.monotonic()
                 return True
         return False
+
+    def wait(self, seconds: float) -> None:
+        """Sleep until a busy worker marks its job done (a look every ``MARK_POLL_SECONDS``)."""
+        marks = [done_path(w.folder, w.orders - 1) for w in self.workers if w.attempt is not None]
+        deadline = time.monotonic() + seconds
+        while not any(mark.exists() for mark in marks):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(MARK_POLL_SECONDS, left))
 
     def release(self, wanted: Collection[str], final: bool) -> None:
         now = time.monotonic()
