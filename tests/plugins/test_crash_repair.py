@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,10 @@ def _progress(run_id: str) -> list[float]:
     return [m.value for m in history]
 
 
+def _progress_logged(run_id: str) -> bool:
+    return len(_progress(run_id)) > 2
+
+
 def test_kill_9_repair_cancel_and_resume(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -117,9 +122,9 @@ def test_kill_9_repair_cancel_and_resume(
     # A job's process is killed from outside: nobody is left to end its run. Both holding jobs
     # have logged progress first, so there is something to keep.
     _parent, holding = _runs()
-    for num in ("2", "3"):
-        run_id = holding[num][0].info.run_id
-        _wait_for(lambda run_id=run_id: len(_progress(run_id)) > 2, 30, f"job {num}'s progress")
+    for held in ("2", "3"):
+        held_run = holding[held][0].info.run_id
+        _wait_for(partial(_progress_logged, held_run), 30, f"job {held}'s progress")
     os.kill(int((tmp_path / "started-4").read_text()), signal.SIGKILL)
     _wait_for(
         lambda: any(t.status.value == "failed" for t in started_tasks()), 30, "job 3's task failed"
