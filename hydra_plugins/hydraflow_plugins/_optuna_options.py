@@ -58,6 +58,7 @@ def _instantiate(name: str, node: Any, example: str) -> Any:
     value = _plain(node)
     if not isinstance(value, Mapping) or "_target_" not in value:
         raise _bad(name, value, "it must be a config with a _target_", example)
+    value = {k: v for k, v in value.items() if v is not None}  # null: Optuna's default
     try:
         return instantiate(value)
     except Exception as error:

@@ -39,10 +39,8 @@ def _distribution(override: Override, key: str, expression: str) -> BaseDistribu
     from hydra.core.override_parser.types import IntervalSweep, RangeSweep, Transformer
     from optuna.distributions import (
         CategoricalDistribution,
-        DiscreteUniformDistribution,
-        IntUniformDistribution,
-        LogUniformDistribution,
-        UniformDistribution,
+        FloatDistribution,
+        IntDistribution,
     )
 
     if not override.is_sweep_override():
@@ -55,8 +53,8 @@ def _distribution(override: Override, key: str, expression: str) -> BaseDistribu
         if "log" in value.tags:
             if low <= 0:
                 raise _bad_param(key, expression, "a log interval needs low > 0")
-            return LogUniformDistribution(low, high)
-        return UniformDistribution(low, high)
+            return FloatDistribution(low, high, log=True)
+        return FloatDistribution(low, high)
     values: list[Any] = list(override.sweep_iterator(transformer=Transformer.encode))
     if not values:
         raise _bad_param(key, expression, "it yields no value")
@@ -64,8 +62,8 @@ def _distribution(override: Override, key: str, expression: str) -> BaseDistribu
         step = abs(float(value.step or 1))
         numbers = [float(v) for v in values]
         if all(isinstance(v, int) for v in values):
-            return IntUniformDistribution(int(min(numbers)), int(max(numbers)), step=int(step))
-        return DiscreteUniformDistribution(min(numbers), max(numbers), step)
+            return IntDistribution(int(min(numbers)), int(max(numbers)), step=int(step))
+        return FloatDistribution(min(numbers), max(numbers), step=step)
     for choice in values:
         if not isinstance(choice, (str, int, float, bool, type(None))):
             raise _bad_param(key, expression, f"the choice {choice!r} is not a plain value")
@@ -73,19 +71,15 @@ def _distribution(override: Override, key: str, expression: str) -> BaseDistribu
 
 
 def _grid_values(key: str, distribution: BaseDistribution) -> list[Any]:
-    from optuna.distributions import (
-        CategoricalDistribution,
-        DiscreteUniformDistribution,
-        IntUniformDistribution,
-    )
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if isinstance(distribution, CategoricalDistribution):
         return list(distribution.choices)
-    if isinstance(distribution, IntUniformDistribution):
+    if isinstance(distribution, IntDistribution) and not distribution.log:
         return list(range(distribution.low, distribution.high + 1, distribution.step))
-    if isinstance(distribution, DiscreteUniformDistribution):
-        n = round((distribution.high - distribution.low) / distribution.q)
-        return [distribution.low + i * distribution.q for i in range(n + 1)]
+    if isinstance(distribution, FloatDistribution) and distribution.step is not None:
+        n = round((distribution.high - distribution.low) / distribution.step)
+        return [distribution.low + i * distribution.step for i in range(n + 1)]
     raise FlowOptunaError(
         f"hydra.sweeper.params.{key} is continuous, but the grid sampler needs a finite set of "
         f"values. Use choice(...) or range(...) for {key}, or another hydra/sweeper/sampler"

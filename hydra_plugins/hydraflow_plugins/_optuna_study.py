@@ -3,7 +3,7 @@
 ``hydra.sweeper.storage`` set: an Optuna storage URL, used as is (``load_if_exists``).
 ``storage: null`` (the default): a journal beside the MLflow store, ``optuna/<study_name>.jsonl`` —
 one JSON line per ended trial (number, state, values, params and their distributions, intermediate
-values, user attributes, when its job was submitted and when it ended). A rerun with the same ``study_name`` replays it into an in-memory study,
+values, user and sampler attributes, when its job was submitted and when it ended). A rerun with the same ``study_name`` replays it into an in-memory study,
 so finished trials are not rerun and no database server is needed. A trial's ``job_num`` user
 attribute ties it to its Hydra job; ``interrupted`` marks trials stopped by Ctrl-C (FAIL in Optuna,
 not counted against ``n_trials``, so a resumed study runs that many new ones).
@@ -16,7 +16,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from hydra_plugins.hydraflow_plugins._optuna_options import FlowOptunaError, SweeperOptions
 
@@ -99,6 +99,7 @@ class StudyJournal:
                 },
                 "intermediate": {str(k): v for k, v in trial.intermediate_values.items()},
                 "user_attrs": trial.user_attrs,
+                "system_attrs": _json_values(trial.system_attrs),
                 "submitted_at": submitted_at,
                 "ended_at": ended_at,
             }
@@ -112,8 +113,24 @@ class StudyJournal:
             os.fsync(stream.fileno())
 
 
+def _json_values(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes that survive JSON as they are (a sampler's own: the grid point, ...)."""
+    kept = {}
+    for key, value in attrs.items():
+        try:
+            if json.loads(json.dumps(value)) == value:
+                kept[key] = value
+        except (TypeError, ValueError):
+            continue
+    return kept
+
+
 def _replay(study: Study, entries: list[dict[str, Any]]) -> None:
-    """Add recorded trials in number order (a gap — a trial never recorded — becomes FAIL)."""
+    """Add recorded trials in number order (a gap — a trial never recorded — becomes FAIL).
+
+    Trials keep their samplers' attributes (so a grid sampler skips the points already run), except
+    an interrupted trial's grid point, which is free to be run again.
+    """
     from optuna.distributions import json_to_distribution
     from optuna.exceptions import ExperimentalWarning
     from optuna.trial import TrialState, create_trial
@@ -129,6 +146,10 @@ def _replay(study: Study, entries: list[dict[str, Any]]) -> None:
             continue
         state = TrialState[entry["state"]]
         values = entry.get("values")
+        user_attrs = entry.get("user_attrs") or {}
+        system_attrs = dict(entry.get("system_attrs") or {})
+        if user_attrs.get(ATTR_INTERRUPTED):
+            system_attrs.pop("grid_id", None)
         study.add_trial(
             create_trial(
                 state=state,
@@ -141,7 +162,8 @@ def _replay(study: Study, entries: list[dict[str, Any]]) -> None:
                 intermediate_values={
                     int(k): v for k, v in (entry.get("intermediate") or {}).items()
                 },
-                user_attrs=entry.get("user_attrs") or {},
+                user_attrs=user_attrs,
+                system_attrs=system_attrs,
             )
         )
 
@@ -159,25 +181,37 @@ def open_study(
                 storage=options.storage,
                 sampler=sampler,
                 pruner=options.pruner,
-                directions=options.directions,
+                directions=_directions(options),
                 load_if_exists=True,
             )
         except Exception as error:
+            hint = ""
+            if int(optuna.__version__.split(".")[0]) < 4:  # Optuna 2 cannot use SQLAlchemy 2
+                hint = f"Optuna {optuna.__version__} is too old: pip install 'hydraflow[optuna]'. "
             raise FlowOptunaError(
                 f"hydra.sweeper.storage={options.storage!r} cannot be opened "
                 f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}). "
-                "Give an Optuna storage URL, or null to keep the study beside the MLflow store"
+                f"{hint}Give an Optuna storage URL (e.g. sqlite:///optuna.db), or null to keep "
+                "the study beside the MLflow store"
             ) from None
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # a crashed earlier run
         return study
     entries = journal.load(study_name, options.directions)
     study = optuna.create_study(
-        study_name=study_name, sampler=sampler, pruner=options.pruner, directions=options.directions
+        study_name=study_name,
+        sampler=sampler,
+        pruner=options.pruner,
+        directions=_directions(options),
     )
     _replay(study, entries)
     journal.start(study_name, options.directions)
     return study
+
+
+def _directions(options: SweeperOptions) -> list[Literal["minimize", "maximize"]]:
+    """The checked directions, as Optuna's type names them (``SweeperOptions`` checked each)."""
+    return cast('list[Literal["minimize", "maximize"]]', options.directions)
 
 
 def counted(study: Study) -> int:

@@ -5,8 +5,9 @@ Registered groups:
 - ``hydra/launcher=flow`` and ``hydra/launcher/instance=<name>`` (one option per catalog instance type);
 - ``flow/instance=<name>`` — a job's own instance type (``+flow/instance=a100,h100`` sweeps it);
 - ``hydra/sweeper=flow`` — the basic sweeper plus resume;
-- ``hydra/sweeper=flow_optuna`` — Optuna without a batch barrier, with pruning and resume, and
-  ``hydra/sweeper/pruner=<name>`` (its samplers are hydra-optuna-sweeper's ``hydra/sweeper/sampler``);
+- ``hydra/sweeper=flow_optuna`` — Optuna without a batch barrier, with pruning and resume, its
+  ``hydra/sweeper/sampler=<name>`` (the names and keys of hydra-optuna-sweeper's, which pins Optuna 2)
+  and ``hydra/sweeper/pruner=<name>``;
 - ``hydra/callbacks=mlflow`` — :class:`hydraflow.callbacks.MLflowCallback`.
 """
 
@@ -104,6 +105,78 @@ class FlowOptunaSweeperConf:
     )
 
 
+# The samplers of hydra/sweeper=flow_optuna: hydra-optuna-sweeper's option names and keys (so its
+# commands work unchanged; when both are installed either registration of a name works for both
+# sweepers). A key left null is not passed by flow_optuna: Optuna's default applies (the keys null
+# here are those newer Optuna releases deprecate).
+@dataclass
+class TPESamplerConf:
+    """``hydra/sweeper/sampler=tpe`` (the default)."""
+
+    _target_: str = "optuna.samplers.TPESampler"
+    seed: int | None = None
+    consider_prior: bool | None = None
+    prior_weight: float | None = None
+    consider_magic_clip: bool | None = None
+    consider_endpoints: bool | None = None
+    n_startup_trials: int = 10
+    n_ei_candidates: int = 24
+    multivariate: bool | None = None
+    warn_independent_sampling: bool | None = None
+    constant_liar: bool | None = None
+
+
+@dataclass
+class MOTPESamplerConf(TPESamplerConf):
+    """``hydra/sweeper/sampler=motpe``: Optuna's TPE, which handles several objectives itself
+    (``MOTPESampler`` was removed in Optuna 4)."""
+
+
+@dataclass
+class RandomSamplerConf:
+    """``hydra/sweeper/sampler=random``."""
+
+    _target_: str = "optuna.samplers.RandomSampler"
+    seed: int | None = None
+
+
+@dataclass
+class GridSamplerConf:
+    """``hydra/sweeper/sampler=grid``: the sweeper gives it the grid of ``params``."""
+
+    _target_: str = "optuna.samplers.GridSampler"
+    _partial_: bool = True
+    seed: int | None = None
+
+
+@dataclass
+class CmaEsSamplerConf:
+    """``hydra/sweeper/sampler=cmaes``."""
+
+    _target_: str = "optuna.samplers.CmaEsSampler"
+    seed: int | None = None
+    x0: dict[str, Any] | None = None
+    sigma0: float | None = None
+    n_startup_trials: int = 1
+    warn_independent_sampling: bool = True
+    consider_pruned_trials: bool = False
+    restart_strategy: str | None = None
+    inc_popsize: int | None = None
+    use_separable_cma: bool = False
+
+
+@dataclass
+class NSGAIISamplerConf:
+    """``hydra/sweeper/sampler=nsgaii``."""
+
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    seed: int | None = None
+    population_size: int = 50
+    mutation_prob: float | None = None
+    crossover_prob: float = 0.9
+    swapping_prob: float = 0.5
+
+
 @dataclass
 class MedianPrunerConf:
     """``hydra/sweeper/pruner=median``."""
@@ -172,6 +245,15 @@ def register_configs() -> None:
     store.store(
         group="hydra/sweeper", name="flow_optuna", node=FlowOptunaSweeperConf, provider="hydraflow"
     )
+    for name, sampler in (
+        ("tpe", TPESamplerConf),
+        ("motpe", MOTPESamplerConf),
+        ("random", RandomSamplerConf),
+        ("grid", GridSamplerConf),
+        ("cmaes", CmaEsSamplerConf),
+        ("nsgaii", NSGAIISamplerConf),
+    ):
+        store.store(group="hydra/sweeper/sampler", name=name, node=sampler, provider="hydraflow")
     for name, pruner in (
         ("median", MedianPrunerConf),
         ("successive_halving", SuccessiveHalvingPrunerConf),

@@ -165,7 +165,7 @@ def test_trial_records_on_the_runs_and_the_pareto_front_on_the_parent() -> None:
 
     study = optuna.create_study(directions=["minimize", "minimize"])
     distributions: dict[str, optuna.distributions.BaseDistribution] = {
-        "x": optuna.distributions.UniformDistribution(0, 3)
+        "x": optuna.distributions.FloatDistribution(0, 3)
     }
     for num, values in enumerate([(0, 4), (4, 0), (1, 1), (5, 5)]):
         study.tell(study.ask(distributions), values)

@@ -206,15 +206,41 @@ def test_resume_continues_numbering_and_skips_finished_trials(tmp_path: Path) ->
     assert third.jobs == {}  # n_trials counts the whole study: nothing left to run
 
 
+def test_a_storage_url_keeps_the_study_and_a_rerun_continues_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    space = SearchSpace.parse({"x": "interval(0, 4)"}, [])
+    first = FakeSession(slots=2, duration=lambda p: 1.0, result=_quadratic)
+    before = _search(first, _options(n_trials=3, n_jobs=2, storage=url), space)
+    done = [(t.number, t.params, t.value) for t in before.trials]
+
+    again = FakeSession(slots=2, duration=lambda p: 1.0, result=_quadratic)
+    after = _search(again, _options(n_trials=5, n_jobs=2, storage=url), space)
+    assert sorted(again.jobs) == [3, 4]  # only the missing trials ran, numbered on
+    assert [(t.number, t.params, t.value) for t in after.trials[:3]] == done
+    assert [t.user_attrs["job_num"] for t in after.trials] == list(range(5))
+    assert (tmp_path / "optuna.db").is_file()
+
+
+def test_a_storage_url_that_cannot_be_opened_names_the_key() -> None:
+    options = _options(storage="nosuchdb://host/study")
+    with pytest.raises(FlowOptunaError) as raised:
+        open_study(options, options.sampler, "s", None)
+    message = str(raised.value)
+    assert message.startswith("hydra.sweeper.storage='nosuchdb://host/study' cannot be opened")
+    assert "or null to keep the study beside the MLflow store" in message
+
+
 def test_ended_trials_are_written_down_after_their_slots_are_refilled(tmp_path: Path) -> None:
     session = FakeSession(slots=2, duration=lambda p: 1.0, result=_quadratic)
     journal = StudyJournal(tmp_path / "s.jsonl")
     newest_job_when_written: dict[int, int] = {}
 
     class Spy(StudyJournal):
-        def record(self, trial: Any, **times: Any) -> None:
+        def record(
+            self, trial: Any, submitted_at: float | None = None, ended_at: float | None = None
+        ) -> None:
             newest_job_when_written[trial.user_attrs["job_num"]] = max(session.jobs)
-            super().record(trial, **times)
+            super().record(trial, submitted_at, ended_at)
 
     class Records:
         def ended(self, num: int, trial: Any) -> None:
@@ -321,8 +347,35 @@ def test_a_bad_params_expression_names_its_key(params: dict[str, str], expected:
     assert expected in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    "conf, sampler",
+    [
+        ("TPESamplerConf", "TPESampler"),
+        ("MOTPESamplerConf", "TPESampler"),
+        ("RandomSamplerConf", "RandomSampler"),
+        ("CmaEsSamplerConf", "CmaEsSampler"),
+        ("NSGAIISamplerConf", "NSGAIISampler"),
+    ],
+)
+def test_our_sampler_configs_make_optuna_samplers_without_deprecation_warnings(
+    conf: str, sampler: str
+) -> None:
+    import warnings
+
+    from hydra_plugins.hydraflow_plugins import config
+
+    node = OmegaConf.structured(getattr(config, conf))
+    node.seed = 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        made = SweeperOptions.from_params({"sampler": node}).sampler
+    assert type(made) is getattr(optuna.samplers, sampler)
+
+
 def test_grid_sampler_needs_discrete_params_and_covers_the_grid() -> None:
-    options = _options(sampler={"_target_": "optuna.samplers.GridSampler", "_partial_": True})
+    from hydra_plugins.hydraflow_plugins.config import GridSamplerConf
+
+    options = _options(sampler=OmegaConf.structured(GridSamplerConf))
     assert options.is_grid
     with pytest.raises(FlowOptunaError, match=r"hydra.sweeper.params.x is continuous"):
         SearchSpace.parse({"x": "interval(0, 1)"}, []).grid()
@@ -341,6 +394,47 @@ def test_grid_sampler_needs_discrete_params_and_covers_the_grid() -> None:
         search.run()
     points = sorted((j.params["x"], j.params["y"]) for j in session.jobs.values())
     assert points == [(x, y) for x in (1, 2, 3) for y in ("a", "b")]
+
+
+def test_a_resumed_grid_search_runs_only_the_points_not_run_yet(tmp_path: Path) -> None:
+    from hydra_plugins.hydraflow_plugins.config import GridSamplerConf
+
+    options = _options(sampler=OmegaConf.structured(GridSamplerConf), n_trials=6, n_jobs=2)
+    space = SearchSpace.parse({"x": "range(1, 4)", "y": "choice(a, b)"}, [])
+    grid = [(x, y) for x in (1, 2, 3) for y in ("a", "b")]
+    journal = StudyJournal(tmp_path / "grid.jsonl")
+
+    def run(session: FakeSession, n_trials: int) -> optuna.study.Study:
+        sampler, _ = sampler_and_trials(options, space)
+        study = open_study(options, sampler, "grid", journal)
+        search = Search(
+            study,
+            session,
+            lambda: space.ask(study, OmegaConf.create({})),
+            n_trials,
+            journal=journal,
+            clock=session.clock,
+        )
+        with session:
+            search.run()
+        return study
+
+    def points(session: FakeSession) -> list[tuple[Any, Any]]:
+        return [(job.params["x"], job.params["y"]) for job in session.jobs.values()]
+
+    first = FakeSession(slots=2, duration=lambda p: 1.0, result=lambda p: p["x"])
+    run(first, 2)
+    stopped = FakeSession(
+        slots=2, duration=lambda p: 1.0, result=lambda p: p["x"], interrupt_at=1.5
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run(stopped, 6)  # two more complete, the next two are interrupted
+    rest = FakeSession(slots=2, duration=lambda p: 1.0, result=lambda p: p["x"])
+    study = run(rest, 6)
+    completed = points(first) + points(stopped)[:2] + points(rest)
+    assert sorted(completed) == grid  # every point once: none repeated, none left out
+    assert set(points(stopped)[2:]) <= set(points(rest))  # the interrupted points ran again
+    assert sum(t.state.name == "COMPLETE" for t in study.trials) == 6
 
 
 def test_a_launcher_without_a_session_runs_trials_in_batches_of_n_jobs() -> None:
