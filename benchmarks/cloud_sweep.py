@@ -1,9 +1,20 @@
-"""Mithril provider against the fake Mithril (loopback HTTP + a loopback sshd): many short jobs.
+"""Mithril against the fake Mithril (loopback HTTP + a loopback sshd): warm workers, and polling.
 
-Run: ``python benchmarks/cloud_sweep.py [--jobs 50] [--poll 1.0] [--submitters 16]``. Needs
-``/usr/sbin/sshd`` (the fake's instances are reached over SSH like real ones). The fake behaves like
-the real cloud (its defaults): every instance has an address of its own whose sshd answers late,
-the project requires its SSH key, prices are the real A100 spot prices. Prints:
+Run: ``python benchmarks/cloud_sweep.py [workers] [--jobs 32] [--workers 4] [--runtime 1]
+[--delay 5]`` (the default) or ``python benchmarks/cloud_sweep.py polling [--jobs 50] [--poll 1.0]
+[--submitters 16]``. Needs ``/usr/sbin/sshd`` (the fake's instances are reached over SSH like real
+ones). The fake behaves like the real cloud (its defaults): every instance has an address of its
+own whose sshd answers late, the project requires its SSH key, prices are the real A100 spot prices.
+
+``workers``: the same Hydra sweep of J jobs of a tiny app (each sleeps ``--runtime`` r seconds) with
+``max_parallel`` K, run twice through the ``flow`` launcher against a fake whose bids take
+``--delay`` D seconds to be allocated (plus the fake's boot and sshd delays): on warm workers
+(``reuse_workers=true``: K bids, each provisioned once) and one task per job
+(``reuse_workers=false``: J bids, each provisioned). Prints, side by side: the wall time from the
+first bid to the sweep's end and its ratio to the bound D + J·r/K, the bids made, the dollars billed
+(allocated seconds × spot price), instances left billing, and the whole command's wall time.
+
+``polling``: the provider alone (no launcher):
 
 - submission: wall time to place every spot bid (``--submitters`` threads), API requests per job;
 - polling: API requests per poll cycle (``get_many`` of every live task) and SSH status round
@@ -19,12 +30,15 @@ It asserts nothing: timings depend on the machine.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +56,119 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from sshd import SSHDUnavailable, start_sshd, stop_sshd
 
 REGION = "us-central1-a"
+APP = """import time
+
+import hydra
+
+
+@hydra.main(version_base="1.3", config_path=None, config_name=None)
+def job(cfg) -> float:
+    time.sleep(float(cfg.sleep))
+    return float(cfg.n)
+
+
+if __name__ == "__main__":
+    job()
+"""
+BOOT_DELAY = 0.2  # the fake's boot and sshd delays, added to --delay in the bound
+SSH_READY_DELAY = 0.3
+
+
+def sweep(jobs: int, workers: int, runtime: float, delay: float, reuse: bool, work: Path) -> dict:
+    """One Hydra sweep of ``jobs`` jobs on a fresh fake; what it took and what it billed."""
+    server, sshd_process = start_sshd(work / "sshd")
+    project = work / "project"
+    project.mkdir(parents=True)
+    (project / "app.py").write_text(APP)
+    try:
+        with FakeMithril(
+            work / "fake",
+            ssh_destination=server.destination,
+            provisioning_delay=delay,
+            boot_delay=BOOT_DELAY,
+            ssh_ready_delay=SSH_READY_DELAY,
+            capacity=jobs,
+        ) as fake:
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if not k.startswith(("FLOW_", "MITHRIL_", "MLFLOW_", "HYDRAFLOW_"))
+            }
+            env.update(fake.env)
+            env.update(
+                FLOW_HOME=str(work / "home"),
+                FLOW_CONFIG_PATH=str(work / "no-config.yaml"),
+                FLOW_MITHRIL_REMOTE_ROOT=str(work / "remote"),
+                FLOW_SSH_KEY_PATH=str(server.key_path),
+            )
+            command = [
+                sys.executable,
+                "app.py",
+                "-m",
+                "hydra/launcher=flow",
+                "hydra.launcher.provider=mithril",
+                "hydra.launcher.instance=a100",
+                f"hydra.launcher.python={sys.executable}",
+                f"hydra.launcher.max_parallel={workers}",
+                f"hydra.launcher.reuse_workers={str(reuse).lower()}",
+                "hydra.launcher.poll_interval=0.25",
+                "hydra.sweep.dir=multirun/sweep",
+                f"+sleep={runtime}",
+                f"+n=range({jobs})",
+            ]
+            began = time.time()
+            proc = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+            ended = time.time()
+            if proc.returncode != 0:
+                raise RuntimeError(f"the sweep failed:\n{proc.stderr[-3000:]}")
+            bids = fake.bids()
+            first_bid = min(datetime.fromisoformat(b["created_at"]).timestamp() for b in bids)
+            return {
+                "wall": ended - began,
+                "from_first_bid": ended - first_bid,
+                "bids": len(bids),
+                "dollars": sum(fake.dollars_billed().values()),
+                "left_billing": len(fake.billing_instances()),
+                "done": len(list((project / "multirun" / "sweep").glob("*/.hydra/config.yaml"))),
+            }
+    finally:
+        stop_sshd(sshd_process)
+
+
+def compare(jobs: int, workers: int, runtime: float, delay: float, work: Path) -> None:
+    """Run the sweep on warm workers and with one task per job; print them side by side."""
+    provisioning = delay + BOOT_DELAY + SSH_READY_DELAY
+    bound = provisioning + jobs * runtime / workers
+    runs = {
+        "warm workers": sweep(jobs, workers, runtime, delay, True, work / "workers"),
+        "one task per job": sweep(jobs, workers, runtime, delay, False, work / "per-task"),
+    }
+    table = Table(
+        title=f"{jobs} jobs of {runtime:g} s on at most {workers} at once, bids allocated after "
+        f"{delay:g} s (+{BOOT_DELAY + SSH_READY_DELAY:g} s boot and sshd): bound D + J·r/K = "
+        f"{provisioning:g} + {jobs}·{runtime:g}/{workers} = {bound:.1f} s"
+    )
+    table.add_column("measure")
+    for name in runs:
+        table.add_column(name, justify="right")
+    rows = [
+        ("jobs finished", lambda r: f"{r['done']} / {jobs}"),
+        ("wall from the first bid (s)", lambda r: f"{r['from_first_bid']:.1f}"),
+        ("  / (D + J·r/K)", lambda r: f"{r['from_first_bid'] / bound:.2f}"),
+        ("wall of the whole command (s)", lambda r: f"{r['wall']:.1f}"),
+        ("bids made", lambda r: str(r["bids"])),
+        ("dollars billed", lambda r: f"${r['dollars']:.4f}"),
+        ("instances left billing", lambda r: str(r["left_billing"])),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *(cell(r) for r in runs.values()))
+    Console().print(table)
+    ours, theirs = runs["warm workers"], runs["one task per job"]
+    print(
+        f"warm workers / one task per job: wall {ours['from_first_bid'] / theirs['from_first_bid']:.2f}x, "
+        f"bids {ours['bids']} vs {theirs['bids']}, "
+        f"dollars {ours['dollars'] / max(theirs['dollars'], 1e-12):.2f}x"
+    )
 
 
 def _summary(values: Sequence[float], digits: int = 2) -> str:
@@ -53,9 +180,7 @@ def _summary(values: Sequence[float], digits: int = 2) -> str:
 
 
 def run(jobs: int, poll: float, submitters: int, work: Path) -> None:
-    """Run the benchmark and print its tables."""
-    import os
-
+    """Run the polling benchmark and print its tables."""
     os.environ["FLOW_MITHRIL_REMOTE_ROOT"] = str(work / "remote")
     server, sshd_process = start_sshd(work / "sshd")
     ssh_reads: list[int] = []
@@ -184,15 +309,25 @@ def run(jobs: int, poll: float, submitters: int, work: Path) -> None:
 def main() -> None:
     """Parse the options and run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=50)
-    parser.add_argument("--poll", type=float, default=1.0, help="poll interval in seconds")
-    parser.add_argument("--submitters", type=int, default=16, help="threads placing bids")
+    parser.add_argument("part", nargs="?", choices=["workers", "polling"], default="workers")
+    parser.add_argument("--jobs", type=int, help="jobs (default: 32 workers, 50 polling)")
+    parser.add_argument("--workers", type=int, default=4, help="max_parallel K (workers)")
+    parser.add_argument("--runtime", type=float, default=1.0, help="seconds per job r (workers)")
+    parser.add_argument("--delay", type=float, default=5.0, help="provisioning delay D (workers)")
+    parser.add_argument("--poll", type=float, default=1.0, help="poll interval in s (polling)")
+    parser.add_argument("--submitters", type=int, default=16, help="threads placing bids (polling)")
     args = parser.parse_args()
-    if args.jobs < 1 or args.poll <= 0 or args.submitters < 1:
-        parser.error("--jobs and --submitters must be at least 1, --poll positive")
+    jobs = args.jobs or (32 if args.part == "workers" else 50)
+    if jobs < 1 or args.workers < 1 or args.poll <= 0 or args.submitters < 1:
+        parser.error("--jobs, --workers and --submitters must be at least 1, --poll positive")
+    if args.runtime < 0 or args.delay < 0:
+        parser.error("--runtime and --delay must be 0 or more seconds")
     with tempfile.TemporaryDirectory(prefix="cloud-bench-") as work:
         try:
-            run(args.jobs, args.poll, args.submitters, Path(work))
+            if args.part == "workers":
+                compare(jobs, args.workers, args.runtime, args.delay, Path(work))
+            else:
+                run(jobs, args.poll, args.submitters, Path(work))
         except SSHDUnavailable as error:
             print(f"cannot run: {error}", file=sys.stderr)
             sys.exit(1)

@@ -1,7 +1,8 @@
 """Hydra's launcher suite with ``hydra.launcher.provider=mithril`` against the fake Mithril.
 
-Every job of every suite test is a spot bid on the fake; its instance runs the job over the loopback
-sshd in the uploaded launch dir, and the job's output folder and result come home.
+The jobs of every suite test run on at most two warm workers (``reuse_workers``, the default), each
+a spot bid on the fake whose instance runs the jobs over the loopback sshd in the uploaded launch
+dir, one after another; each job's output folder and result come home.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ MITHRIL = [
     "hydra.launcher.instance=a100",  # Mithril has GPU types only and no default type
     f"hydra.launcher.python={sys.executable}",  # the loopback host's python with hydra installed
     "hydra.launcher.poll_interval=0.2",
+    "hydra.launcher.max_parallel=2",  # a sweep of three jobs reuses a worker
 ]
 
 
@@ -37,6 +39,8 @@ def on_fake_mithril(
     monkeypatch.chdir(launch)
     yield fake_mithril
     assert fake_mithril.billing_instances() == [], "a suite test left an instance billing"
+    names = [bid["name"] for bid in fake_mithril.bids()]
+    assert all(name.rsplit("-", 1)[1] in ("w0", "w1") for name in names), names  # workers
 
 
 @pytest.mark.usefixtures("on_fake_mithril")
