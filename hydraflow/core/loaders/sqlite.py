@@ -1,16 +1,17 @@
 """Read a sqlite MLflow store with SQL through ADBC: Arrow streams straight into polars.
 
-The four tables are read concurrently, one connection each and at most a thread per core (the ADBC
-driver releases the GIL while SQLite steps). When the chosen runs are most of the store, whole tables
-are read and narrowed in polars: a plain scan is cheaper than SQLite's ``IN (subquery)`` probe per row;
-those whole tables are kept, so the next load of the store reads only what changed
-(:mod:`hydraflow.core.loaders.sqlite_cache`). ADBC's low-level API hands polars an Arrow C stream,
-so pyarrow is never imported (it alone would add ~90 MB).
-"""
+The tables are read concurrently by at most a thread per core, each thread with one connection for
+all its queries (the ADBC driver releases the GIL while SQLite steps). The first queries (how many
+runs are chosen, the runs themselves, the experiment names) run together; when the chosen runs are
+most of the store, whole tables are then read and narrowed in polars: a plain scan is cheaper than
+SQLite's ``IN (subquery)`` probe per row; those whole tables are kept, so the next load of the store
+reads only what changed (:mod:`hydraflow.core.loaders.sqlite_cache`). ADBC's low-level API hands
+polars an Arrow C stream, so pyarrow is never imported (it alone would add ~90 MB)."""
 
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ import polars as pl
 
 from hydraflow.core._parallel import worker_count
 from hydraflow.core.errors import HydraflowError, RunNotFoundError, StoreNotFoundError
-from hydraflow.core.loaders.sqlite_cache import QUERIES, whole_tables
+from hydraflow.core.loaders.sqlite_cache import QUERIES, TOPS, whole_tables
 from hydraflow.core.loaders.tables import StoreTables, check_experiments, check_run_ids
 from hydraflow.core.store import Store
 
@@ -35,6 +36,13 @@ METRIC_VALUE = "CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END AS value
 
 
 _LATEST = f"SELECT run_uuid AS run_id, key, {METRIC_VALUE} FROM latest_metrics"
+_RUNS = (
+    "SELECT runs.run_uuid AS run_id, runs.name AS run_name, "
+    "CAST(runs.experiment_id AS TEXT) AS experiment_id, experiments.name AS experiment, "
+    "runs.status AS status, runs.start_time AS start_time, runs.end_time AS end_time, "
+    "runs.artifact_uri AS artifact_uri FROM runs "
+    "JOIN experiments ON runs.experiment_id = experiments.experiment_id WHERE "
+)
 
 
 def metric_value(column: pl.Expr) -> pl.Expr:
@@ -53,39 +61,73 @@ def _database(store: Store) -> Any:
     return adbc_driver_sqlite.connect(store.readonly_uri)
 
 
-def _read(database: Any, query: str) -> pl.DataFrame:
-    """One query on a new connection of ``database``, as a polars frame."""
-    from adbc_driver_manager import AdbcConnection, AdbcStatement
+def _query(conn: Any, query: str) -> pl.DataFrame:
+    """One query on an open ADBC connection, as a polars frame (Arrow C stream, no copy in Python)."""
+    from adbc_driver_manager import AdbcStatement
 
-    with AdbcConnection(database) as conn, AdbcStatement(conn) as statement:
+    with AdbcStatement(conn) as statement:
         statement.set_options(**{"adbc.sqlite.query.batch_rows": _BATCH_ROWS})
         statement.set_sql_query(query)
         stream, _ = statement.execute_query()
         return pl.DataFrame(stream)
 
 
+class Reader:
+    """Runs queries on one sqlite database from any thread: one connection per thread, opened on
+    its first query and kept for the next ones (a connection parses the schema and fills its page
+    cache once), all closed by :meth:`close`."""
+
+    def __init__(self, database: Any) -> None:
+        self._database = database
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._guard = threading.Lock()
+
+    def __call__(self, query: str) -> pl.DataFrame:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            from adbc_driver_manager import AdbcConnection
+
+            conn = AdbcConnection(self._database)
+            with self._guard:
+                self._opened.append(conn)
+            self._local.conn = conn
+        return _query(conn, query)
+
+    def close(self) -> None:
+        """Close every connection opened (before the database itself is closed)."""
+        with self._guard:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+
+
 def read_sql(store: Store, query: str) -> pl.DataFrame:
     """Run one read-only ``query`` on the sqlite store, waiting out a writer's lock."""
-    return _retrying(lambda: _with_database(store, lambda db: _read(db, query)), store)
+    return _retrying(lambda: _with_reader(store, lambda read: read(query)), store)
 
 
-def _with_database(store: Store, action: Callable[[Any], T]) -> T:
+def _with_reader(store: Store, action: Callable[[Reader], T]) -> T:
     with _database(store) as database:
-        return action(database)
+        read = Reader(database)
+        try:
+            return action(read)
+        finally:
+            read.close()
 
 
 def _selection(
-    database: Any, store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
+    store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
 ) -> str:
-    """The WHERE clause (on table ``runs``) choosing the runs to read; validates names and ids."""
+    """The WHERE clause (on table ``runs``) choosing the runs to read; validates run ids (the
+    experiment names are checked against the store by :func:`_check_experiments`)."""
     clauses = ["runs.lifecycle_stage = 'active'"]
     if experiments is not None:
-        known = _read(
-            database, "SELECT experiment_id, name FROM experiments WHERE lifecycle_stage = 'active'"
+        names = ",".join(sql_text(name) for name in experiments) or "NULL"
+        clauses.append(
+            "runs.experiment_id IN (SELECT experiment_id FROM experiments "
+            f"WHERE lifecycle_stage = 'active' AND name IN ({names}))"
         )
-        check_experiments(experiments, known["name"].to_list(), store.uri)
-        ids = known.filter(pl.col("name").is_in(list(experiments)))["experiment_id"].to_list()
-        clauses.append(f"runs.experiment_id IN ({','.join(str(int(i)) for i in ids) or 'NULL'})")
     if run_ids is not None:
         for run_id in run_ids:
             if not _SAFE_ID.match(run_id):
@@ -93,6 +135,11 @@ def _selection(
         quoted = ",".join(f"'{run_id}'" for run_id in run_ids) or "NULL"
         clauses.append(f"runs.run_uuid IN ({quoted})")
     return " AND ".join(clauses)
+
+
+def _check_experiments(read: Reader, store: Store, experiments: Sequence[str]) -> None:
+    known = read("SELECT name FROM experiments WHERE lifecycle_stage = 'active'")
+    check_experiments(experiments, known["name"].to_list(), store.uri)
 
 
 def _retrying(action: Callable[[], T], store: Store) -> T:
@@ -125,39 +172,44 @@ def load(
 ) -> StoreTables:
     """Read runs, params, latest metrics and tags of the selected runs, column-wise."""
     return _retrying(
-        lambda: _with_database(store, lambda db: _load(db, store, experiments, run_ids)), store
+        lambda: _with_reader(store, lambda read: _load(read, store, experiments, run_ids)), store
     )
 
 
 def _load(
-    database: Any, store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
+    read: Reader, store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
 ) -> StoreTables:
-    where = _selection(database, store, experiments, run_ids)
-    counts = _read(
-        database,
-        f"SELECT COUNT(*) AS total, SUM(CASE WHEN {where} THEN 1 ELSE 0 END) AS chosen FROM runs",
-    ).row(0)
-    total, chosen = int(counts[0] or 0), int(counts[1] or 0)
-    scan = chosen * 2 >= total  # most of the store: full scans, then a polars semi-join
+    where = _selection(store, experiments, run_ids)
     narrow = f" WHERE run_uuid IN (SELECT run_uuid FROM runs WHERE {where})"
     queries = {
         **{name: sql + narrow for name, sql in QUERIES.items()},
         "metrics": _LATEST + narrow,
-        "runs": "SELECT runs.run_uuid AS run_id, runs.name AS run_name, "
-        "CAST(runs.experiment_id AS TEXT) AS experiment_id, experiments.name AS experiment, "
-        "runs.status AS status, runs.start_time AS start_time, runs.end_time AS end_time, "
-        "runs.artifact_uri AS artifact_uri FROM runs "
-        f"JOIN experiments ON runs.experiment_id = experiments.experiment_id WHERE {where}",
     }
-    with ThreadPoolExecutor(max_workers=worker_count(len(queries))) as pool:
+    # One thread per core, each with its connection; the runs and the check of the experiment
+    # names are read while the counts decide how to read the rest
+    with ThreadPoolExecutor(max_workers=worker_count(len(queries) + 1)) as pool:
+        counts_job = pool.submit(
+            read,
+            f"SELECT COUNT(*) AS total, SUM(CASE WHEN {where} THEN 1 ELSE 0 END) AS chosen, "
+            f"{TOPS} FROM runs",
+        )
+        runs_job = pool.submit(read, _RUNS + where)
+        check_job = (
+            pool.submit(_check_experiments, read, store, experiments)
+            if experiments is not None
+            else None
+        )
+        counts = counts_job.result().row(0, named=True)
+        total, chosen = int(counts["total"] or 0), int(counts["chosen"] or 0)
+        scan = chosen * 2 >= total  # most of the store: full scans, then a polars semi-join
         if scan:  # the whole tables, from the snapshot of the last load when there is one
-            runs_job = pool.submit(_read, database, queries["runs"])
-            frames = dict(whole_tables(store, lambda sql: _read(database, sql), pool, _LATEST))
-            frames["runs"] = runs_job.result()
+            frames = dict(whole_tables(store, read, pool, _LATEST, counts))
         else:
-            futures = {name: pool.submit(_read, database, sql) for name, sql in queries.items()}
+            futures = {name: pool.submit(read, sql) for name, sql in queries.items()}
             frames = {name: future.result() for name, future in futures.items()}
-    runs = frames["runs"]
+        if check_job is not None:
+            check_job.result()
+        runs = runs_job.result()
     check_run_ids(run_ids, runs["run_id"].to_list() if run_ids else (), store.uri)
     ids = runs.select("run_id")
 

@@ -92,16 +92,21 @@ def _like(frame: pl.DataFrame, model: pl.DataFrame) -> pl.DataFrame:
     return frame.cast({c: model.schema[c] for c in frame.columns})
 
 
-def _tops(read: Reader) -> dict[str, int]:
-    """The highest rowid of the append-only tables (a b-tree's last entry: no scan)."""
-    return {
-        table: int(read(f"SELECT COALESCE(MAX(rowid), 0) AS top FROM {table}").item(0, 0))
-        for table in ("params", "metrics")
-    }
+# The highest rowid of the append-only tables (a b-tree's last entry: no scan), as columns of a
+# query the caller runs before reading the data (rows logged meanwhile are seen again, never missed)
+TOPS = ", ".join(
+    f"(SELECT COALESCE(MAX(rowid), 0) FROM {t}) AS {t}_top" for t in ("params", "metrics")
+)
 
 
-def _fresh(read: Reader, pool: Executor, metrics_query: str, version: Version) -> Snapshot:
-    tops = _tops(read)  # before the data: rows logged meanwhile are seen again, never missed
+def _tops(row: dict[str, Any]) -> dict[str, int]:
+    """The :data:`TOPS` columns of a query's first row."""
+    return {t: int(row[f"{t}_top"]) for t in ("params", "metrics")}
+
+
+def _fresh(
+    read: Reader, pool: Executor, metrics_query: str, version: Version, tops: dict[str, int]
+) -> Snapshot:
     queries = {**QUERIES, "metrics": metrics_query}
     futures = {name: pool.submit(read, sql) for name, sql in queries.items()}
     tables = {name: future.result().cast(SCHEMAS[name]) for name, future in futures.items()}  # type: ignore[arg-type]
@@ -109,10 +114,14 @@ def _fresh(read: Reader, pool: Executor, metrics_query: str, version: Version) -
 
 
 def _update(
-    snap: Snapshot, read: Reader, pool: Executor, metrics_query: str, version: Version
+    snap: Snapshot,
+    read: Reader,
+    pool: Executor,
+    metrics_query: str,
+    version: Version,
+    tops: dict[str, int],
 ) -> Snapshot | None:
     """The snapshot brought up to date, or None when only a full read is safe."""
-    tops = _tops(read)
     futures = {
         "run_ids": pool.submit(read, RUN_IDS),
         "tags": pool.submit(read, QUERIES["tags"]),
@@ -148,21 +157,23 @@ def _update(
 
 
 def whole_tables(
-    store: Store, read: Reader, pool: Executor, metrics_query: str
+    store: Store, read: Reader, pool: Executor, metrics_query: str, first_row: dict[str, Any]
 ) -> dict[str, pl.DataFrame]:
     """``params``, ``tags`` and ``metrics`` (latest) of the whole store, incrementally (see above).
 
     ``read`` runs one query (any thread); ``metrics_query`` selects ``run_id, key, value`` of
-    ``latest_metrics``; ``pool`` runs the reads concurrently.
+    ``latest_metrics``; ``pool`` runs the reads concurrently; ``first_row`` is the first row of a
+    query with the :data:`TOPS` columns, run before this call.
     """
+    tops = _tops(first_row)
     version = store_version(store)  # before reading: a later write makes the next load look again
     with _GUARD:
         snap = _SNAPSHOTS.get(store.location)
     if snap is not None and snap.version == version:
         return snap.tables
-    updated = _update(snap, read, pool, metrics_query, version) if snap is not None else None
+    updated = _update(snap, read, pool, metrics_query, version, tops) if snap is not None else None
     if updated is None:
-        updated = _fresh(read, pool, metrics_query, version)
+        updated = _fresh(read, pool, metrics_query, version, tops)
     with _GUARD:
         _SNAPSHOTS[store.location] = updated
     return updated.tables
