@@ -21,10 +21,18 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from flow_backend.testing.fake_ssh_gate import Forward, Gate, GatePool, Server
 from flow_backend.testing.fake_sshd import InstanceSshd, sshd_binary
 from flow_backend.testing.fake_state import FakeBid, FakeInstance, FakeState, new_fid
+from flow_backend.testing.fake_volumes import (
+    attach,
+    backing_path,
+    detach,
+    namespace_command,
+    unsupported_reason,
+)
 
 __all__ = ["FakeSettings", "Lifecycle"]
 
@@ -80,6 +88,8 @@ class Lifecycle:
         self._gates: dict[str, Gate] = {}
         self._gate_pool = GatePool()
         self.sshds: dict[str, InstanceSshd] = {}  # instance fid → its own sshd
+        self.volumes_dir = work_root.parent / "volumes"
+        self._to_detach: list[str] = []  # loop devices of stopped instances
 
     def minimum_price(self, instance_type: str, region: str) -> float:
         """The lowest limit price (per instance-hour) a bid may offer at all (else 400)."""
@@ -119,6 +129,7 @@ class Lifecycle:
                         instance.script_exited_monotonic = now
         for process in to_kill:
             kill_process_group(process)
+        self._detach_devices()
 
     def cancel(self, bid: FakeBid) -> None:
         """End a bid now: processes killed, instances terminated, billing stopped."""
@@ -126,6 +137,7 @@ class Lifecycle:
             processes = self._end(bid, "STATUS_TERMINATED")
         for process in processes:
             kill_process_group(process)
+        self._detach_devices()
 
     def preempt(self, bid: FakeBid) -> None:
         """Take a bid's capacity back: ``Preempting`` now, ``Open`` again after the grace period."""
@@ -153,6 +165,18 @@ class Lifecycle:
         for gate in list(self._gates.values()):
             gate.close()
         self._gates.clear()
+        with self.state.lock:
+            for instance in self.state.instances.values():
+                self._to_detach += instance.loop_devices
+                instance.loop_devices = []
+        self._detach_devices()
+
+    def _detach_devices(self) -> None:
+        """Detach the loop devices of instances whose processes were just killed."""
+        with self.state.lock:
+            devices, self._to_detach = self._to_detach, []
+        for device in devices:
+            detach(device)
 
     # -- steps ------------------------------------------------------------------------------
     def _maybe_allocate(self, bid: FakeBid, now: float) -> None:
@@ -221,6 +245,8 @@ class Lifecycle:
             gate = self._gates.pop(instance.fid, None)
             if gate is not None:
                 self._gate_pool.close(gate)
+            self._to_detach += instance.loop_devices
+            instance.loop_devices = []
             if instance.process is not None:
                 if instance.process.poll() is None:
                     processes.append(instance.process)
@@ -242,8 +268,9 @@ class Lifecycle:
         env = {key: value for key, value in os.environ.items() if key not in _SECRET_ENV}
         env.update(MITHRIL_INSTANCE_FID=instance.fid, MITHRIL_INSTANCE_DIR=str(folder))
         with open(folder / "startup_script.log", "wb") as log:
+            command = self._command(instance, script_path, bid, log)
             instance.process = subprocess.Popen(
-                ["bash", str(script_path)],
+                command,
                 cwd=folder,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -251,6 +278,39 @@ class Lifecycle:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        sshd = self.sshds.get(instance.fid)
+        if sshd is not None and command[0] == "unshare":  # SSH sessions see the instance's mounts
+            sshd.namespace_pid = instance.process.pid
+
+    def _command(
+        self, instance: FakeInstance, script: Path, bid: FakeBid, log: BinaryIO
+    ) -> list[str]:
+        """How the instance runs its script: with bash, in a mount namespace of its own with its
+        volumes attached when it has any (see :mod:`~flow_backend.testing.fake_volumes`)."""
+        volumes = [
+            self.state.volumes[fid]
+            for fid in bid.launch_specification.get("volumes") or []
+            if fid in self.state.volumes
+        ]
+        if not volumes:
+            return ["bash", str(script)]
+        reason = unsupported_reason()
+        if reason is not None:
+            log.write(f"fake Mithril: volumes not attached: {reason}\n".encode())
+            return ["bash", str(script)]
+        devices: dict[str, str] = {}
+        shares: dict[str, Path] = {}
+        for volume in volumes:
+            path = backing_path(self.volumes_dir, volume.fid, volume.interface, volume.capacity_gb)
+            if volume.interface == "File":
+                shares[volume.name] = path
+                continue
+            try:
+                devices[volume.fid] = attach(path)
+            except OSError as error:
+                log.write(f"fake Mithril: volume {volume.fid} not attached: {error}\n".encode())
+        instance.loop_devices = list(devices.values())
+        return namespace_command(script, devices, shares)
 
     def _end(self, bid: FakeBid, instance_status: str) -> list[subprocess.Popen[bytes]]:
         if bid.status == "Terminated":

@@ -19,6 +19,7 @@ from flow_backend.testing.fake_lifecycle import FakeSettings, Lifecycle
 from flow_backend.testing.fake_routes import Router
 from flow_backend.testing.fake_sshd import sshd_binary
 from flow_backend.testing.fake_state import FakeInstance, FakeState, iso, new_fid
+from flow_backend.testing.fake_volumes import backing_path
 from flow_backend.testing.faults import FaultPlan
 from flow_backend.testing.openapi_check import SpecExchange
 
@@ -288,6 +289,15 @@ class FakeMithril:
     def bids(self) -> list[dict[str, Any]]:
         with self.state.lock:
             return [bid.as_api() for bid in self.state.bids.values()]
+
+    def volume_backing(self, name_or_fid: str) -> Path:
+        """Where a volume's bytes live here: its disk image (Block) or its folder (File); see
+        :mod:`~flow_backend.testing.fake_volumes`."""
+        with self.state.lock:
+            volume = next(v for v in self.state.volumes.values() if name_or_fid in (v.fid, v.name))
+        return backing_path(
+            self.lifecycle.volumes_dir, volume.fid, volume.interface, volume.capacity_gb
+        )
 
     def instances_of(self, bid_fid: str) -> list[FakeInstance]:
         """The instance records of a bid (with fake-only details: folder, exit code)."""

@@ -74,6 +74,9 @@ class InstanceSshd:
     def __init__(self, folder: Path, public_keys: list[str], binary: str) -> None:
         self.folder = folder
         self.binary = binary
+        #: The instance's script, when it runs in a mount namespace of its own: SSH sessions
+        #: enter it (see :mod:`~flow_backend.testing.fake_volumes`).
+        self.namespace_pid: int | None = None
         self._processes: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
         folder.mkdir(parents=True, exist_ok=True)
@@ -108,9 +111,13 @@ class InstanceSshd:
 
     def serve(self, client: socket.socket) -> None:
         """Run ``sshd -i`` on an accepted connection (the socket is its stdin and stdout)."""
+        command = [self.binary, "-i", "-e", "-f", str(self.folder / "sshd_config")]
+        namespace = f"/proc/{self.namespace_pid}/ns/mnt" if self.namespace_pid else None
+        if namespace and os.path.exists(namespace):
+            command = ["nsenter", f"--mount={namespace}", "--", *command]
         with open(self.folder / "sshd.log", "ab") as log:
             process = subprocess.Popen(
-                [self.binary, "-i", "-e", "-f", str(self.folder / "sshd_config")],
+                command,
                 stdin=client.fileno(),
                 stdout=client.fileno(),
                 stderr=log,

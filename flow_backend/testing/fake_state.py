@@ -81,6 +81,7 @@ class FakeInstance:
     exit_code: int | None = None  # internal only: the real API reports none
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     status_override: str | None = None  # a value the client may not know (see FakeMithril)
+    loop_devices: list[str] = field(default_factory=list)  # its Block volumes, attached
 
     @property
     def billing(self) -> bool:

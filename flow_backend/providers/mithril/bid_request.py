@@ -21,9 +21,10 @@ from flow_backend.providers.mithril.lookup import volume_fid
 from flow_backend.providers.mithril.nodes import LaunchPlan
 from flow_backend.providers.mithril.pricing import limit_price
 from flow_backend.providers.mithril.startup_script import render_startup_script
+from flow_backend.providers.mithril.volume_script import VolumeMount
 
 if TYPE_CHECKING:
-    from flow_backend.task_config import TaskConfig
+    from flow_backend.task_config import TaskConfig, VolumeSpec
 
 __all__ = [
     "BID_NAME",
@@ -108,16 +109,8 @@ def build_bid_request(
         ResourceNotFoundError: Mithril offers no such instance type, or no market for it.
     """
     name = bid_name(config.name)
-    script = render_startup_script(
-        name,
-        config.command_string,
-        image=config.image,
-        mount_paths=[spec.resolved_mount_path for spec in config.volumes],
-        root=remote_root,
-        max_run_seconds=(
-            max(1, round(config.max_run_time_hours * 3600)) if config.max_run_time_hours else None
-        ),
-    )
+    # the command's length is checked before anything is created (the volumes' ids not known yet)
+    _script(config, name, remote_root, [_placeholder(spec) for spec in config.volumes])
     types = choose_type(config, account)
     region = config.region or region_setting
     offer = choose_offer(
@@ -135,6 +128,7 @@ def build_bid_request(
     chosen = next(it for it in types if it.fid == offer.instance_type)
     project = account.project_fid
     volumes = _volumes(config, account, offer.region)
+    script = _script(config, name, remote_root, volumes)
     keys = list(dict.fromkeys([account.ssh_key_fid, *account.required_ssh_key_fids()]))
     request = CreateBidRequest(
         project=project,
@@ -144,7 +138,7 @@ def build_bid_request(
         instance_quantity=config.num_instances,
         name=name,
         launch_specification=LaunchSpecification(
-            volumes=volumes, ssh_keys=keys, startup_script=script
+            volumes=[v.fid for v in volumes], ssh_keys=keys, startup_script=script
         ),
     )
     return BidChoice(request, chosen.name, offer.last_instance_price)
@@ -154,8 +148,28 @@ def build_bid_request(
 VOLUME_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
-def _volumes(config: TaskConfig, account: Account, region: str) -> list[str]:
-    """The volumes' ids, created when new; every check comes before anything is created.
+def _script(config: TaskConfig, name: str, remote_root: str, volumes: list[VolumeMount]) -> str:
+    return render_startup_script(
+        name,
+        config.command_string,
+        image=config.image,
+        volumes=volumes,
+        root=remote_root,
+        max_run_seconds=(
+            max(1, round(config.max_run_time_hours * 3600)) if config.max_run_time_hours else None
+        ),
+    )
+
+
+def _placeholder(spec: VolumeSpec) -> VolumeMount:
+    """A volume as long as a real one in the script, before its id is known."""
+    kind: Literal["Block", "File"] = "File" if spec.interface == "file" else "Block"
+    return VolumeMount("vol_" + "x" * 24, spec.name, kind, spec.resolved_mount_path)
+
+
+def _volumes(config: TaskConfig, account: Account, region: str) -> list[VolumeMount]:
+    """The volumes as the bid mounts them, created when new; every check comes before anything
+    is created.
 
     Raises:
         ValidationError: A name outside the API's rule, or a Block volume asked for by several
@@ -186,15 +200,20 @@ def _volumes(config: TaskConfig, account: Account, region: str) -> list[str]:
             )
         kinds[spec.name] = kind
     return [
-        existing[spec.name].fid
-        if spec.name in existing
-        else volume_fid(
-            account.client,
-            account.project_fid,
-            region,
+        VolumeMount(
+            existing[spec.name].fid
+            if spec.name in existing
+            else volume_fid(
+                account.client,
+                account.project_fid,
+                region,
+                spec.name,
+                spec.size_gb,
+                kinds[spec.name],
+            ),
             spec.name,
-            spec.size_gb,
             kinds[spec.name],
+            spec.resolved_mount_path,
         )
         for spec in config.volumes
     ]

@@ -84,6 +84,8 @@ def outcome(nodes: list[NodeView]) -> tuple[int, str | None] | None:
 
 
 _EXPLAINED = {
+    125: "exit code 125: the command never started (a volume could not be mounted, or the node "
+    "never received its environment; see the log)",
     124: "exit code 124: the time limit (max_run_time_hours) stopped it, or it timed out",
     126: "exit code 126: the command could not run (no working docker/podman for `image`, or not "
     "executable; see the log)",

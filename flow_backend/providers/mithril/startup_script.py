@@ -1,6 +1,7 @@
 """The startup script every instance of a task's bid boots with (at most 10,000 characters).
 
-It prepares the instance (task folder, volume mount points, container image pull), marks the node
+It prepares the instance (task folder, volumes formatted when new and mounted: see
+:mod:`~flow_backend.providers.mithril.volume_script`, container image pull), marks the node
 ``ready``, then waits for the provider to hand over the node's environment over SSH (``go.env``, then ``go.ready``,
 written with mode 600 and deleted once read, so no secret stays on disk or in the bid). It then
 runs the command — inside ``image`` with docker or podman; an ``image`` on an instance without a
@@ -17,9 +18,15 @@ id when the platform exports ``MITHRIL_INSTANCE_FID`` (the fake does) and the ho
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 
 from flow_backend.errors import ValidationError
 from flow_backend.providers.mithril.api.models import MAX_STARTUP_SCRIPT_CHARS
+from flow_backend.providers.mithril.volume_script import (
+    VOLUME_FAILED_EXIT,
+    VolumeMount,
+    volume_section,
+)
 from flow_backend.remote import OUTPUT_LOG, record_exit_code, record_pid
 from flow_backend.settings import DEFAULT_MITHRIL_REMOTE_ROOT
 
@@ -100,7 +107,7 @@ def render_startup_script(
     command: str,
     *,
     image: str | None,
-    mount_paths: list[str],
+    volumes: Sequence[VolumeMount] = (),
     root: str = REMOTE_ROOT,
     max_run_seconds: int | None = None,
 ) -> str:
@@ -110,7 +117,7 @@ def render_startup_script(
         task_name: The bid's name (letters, digits, ``.``, ``_``, ``-``).
         command: Shell command line to run.
         image: Container image to run it in when the instance has a container engine.
-        mount_paths: Absolute paths where the task's volumes appear.
+        volumes: The bid's volumes (formatted when new, mounted at their paths).
         root: The instances' folder for flow files (the ``mithril_remote_root`` setting, read on
             this machine and written into the script, so both sides agree).
         max_run_seconds: Stop the command after this long (``timeout``: TERM, KILL 30 s later;
@@ -119,9 +126,9 @@ def render_startup_script(
     Raises:
         ValidationError: The script would exceed the API's 10,000 characters.
     """
-    volume_lines = "".join(f"mkdir -p {shlex.quote(path)} 2>/dev/null\n" for path in mount_paths)
+    volume_lines = volume_section(volumes, record_exit_code('"$D"', str(VOLUME_FAILED_EXIT)))
     volume_args = "".join(
-        f"  ARGS+=(-v {shlex.quote(path)}:{shlex.quote(path)})\n" for path in mount_paths
+        f"  ARGS+=(-v {shlex.quote(v.mount_path)}:{shlex.quote(v.mount_path)})\n" for v in volumes
     )
     script = _TEMPLATE.format(
         name_comment=task_name.replace("\n", " "),

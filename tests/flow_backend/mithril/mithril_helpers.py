@@ -48,3 +48,17 @@ def settings_for(cloud: FakeMithril, sshd: Any, home: Path) -> FlowSettings:
         # under tmp_path: set by the autouse ``remote_root`` fixture of conftest.py
         mithril_remote_root=os.environ["FLOW_MITHRIL_REMOTE_ROOT"],
     )
+
+
+def require_real_volumes() -> None:
+    """Skip (fail under CI) when the fake cannot attach volumes here (it needs root)."""
+    import pytest
+
+    from flow_backend.testing.fake_volumes import unsupported_reason
+
+    reason = unsupported_reason()
+    if reason is not None:
+        message = f"volumes on fake instances: {reason}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mithril_helpers import settings_for
+from mithril_helpers import require_real_volumes, settings_for
 from sshd import SSHServer
 
-from flow_backend import Flow, TaskConfig
+from flow_backend import Flow, Task, TaskConfig
 from flow_backend.errors import (
     AuthenticationError,
     ResourceNotFoundError,
@@ -137,39 +138,42 @@ def test_default_limit_price_and_cost_per_hour(cloud_flow: Flow, cloud: FakeMith
     cloud_flow.cancel(task.task_id)
 
 
-def test_volumes_are_created_once_by_name_and_attached(
+def test_a_block_volume_is_formatted_once_mounted_and_keeps_its_data(
     cloud_flow: Flow, cloud: FakeMithril, tmp_path: Path
 ) -> None:
-    # the fake's instances run here as this user: mount under tmp_path, never at /volumes
+    require_real_volumes()
+    # each fake instance mounts in a namespace of its own: this machine's folder stays empty
     mount = tmp_path / "mnt" / "shared-data"
     spec = VolumeSpec(name="shared-data", size_gb=20, mount_path=str(mount))
-    first = cloud_flow.run(
-        TaskConfig(
-            command=f'test "$FLOW_VOLUME_SHARED_DATA" = {mount} && test -d "$FLOW_VOLUME_SHARED_DATA"',
-            instance_type="a100",
-            volumes=[spec],
-            region="us-central1-a",
-            upload_code=False,
+
+    def run(command: str) -> Task:
+        return cloud_flow.run(
+            TaskConfig(
+                command=command,
+                instance_type="a100",
+                volumes=[spec],
+                region="us-central1-a",
+                upload_code=False,
+            )
         )
+
+    first = run(
+        f'test "$FLOW_VOLUME_SHARED_DATA" = {mount} && findmnt -no FSTYPE {mount} '
+        f"&& echo kept > {mount}/data.txt"
     )
-    first.wait(timeout=60)
-    assert first.status == TaskStatus.COMPLETED, first.logs()
     # a Block volume attaches to one instance at a time: the next task uses it after the first
-    second = cloud_flow.run(
-        TaskConfig(
-            command="true",
-            instance_type="a100",
-            volumes=[spec],
-            upload_code=False,
-            region="us-central1-a",
-        )
-    )
+    assert first.wait(timeout=60) is TaskStatus.COMPLETED, first.logs()
+    assert first.logs() == "ext4\n"  # a real block device, formatted, mounted at the path
+    image = cloud.volume_backing("shared-data")
+    assert "ext4" in subprocess.run(["blkid", str(image)], capture_output=True, text=True).stdout
+    assert not mount.exists() or not any(mount.iterdir())  # the data is on the device only
+    second = run(f"cat {mount}/data.txt && ls {mount}")  # a new instance: not formatted again
+    assert second.wait(timeout=60) is TaskStatus.COMPLETED, second.logs()
+    assert second.logs() == "kept\ndata.txt\nlost+found\n"
     volumes = cloud_flow.provider.list_volumes()
     assert [(v.name, v.size_gb) for v in volumes] == [("shared-data", 20.0)]
     fids = {tuple(cloud.bid(t.task_id)["launch_specification"]["volumes"]) for t in (first, second)}
     assert len(fids) == 1 and len(next(iter(fids))) == 1
-    second.wait(timeout=60)
-    assert second.status == TaskStatus.COMPLETED, second.logs()
 
 
 def test_a_command_too_long_for_the_startup_script_is_refused(

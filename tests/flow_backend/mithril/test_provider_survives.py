@@ -7,7 +7,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from mithril_helpers import settings_for
+from mithril_helpers import require_real_volumes, settings_for
 from sshd import SSHServer
 
 from flow_backend import Flow, TaskConfig
@@ -242,10 +242,23 @@ def test_a_volume_shared_by_several_instances_must_be_a_file_volume(
     with pytest.raises(ValidationError, match="not a valid Mithril volume name"):
         cloud_flow.run(two_nodes(VolumeSpec(name="1data", interface="file")))
     assert cloud.requests_to("/v2/volumes", "POST") == 0 and cloud.bids() == []
-    shared = VolumeSpec(name="shared", interface="file", mount_path=str(tmp_path / "shared"))
-    task = cloud_flow.run(two_nodes(shared))
+    require_real_volumes()
+    mount = tmp_path / "shared"
+    shared = VolumeSpec(name="shared", interface="file", mount_path=str(mount))
+    # each rank writes into the share, mounted on its own instance: both land in the one share
+    writes = TaskConfig(
+        command=f"findmnt -n {mount} >/dev/null && echo mounted && touch {mount}/rank-$FLOW_NODE_RANK",
+        instance_type="a100",
+        num_instances=2,
+        volumes=[shared],
+        upload_code=False,
+    )
+    task = cloud_flow.run(writes)
     assert {v.name: v.interface for v in cloud.state.volumes.values()} == {"shared": "File"}
     assert task.wait(timeout=60) is TaskStatus.COMPLETED, task.logs()
+    assert task.logs() == "mounted\n"
+    assert sorted(p.name for p in cloud.volume_backing("shared").iterdir()) == ["rank-0", "rank-1"]
+    assert not mount.exists() or not any(mount.iterdir())  # a mount on each instance, not here
     assert cloud.bid(task.task_id)["launch_specification"]["volumes"] != []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,8 @@ from flow_backend.providers.mithril.api.prices import parse_dollars
 from flow_backend.providers.mithril.bid_request import launch_plan
 from flow_backend.providers.mithril.pricing import limit_price
 from flow_backend.providers.mithril.startup_script import render_startup_script
+from flow_backend.providers.mithril.volume_script import VolumeMount
+from flow_backend.remote import record_exit_code
 from flow_backend.task_config import TaskConfig, VolumeSpec
 
 
@@ -75,17 +78,24 @@ def test_startup_script_is_valid_bash_and_quotes_everything() -> None:
         "hf-1-0",
         "python -c 'print(\"$HOME; rm -rf /\")' && echo done",
         image="pytorch/pytorch:2.1",
-        mount_paths=["/volumes/my data"],
+        volumes=[
+            VolumeMount("vol_a", "my-data", "Block", "/volumes/my data"),
+            VolumeMount("vol_b", "shared", "File", "/volumes/shared"),
+        ],
         max_run_seconds=60,
     )
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     assert "timeout -k 30 60" in script
+    assert "flow_block my-data vol_a d '/volumes/my data'" in script
+    assert "flow_share shared vol_b /volumes/shared" in script
     assert "CMD='python -c '\"'\"'print(\"$HOME; rm -rf /\")'\"'\"' && echo done'" in script
 
 
 def test_startup_script_over_the_api_limit_is_refused() -> None:
     with pytest.raises(ValidationError) as caught:
-        render_startup_script("t", "x" * 9_000, image=None, mount_paths=["/v"] * 300)
+        render_startup_script(
+            "t", "x" * 9_000, image=None, volumes=[VolumeMount("vol_a", "v", "Block", "/v")] * 20
+        )
     assert caught.value.field == "command"
 
 
@@ -102,8 +112,33 @@ def test_a_volume_without_mount_path_is_made_and_named_at_volumes_slash_name() -
         config.name,
         config.command_string,
         image=None,
-        mount_paths=[spec.resolved_mount_path for spec in config.volumes],
+        volumes=[VolumeMount("vol_a", "training-data", "Block", "/volumes/training-data")],
     )
-    assert "mkdir -p /volumes/training-data " in script
+    assert "flow_block training-data vol_a d /volumes/training-data" in script
     plan = launch_plan(config, Bid.model_construct(fid="bid_1", name=config.name), "a100")
     assert plan.env["FLOW_VOLUME_TRAINING_DATA"] == "/volumes/training-data"
+
+
+def test_a_volume_whose_device_never_appears_ends_the_node_with_125_and_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flow_backend.providers.mithril import volume_script
+
+    monkeypatch.setattr(volume_script, "DEVICE_WAIT_SECONDS", 1)
+    section = volume_script.volume_section(
+        [VolumeMount("vol_nowhere0000", "data", "Block", str(tmp_path / "data"))],
+        record_exit_code('"$D"', "125"),
+    )
+    run = subprocess.run(
+        ["bash", "-c", f'D={tmp_path}\n{section}echo "the command ran"'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert run.returncode == 125 and "the command ran" not in run.stdout
+    assert (tmp_path / "exit_code").read_text().strip() == "125"
+    assert (tmp_path / "ready").exists()  # the provider finds the node and reads why
+    assert (tmp_path / "output.log").read_text() == (
+        "flow: volume data: no device appeared for Block volume vol_nowhere0000 within 1 s; "
+        "the command did not run\n"
+    )
