@@ -1,21 +1,24 @@
 """``hydra/sweeper=flow_optuna`` end to end: the flow launcher (local provider) and the MLflow callback.
 
-One search prunes, fails and completes trials for real; a rerun of the same study continues it. The
-scheduling itself (no barrier, slot reuse, Ctrl-C) is tested in memory in
-``test_flow_optuna_search.py``.
+One search prunes, fails and completes trials for real; a rerun of the same study continues it.
+Ctrl-C on a real sweep (an app in a subprocess) fails its running trials and keeps the study. The
+scheduling itself (no barrier, slot reuse) is tested in memory in ``test_flow_optuna_search.py``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hydra.test_utils.test_utils import TSweepRunner
-from launcher_helpers import job_runs, processes_mentioning
+from launcher_helpers import APPS, job_runs, processes_mentioning
 from omegaconf import DictConfig
 
 from hydra_plugins.hydraflow_plugins._optuna_options import FlowOptunaError
@@ -69,8 +72,8 @@ PRUNING = [
 ]
 
 
-def _trial_runs() -> dict[int, Any]:
-    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], "a_module")
+def _trial_runs(experiment: str = "a_module") -> dict[int, Any]:
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], experiment)
     return {
         int(r.data.tags["hydraflow.job_num"]): r
         for r in runs
@@ -114,6 +117,77 @@ def test_a_search_prunes_fails_completes_and_resumes(
     trials = [json.loads(line) for line in journal.read_text().splitlines()][1:]
     assert sorted(t["number"] for t in trials) == [0, 1, 2, 3, 4, 5]
     assert sorted(t["user_attrs"]["job_num"] for t in trials) == [0, 1, 2, 3, 4, 5]
+
+
+def _optuna_app(tmp_path: Path, n_trials: int, seconds: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(APPS / "slow_objective_app.py"),
+            "-m",
+            "hydra/launcher=flow",
+            "hydra.launcher.max_parallel=2",
+            "hydra/callbacks=mlflow",
+            "hydra/sweeper=flow_optuna",
+            "hydra/sweeper/sampler=random",
+            "hydra.sweeper.study_name=ctrl-c",
+            f"hydra.sweeper.n_trials={n_trials}",
+            "hydra.sweeper.n_jobs=2",
+            "+x=range(0,5)",
+            f"+seconds={seconds}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+
+
+def test_ctrl_c_fails_the_running_trials_and_a_rerun_continues_the_study(tmp_path: Path) -> None:
+    sweep = _optuna_app(tmp_path, 4, seconds=120)
+    try:
+        deadline = time.monotonic() + 90
+        while len(list(tmp_path.glob("started-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(list(tmp_path.glob("started-*"))) == 2, "2 trials never started"
+        sweep.send_signal(signal.SIGINT)
+        _out, err = sweep.communicate(timeout=60)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+            sweep.wait()
+    assert sweep.returncode != 0
+    assert "[flow_optuna] stopped: the trials that were running are FAIL in study 'ctrl-c'" in err
+    assert "hydra.sweeper.study_name=ctrl-c to continue it" in err
+    assert "Traceback" not in err
+    runs = _trial_runs("slow_objective_app")
+    assert sorted(runs) == [0, 1]
+    for run in runs.values():
+        assert run.info.status in ("KILLED", "FAILED"), run.info.status
+        assert run.data.tags["hydraflow.optuna.state"] == "FAIL"
+        assert run.data.tags["hydraflow.optuna.interrupted"] == "true"
+    journal = tmp_path / "optuna" / "ctrl-c.jsonl"
+    trials = [json.loads(line) for line in journal.read_text().splitlines()][1:]
+    assert sorted((t["state"], t["user_attrs"]["interrupted"]) for t in trials) == [
+        ("FAIL", True),
+        ("FAIL", True),
+    ]
+    deadline = time.monotonic() + 15
+    while processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_mentioning(str(tmp_path)) == []
+
+    # The same command again: the two interrupted trials do not count, jobs #2 and #3 run them.
+    rerun = _optuna_app(tmp_path, 2, seconds=0)
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert "study 'ctrl-c' in" in out + err and "0 of 2 trials ended before" in out + err
+    runs = _trial_runs("slow_objective_app")
+    assert sorted(runs) == [0, 1, 2, 3]
+    assert [runs[n].data.tags["hydraflow.optuna.state"] for n in (2, 3)] == ["COMPLETE"] * 2
+    assert [runs[n].data.tags["hydraflow.optuna.trial"] for n in (2, 3)] == ["2", "3"]
+    assert sorted(p.name for p in tmp_path.glob("multirun/*/*/[0-9]")) == ["0", "1", "2", "3"]
 
 
 def test_prune_on_without_the_mlflow_callback_names_the_key(
