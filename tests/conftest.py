@@ -4,15 +4,19 @@
 modules import its helpers with ``from sshd import SSHServer`` (``tests/`` is on ``sys.path``).
 ``slurm``: a real one-node SLURM cluster for the session (see ``tests/slurm.py``).
 ``migrated_store``: an empty MLflow sqlite store to copy, migrated once per session.
+``tracking_server``: one real ``mlflow server`` for the session (see ``tests/mlflow_server.py``);
+tests that share it write to experiments of their own names.
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlflow_server import TrackingServer, mlflow_server
 from slurm import slurm
 from sshd import sshd
 
-__all__ = ["migrated_store", "slurm", "sshd"]
+__all__ = ["migrated_store", "slurm", "sshd", "tracking_server"]
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +27,18 @@ def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
     MlflowClient(f"sqlite:///{path}").search_experiments()
     return path
+
+
+@pytest.fixture(scope="session")
+def tracking_server(
+    tmp_path_factory: pytest.TempPathFactory, migrated_store: Path
+) -> Iterator[TrackingServer]:
+    """One real ``mlflow server`` (sqlite backend, served artifacts) on loopback for the session.
+
+    Starting one takes 15-60 s on a loaded 2-core machine, so the tests that need a server share
+    it; each writes to experiments of its own names (the analysis stores: ``train`` and ``other``;
+    the pipeline: ``pipeline``; the remote sweeps: ``remote_app``).
+    """
+    root = tmp_path_factory.mktemp("mlflow-server")
+    with mlflow_server(root, migrated_store) as uri:
+        yield TrackingServer(uri=uri, root=root)

@@ -1,8 +1,13 @@
 """A real ``mlflow server`` on a free loopback port for tests (sqlite backend, served artifacts).
 
-Shared by every test that needs a tracking server: ``from mlflow_server import mlflow_server``
-(``tests/`` is on ``sys.path``). When the server cannot start, the test fails with a clear message
-under ``CI=true`` and is skipped elsewhere.
+Tests share one server per session: the ``tracking_server`` fixture of ``tests/conftest.py`` (each
+test writes to experiments of its own names there). :func:`mlflow_server` starts one for other uses
+(``from mlflow_server import mlflow_server``; ``tests/`` is on ``sys.path``). When the server cannot
+start, the test fails with a clear message under ``CI=true`` and is skipped elsewhere.
+
+The server runs without MLflow's job execution (``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``): with
+it, ``mlflow server`` also starts eight huey consumer processes for GenAI jobs nobody here submits,
+which tripled its start-up time on this 2-core machine (16 s against 45-64 s under load).
 """
 
 from __future__ import annotations
@@ -16,10 +21,24 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+
+@dataclass(frozen=True)
+class TrackingServer:
+    """A running ``mlflow server``.
+
+    Attributes:
+        uri: Its ``http://127.0.0.1:<port>`` address.
+        root: Its folder: ``server.db`` (the sqlite backend), ``artifacts/``, ``server.log``.
+    """
+
+    uri: str
+    root: Path
 
 
 def _free_port() -> int:
@@ -64,6 +83,7 @@ def mlflow_server(root: Path, migrated_db: Path | None = None) -> Iterator[str]:
                 "1",
             ],
             cwd=root,
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

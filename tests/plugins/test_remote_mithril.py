@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from launcher_helpers import job_runs
+from mlflow_server import TrackingServer
 from remote_helpers import EXPERIMENT, copy_project, files_containing, run_sweep
 from sshd import SSHServer
 
@@ -123,30 +124,31 @@ def test_ignore_files_that_would_drop_the_job_specs_stop_the_sweep_clearly(
 
 
 def test_a_mithril_sweep_lands_on_a_tracking_server(
-    cloud: FakeMithril, tmp_path: Path, migrated_store: Path, monkeypatch: pytest.MonkeyPatch
+    cloud: FakeMithril,
+    tmp_path: Path,
+    tracking_server: TrackingServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from mlflow_server import mlflow_server
-
+    uri = tracking_server.uri
     project = copy_project(tmp_path)
-    with mlflow_server(tmp_path / "server", migrated_store) as uri:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-        # one spot bid per job (the other strategy's path home, onto a server)
-        proc = run_sweep(project, "mithril", "lr=0.1,0.01", "hydra.launcher.reuse_workers=false")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert len(cloud.bids()) == 2
-        runs = job_runs(uri, EXPERIMENT)
-        from mlflow.tracking import MlflowClient
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # one spot bid per job (the other strategy's path home, onto a server)
+    proc = run_sweep(project, "mithril", "lr=0.1,0.01", "hydra.launcher.reuse_workers=false")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(cloud.bids()) == 2
+    runs = job_runs(uri, EXPERIMENT)  # the session's server: only this test sweeps into it
+    from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(uri)
-        (parent,) = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
-        children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
-        assert sorted(r.data.params["lr"] for r in children) == ["0.01", "0.1"]
-        for run in children:
-            assert run.info.status == "FINISHED"
-            assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
-            assert len(client.get_metric_history(run.info.run_id, "score")) == 3
-            assert ".hydra" in {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert parent.info.status == "FINISHED"
-    assert cloud.api_key not in (tmp_path / "server" / "server.db").read_bytes().decode(
+    client = MlflowClient(uri)
+    (parent,) = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
+    assert sorted(r.data.params["lr"] for r in children) == ["0.01", "0.1"]
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert len(client.get_metric_history(run.info.run_id, "score")) == 3
+        assert ".hydra" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert parent.info.status == "FINISHED"
+    assert cloud.api_key not in (tracking_server.root / "server.db").read_bytes().decode(
         errors="replace"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from analysis_stores import StoreData, populate
 from mlflow import MlflowClient
-from mlflow_server import mlflow_server
+from mlflow_server import TrackingServer
 
 
 @pytest.fixture(scope="session")
@@ -41,14 +41,10 @@ def file_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreData]:
 
 
 @pytest.fixture(scope="session")
-def server_store(
-    tmp_path_factory: pytest.TempPathFactory, migrated_store: Path
-) -> Iterator[StoreData]:
-    """A real ``mlflow server`` (sqlite backend, served artifacts) on a free loopback port."""
-    root = tmp_path_factory.mktemp("server-store")
-    with mlflow_server(root, migrated_store) as uri:
-        data = StoreData(uri=uri, kind="server", root=root)
-        yield populate(MlflowClient(uri), data, None)
+def server_store(tracking_server: TrackingServer) -> StoreData:
+    """The session's real ``mlflow server`` (sqlite backend, served artifacts; ``tests/conftest.py``)."""
+    data = StoreData(uri=tracking_server.uri, kind="server", root=tracking_server.root)
+    return populate(MlflowClient(tracking_server.uri), data, None)
 
 
 @pytest.fixture(params=["sqlite", "file", "server"])

@@ -8,23 +8,25 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from mlflow_server import mlflow_server
+from mlflow_server import TrackingServer
 from pipeline_helpers import SEED_CFG, count_calls, seed_pipeline, stage_runs
 
 
 @pytest.fixture
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_store: Path) -> Iterator[str]:
-    with mlflow_server(tmp_path / "server", migrated_store) as url:
-        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-        monkeypatch.setenv("PIPELINE_TEST_CALLS", str(tmp_path))
-        monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
-        monkeypatch.chdir(tmp_path)
-        yield url
+def server(
+    tracking_server: TrackingServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The session's mlflow server (the pipeline writes to its own experiment, ``pipeline``)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.uri)
+    monkeypatch.setenv("PIPELINE_TEST_CALLS", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield tracking_server.uri
 
 
 @pytest.mark.timeout(400)
 def test_remote_store_uploads_outputs_and_downloads_them_for_a_cache_hit(
-    server: str, tmp_path: Path
+    server: str, tracking_server: TrackingServer, tmp_path: Path
 ) -> None:
     from omegaconf import OmegaConf
 
@@ -35,7 +37,7 @@ def test_remote_store_uploads_outputs_and_downloads_them_for_a_cache_hit(
     client = MlflowClient(server)
     uploaded = {a.path for a in client.list_artifacts(train.run_id, "outputs")}
     assert uploaded == {"outputs/model.txt"}
-    assert not str(train.output_dir).startswith(str(tmp_path / "server" / "artifacts"))
+    assert not str(train.output_dir).startswith(str(tracking_server.root / "artifacts"))
 
     second = seed_pipeline().run(cfg)
 
