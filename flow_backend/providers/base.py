@@ -141,6 +141,12 @@ class Provider(ABC):
         capacity (a spot bid's limit price), shown by ``flow run --dry-run``; None: no bidding."""
         return None
 
+    def check_volumes(self, config: TaskConfig, tasks_at_once: int = 1) -> None:
+        """Refuse, before anything starts, volumes that ``tasks_at_once`` tasks like ``config``
+        (each with ``num_instances``) could not use at the same time; the default refuses nothing
+        (local and ssh volumes are folders)."""
+        return None
+
     def detach(self, task_id: str) -> str | None:
         """Hand a task this process started to something that outlives it (``flow run`` without
         ``--wait``). Returns a note for the user, or None when the task needs nothing from this

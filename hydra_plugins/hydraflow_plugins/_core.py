@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING
 from hydra.core.utils import JobReturn
 
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError
-from hydra_plugins.hydraflow_plugins._plan import check_budget, format_plan, make_plan
+from hydra_plugins.hydraflow_plugins._plan import (
+    check_budget,
+    check_volumes,
+    format_plan,
+    make_plan,
+)
 from hydra_plugins.hydraflow_plugins._session import FlowJobSession
 from hydra_plugins.hydraflow_plugins._strategy import uses_workers
 
@@ -57,6 +62,7 @@ def _launch(launcher: FlowLauncher, numbered: Sequence[tuple[int, list[str]]]) -
             context.price_of,
         )
         if options.dry_run:
+            check_volumes(session.flow.provider, options, session.slots)
             workers = session.slots if uses_workers(session.flow.provider, options) else None
             print(format_plan(rows, session.provider, workers), flush=True)
             check_budget(rows, options)

@@ -20,6 +20,7 @@ __all__ = [
     "PlanRow",
     "bid_prices",
     "check_budget",
+    "check_volumes",
     "format_plan",
     "gpus_text",
     "make_plan",
@@ -75,6 +76,29 @@ def bid_prices(provider: Provider, options: LauncherOptions) -> Callable[[str], 
         return provider.price_per_hour(instance_type) if limit is None else limit
 
     return price_of
+
+
+def check_volumes(provider: Provider, options: LauncherOptions, tasks_at_once: int) -> None:
+    """Refuse, before anything starts, volumes the tasks running at once could not share (on
+    Mithril a Block volume attaches to one instance at a time), naming ``hydra.launcher.volumes``."""
+    if not options.volumes:
+        return
+    from flow_backend import TaskConfig
+    from flow_backend.errors import FlowError
+
+    try:
+        config = TaskConfig(
+            command="true",
+            volumes=options.volumes,
+            num_instances=options.num_instances,
+            upload_code=False,
+        )
+        provider.check_volumes(config, tasks_at_once)
+    except FlowError as error:
+        raise FlowLauncherError(
+            f"hydra.launcher.volumes: {error} (hydra.launcher.max_parallel={tasks_at_once} "
+            "runs that many jobs at once)"
+        ) from None
 
 
 def task_price(price_per_instance: float, options: LauncherOptions) -> float:

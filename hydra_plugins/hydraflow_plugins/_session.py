@@ -29,7 +29,7 @@ from hydra.core.utils import JobReturn, configure_log, setup_globals
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
 from hydra_plugins.hydraflow_plugins._paths import copy_task_log
-from hydra_plugins.hydraflow_plugins._plan import bid_prices
+from hydra_plugins.hydraflow_plugins._plan import bid_prices, check_volumes
 from hydra_plugins.hydraflow_plugins._progress import Progress
 from hydra_plugins.hydraflow_plugins._scheduler import Entry, Scheduler
 from hydra_plugins.hydraflow_plugins._strategy import RunStrategy, choose_strategy
@@ -182,6 +182,7 @@ class FlowJobSession:
     # -- inside ----------------------------------------------------------------------------------
     def _ensure_scheduler(self) -> Scheduler:
         if self._scheduler is None:
+            check_volumes(self.flow.provider, self.options, self._limit)
             self._strategy = choose_strategy(self.context, self.flow, self.options)
             self._scheduler = Scheduler(
                 self._strategy,

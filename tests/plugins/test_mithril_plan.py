@@ -73,3 +73,29 @@ def test_the_plan_and_budget_count_the_limit_price_the_bid_will_carry(
     plan = capsys.readouterr().out
     assert "$2.20" in plan and "Total worst-case cost: $4.40" in plan
     assert fake_mithril.bids() == []
+
+
+def test_a_block_volume_the_sweeps_parallel_jobs_would_share_is_one_error_before_launch(
+    fake_mithril: FakeMithril,
+    tmp_path: Path,
+    hydra_sweep_runner: TSweepRunner,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    block = "hydra.launcher.volumes=[{name:data}]"
+    with pytest.raises(FlowLauncherError) as raised:
+        _sweep(hydra_sweep_runner, tmp_path, "hydra/launcher/instance=a100", block)
+    message = str(raised.value)
+    assert message.startswith("hydra.launcher.volumes: volume 'data' is a Block volume")
+    assert "2 tasks at once" in message and "File volume" in message
+    assert fake_mithril.bids() == [] and fake_mithril.requests_to("/v2/volumes", "POST") == 0
+    # one job at a time may use it; a File volume may be shared
+    _sweep(
+        hydra_sweep_runner,
+        tmp_path / "one",
+        "hydra/launcher/instance=a100",
+        block,
+        "hydra.launcher.max_parallel=1",
+    )
+    shared = "hydra.launcher.volumes=[{name:data,interface:file}]"
+    _sweep(hydra_sweep_runner, tmp_path / "file", "hydra/launcher/instance=a100", shared)
+    assert capsys.readouterr().out.count("Dry run") == 2

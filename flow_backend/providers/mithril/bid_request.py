@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationError
 from flow_backend.providers.mithril.account import Account, choose_offer
 from flow_backend.providers.mithril.api import Bid, CreateBidRequest, LaunchSpecification
-from flow_backend.providers.mithril.api.models import InstanceType
+from flow_backend.providers.mithril.api.models import InstanceType, Volume
 from flow_backend.providers.mithril.lookup import volume_fid
 from flow_backend.providers.mithril.nodes import LaunchPlan
 from flow_backend.providers.mithril.pricing import limit_price
@@ -34,6 +34,7 @@ __all__ = [
     "choose_type",
     "clearer_refusal",
     "launch_plan",
+    "volume_kinds",
 ]
 
 #: The API's rule for bid names (the SDK's ``TASK_NAME_PATTERN``).
@@ -167,18 +168,22 @@ def _placeholder(spec: VolumeSpec) -> VolumeMount:
     return VolumeMount("vol_" + "x" * 24, spec.name, kind, spec.resolved_mount_path)
 
 
-def _volumes(config: TaskConfig, account: Account, region: str) -> list[VolumeMount]:
-    """The volumes as the bid mounts them, created when new; every check comes before anything
-    is created.
+def volume_kinds(
+    config: TaskConfig, existing: dict[str, Volume], tasks_at_once: int = 1
+) -> dict[str, Literal["Block", "File"]]:
+    """Each volume's kind (an existing volume keeps its own), after the checks the API would make.
+
+    Args:
+        config: The task (its volumes and ``num_instances``).
+        existing: The project's volumes by name.
+        tasks_at_once: How many tasks like ``config`` run at the same time (a sweep's parallelism).
 
     Raises:
-        ValidationError: A name outside the API's rule, or a Block volume asked for by several
-            instances (a Block volume attaches to one instance at a time).
+        ValidationError: A name outside the API's rule, or a Block volume that several instances
+            would share (it attaches to one instance at a time).
     """
-    if not config.volumes:
-        return []
-    existing = {v.name: v for v in account.client.list_volumes(account.project_fid, region=region)}
     kinds: dict[str, Literal["Block", "File"]] = {}
+    sharing = config.num_instances * tasks_at_once
     for spec in config.volumes:
         if not VOLUME_NAME.match(spec.name) or len(spec.name) > 64:
             raise ValidationError(
@@ -189,16 +194,32 @@ def _volumes(config: TaskConfig, account: Account, region: str) -> list[VolumeMo
             )
         found = existing.get(spec.name)
         kind = found.interface if found else ("File" if spec.interface == "file" else "Block")
-        if kind == "Block" and config.num_instances > 1:
+        if kind == "Block" and sharing > 1:
+            who = (
+                f"num_instances={config.num_instances}"
+                if tasks_at_once == 1
+                else f"{sharing} instances ({tasks_at_once} tasks at once × num_instances="
+                f"{config.num_instances})"
+            )
             raise ValidationError(
                 f"volume {spec.name!r} is a Block volume, which attaches to one instance at a "
-                f"time, but num_instances={config.num_instances} would share it",
+                f"time, but {who} would share it",
                 field="volumes",
                 value=spec.name,
                 hint="Use a File volume for data several instances share (interface: file, a new "
-                "name), or one instance",
+                "name), or run one instance at a time",
             )
         kinds[spec.name] = kind
+    return kinds
+
+
+def _volumes(config: TaskConfig, account: Account, region: str) -> list[VolumeMount]:
+    """The volumes as the bid mounts them, created when new; every check comes before anything
+    is created (see :func:`volume_kinds`)."""
+    if not config.volumes:
+        return []
+    existing = {v.name: v for v in account.client.list_volumes(account.project_fid, region=region)}
+    kinds = volume_kinds(config, existing)
     return [
         VolumeMount(
             existing[spec.name].fid

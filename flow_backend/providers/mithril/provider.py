@@ -24,6 +24,7 @@ from flow_backend.providers.mithril.bid_request import (
     choose_type,
     clearer_refusal,
     launch_plan,
+    volume_kinds,
 )
 from flow_backend.providers.mithril.keeper import start_keeper
 from flow_backend.providers.mithril.lookup import find_bids, instances_for
@@ -104,6 +105,21 @@ class MithrilProvider(TaskAccess, Provider):
         if offer is None:
             return None
         return limit_price(offer.last_instance_price, config.max_price_per_hour)
+
+    def check_volumes(self, config: TaskConfig, tasks_at_once: int = 1) -> None:
+        """Refuse, before anything starts, volumes that ``tasks_at_once`` tasks like ``config``
+        could not share: a Block volume attaches to one instance at a time (an existing volume
+        keeps its kind, whatever ``interface`` says).
+
+        Raises:
+            ValidationError: Naming the volume and the File volumes to use instead.
+        """
+        if not config.volumes:
+            return
+        existing = {
+            v.name: v for v in self.client.list_volumes(self.account.project_fid, region=None)
+        }
+        volume_kinds(config, existing, tasks_at_once)
 
     def adopt(self, plan: LaunchPlan) -> None:
         """Feed the task of ``plan`` from this process (a keeper taking a detached task over)."""
