@@ -9,7 +9,9 @@ callback and a TPE sampler seeded 0:
 - ``flow_optuna``: ``hydra/sweeper=flow_optuna`` — a slot is refilled the moment its trial ends;
 - ``flow_optuna + pruning``: the same, with ``prune_on=val_loss`` (median pruner).
 
-It prints wall time of the whole command and the slot-idle fraction, 1 - Σ time spent in
+It prints wall time of the whole command, split into ``lead`` (command start → first objective
+start; in brackets when the sweeper submitted the first job), ``span`` (first objective start →
+last end) and ``trail`` (→ the command's exit), and the slot-idle fraction, 1 - Σ time spent in
 objectives / (n_jobs × wall) — over the command's wall time (``idle/wall``, the issue's figure: the
 command's start-up before the first trial and its wrap-up after the last count as idle) and over
 the trials' span (``idle/span``, first objective start to last end), and ``idle@0``: idle/span of
@@ -21,13 +23,18 @@ splits each refill (from the study journal's submission/end times) into: ``notic
 → the sweeper has the outcome: the job's wrap-up and the launcher's poll), ``sweeper`` (→ the next
 trial is submitted: metric read, tell, ask, submit) and ``start`` (→ the next objective starts:
 the launcher hands the job to a worker, the job composes its config and starts its MLflow run),
-and prints the sweeper's own time per phase. ``--ways`` picks some of the ways. It asserts nothing.
+and prints the sweeper's own time per phase. ``--ways`` picks some of the ways.
+
+One seed says little about search quality, so it also runs the sweeper's search loop in memory
+for ``--seeds`` TPE seeds (the app's objective and runtimes on a virtual clock), batched and
+without a barrier, and prints the median best value of each. It asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -35,6 +42,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +51,7 @@ from rich.console import Console
 from rich.table import Table
 
 APP = Path(__file__).resolve().parent / "async_search_app.py"
+sys.path.insert(0, str(APP.parent.parent / "tests" / "plugins"))  # optuna_fakes: a virtual clock
 
 
 @dataclass
@@ -55,6 +64,9 @@ class Outcome:
     idle_wall: float
     idle_span: float
     idle_floor: float  # idle/span of the same trials with instant refills (the tail)
+    lead: float  # command start → first objective start
+    first_submit: float  # command start → first job submitted (flow_optuna only, else nan)
+    trail: float  # last objective end → command exit
     trials: int
     pruned: int
     pruned_seconds: float
@@ -111,6 +123,57 @@ def _refill_parts(
     return {k: statistics.median(v) for k, v in parts.items() if v}
 
 
+class _InstantLauncher:
+    """A launcher whose ``launch`` returns each job's value at once (for the batched search)."""
+
+    def launch(self, batch: list[list[str]], initial_job_idx: int) -> list[Any]:
+        from async_search_app import value
+        from hydra.core.utils import JobReturn, JobStatus
+
+        returns = []
+        for overrides in batch:
+            params = dict(o.split("=", 1) for o in overrides)
+            ret = JobReturn()
+            ret.status = JobStatus.COMPLETED
+            ret.return_value = value(float(params["+x"]), float(params["+y"]))
+            returns.append(ret)
+        return returns
+
+
+def best_values(seeds: int, trials: int, jobs: int) -> tuple[list[float], list[float]]:
+    """The best value after ``trials`` trials for TPE seeds 0..seeds-1, batched (ask ``jobs``,
+    tell them all) and without a barrier (a slot refilled as its trial ends, trials taking the
+    app's runtimes on a virtual clock): the same search loop as the sweeper's, in memory."""
+    import optuna
+    from async_search_app import runtime, value
+    from optuna_fakes import FakeSession
+
+    from hydra_plugins.hydraflow_plugins._optuna_search import Search
+    from hydra_plugins.hydraflow_plugins._optuna_session import BatchSession
+    from hydra_plugins.hydraflow_plugins._optuna_space import SearchSpace
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = SearchSpace.parse({"+x": "interval(-5,5)", "+y": "interval(-5,5)"}, [])
+    config = OmegaConf.create({})
+    bests: tuple[list[float], list[float]] = ([], [])
+    for seed in range(seeds):
+        for kind, found in zip(("batched", "async"), bests, strict=True):
+            study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed))
+            session: Any = (
+                BatchSession(_InstantLauncher(), jobs)  # type: ignore[arg-type]
+                if kind == "batched"
+                else FakeSession(
+                    slots=jobs,
+                    duration=lambda p: runtime(p["+x"], p["+y"]),
+                    result=lambda p: value(p["+x"], p["+y"]),
+                )
+            )
+            with session:
+                Search(study, session, partial(space.ask, study, config), trials).run()
+            found.append(study.best_value)
+    return bests
+
+
 def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace) -> Outcome:
     """Run one sweep as a real multirun in its own folder, Flow home and MLflow store."""
     work = root / label.replace(" ", "_").replace("+", "p").replace("(", "").replace(")", "")
@@ -140,9 +203,11 @@ def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace
         f"+step_seconds={args.step}",
         f"+log_steps={'prune_on' in ' '.join(sweeper)}",
     ]
+    began = time.time()
     start = time.perf_counter()
     proc = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    finished = time.time()
     if proc.returncode != 0:
         raise SystemExit(f"{label} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     records = {int(p.stem): json.loads(p.read_text()) for p in timing.glob("*.json")}
@@ -168,6 +233,13 @@ def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace
         idle_wall=1.0 - busy / (args.jobs * wall),
         idle_span=1.0 - busy / (args.jobs * span),
         idle_floor=_idle_without_overhead(records, args.jobs),
+        lead=first - began,
+        first_submit=min(
+            (e["submitted_at"] for e in journal.values() if e.get("submitted_at")),
+            default=math.nan,
+        )
+        - began,
+        trail=finished - last,
         trials=len(records),
         pruned=len(pruned),
         pruned_seconds=sum(records[n]["end"] - records[n]["start"] for n in pruned if n in records),
@@ -187,7 +259,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--jobs", type=int, default=4)
     parser.add_argument("--step", type=float, default=0.5, help="seconds between val_loss logs")
-    parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
+    parser.add_argument("--ways", nargs="*", choices=WAYS, default=list(WAYS))
+    parser.add_argument("--seeds", type=int, default=20, help="seeds of the in-memory comparison")
     args = parser.parse_args()
     ways = {
         "optuna (batched)": ["hydra/sweeper=optuna"],
@@ -212,7 +285,9 @@ def main() -> None:
     columns = (
         "way",
         "wall s",
+        "lead s",
         "span s",
+        "trail s",
         "idle/wall",
         "idle/span",
         "idle@0",
@@ -234,7 +309,10 @@ def main() -> None:
         table.add_row(
             label,
             f"{o.wall:.1f}",
+            f"{o.lead:.1f}"
+            + (f" ({o.first_submit:.1f})" if not math.isnan(o.first_submit) else ""),
             f"{o.span:.1f}",
+            f"{o.trail:.1f}",
             f"{o.idle_wall:.0%}",
             f"{o.idle_span:.0%}",
             f"{o.idle_floor:.0%}",
@@ -250,6 +328,14 @@ def main() -> None:
     for label, o in outcomes.items():
         if o.sweeper_time:
             console.print(f"{label}: sweeper time: {o.sweeper_time}")
+    if args.seeds:
+        batched, unbarred = best_values(args.seeds, args.trials, args.jobs)
+        wins = sum(a <= b for a, b in zip(unbarred, batched, strict=True))
+        console.print(
+            f"best value after {args.trials} trials, TPE seeds 0-{args.seeds - 1}, in memory: "
+            f"batched median {statistics.median(batched):.3f}, without a barrier median "
+            f"{statistics.median(unbarred):.3f}; as good or better in {wins} of {args.seeds} seeds"
+        )
     base = outcomes.get("optuna (batched)")
     for label, o in outcomes.items():
         if base is None or o is base:
