@@ -6,6 +6,8 @@ its folder (the launcher writes them; see ``_workers``)::
     <folder>/job-<n>.json    order n: the job's spec, its log file, its attempt header, its env
     <folder>/job-<n>.done    written by the worker once order n has ended (its result is written)
     <folder>/job-<n>.cancel  order n is cancelled (its content: why): the worker interrupts the job
+    <folder>/wake            a FIFO the worker makes and removes; the launcher writes to it after a
+                             cancel mark, which wakes the worker's cancel watcher
     <folder>/stop            the launcher no longer needs this worker: it exits
 
 On a remote host (``_remote_workers``) the folder and every path of an order are relative to the
@@ -21,8 +23,8 @@ its own log file. What stays (and is the point): imported modules — hydra, mlf
 script, imported once. A job that kills the process takes only itself down: the launcher fails it
 with its log tail and starts another worker for the jobs that remain.
 
-A cancelled job stops alone too: a watcher thread sees its ``cancel`` mark and interrupts the main
-thread (``SIGUSR1`` to it; the handler raises :class:`JobInterrupted` inside the task function, which
+A cancelled job stops alone too: a watcher thread, woken through the ``wake`` pipe, sees its
+``cancel`` mark and interrupts the main thread (``SIGUSR1`` to it; the handler raises :class:`JobInterrupted` inside the task function, which
 Hydra's ``run_job`` records as the job's failure: its MLflow run ends ``FAILED`` with the reason), and
 the worker stays warm for the next job. A job that ignores the interrupt is stopped with its worker
 by the launcher after a grace period.
@@ -44,12 +46,21 @@ from typing import Any
 
 from hydra_plugins.hydraflow_plugins import _job_runner
 
-__all__ = ["STOP_NAME", "JobInterrupted", "cancel_path", "done_path", "order_path", "serve"]
+__all__ = [
+    "STOP_NAME",
+    "JobInterrupted",
+    "cancel_path",
+    "done_path",
+    "order_path",
+    "serve",
+    "wake",
+    "wake_path",
+]
 
 POLL_SECONDS = 0.005
-CANCEL_POLL_SECONDS = 0.01
 LAUNCHER_CHECK_SECONDS = 1.0
 STOP_NAME = "stop"
+WAKE_NAME = "wake"
 INTERRUPT_SIGNAL = signal.SIGUSR1
 
 
@@ -72,14 +83,34 @@ def cancel_path(folder: Path, seq: int) -> Path:
     return folder / f"job-{seq}.cancel"
 
 
+def wake_path(folder: Path) -> Path:
+    """The worker's wake-up pipe (a FIFO it makes): the launcher writes to it after a cancel mark."""
+    return folder / WAKE_NAME
+
+
+def wake(folder: Path) -> None:
+    """Launcher side: wake the worker's cancel watcher (nothing happens if it is not running)."""
+    try:
+        fd = os.open(wake_path(folder), os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no pipe yet (the worker checks the mark as it starts the job) or no reader
+        return
+    try:
+        os.write(fd, b"\n")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class CancelWatch:
     """Interrupts the running job of this worker when the launcher cancels it.
 
-    A daemon thread looks for the current order's ``cancel`` mark while a job runs and sends
-    ``SIGUSR1`` to the main thread (a real signal wakes a blocking call such as ``time.sleep``); the
-    handler raises :class:`JobInterrupted` only while the task function runs (:meth:`interruptible`),
-    so Hydra's bookkeeping around it (config, callbacks, result) is never cut in half. A job
-    cancelled before its task function starts is stopped as it enters it.
+    A daemon thread sleeps in a read of the worker's wake-up pipe (no polling: it costs the job
+    nothing); woken, it looks for the current order's ``cancel`` mark and sends ``SIGUSR1`` to the
+    main thread (a real signal wakes a blocking call such as ``time.sleep``). The handler raises
+    :class:`JobInterrupted` only while the task function runs (:meth:`interruptible`), so Hydra's
+    bookkeeping around it (config, callbacks, result) is never cut in half; a job cancelled before
+    its task function starts is stopped as it enters it.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -88,24 +119,29 @@ class CancelWatch:
         self._reason: str | None = None
         self._armed = False
         self._lock = threading.Lock()
-        self._running = threading.Event()
 
     def start(self) -> None:
-        """Install the signal handler (main thread) and start the watcher thread."""
+        """Install the signal handler (main thread), make the pipe, start the watcher thread."""
         signal.signal(INTERRUPT_SIGNAL, self._on_signal)
         main = threading.main_thread().ident
         assert main is not None
-        threading.Thread(target=self._watch, args=(main,), name="cancel-watch", daemon=True).start()
+        pipe = wake_path(self.folder)
+        pipe.unlink(missing_ok=True)
+        os.mkfifo(pipe)
+        fd = os.open(pipe, os.O_RDWR)  # a writer of its own: reads wait instead of ending
+        threading.Thread(target=self._watch, args=(fd, main), name="cancel", daemon=True).start()
+
+    def close(self) -> None:
+        """Remove the pipe (copying the sweep folder must not meet a FIFO)."""
+        wake_path(self.folder).unlink(missing_ok=True)
 
     def begin(self, seq: int) -> None:
-        """Order ``seq`` starts running."""
+        """Order ``seq`` starts running (it may be cancelled already)."""
         with self._lock:
-            self._seq, self._reason, self._armed = seq, None, False
-        self._running.set()
+            self._seq, self._reason, self._armed = seq, self._cancel_reason(seq), False
 
     def end(self) -> None:
         """The current order has ended: a late cancel mark or signal changes nothing."""
-        self._running.clear()
         with self._lock:
             self._seq, self._reason, self._armed = None, None, False
 
@@ -126,24 +162,37 @@ class CancelWatch:
             self._armed = False
             raise JobInterrupted(self._reason)
 
-    def _watch(self, main: int) -> None:
-        while True:
-            self._running.wait()
+    def _cancel_reason(self, seq: int) -> str | None:
+        mark = cancel_path(self.folder, seq)
+        if not mark.exists():
+            return None
+        return mark.read_text(errors="replace").strip() or "cancelled"
+
+    def _watch(self, fd: int, main: int) -> None:
+        while os.read(fd, 512):
             with self._lock:
-                seq, reason = self._seq, self._reason
-                mark = cancel_path(self.folder, seq) if seq is not None else None
-                if mark is not None and reason is None and mark.exists():
-                    self._reason = mark.read_text(errors="replace").strip() or "cancelled"
+                if self._seq is None or self._reason is not None:
+                    continue
+                self._reason = self._cancel_reason(self._seq)
+                if self._reason is not None:
                     signal.pthread_kill(main, INTERRUPT_SIGNAL)
-            time.sleep(CANCEL_POLL_SECONDS)
 
 
 def serve(folder: Path, launcher_pid: int | None = None, idle_seconds: float | None = None) -> int:
     """Run orders until told to stop (or the launcher is gone, or idle too long); exit status."""
-    seq = 0
-    checked = idle_since = time.monotonic()
     watch = CancelWatch(folder)
     watch.start()
+    try:
+        return _serve(folder, watch, launcher_pid, idle_seconds)
+    finally:
+        watch.close()
+
+
+def _serve(
+    folder: Path, watch: CancelWatch, launcher_pid: int | None, idle_seconds: float | None
+) -> int:
+    seq = 0
+    checked = idle_since = time.monotonic()
     while True:
         order = order_path(folder, seq)
         if order.exists():

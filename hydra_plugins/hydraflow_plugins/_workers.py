@@ -39,7 +39,14 @@ from hydra_plugins.hydraflow_plugins._strategy import (
     log_tail,
     read_result,
 )
-from hydra_plugins.hydraflow_plugins._worker import STOP_NAME, cancel_path, done_path, order_path
+from hydra_plugins.hydraflow_plugins._worker import (
+    STOP_NAME,
+    cancel_path,
+    done_path,
+    order_path,
+    wake,
+    wake_path,
+)
 
 if TYPE_CHECKING:
     from flow_backend import Flow, Task, TaskConfig
@@ -136,6 +143,7 @@ class LocalWorkers(StrategyBase):
         for worker in self.workers:
             if worker.attempt is attempt:
                 write_atomic(cancel_path(worker.folder, worker.orders - 1), reason.encode())
+                wake(worker.folder)
                 worker.cancelled_at = time.monotonic()
                 return True
         return False
@@ -174,6 +182,7 @@ class LocalWorkers(StrategyBase):
             self._leaving = [w for w in self._leaving if not w.task.is_terminal]
         for worker in self._leaving:
             self.flow.cancel(worker.task.task_id)
+            self._drop(worker)
             cancelled.append(worker.task.task_id)
         self._leaving = []
         return cancelled
@@ -259,8 +268,10 @@ class LocalWorkers(StrategyBase):
         self._leaving.append(worker)
 
     def _drop(self, worker: Worker) -> None:
+        """Forget a worker that is stopped (or has died): it cannot remove its own pipe."""
         if worker in self.workers:
             self.workers.remove(worker)
+        wake_path(worker.folder).unlink(missing_ok=True)
 
 
 def _task_tail(task: Task) -> str:

@@ -149,6 +149,7 @@ def test_a_cancelled_job_stops_alone_and_its_worker_runs_the_next_job(
         ((num, ret),) = session.outcomes(timeout=60)
         assert (num, ret.status, ret.return_value) == (1, JobStatus.COMPLETED, float(pid))
     assert [task.name.rsplit("-", 1)[1] for task in started_tasks()] == ["w0"]  # one worker task
+    assert not list(tmp_path.glob("multirun/*/*/.flow/workers/*/wake"))  # no pipe left behind
     # the cancelled job kept its output, and its own record of why it stopped
     (log,) = tmp_path.glob("multirun/*/*/0/flow-task.log")
     assert log.is_file()
@@ -173,3 +174,4 @@ def test_a_cancelled_job_that_ignores_the_interrupt_is_stopped_with_its_worker(
         ((num, ret),) = session.outcomes(timeout=60)
         assert ret.status == JobStatus.COMPLETED and ret.return_value != float(pid)
     assert sorted(task.name.rsplit("-", 1)[1] for task in started_tasks()) == ["w0", "w1"]
+    assert not list(tmp_path.glob("multirun/*/*/.flow/workers/*/wake"))  # no pipe left behind
