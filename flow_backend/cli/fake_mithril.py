@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ssh-destination",
         default=None,
-        help="user@host:port of an sshd every instance reports (needed to run tasks end to end)",
+        help="user@host:port of an sshd: instances answer SSH as that user, each with an sshd and "
+        "host key of its own (needed to run tasks end to end)",
     )
     parser.add_argument(
         "--provisioning-delay", type=float, default=1.0, help="seconds a bid stays Open (default 1)"

@@ -37,6 +37,9 @@ def serve(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"error: cannot listen on 127.0.0.1:{args.port}: {error.strerror}", file=sys.stderr)
         return 1
+    except ValueError as error:  # e.g. no sshd on this machine for the instances
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with fake:

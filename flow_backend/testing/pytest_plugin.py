@@ -7,8 +7,8 @@
 and points ``MITHRIL_API_URL`` / ``MITHRIL_API_KEY`` / ``MITHRIL_PROJECT`` and
 ``FLOW_MITHRIL_REMOTE_ROOT`` at it for the test's duration. When the test session also has an
 ``sshd`` fixture (an object with ``destination`` and ``key_path``, like this project's
-``tests/sshd.py``), the fake's instances report that sshd and ``FLOW_SSH_KEY_PATH`` is set, so
-tasks run end to end. It stops the server (and kills every startup script still running)
+``tests/sshd.py``), the fake's instances answer SSH as its user (each with an sshd and host key
+of its own) and ``FLOW_SSH_KEY_PATH`` is set to its key, so tasks run end to end. It stops the server (and kills every startup script still running)
 afterwards.
 """
 
