@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pytest
 
+from flow_backend.testing.fake_sshd import TEST_SSHD_OPTIONS
+
 SSHD = "/usr/sbin/sshd"
 _START_ATTEMPTS = 3
 _READY_SECONDS = 15.0
@@ -98,20 +100,8 @@ def _write_config(workdir: Path, port: int) -> Path:
                 f"HostKey {workdir / 'host_key'}",
                 f"PidFile {workdir / 'sshd.pid'}",
                 f"AuthorizedKeysFile {workdir / 'authorized_keys'}",
-                "StrictModes no",
-                "UsePAM no",
-                "PermitRootLogin yes",
-                "PubkeyAuthentication yes",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "MaxSessions 64",
                 "MaxStartups 64:30:128",
-                "Subsystem sftp internal-sftp",
-                "LogLevel INFO",
-                # bash sources ~/.bashrc for commands sshd runs unless SHLVL is already set; this
-                # machine's root .bashrc runs `pyenv init` (0.3 s per command). Tests call tools
-                # by absolute path (sys.executable), so they do not need it.
-                "SetEnv SHLVL=1",
+                *TEST_SSHD_OPTIONS,  # shared with the fake Mithril's instances
                 "",
             ]
         )

@@ -28,7 +28,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-__all__ = ["SSHD", "InstanceSshd", "sshd_binary"]
+__all__ = ["SSHD", "TEST_SSHD_OPTIONS", "InstanceSshd", "sshd_binary"]
 
 SSHD = "/usr/sbin/sshd"
 
@@ -40,23 +40,31 @@ def sshd_binary() -> str | None:
     return shutil.which("sshd")
 
 
+#: sshd_config lines of a test sshd on this machine (this fake's instances, ``tests/sshd.py``):
+#: key logins only, by the user running the tests (root included), no PAM, no mode checks.
+TEST_SSHD_OPTIONS: tuple[str, ...] = (
+    "StrictModes no",
+    "UsePAM no",
+    "PermitRootLogin yes",
+    "PubkeyAuthentication yes",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "MaxSessions 64",
+    "Subsystem sftp internal-sftp",
+    "LogLevel INFO",
+    # bash sources ~/.bashrc for commands sshd runs unless SHLVL is already set; a root .bashrc
+    # that runs `pyenv init` costs 0.3 s per command. Tests call tools by absolute path.
+    "SetEnv SHLVL=1",
+)
+
+
 def _config(folder: Path) -> str:
     return "\n".join(
         [
             f"HostKey {folder / 'ssh_host_ed25519_key'}",
             f"AuthorizedKeysFile {folder / 'authorized_keys'}",
             "PidFile none",
-            "StrictModes no",
-            "UsePAM no",
-            "PermitRootLogin yes",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "MaxSessions 64",
-            "Subsystem sftp internal-sftp",
-            "LogLevel INFO",
-            # bash sources ~/.bashrc for commands sshd runs unless SHLVL is set (see tests/sshd.py)
-            "SetEnv SHLVL=1",
+            *TEST_SSHD_OPTIONS,
             "",
         ]
     )
