@@ -22,6 +22,7 @@ it an instance's volumes are not attached and its script reports the missing dev
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
@@ -34,13 +35,22 @@ _TOOLS = ("losetup", "unshare", "nsenter", "mount")
 _MIN_MIB = 16
 
 
+@functools.cache
 def unsupported_reason() -> str | None:
-    """Why this machine cannot give fake instances real volumes (None: it can)."""
+    """Why this machine cannot give fake instances real volumes (None: it can). Asked once: a
+    private mount namespace and a free loop device are tried for real."""
     if os.geteuid() != 0:
         return "the fake attaches volumes as loop devices and mounts them, which needs root"
     missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
     if missing:
         return f"the fake needs {', '.join(missing)} (util-linux) to attach volumes"
+    for probe, what in (
+        (["unshare", "--mount", "--propagation", "private", "true"], "a mount namespace"),
+        (["losetup", "--find"], "a free loop device"),
+    ):
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            return f"this machine gives no {what}: {result.stderr.strip() or result.returncode}"
     return None
 
 
