@@ -15,7 +15,9 @@ When SLURM cannot start, tests that use it are skipped — or fail with the reas
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +38,19 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def counting_commands(folder: Path, *tools: str) -> Path:
+    """Put in ``folder`` a wrapper for each SLURM command in ``tools`` that logs the call (``tool
+    args`` a line, to ``folder/calls.log``) and runs the real one; put ``folder`` first on PATH to
+    count how a test's code calls SLURM. Returns the log."""
+    folder.mkdir(parents=True, exist_ok=True)
+    calls = folder / "calls.log"
+    calls.touch()
+    for tool in tools:
+        real = shutil.which(tool)
+        assert real is not None, f"{tool} is not installed"
+        wrapper = folder / tool
+        wrapper.write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\nexec {real} "$@"\n')
+        wrapper.chmod(0o755)
+    return calls

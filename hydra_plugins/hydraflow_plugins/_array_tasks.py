@@ -4,20 +4,21 @@ On a provider that queues arrays itself (``Provider.queues_arrays``, e.g. slurm 
 login node), the first attempts of jobs prepared together that share an instance type go in as one
 ``submit_array`` (``max_parallel`` is the array's parallel limit, so the cluster runs as many as
 the launcher would). Starting such an attempt only attaches to its element; a retry is a task of its
-own. Stopping an attempt only asks the provider (``scancel``) and goes on; ``close`` cancels the
-elements the launch never started (a cancelled queue, Ctrl-C) and waits for every stopped one,
-with one call. Everything else is :class:`LocalTasks`: the jobs run from the launch dir, which the
+own. Stopping an attempt only notes it: the next pass (``poll``/``release``) asks the provider for
+every noted one at once and goes on, and ``close`` cancels them together with the elements the
+launch never started (a cancelled queue, Ctrl-C) and waits, so an exit path is one ``scancel`` for
+the array. Everything else is :class:`LocalTasks`: the jobs run from the launch dir, which the
 provider's tasks share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import LauncherOptions
-from hydra_plugins.hydraflow_plugins._strategy import Attempt, LocalTasks
+from hydra_plugins.hydraflow_plugins._strategy import Attempt, AttemptEnd, LocalTasks
 
 if TYPE_CHECKING:
     from flow_backend import Flow, Task
@@ -33,7 +34,8 @@ class ArrayTasks(LocalTasks):
     ) -> None:
         super().__init__(context, flow, options, common)
         self._submitted: dict[int, Task] = {}  # first attempts submitted, not yet started
-        self._stopping: list[str] = []  # asked to stop; close() waits for them all at once
+        self._to_stop: list[Attempt] = []  # stopped, the provider not yet asked
+        self._stopping: list[Attempt] = []  # the provider asked; close() waits for them all
 
     def _prepare(self, jobs: Sequence[Job]) -> None:
         from flow_backend import Task
@@ -58,16 +60,33 @@ class ArrayTasks(LocalTasks):
         return Attempt(job, attempt, task)
 
     def stop(self, attempt: Attempt) -> None:
-        """Ask the provider to stop it and go on: stopping many (Ctrl-C) waits once, at close."""
-        self.flow.provider.cancel_many([attempt.task_id], wait=False)
-        self._stopping.append(attempt.task_id)
+        """Note it: the next pass or ``close`` stops every noted attempt with one provider call."""
+        self._to_stop.append(attempt)
+
+    def poll(self, attempts: Sequence[Attempt]) -> dict[int, AttemptEnd]:
+        self._ask_to_stop()
+        return super().poll(attempts)
+
+    def release(self, wanted: Collection[str], final: bool) -> None:
+        self._ask_to_stop()  # every pass ends here, with or without live attempts
+        super().release(wanted, final)
+
+    def _ask_to_stop(self) -> None:
+        if self._to_stop:
+            self.flow.provider.cancel_many([a.task_id for a in self._to_stop], wait=False)
+            self._stopping += self._to_stop
+            self._to_stop = []
 
     def close(self) -> list[str]:
         stopped = super().close()
-        # never started by this launch (queued in the provider), or asked to stop: end them all
-        ids = [task.task_id for task in self._submitted.values()] + self._stopping
+        # never started by this launch (queued in the provider), or stopped: end them all at once
+        attempts = self._stopping + self._to_stop
+        ids = [task.task_id for task in self._submitted.values()] + [a.task_id for a in attempts]
         if ids:
             self.flow.provider.cancel_many(ids)
+        for attempt in attempts:  # a stopped job keeps its output (a file on the shared disk)
+            self._save_task_log(attempt)
         self._submitted.clear()
+        self._to_stop.clear()
         self._stopping.clear()
         return stopped

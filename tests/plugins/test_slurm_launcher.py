@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 from launcher_helpers import APPS, job_runs
 from remote_helpers import EXPERIMENT, copy_project, run_sweep, sweep_command
+from slurm import counting_commands
 from sshd import SSHServer
 
 from flow_backend.providers.slurm.cluster import SlurmCluster
@@ -204,9 +204,10 @@ class TestFlowLauncherIntegrationOnSlurm(IntegrationTestSuite):
 
 
 def test_ctrl_c_leaves_no_slurm_job_behind(on_slurm: SlurmCluster, tmp_path: Path) -> None:
+    calls = counting_commands(tmp_path / "bin", "scancel")
     sweep = _behaviour_sweep(
         tmp_path,
-        dict(os.environ),
+        {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"},
         "hydra.launcher.max_parallel=2",
         "mode=sleep",
         "seconds=120",
@@ -219,7 +220,7 @@ def test_ctrl_c_leaves_no_slurm_job_behind(on_slurm: SlurmCluster, tmp_path: Pat
             time.sleep(0.2)
         # one array of 3 (at most 2 at once): 2 elements running, 1 pending in SLURM
         assert len(_live_jobs(on_slurm, tmp_path, "RUNNING")) == 2
-        assert len({job.split("_")[0] for job in _live_jobs(on_slurm, tmp_path)}) == 1
+        (array,) = {job.split("_")[0] for job in _live_jobs(on_slurm, tmp_path)}
         sweep.send_signal(signal.SIGINT)
         _out, err = sweep.communicate(timeout=90)
     finally:
@@ -230,6 +231,8 @@ def test_ctrl_c_leaves_no_slurm_job_behind(on_slurm: SlurmCluster, tmp_path: Pat
     assert "cancelled 2 live task(s)" in err, err[-2000:]
     assert "Traceback" not in err
     assert _live_jobs(on_slurm, tmp_path) == []  # squeue is empty at once, not eventually
+    # the running elements and the pending one: one scancel for the array
+    assert calls.read_text().splitlines() == [f"scancel {array}_[0-2]"]
 
 
 def test_a_job_past_its_time_limit_fails_with_slurms_reason(
@@ -244,21 +247,9 @@ def test_a_job_past_its_time_limit_fails_with_slurms_reason(
     assert _live_jobs(slurm, folder) == []
 
 
-def _counting_sbatch(folder: Path) -> tuple[Path, Path]:
-    """A folder with an ``sbatch`` that logs each call, then runs the real one; and its log."""
-    real = shutil.which("sbatch")
-    assert real is not None, "sbatch is not installed"
-    folder.mkdir()
-    calls = folder / "sbatch-calls.log"
-    wrapper = folder / "sbatch"
-    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {real} "$@"\n')
-    wrapper.chmod(0o755)
-    return folder, calls
-
-
 def test_a_100_job_sweep_goes_in_as_one_array(on_slurm: SlurmCluster, tmp_path: Path) -> None:
-    bin_dir, calls = _counting_sbatch(tmp_path / "bin")
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    calls = counting_commands(tmp_path / "bin", "sbatch")
+    env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
     sweep = _behaviour_sweep(tmp_path, env, "hydra.launcher.max_parallel=8", "value=range(100)")
     out, err = sweep.communicate(timeout=400)
     assert sweep.returncode == 0, out[-2000:] + err[-3000:]

@@ -30,7 +30,13 @@ from flow_backend.providers.slurm.script import (
     JobOptions,
     batch_script,
 )
-from flow_backend.providers.slurm.states import SQUEUE_FORMAT, JobInfo, parse_squeue, status_of
+from flow_backend.providers.slurm.states import (
+    SQUEUE_FORMAT,
+    JobInfo,
+    job_list,
+    parse_squeue,
+    status_of,
+)
 from flow_backend.providers.slurm.store import SlurmTaskState, state_files
 from flow_backend.providers.slurm.submission import (
     PreparedTask,
@@ -305,7 +311,7 @@ class SlurmProvider(Provider):
         for state in live:
             self._store.save(state)
         if live:
-            self.login.slurm(["scancel", *sorted({s.job_id for s in live})])
+            self.login.slurm(["scancel", *job_list(s.job_id for s in live)])
             deadline = time.monotonic() + (_CANCEL_WAIT_SECONDS if wait else 0.0)
             while live and time.monotonic() < deadline:
                 live = [s for s in self._refresh(live) if not s.record.status.is_terminal]

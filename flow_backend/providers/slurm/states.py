@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flow_backend.models import TaskStatus
 
-__all__ = ["SQUEUE_FORMAT", "JobInfo", "parse_squeue", "status_of"]
+__all__ = ["SQUEUE_FORMAT", "JobInfo", "job_list", "parse_squeue", "status_of"]
 
 #: ``squeue --format``: job id (``123`` or ``123_4`` for array elements), state, reason, start and
 #: end time (local time, ``N/A`` when unknown), first node.
@@ -114,3 +115,27 @@ def status_of(
         why = f"the command exited with code {exit_code}"
     reason = f", reason {info.reason}" if info.reason not in ("None", "") else ""
     return TaskStatus.FAILED, f"{why} (SLURM state {info.state}{reason})"
+
+
+def job_list(job_ids: Iterable[str]) -> list[str]:
+    """``scancel``'s arguments for ``job_ids``: a job as it is, the elements of one array as one
+    expression (``123_[0-3,7]``), so SLURM cancels them in one request, running or pending."""
+    plain: set[str] = set()
+    elements: dict[str, set[int]] = {}
+    for job_id in job_ids:
+        parent, _, index = job_id.partition("_")
+        if index.isdigit():
+            elements.setdefault(parent, set()).add(int(index))
+        else:
+            plain.add(job_id)
+    arrays = []
+    for parent, indices in elements.items():
+        ranges: list[list[int]] = []
+        for index in sorted(indices):
+            if ranges and index == ranges[-1][1] + 1:
+                ranges[-1][1] = index
+            else:
+                ranges.append([index, index])
+        text = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+        arrays.append(f"{parent}_{text}" if text.isdigit() else f"{parent}_[{text}]")
+    return sorted(plain, key=int) + sorted(arrays, key=lambda a: int(a.split("_")[0]))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from flow_helpers import run_flow_cli, wait_for
+from slurm import counting_commands
 
 from flow_backend import Flow, TaskConfig
 from flow_backend.errors import ProviderError, ValidationError
@@ -157,18 +158,23 @@ def test_num_instances_is_one_job_on_that_many_nodes(slurm_flow: Flow, slurm: Sl
     assert failing.exit_code == 3
 
 
-def test_flow_cancel_all_ends_an_array_in_slurm(
-    slurm_flow: Flow, slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch
+def test_flow_cancel_sweep_ends_an_array_in_slurm_with_one_scancel(
+    slurm_flow: Flow, slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     provider = _provider(slurm_flow)
-    configs = [TaskConfig(command="sleep 60", upload_code=False) for _ in range(3)]
+    configs = [
+        TaskConfig(name=f"hf-sweep42-{i}", command="sleep 60", upload_code=False) for i in range(3)
+    ]
     records = provider.submit_array(configs, max_parallel=1)  # 1 running, 2 pending
     monkeypatch.setenv("FLOW_SLURM_CONF", str(slurm.conf))
-    result = run_flow_cli("--provider", "slurm", "cancel", "--all", check=True)
+    calls = counting_commands(tmp_path / "bin", "scancel")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    result = run_flow_cli("--provider", "slurm", "cancel", "--sweep", "sweep42", check=True)
     for record in records:
         assert f"{record.task_id}: cancelled" in result.stdout
     job = _job_id(slurm_flow, records[0].task_id).split("_")[0]
     assert not [line for line in _live_jobs(slurm) if line.split("|")[0].startswith(f"{job}_")]
+    assert calls.read_text().splitlines() == [f"scancel {job}_[0-2]"]  # the array at once
 
 
 @pytest.mark.parametrize(

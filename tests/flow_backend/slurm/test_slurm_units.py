@@ -9,7 +9,7 @@ from flow_backend.instance_types import parse_instance_type
 from flow_backend.models import TaskStatus
 from flow_backend.providers.slurm.resources import ResourceMap
 from flow_backend.providers.slurm.script import JobOptions, batch_script, time_limit
-from flow_backend.providers.slurm.states import parse_squeue, status_of
+from flow_backend.providers.slurm.states import job_list, parse_squeue, status_of
 from flow_backend.settings import load_settings
 
 SQUEUE = """\
@@ -45,6 +45,11 @@ def test_squeue_lines_become_our_states_with_slurms_reason() -> None:
     assert status_of(jobs["12"], 0, cancel_requested=False) == (TaskStatus.COMPLETED, None)
     status, message = status_of(jobs["13"], 2, cancel_requested=False)
     assert status is TaskStatus.FAILED and "exited with code 2" in (message or "")
+
+
+def test_an_arrays_elements_are_cancelled_with_one_expression() -> None:
+    ids = ["41_0", "41_1", "41_3", "41_5", "41_6", "41_7", "12", "7_2"]
+    assert job_list(ids) == ["12", "7_2", "41_[0-1,3,5-7]"]
 
 
 def test_instance_types_map_to_sbatch_options() -> None:
