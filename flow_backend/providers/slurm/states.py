@@ -131,11 +131,11 @@ def job_list(job_ids: Iterable[str]) -> list[str]:
     arrays = []
     for parent, indices in elements.items():
         ranges: list[list[int]] = []
-        for index in sorted(indices):
-            if ranges and index == ranges[-1][1] + 1:
-                ranges[-1][1] = index
+        for number in sorted(indices):
+            if ranges and number == ranges[-1][1] + 1:
+                ranges[-1][1] = number
             else:
-                ranges.append([index, index])
+                ranges.append([number, number])
         text = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
         arrays.append(f"{parent}_{text}" if text.isdigit() else f"{parent}_[{text}]")
     return sorted(plain, key=int) + sorted(arrays, key=lambda a: int(a.split("_")[0]))
