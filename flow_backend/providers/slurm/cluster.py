@@ -139,7 +139,8 @@ def write_config(workdir: Path, *, nodes: int = 1, jobs_per_cpu: int = 4) -> tup
         f"SlurmctldPort={ctld_port}",
         "AuthType=auth/munge",
         "CredType=cred/munge",
-        f"AuthInfo=socket={workdir / 'munge.socket'}",
+        # cred_expire: a requeued job waits this long before it may start again (default 120 s)
+        f"AuthInfo=socket={workdir / 'munge.socket'},cred_expire=10",
         f"StateSaveLocation={workdir / 'state'}",
         f"SlurmdSpoolDir={workdir / 'spool'}/%n",
         f"SlurmctldPidFile={workdir / 'slurmctld.pid'}",
@@ -151,8 +152,10 @@ def write_config(workdir: Path, *, nodes: int = 1, jobs_per_cpu: int = 4) -> tup
         "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_CPU",
         "SchedulerType=sched/builtin",
-        # start batch jobs as soon as they arrive (the default batches them for up to 3 s)
-        "SchedulerParameters=batch_sched_delay=0,sched_min_interval=0",
+        # start batch jobs as soon as they arrive (the default batches them for up to 3 s); look at
+        # pending jobs every 2 s, not 30-60 s (a requeued job's wait ends without an event).
+        # sched/builtin reads the first "interval=" in the line as its own: it must come first.
+        "SchedulerParameters=interval=2,sched_interval=2,batch_sched_delay=0,sched_min_interval=0",
         "MpiDefault=none",
         "SwitchType=switch/none",
         # no slurmdbd: jobs are followed with squeue while SLURM keeps them (MinJobAge) and the
