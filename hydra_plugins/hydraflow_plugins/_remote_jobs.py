@@ -68,26 +68,40 @@ class RemoteTasks(PerTaskStrategy):
     def stage_jobs(self, jobs: Sequence[Job]) -> None:
         """Plan the job environment (once) and stage each job's spec for the code upload."""
         launch_dir = Path(os.getcwd())
-        staged: list[Path] = []
-        if not self.env_planned:  # once per launch (a session prepares each batch it is given)
-            try:
-                self.remote_env = plan_remote_env(self.options, launch_dir, self.stage)
-            except BaseException:
-                self.close()
-                raise
-            self.env_planned = True
-            if self.remote_env is not None:
-                staged += sorted((launch_dir / self.remote_env.code).rglob("*.py"))
+        staged = self.plan_env(launch_dir)
         for job in jobs:
-            sweep_config = self.context.compose(job)
-            self.outputs[job.num] = Path(str(sweep_config.hydra.runtime.output_dir))
-            parts = {**self.common, "sweep_config": cloudpickle.dumps(sweep_config)}
             path = launch_dir / RemoteLayout(self.context.sweep_id, job.num).spec
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(
-                job_spec(job.num, list(job.overrides), job.task_name, parts, cwd=None, sys_path=[])
-            )
+            self.write_spec(job, path)
             staged.append(path)
+        self.check_uploaded(launch_dir, staged)
+
+    def plan_env(self, launch_dir: Path) -> list[Path]:
+        """Plan the job environment, once per launch (a session prepares each batch it is given);
+        the files it staged for the code upload."""
+        if self.env_planned:
+            return []
+        try:
+            self.remote_env = plan_remote_env(self.options, launch_dir, self.stage)
+        except BaseException:
+            self.close()
+            raise
+        self.env_planned = True
+        if self.remote_env is None:
+            return []
+        return sorted((launch_dir / self.remote_env.code).rglob("*.py"))
+
+    def write_spec(self, job: Job, path: Path) -> None:
+        """Compose the job's sweep config here (config files stay home) and write its spec."""
+        sweep_config = self.context.compose(job)
+        self.outputs[job.num] = Path(str(sweep_config.hydra.runtime.output_dir))
+        parts = {**self.common, "sweep_config": cloudpickle.dumps(sweep_config)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(
+            job_spec(job.num, list(job.overrides), job.task_name, parts, cwd=None, sys_path=[])
+        )
+
+    def check_uploaded(self, launch_dir: Path, staged: list[Path]) -> None:
+        """Stop clearly (staged files removed) when the ignore files would keep any out."""
         try:
             check_staged(launch_dir, staged)
         except BaseException:

@@ -22,6 +22,7 @@ longer needs is cancelled at once (nothing idles billing), and every worker on e
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import secrets
@@ -99,23 +100,37 @@ class RemoteWorkers(StrategyBase):
         self.workers: list[RemoteWorker] = []
         self._started = 0
         self._launch = secrets.token_hex(3)  # a former launch's folders are never read
-        self._launch_dir = Path.cwd()  # where the specs are staged
+        self._launch_dir = Path.cwd()  # the uploaded code
+        self._unwritten: dict[int, Job] = {}  # jobs whose spec is not written yet
 
     # -- the strategy ----------------------------------------------------------------------------
     def prepare(self, jobs: Sequence[Job]) -> None:
+        """Check every task config; plan the job environment. Specs travel with the orders, so
+        each is composed when first needed or while the first workers provision (:meth:`wait`)."""
         for job in jobs:  # every task config is valid before the first task starts
             self._worker_config(job, "w")
         self._clear_files(jobs)
-        self.jobs.stage_jobs(jobs)
+        self.jobs.check_uploaded(self._launch_dir, self.jobs.plan_env(self._launch_dir))
+        self._unwritten.update((job.num, job) for job in jobs)
+
+    def wait(self, seconds: float) -> None:
+        """Compose queued jobs' specs while waiting (the first workers provision meanwhile)."""
+        deadline = time.monotonic() + seconds
+        while self._unwritten and time.monotonic() < deadline:
+            self._spec(next(iter(self._unwritten.values())))
+        time.sleep(max(0.0, deadline - time.monotonic()))
 
     def start(self, job: Job, attempt: int) -> Attempt:
+        """Hand the job to an idle worker (its order goes out now), else to a new worker (its
+        order goes out once it runs: :meth:`poll`)."""
         worker = next(
             (w for w in self.workers if w.attempt is None and w.instance_type == job.instance_type),
             None,
         ) or self._new_worker(job)
         worker.attempt = Attempt(job, attempt, worker.task, worker=worker.name)
         worker.delivered_at = None
-        if worker.host is not None:  # a warm worker: the order goes out now
+        if worker.host is not None:
+            self._spec(job)
             self._deliver(worker)
         return worker.attempt
 
@@ -123,13 +138,10 @@ class RemoteWorkers(StrategyBase):
         from flow_backend.providers.ssh.hosts import each
 
         self.flow.refresh_all([w.task for w in self.workers])
-        waiting = [
-            w
-            for w in self.workers
-            if w.attempt is not None and w.delivered_at is None and w.task.is_running
-        ]
-        each(waiting, self._deliver)
+        self._deliver_waiting()
         finished = self._finished()
+        done = [w for w in self.workers if w.name in finished]
+        incoming = dict(zip([w.name for w in done], each(done, self._download), strict=True))
         ended: dict[int, AttemptEnd] = {}
         for worker in list(self.workers):
             attempt = worker.attempt
@@ -137,7 +149,9 @@ class RemoteWorkers(StrategyBase):
                 if worker.task.is_terminal:  # an idle worker that ended: nothing was lost
                     self.workers.remove(worker)
                 continue
-            end = self._attempt_end(worker, attempt, worker.name in finished)
+            end = self._attempt_end(
+                worker, attempt, worker.name in incoming, incoming.get(worker.name)
+            )
             if end is None:
                 continue
             ended[attempt.job.num] = end
@@ -172,6 +186,20 @@ class RemoteWorkers(StrategyBase):
         return busy
 
     # -- feeding a worker ------------------------------------------------------------------------
+    def _deliver_waiting(self) -> None:
+        """Write the orders of running workers that have none yet, all hosts at once."""
+        from flow_backend.providers.ssh.hosts import each
+
+        waiting = [
+            w
+            for w in self.workers
+            if w.attempt is not None and w.delivered_at is None and w.task.is_running
+        ]
+        for worker in waiting:  # composing touches Hydra's global state: not in threads
+            assert worker.attempt is not None
+            self._spec(worker.attempt.job)
+        each(waiting, self._deliver)
+
     def _deliver(self, worker: RemoteWorker) -> None:
         """Write the current attempt's order (with its spec) into the worker's folder."""
         from flow_backend.errors import FlowError
@@ -186,7 +214,7 @@ class RemoteWorkers(StrategyBase):
             if worker.host is None:
                 return  # not reachable yet: the next poll tries again
             layout = RemoteLayout(self.context.sweep_id, job.num)
-            spec = (self._launch_dir / layout.spec).read_bytes()
+            spec = gzip.compress(self._spec(job), compresslevel=1)
             seq = worker.orders
             env = {**self.context.job_env(job, self.provider, attempt.number), ENV_JOB_STORE: "1"}
             plain, _ = split_secret_env(env)  # secrets are in the worker's own env, never a file
@@ -202,8 +230,8 @@ class RemoteWorkers(StrategyBase):
                 shlex.quote(str(layout.attempt(attempt.number))),
             )
             script = (
-                f"set -e\nmkdir -p {folder}\nrm -rf {trial}\nmkdir -p {trial}\n"
-                f"base64 -d > {folder}/spec-{seq}.pkl <<'HF_SPEC'\n"
+                f"set -eo pipefail\nmkdir -p {folder}\nrm -rf {trial}\nmkdir -p {trial}\n"
+                f"base64 -d <<'HF_SPEC' | gzip -dc > {folder}/spec-{seq}.pkl\n"
                 f"{encodebytes(spec).decode()}HF_SPEC\n"
                 f"cat > {folder}/job-{seq}.json.tmp <<'HF_ORDER'\n{json.dumps(order)}\nHF_ORDER\n"
                 f"mv -f {folder}/job-{seq}.json.tmp {folder}/job-{seq}.json\n"
@@ -217,6 +245,12 @@ class RemoteWorkers(StrategyBase):
             return
         worker.orders += 1
         worker.delivered_at = time.monotonic()
+
+    def _spec(self, job: Job) -> bytes:
+        """The job's spec (``.flow/<num>/spec.pkl``), composed and written the first time."""
+        if self._unwritten.pop(job.num, None) is not None or not job.files.spec.is_file():
+            self.jobs.write_spec(job, job.files.spec)
+        return job.files.spec.read_bytes()
 
     def _finished(self) -> set[str]:
         """Names of the busy workers whose order has its done mark: one command per host."""
@@ -244,11 +278,14 @@ class RemoteWorkers(StrategyBase):
         return set().union(*each(list(groups.values()), ask))
 
     # -- how an attempt ended --------------------------------------------------------------------
-    def _attempt_end(self, worker: RemoteWorker, attempt: Attempt, done: bool) -> AttemptEnd | None:
-        """How the worker's current job ended, or ``None`` while it runs."""
+    def _attempt_end(
+        self, worker: RemoteWorker, attempt: Attempt, done: bool, incoming: Path | None
+    ) -> AttemptEnd | None:
+        """How the worker's current job ended (``done``: its mark is there, its folder came to
+        ``incoming`` unless unreachable), or ``None`` while it runs."""
         files = attempt.job.files
         if done:
-            fetched = self._fetch(worker, attempt)
+            fetched = self._bring_home(attempt, incoming) if incoming else None
             if fetched is None:
                 return None if not worker.task.is_terminal else self._lost(worker, attempt)
             if fetched.result is not None:
@@ -277,34 +314,43 @@ class RemoteWorkers(StrategyBase):
         end = ended_with(attempt, None, tail)
         return AttemptEnd(None, f"worker {end.how}", tail, where)
 
-    def _fetch(self, worker: RemoteWorker, attempt: Attempt) -> _Fetched | None:
-        """Bring the attempt's folder home in one download; ``None`` when it cannot be reached."""
-        import cloudpickle
-
+    def _download(self, worker: RemoteWorker) -> Path | None:
+        """The current attempt's folder, downloaded whole (``None``: unreachable this poll)."""
         from flow_backend.errors import FlowError
         from flow_backend.remote import download
 
-        assert worker.host is not None
-        job = attempt.job
-        layout = RemoteLayout(self.context.sweep_id, job.num)
-        trial = str(layout.attempt(attempt.number))
-        incoming = job.files.folder / f"incoming-a{attempt.number}"
+        attempt, host = worker.attempt, worker.host
+        assert attempt is not None and host is not None
+        trial = str(RemoteLayout(self.context.sweep_id, attempt.job.num).attempt(attempt.number))
+        incoming = attempt.job.files.folder / f"incoming-a{attempt.number}"
         shutil.rmtree(incoming, ignore_errors=True)
         try:
-            download(worker.host.conn, worker.host.path(trial), incoming)
-            tail = self._keep_log(attempt, incoming / TASK_LOG)
-            result_file = PurePosixPath(layout.result(attempt.number)).name
-            if not (incoming / result_file).is_file():
-                return _Fetched(None, tail)
-            job_return = cloudpickle.loads((incoming / result_file).read_bytes())
+            return download(host.conn, host.path(trial), incoming)
+        except FlowError as error:
+            log.warning(f"job #{attempt.job.num}: could not bring its output home yet: {error}")
+            shutil.rmtree(incoming, ignore_errors=True)
+            return None
+
+    def _bring_home(self, attempt: Attempt, incoming: Path) -> _Fetched | None:
+        """Put a downloaded attempt folder in place: output folder, result, log, MLflow runs."""
+        import cloudpickle
+
+        job = attempt.job
+        layout = RemoteLayout(self.context.sweep_id, job.num)
+        result_file = incoming / PurePosixPath(layout.result(attempt.number)).name
+        try:
+            if not result_file.is_file():
+                return _Fetched(None, self._keep_log(attempt, incoming / TASK_LOG))
+            job_return = cloudpickle.loads(result_file.read_bytes())
             remote_output = str(job_return.hydra_cfg.hydra.runtime.output_dir)
             local_output = self.jobs.outputs[job.num]
-            inside = remote_output.partition(f"{trial}/")[2]
+            inside = remote_output.partition(f"{layout.attempt(attempt.number)}/")[2]
             if local_output.exists():
                 shutil.rmtree(local_output)
             local_output.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(incoming / inside, local_output)
-        except (FlowError, OSError) as error:
+            tail = self._keep_log(attempt, incoming / TASK_LOG)
+        except Exception as error:  # a bad pickle, a full disk: the next poll tries again
             log.warning(f"job #{job.num}: could not bring its output home yet: {error}")
             return None
         finally:

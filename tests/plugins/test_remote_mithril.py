@@ -115,7 +115,8 @@ def test_ignore_files_that_would_drop_the_job_specs_stop_the_sweep_clearly(
 ) -> None:
     project = copy_project(tmp_path)
     (project / ".flowignore").write_text(".hydraflow/\n")
-    proc = run_sweep(project, "mithril", "lr=0.1")
+    # one task per job: its spec travels in the code upload (a worker's order carries its spec)
+    proc = run_sweep(project, "mithril", "lr=0.1", "hydra.launcher.reuse_workers=false")
     assert proc.returncode == 1
     assert "would not be uploaded" in proc.stderr and "!.hydraflow/" in proc.stderr
     assert "Traceback" not in proc.stderr
