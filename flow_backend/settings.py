@@ -57,6 +57,7 @@ ENV_VARS: dict[str, str] = {
     "slurm_sbatch_lines": "FLOW_SLURM_SBATCH_LINES",
     "slurm_instance_types": "FLOW_SLURM_INSTANCE_TYPES",
     "slurm_dir": "FLOW_SLURM_DIR",
+    "slurm_volumes_dir": "FLOW_SLURM_VOLUMES_DIR",
     "slurm_conf": "FLOW_SLURM_CONF",
     "slurm_login": "FLOW_SLURM_LOGIN",
 }
@@ -105,6 +106,9 @@ class FlowSettings(BaseModel):
         slurm_dir: Folder of the slurm provider's task folders (``tasks/``: scripts, logs, exit
             codes) and code snapshots (``code/``) on the login node; the cluster's nodes must see
             it. Default ``FLOW_HOME/slurm`` here, ``~/.flow-slurm`` on a ``slurm_login`` host.
+        slurm_volumes_dir: Folder on the cluster's shared filesystem where the slurm provider
+            keeps volumes (``<slurm_volumes_dir>/<name>``, in ``FLOW_VOLUME_<NAME>``); ``None``:
+            a task with volumes is refused.
         slurm_login: ``user@host[:port]`` of a SLURM login node to submit on over SSH (with
             ``ssh_key_path``); ``None``: this machine.
         slurm_conf: ``slurm.conf`` the SLURM commands use (``None``: the cluster's usual one).
@@ -133,6 +137,7 @@ class FlowSettings(BaseModel):
     slurm_sbatch_lines: list[str] = Field(default_factory=list)
     slurm_instance_types: dict[str, str] | None = None
     slurm_dir: Path | None = None
+    slurm_volumes_dir: Path | None = None
     slurm_conf: Path | None = None
     slurm_login: str | None = None
 
@@ -189,7 +194,7 @@ class FlowSettings(BaseModel):
             )
         return {name.strip(): options.strip() for name, _, options in pairs}
 
-    @field_validator("home", "ssh_key_path", "slurm_dir", "slurm_conf")
+    @field_validator("home", "ssh_key_path", "slurm_dir", "slurm_volumes_dir", "slurm_conf")
     @classmethod
     def _expand(cls, path: Path | None) -> Path | None:
         return None if path is None else path.expanduser()

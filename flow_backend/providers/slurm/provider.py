@@ -44,6 +44,7 @@ from flow_backend.providers.slurm.submission import (
     prepare_task,
     sbatch_error,
     shape_of,
+    volume_folders,
 )
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ class SlurmProvider(Provider):
             str(settings.slurm_dir) if settings.slurm_dir else self.login.default_root()
         ).rstrip("/")
         self._root = f"{base}/tasks"
+        volumes = settings.slurm_volumes_dir
+        self._volumes_dir = str(volumes) if volumes else None
         self._code_dir = f"{base}/code"
 
     # -- submit --------------------------------------------------------------------------------
@@ -171,7 +174,7 @@ class SlurmProvider(Provider):
                 provider=self.name,
                 instance_type=instance.name,
                 num_instances=config.num_instances,
-                message=_image_note(config),
+                message=_notes(config),
             )
             state = SlurmTaskState(
                 record=record,
@@ -185,6 +188,7 @@ class SlurmProvider(Provider):
     def _prepare(
         self, config: TaskConfig, task_id: str, batch: str, index: int, single: bool
     ) -> PreparedTask:
+        volume_folders(config, self._volumes_dir)  # volumes without the setting: before any upload
         code_dir = None
         absolute = config.working_dir and PurePosixPath(config.working_dir).is_absolute()
         if config.upload_code and not absolute:
@@ -199,7 +203,7 @@ class SlurmProvider(Provider):
             code_dir = self.login.put_code(root, self._code_dir)
         task_dir = f"{self._root}/{batch}" if single else f"{self._root}/{batch}/{index}"
         workdir = self.login.default_workdir(config.working_dir) if code_dir is None else None
-        return prepare_task(config, task_id, task_dir, code_dir, workdir)
+        return prepare_task(config, task_id, task_dir, code_dir, workdir, self._volumes_dir)
 
     # -- status --------------------------------------------------------------------------------
     def get(self, task_id: str) -> TaskRecord:
@@ -385,7 +389,15 @@ def _is_over(info: JobInfo) -> bool:
     return status_of(info, None, cancel_requested=False)[0].is_terminal
 
 
-def _image_note(config: TaskConfig) -> str | None:
+def _notes(config: TaskConfig) -> str | None:
+    """What of the task's config SLURM does not do, for its record's message."""
+    notes = []
     if config.image:
-        return f"image {config.image!r} is not used: SLURM jobs run the cluster's own tools"
-    return None
+        notes.append(f"image {config.image!r} is not used: SLURM jobs run the cluster's own tools")
+    for volume in config.volumes:
+        if volume.mount_path:
+            notes.append(
+                f"volume {volume.name!r} is in ${volume.env_var}, not at {volume.mount_path} "
+                "(SLURM jobs get no mounts)"
+            )
+    return "; ".join(notes) or None

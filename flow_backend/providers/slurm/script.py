@@ -115,6 +115,7 @@ def run_script(
     q = shlex.quote
     exports = {"FLOW_TASK_ID": task_id, "FLOW_TASK_NAME": name, **dict(volumes), **env}
     lines = [f"export {key}={q(value)}" for key, value in exports.items()]
+
     rank_exit = f"{q(task_dir)}/rank_exit.$SLURM_NODEID"
     exit_file = f"{task_dir}/{EXIT_CODE_FILE}"
     node = (
@@ -128,6 +129,12 @@ def run_script(
             # a requeued job runs again: say so, and start without the earlier run's exit codes
             'export FLOW_TASK_RESTARTS="${SLURM_RESTART_COUNT:-0}"',
             f"rm -f {q(task_dir)}/rank_exit.* {q(exit_file)}",
+            # a volume is a folder on the shared filesystem, made on first use by the job: one it
+            # cannot make ends it with code 125 (mkdir's reason in the log)
+            *(
+                f"mkdir -p {q(folder)} || {{ echo 125 > {q(exit_file)}; exit 125; }}"
+                for _, folder in volumes
+            ),
             'export FLOW_NUM_NODES="${SLURM_JOB_NUM_NODES:-1}"',
             'first=$(scontrol show hostnames "$SLURM_JOB_NODELIST" 2>/dev/null | head -n 1)',
             # the first node's address as SLURM knows it (NodeAddr), resolved to IPv4

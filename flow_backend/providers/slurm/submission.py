@@ -16,7 +16,15 @@ from flow_backend.providers.slurm.script import (
 from flow_backend.secret_env import split_secret_env
 from flow_backend.task_config import TaskConfig
 
-__all__ = ["JobShape", "PreparedTask", "parse_job_id", "prepare_task", "sbatch_error", "shape_of"]
+__all__ = [
+    "JobShape",
+    "PreparedTask",
+    "parse_job_id",
+    "prepare_task",
+    "sbatch_error",
+    "shape_of",
+    "volume_folders",
+]
 
 
 @dataclass(frozen=True)
@@ -58,30 +66,58 @@ def _workdir(config: TaskConfig, code_dir: str) -> str:
 
 
 def prepare_task(
-    config: TaskConfig, task_id: str, task_dir: str, code_dir: str | None, workdir: str | None
+    config: TaskConfig,
+    task_id: str,
+    task_dir: str,
+    code_dir: str | None,
+    workdir: str | None,
+    volumes_dir: str | None = None,
 ) -> PreparedTask:
     """``command.sh`` and ``run.sh`` of a task (its plain environment in ``run.sh``); it runs in
-    ``workdir``, else in ``code_dir`` (``working_dir``, if relative, inside it).
+    ``workdir``, else in ``code_dir`` (``working_dir``, if relative, inside it). A volume is the
+    folder ``<volumes_dir>/<name>`` (made by the job if new), in ``FLOW_VOLUME_<NAME>``.
 
     Raises:
-        ValidationError: The task asks for volumes (the slurm provider has none).
+        ValidationError: The task asks for volumes and ``slurm_volumes_dir`` is not set.
     """
-    if config.volumes:
-        raise ValidationError(
-            f"the slurm provider has no volumes (asked for {config.volumes[0].name!r})",
-            field="volumes",
-            value=[volume.name for volume in config.volumes],
-            hint="Use a folder on the cluster's shared filesystem (pass its path in env)",
-        )
     plain, _ = split_secret_env(config.env)
     workdir = workdir or _workdir(config, code_dir or ".")
     env = {"FLOW_INSTANCE_TYPE": config.instance.name, **plain}
-    run = run_script(task_dir, task_id=task_id, name=config.name, workdir=workdir, env=env)
+    run = run_script(
+        task_dir,
+        task_id=task_id,
+        name=config.name,
+        workdir=workdir,
+        env=env,
+        volumes=volume_folders(config, volumes_dir),
+    )
     files = {
         f"{task_dir}/{COMMAND_FILE}": (config.command_string + "\n", 0o600),
         f"{task_dir}/{RUN_FILE}": (run, 0o700),
     }
     return PreparedTask(task_id=task_id, task_dir=task_dir, workdir=workdir, files=files)
+
+
+def volume_folders(config: TaskConfig, volumes_dir: str | None) -> list[tuple[str, str]]:
+    """``(FLOW_VOLUME_<NAME>, <volumes_dir>/<name>)`` of each of the task's volumes.
+
+    Raises:
+        ValidationError: The task asks for volumes and ``slurm_volumes_dir`` is not set.
+    """
+    if not config.volumes:
+        return []
+    if not volumes_dir:
+        name = config.volumes[0].name
+        raise ValidationError(
+            f"volume {name!r} needs the setting slurm_volumes_dir: on SLURM a volume is the folder "
+            "<slurm_volumes_dir>/<name> on the cluster's shared filesystem, and it is not set",
+            field="slurm_volumes_dir",
+            value=None,
+            hint="Set slurm_volumes_dir (FLOW_SLURM_VOLUMES_DIR) to a folder every node sees, "
+            "e.g. /scratch/$USER/flow-volumes",
+        )
+    base = volumes_dir.rstrip("/")
+    return [(volume.env_var, f"{base}/{volume.name}") for volume in config.volumes]
 
 
 def parse_job_id(result: CommandResult) -> str:

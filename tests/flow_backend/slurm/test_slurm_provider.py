@@ -187,7 +187,7 @@ def test_flow_cancel_sweep_ends_an_array_in_slurm_with_one_scancel(
             "instance_type",
             "a100",
         ),
-        ({}, {"volumes": [{"name": "data"}]}, "volumes", "no volumes"),
+        ({}, {"volumes": [{"name": "data"}]}, "slurm_volumes_dir", "slurm_volumes_dir"),
     ],
 )
 def test_bad_input_gets_one_clear_error(
@@ -206,6 +206,28 @@ def test_bad_input_gets_one_clear_error(
     assert flow.list_tasks() == []
     tasks_dir = flow_home / "slurm" / "tasks"
     assert not tasks_dir.exists() or list(tasks_dir.iterdir()) == []  # no folder left behind
+
+
+def test_a_volume_is_a_folder_under_slurm_volumes_dir_that_outlives_the_task(
+    slurm: SlurmCluster, flow_home: Path, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared-volumes"  # the cluster's shared filesystem (here: this machine)
+    flow = Flow(provider="slurm", slurm_conf=slurm.conf, slurm_volumes_dir=shared)
+    volume = {"name": "training-data", "mount_path": "/data"}
+    writer = flow.run(
+        'echo "written by $FLOW_TASK_ID" > "$FLOW_VOLUME_TRAINING_DATA/note.txt"',
+        volumes=[volume],
+        upload_code=False,
+    )
+    assert "not at /data" in (writer.message or "")  # no mounts on SLURM: the record says so
+    assert writer.wait(timeout=60) is TaskStatus.COMPLETED, writer.logs()
+    assert (shared / "training-data" / "note.txt").read_text() == f"written by {writer.task_id}\n"
+    reader = flow.run(
+        'cat "$FLOW_VOLUME_TRAINING_DATA/note.txt"', volumes=[volume], upload_code=False
+    )
+    assert reader.wait(timeout=60) is TaskStatus.COMPLETED
+    assert f"written by {writer.task_id}" in reader.logs()
+    flow.close()
 
 
 def test_missing_sbatch_is_one_clear_error(

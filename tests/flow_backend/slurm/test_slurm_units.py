@@ -92,7 +92,9 @@ def test_slurm_settings_from_the_environment(
     monkeypatch.setenv("FLOW_SLURM_PARTITION", "gpu")
     monkeypatch.setenv("FLOW_SLURM_SBATCH_LINES", "--constraint=v100;#SBATCH --exclusive")
     monkeypatch.setenv("FLOW_SLURM_INSTANCE_TYPES", "a100=--gres=gpu:a100:1 -c 8;cpu=-c 1")
+    monkeypatch.setenv("FLOW_SLURM_VOLUMES_DIR", "/scratch/me/volumes")
     settings = load_settings()
+    assert str(settings.slurm_volumes_dir) == "/scratch/me/volumes"
     assert settings.slurm_partition == "gpu"
     assert settings.slurm_sbatch_lines == ["--constraint=v100", "#SBATCH --exclusive"]
     assert settings.slurm_instance_types == {"a100": "--gres=gpu:a100:1 -c 8", "cpu": "-c 1"}
