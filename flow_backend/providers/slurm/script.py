@@ -146,10 +146,11 @@ def run_script(
             'srun --nodes="$FLOW_NUM_NODES" --ntasks="$FLOW_NUM_NODES" --ntasks-per-node=1 '
             f"--kill-on-bad-exit=1 /bin/bash -c {q(node)}",
             "code=$?",
-            # the command's own code of the first rank that failed, not the SIGTERM (143) that
-            # --kill-on-bad-exit gave the others
-            f'if [ "$code" != 0 ]; then for f in {q(task_dir)}/rank_exit.*; do',
-            '    r=$(cat "$f" 2>/dev/null); if [ -n "$r" ] && [ "$r" != 0 ]; then code=$r; break; fi',
+            # the command's own code of the first rank that failed (the oldest file), not the
+            # SIGTERM (143) that --kill-on-bad-exit gave the others, which may still write theirs
+            f'if [ "$code" != 0 ]; then for f in $(cd {q(task_dir)} && ls -tr rank_exit.*); do',
+            f'    r=$(cat {q(task_dir)}/"$f" 2>/dev/null)',
+            '    if [ -n "$r" ] && [ "$r" != 0 ]; then code=$r; break; fi',
             "done; fi",
             f'printf "%s\\n" "$code" > {q(exit_file + ".tmp")} && mv {q(exit_file + ".tmp")} {q(exit_file)}',
             'exit "$code"',
