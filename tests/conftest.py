@@ -6,6 +6,10 @@ modules import its helpers with ``from sshd import SSHServer`` (``tests/`` is on
 ``migrated_store``: an empty MLflow sqlite store to copy, migrated once per session.
 ``tracking_server``: one real ``mlflow server`` for the session (see ``tests/mlflow_server.py``);
 tests that share it write to experiments of their own names.
+
+Marker ``run_last``: the test runs after every other one. For a test that checks on something an
+earlier test started and that takes wall time, not CPU (a SLURM job waiting out its one-minute time
+limit): the rest of the suite runs meanwhile instead of the test sleeping.
 """
 
 from collections.abc import Iterator
@@ -17,6 +21,17 @@ from slurm import slurm
 from sshd import sshd
 
 __all__ = ["migrated_store", "slurm", "sshd", "tracking_server"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "run_last: run after every other test (it waits on something started earlier)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the tests marked ``run_last`` to the end (a stable sort keeps every other order)."""
+    items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)
 
 
 @pytest.fixture(scope="session")

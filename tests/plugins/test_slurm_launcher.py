@@ -85,14 +85,15 @@ def _behaviour_sweep(cwd: Path, env: dict[str, str], *overrides: str) -> subproc
     )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def overtime_sweep(
     slurm: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     """A one-job sweep past its one-minute time limit, started when the module starts.
 
     SLURM's time limits are whole minutes and slurmctld enforces them every 30 s, so the job ends
-    60-90 s after it starts: the module's other tests run meanwhile, the last one checks it.
+    60-90 s after it starts: the rest of the suite runs meanwhile, and the test that checks it is
+    marked ``run_last`` (session scope keeps this one sweep alive until then).
     """
     folder = tmp_path_factory.mktemp("overtime")
     env = {
@@ -235,6 +236,7 @@ def test_ctrl_c_leaves_no_slurm_job_behind(on_slurm: SlurmCluster, tmp_path: Pat
     assert calls.read_text().splitlines() == [f"scancel {array}_[0-2]"]
 
 
+@pytest.mark.run_last
 def test_a_job_past_its_time_limit_fails_with_slurms_reason(
     overtime_sweep: tuple[subprocess.Popen[str], Path], slurm: SlurmCluster
 ) -> None:
