@@ -323,7 +323,7 @@ def main() -> None:
             f"{o.pruned_seconds:.1f}",
             f"{o.best:.3f}",
         )
-    console = Console(width=160)
+    console = Console(width=200)
     console.print(table)
     for label, o in outcomes.items():
         if o.sweeper_time:

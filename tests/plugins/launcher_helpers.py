@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,3 +49,32 @@ def started_tasks() -> list[Any]:
 
     with Flow(provider="local") as flow:
         return flow.list_tasks()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def interrupt(
+    proc: subprocess.Popen[str],
+    ready: Callable[[], bool],
+    what: str,
+    sig: signal.Signals = signal.SIGINT,
+    timeout: float = 60,
+) -> tuple[str, str]:
+    """Once ``ready`` holds, send ``sig`` to ``proc`` and return its output when it has exited
+    (a process still there at the end is killed, so no test leaves one behind)."""
+    try:
+        wait_for(ready, 90, what)
+        proc.send_signal(sig)
+        return proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 from hydra.test_utils.test_utils import TSweepRunner
-from launcher_helpers import APPS, job_runs, processes_mentioning
+from launcher_helpers import APPS, interrupt, job_runs, processes_mentioning, wait_for
 from omegaconf import DictConfig
 
 from hydra_plugins.hydraflow_plugins._optuna_options import FlowOptunaError
@@ -146,17 +145,7 @@ def _optuna_app(tmp_path: Path, n_trials: int, seconds: float) -> subprocess.Pop
 
 def test_ctrl_c_fails_the_running_trials_and_a_rerun_continues_the_study(tmp_path: Path) -> None:
     sweep = _optuna_app(tmp_path, 4, seconds=120)
-    try:
-        deadline = time.monotonic() + 90
-        while len(list(tmp_path.glob("started-*"))) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert len(list(tmp_path.glob("started-*"))) == 2, "2 trials never started"
-        sweep.send_signal(signal.SIGINT)
-        _out, err = sweep.communicate(timeout=60)
-    finally:
-        if sweep.poll() is None:
-            sweep.kill()
-            sweep.wait()
+    _out, err = interrupt(sweep, lambda: len(list(tmp_path.glob("started-*"))) >= 2, "2 trials")
     assert sweep.returncode != 0
     assert "[flow_optuna] stopped: the trials that were running are FAIL in study 'ctrl-c'" in err
     assert "hydra.sweeper.study_name=ctrl-c to continue it" in err
@@ -173,10 +162,7 @@ def test_ctrl_c_fails_the_running_trials_and_a_rerun_continues_the_study(tmp_pat
         ("FAIL", True),
         ("FAIL", True),
     ]
-    deadline = time.monotonic() + 15
-    while processes_mentioning(str(tmp_path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert processes_mentioning(str(tmp_path)) == []
+    wait_for(lambda: not processes_mentioning(str(tmp_path)), 15, "no process left")
 
     # The same command again: the two interrupted trials do not count, jobs #2 and #3 run them.
     rerun = _optuna_app(tmp_path, 2, seconds=0)

@@ -6,21 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from launcher_helpers import APPS, processes_mentioning
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from launcher_helpers import APPS, interrupt, processes_mentioning, wait_for
 
 
 @pytest.mark.parametrize(
@@ -48,21 +37,16 @@ def test_interrupt_cancels_live_tasks_and_leaves_no_process(
         text=True,
         env=dict(os.environ),
     )
-    try:
-        # Both live jobs are inside their task function: they are really running.
-        _wait_for(lambda: len(list(tmp_path.glob("started-*"))) >= 2, 60, "2 running jobs")
-        sweep.send_signal(sig)
-        _out, err = sweep.communicate(timeout=60)
-    finally:
-        if sweep.poll() is None:
-            sweep.kill()
-            sweep.wait()
+    # Both live jobs are inside their task function: they are really running.
+    _out, err = interrupt(
+        sweep, lambda: len(list(tmp_path.glob("started-*"))) >= 2, "2 running jobs", sig
+    )
     assert sweep.returncode != 0
     assert "cancelled 2 live task(s)" in err
     assert "(job #0)" in err and "(job #1)" in err, err
     assert "Traceback" not in err
     assert "job #2" not in err.split("cancelled 2 live task(s)")[1]  # never started
-    _wait_for(lambda: not processes_mentioning(str(tmp_path)), 15, "no task process left")
+    wait_for(lambda: not processes_mentioning(str(tmp_path)), 15, "no task process left")
     assert not list(tmp_path.glob("multirun/*/*/.flow/*/result.pkl"))
     # the two stopped jobs keep their output in their own folders, as a finished job does
     kept = sorted(tmp_path.glob("multirun/*/*/*/flow-task.log"))
