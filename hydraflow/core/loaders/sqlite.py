@@ -28,7 +28,12 @@ from hydraflow.core.store import Store
 _SAFE_ID = re.compile(r"^[0-9A-Za-z_-]+$")
 T = TypeVar("T")
 _LOCK_RETRIES = 40
-_BATCH_ROWS = "65536"  # the driver's default (1024) makes many small Arrow batches
+# One Arrow batch per table of up to a million rows: the driver's default (1024) makes many small
+# batches, and polars would copy every string again to join them into one chunk
+_BATCH_ROWS = str(1 << 20)
+# A scan reads each page once: a small page cache per connection (SQLite's default is 2 MB) saves
+# the memory it would take, which a fresh process pays for in page faults (-900 of ~10,000 faults)
+_SMALL_CACHE = "PRAGMA cache_size = -256"
 
 
 # A metric's value, NaN as NULL: value is NOT NULL in MLflow's schema, so NULL can only stand for NaN
@@ -92,6 +97,7 @@ class Reader:
             with self._guard:
                 self._opened.append(conn)
             self._local.conn = conn
+            _query(conn, _SMALL_CACHE)
         return _query(conn, query)
 
     def close(self) -> None:
