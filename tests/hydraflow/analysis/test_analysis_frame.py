@@ -7,7 +7,9 @@ from typing import Any
 
 import mlflow
 import polars as pl
+import pytest
 from analysis_stores import ODD_KEY, StoreData
+from polars.testing import assert_frame_equal
 
 from hydraflow import RunCollection
 from hydraflow.conventions import TAG_KEY_PREFIX, parse_param_value, sanitize_key
@@ -19,18 +21,15 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def test_frame_equals_search_runs(any_store: StoreData) -> None:
-    runs = RunCollection.load(
-        ["train", "other"], tracking_uri=any_store.uri, include_sweep_runs=True
-    )
+def _assert_equals_search_runs(runs: RunCollection, uri: str, experiments: list[str]) -> None:
+    """Every value ``mlflow.search_runs`` shows for ``experiments`` is in ``runs``'s frame."""
     ours = runs.to_frame()
-    mlflow.set_tracking_uri(any_store.uri)
+    mlflow.set_tracking_uri(uri)
     try:
-        theirs = mlflow.search_runs(experiment_names=["train", "other"])
+        theirs = mlflow.search_runs(experiment_names=experiments)
     finally:
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
     assert sorted(ours["run_id"].to_list()) == sorted(theirs["run_id"].tolist())
-    assert len(ours) == 8  # sweep parent + 6 jobs + other; the deleted run is not there
     raw = {row["run_id"]: row for row in runs._raw.iter_rows(named=True)}
     renamed = {f"params.{sanitize_key(ODD_KEY)}": f"params.{ODD_KEY}"}
     by_id = {row["run_id"]: row for row in ours.iter_rows(named=True)}
@@ -55,7 +54,45 @@ def test_frame_equals_search_runs(any_store: StoreData) -> None:
                     assert _same(row[column], value), column
             else:
                 assert row[column] == (value if present else None), column
-        assert row["experiment"] in ("train", "other")
+        assert row["experiment"] in experiments
+
+
+def test_frame_equals_search_runs(any_store: StoreData) -> None:
+    runs = RunCollection.load(
+        ["train", "other"], tracking_uri=any_store.uri, include_sweep_runs=True
+    )
+    assert len(runs) == 8  # sweep parent + 6 jobs + other; the deleted run is not there
+    _assert_equals_search_runs(runs, any_store.uri, ["train", "other"])
+
+
+def test_a_small_part_of_a_sqlite_store_equals_search_runs(sqlite_store: StoreData) -> None:
+    """One run of nine: the loader reads only that run's rows (not whole tables), same frame."""
+    runs = RunCollection.load("other", tracking_uri=sqlite_store.uri)
+    assert runs["run_id"].to_list() == [sqlite_store.other_id]
+    _assert_equals_search_runs(runs, sqlite_store.uri, ["other"])
+    runs = RunCollection.load("train", tracking_uri=sqlite_store.uri, include_sweep_runs=True)
+    _assert_equals_search_runs(runs, sqlite_store.uri, ["train"])
+
+
+def test_a_tracking_server_is_read_page_by_page(
+    server_store: StoreData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of 3 runs (8 runs: 3 pages, the last one short): the same frame as one page."""
+    from hydraflow.core.loaders import rest
+
+    whole = RunCollection.load(["train", "other"], tracking_uri=server_store.uri).to_frame()
+    requests: list[str] = []
+    real = rest.request
+
+    def counted(client: Any, method: str, path: str, **arguments: Any) -> dict[str, Any]:
+        requests.append(path)
+        return real(client, method, path, **arguments)
+
+    monkeypatch.setattr(rest, "_PAGE", 3)
+    monkeypatch.setattr(rest, "request", counted)
+    paged = RunCollection.load(["train", "other"], tracking_uri=server_store.uri).to_frame()
+    assert requests.count("/api/2.0/mlflow/runs/search") == 3
+    assert_frame_equal(paged, whole)
 
 
 def test_params_are_typed_per_column_and_late_keys_kept(sqlite_store: StoreData) -> None:
