@@ -1,14 +1,17 @@
 """Jobs as elements of provider arrays (SLURM job arrays): one submission for a whole sweep.
 
-On a provider that queues arrays itself (``Provider.queues_arrays``, e.g. slurm submitted on its
-login node), the first attempts of jobs prepared together that share an instance type go in as one
-``submit_array`` (``max_parallel`` is the array's parallel limit, so the cluster runs as many as
-the launcher would). Starting such an attempt only attaches to its element; a retry is a task of its
-own. Stopping an attempt only notes it: the next pass (``poll``/``release``) asks the provider for
-every noted one at once and goes on, and ``close`` cancels them together with the elements the
-launch never started (a cancelled queue, Ctrl-C) and waits, so an exit path is one ``scancel`` for
-the array. Everything else is :class:`LocalTasks`: the jobs run from the launch dir, which the
-provider's tasks share.
+On a provider that queues arrays itself (``Provider.queues_arrays``: slurm), the first attempts of
+jobs prepared together that share an instance type go in as one ``submit_array`` (``max_parallel``
+is the array's parallel limit, so the cluster runs as many as the launcher would). Starting such an
+attempt only attaches to its element; a retry is a task of its own. Stopping an attempt only notes
+it: the next pass (``poll``/``release``) asks the provider for every noted one at once and goes on,
+and ``close`` cancels them together with the elements the launch never started (a cancelled queue,
+Ctrl-C) and waits, so an exit path is one ``scancel`` for the array.
+
+:class:`ArraySubmission` adds that to a per-task strategy: :class:`ArrayTasks` is
+:class:`LocalTasks` (slurm submitted here: the jobs run from the launch dir, which the cluster
+shares), :class:`RemoteArrayTasks` is :class:`RemoteTasks` (slurm over ``slurm_login``: specs go up
+with the code, each job's output comes home while its element holds).
 """
 
 from __future__ import annotations
@@ -18,16 +21,23 @@ from typing import TYPE_CHECKING
 
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import LauncherOptions
-from hydra_plugins.hydraflow_plugins._strategy import Attempt, AttemptEnd, LocalTasks
+from hydra_plugins.hydraflow_plugins._remote_jobs import RemoteTasks
+from hydra_plugins.hydraflow_plugins._strategy import (
+    Attempt,
+    AttemptEnd,
+    LocalTasks,
+    PerTaskStrategy,
+)
 
 if TYPE_CHECKING:
     from flow_backend import Flow, Task
 
-__all__ = ["ArrayTasks"]
+__all__ = ["ArraySubmission", "ArrayTasks", "RemoteArrayTasks"]
 
 
-class ArrayTasks(LocalTasks):
-    """:class:`LocalTasks` whose first attempts are submitted as provider arrays at ``prepare``."""
+class ArraySubmission(PerTaskStrategy):
+    """A per-task strategy whose first attempts are submitted as provider arrays at ``prepare``
+    (mixed in before the strategy it extends)."""
 
     def __init__(
         self, context: JobContext, flow: Flow, options: LauncherOptions, common: dict[str, bytes]
@@ -90,3 +100,11 @@ class ArrayTasks(LocalTasks):
         self._to_stop.clear()
         self._stopping.clear()
         return stopped
+
+
+class ArrayTasks(ArraySubmission, LocalTasks):
+    """:class:`LocalTasks` whose first attempts are provider arrays (slurm submitted here)."""
+
+
+class RemoteArrayTasks(ArraySubmission, RemoteTasks):
+    """:class:`RemoteTasks` whose first attempts are provider arrays (slurm over ``slurm_login``)."""

@@ -6,8 +6,8 @@ the collection of an attempt's outcome and the cleanup; the scheduler only asks 
 
 - :class:`LocalTasks` — one Flow task (a new Python process) per job attempt, on a provider whose
   tasks share this machine's files (local; slurm submitted here, on the cluster's shared filesystem);
-- ``ArrayTasks`` (``_array_tasks``) — :class:`LocalTasks` whose first attempts go in as provider
-  arrays (one ``sbatch --array`` on slurm);
+- ``ArrayTasks``, ``RemoteArrayTasks`` (``_array_tasks``) — :class:`LocalTasks` and
+  ``RemoteTasks`` whose first attempts go in as provider arrays (one ``sbatch --array`` on slurm);
 - ``RemoteTasks`` (``_remote_jobs``) — one remote task per attempt, its output brought home;
 - ``LocalWorkers`` (``_workers``) — long-lived worker tasks that run the jobs one after another
   (``reuse_workers=true``, the default, on the local provider);
@@ -354,6 +354,10 @@ def choose_strategy(context: JobContext, flow: Flow, options: LauncherOptions) -
             from hydra_plugins.hydraflow_plugins._remote_workers import RemoteWorkers
 
             return RemoteWorkers(context, flow, options, common)
+        if flow.provider.queues_arrays:
+            from hydra_plugins.hydraflow_plugins._array_tasks import RemoteArrayTasks
+
+            return RemoteArrayTasks(context, flow, options, common)
         from hydra_plugins.hydraflow_plugins._remote_jobs import RemoteTasks
 
         return RemoteTasks(context, flow, options, common)

@@ -159,16 +159,23 @@ def test_sweep_through_a_login_node_over_ssh_brings_results_home(
     monkeypatch.setenv("FLOW_SSH_KEY_PATH", str(sshd.key_path))
     monkeypatch.setenv("FLOW_SLURM_DIR", str(login_node))
     project = copy_project(tmp_path)
-    proc = run_sweep(project, "slurm", "lr=0.1")
+    proc = run_sweep(project, "slurm", "lr=0.1,0.01")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # one job array through the login node too: one sbatch there, its elements the jobs
+    states = [json.loads(p.read_text()) for p in _state_files()]
+    assert sorted(s["job_id"].split("_")[1] for s in states) == ["0", "1"]
+    assert len({s["job_id"].split("_")[0] for s in states}) == 1
+    batch = Path(states[0]["task_dir"]).parent / "batch.sh"  # on the login node's filesystem
+    assert batch.is_relative_to(login_node) and "#SBATCH --array=0-1" in batch.read_text()
     runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
     children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
-    assert [r.data.params["lr"] for r in children] == ["0.1"]
+    assert sorted(r.data.params["lr"] for r in children) == ["0.01", "0.1"]
     for run in children:
         assert run.info.status == "FINISHED"
         returned = json.loads(run.data.tags["hydraflow.return_value"])
         assert Path(returned["cwd"]).is_relative_to(login_node / "code")  # the uploaded code
-    assert (project / "multirun" / "sweep" / "0" / "model.txt").is_file()  # it came home
+    for num in range(2):  # each job's output came home
+        assert (project / "multirun" / "sweep" / str(num) / "model.txt").is_file()
 
 
 @pytest.mark.usefixtures("on_slurm")

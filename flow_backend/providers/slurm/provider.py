@@ -124,8 +124,9 @@ class SlurmProvider(Provider):
         resources = self._resources.options(instance)  # an unmapped type fails before any file
         batch = f"slurm-{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
         single = len(configs) == 1
+        uploads: dict[Path, str] = {}  # code root -> its folder on the login node (one upload)
         prepared = [
-            self._prepare(config, batch if single else f"{batch}-{index}", batch, index, single)
+            self._prepare(config, batch if single else f"{batch}-{index}", batch, index, uploads)
             for index, config in enumerate(configs)
         ]
         files = {path: entry for task in prepared for path, entry in task.files.items()}
@@ -186,7 +187,7 @@ class SlurmProvider(Provider):
         return records
 
     def _prepare(
-        self, config: TaskConfig, task_id: str, batch: str, index: int, single: bool
+        self, config: TaskConfig, task_id: str, batch: str, index: int, uploads: dict[Path, str]
     ) -> PreparedTask:
         volume_folders(config, self._volumes_dir)  # volumes without the setting: before any upload
         code_dir = None
@@ -200,7 +201,10 @@ class SlurmProvider(Provider):
                     value=config.code_root,
                     hint="Give the project folder to run from, or set upload_code=False",
                 )
-            code_dir = self.login.put_code(root, self._code_dir)
+            if root not in uploads:
+                uploads[root] = self.login.put_code(root, self._code_dir)
+            code_dir = uploads[root]
+        single = task_id == batch
         task_dir = f"{self._root}/{batch}" if single else f"{self._root}/{batch}/{index}"
         workdir = self.login.default_workdir(config.working_dir) if code_dir is None else None
         return prepare_task(config, task_id, task_dir, code_dir, workdir, self._volumes_dir)
