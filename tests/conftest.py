@@ -12,6 +12,8 @@ earlier test started and that takes wall time, not CPU (a SLURM job waiting out 
 limit): the rest of the suite runs meanwhile instead of the test sleeping.
 """
 
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "run_last: run after every other test (it waits on something started earlier)"
     )
+    # A SIGTERM (`timeout 1500 pytest`, a CI job cancelled) ends the session as Ctrl-C does, so
+    # the session fixtures' daemons (sshd, SLURM, mlflow server) are stopped, not left running.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"pytest got signal {signum}")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
