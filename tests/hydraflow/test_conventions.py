@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
@@ -48,8 +51,11 @@ def test_flatten_then_parse_round_trips_a_config() -> None:
 
 
 @pytest.mark.parametrize("key", ["a@b", "x/../y", "/abs", "..", "a" * 300, "tab\tkey", "ok key"])
-def test_sanitized_keys_are_accepted_by_mlflow(key: str, tmp_path) -> None:
+def test_sanitized_keys_are_accepted_by_mlflow(
+    key: str, tmp_path: Path, migrated_store: Path
+) -> None:
     safe = conv.sanitize_key(key)
+    shutil.copyfile(migrated_store, tmp_path / "m.db")  # a new store, already migrated
     client = MlflowClient(f"sqlite:///{tmp_path / 'm.db'}")
     exp = client.create_experiment("e")
     run = client.create_run(exp)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from hydraflow.run_import import TAG_IMPORTED_FROM, import_runs, store_uri_for
+
+
+def _stores(tmp_path: Path, migrated_store: Path) -> tuple[str, str]:
+    """A job's own store (in ``job/``) and the user's store: new, already migrated sqlite stores."""
+    (tmp_path / "job").mkdir()
+    shutil.copyfile(migrated_store, tmp_path / "job" / "mlflow.db")
+    shutil.copyfile(migrated_store, tmp_path / "user.db")
+    src = store_uri_for(tmp_path / "job")
+    assert src.endswith(str(tmp_path / "job" / "mlflow.db"))
+    return src, f"sqlite:///{tmp_path / 'user.db'}"
 
 
 def _log_job(uri: str, tmp_path: Path) -> str:
@@ -25,10 +36,10 @@ def _log_job(uri: str, tmp_path: Path) -> str:
     return rid
 
 
-def test_import_copies_params_history_tags_artifacts_and_status(tmp_path: Path) -> None:
-    src = store_uri_for(tmp_path / "job")
-    (tmp_path / "job").mkdir()
-    dst = f"sqlite:///{tmp_path / 'user.db'}"
+def test_import_copies_params_history_tags_artifacts_and_status(
+    tmp_path: Path, migrated_store: Path
+) -> None:
+    src, dst = _stores(tmp_path, migrated_store)
     source_id = _log_job(src, tmp_path)
 
     mapping = import_runs(src, dst)
@@ -46,9 +57,8 @@ def test_import_copies_params_history_tags_artifacts_and_status(tmp_path: Path) 
     assert Path(local).read_text() == "weights"
 
 
-def test_importing_twice_keeps_one_run(tmp_path: Path) -> None:
-    (tmp_path / "job").mkdir()
-    src, dst = store_uri_for(tmp_path / "job"), f"sqlite:///{tmp_path / 'user.db'}"
+def test_importing_twice_keeps_one_run(tmp_path: Path, migrated_store: Path) -> None:
+    src, dst = _stores(tmp_path, migrated_store)
     _log_job(src, tmp_path)
     first = import_runs(src, dst)
     second = import_runs(src, dst)
