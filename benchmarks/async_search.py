@@ -3,7 +3,7 @@
 Run: ``python benchmarks/async_search.py [--trials 24] [--jobs 4]``. Each way runs the app
 ``benchmarks/async_search_app.py`` (runtimes 1–6 s, deterministic per params; known minimum 0) as a
 real multirun on the ``flow`` launcher (local provider, ``max_parallel = --jobs``) with the MLflow
-callback and a TPE sampler seeded 0:
+callback (on an existing, empty store, as after a first sweep) and a TPE sampler seeded 0:
 
 - ``optuna (batched)``: ``hydra/sweeper=optuna`` — asks ``n_jobs`` trials, waits for the slowest;
 - ``flow_optuna``: ``hydra/sweeper=flow_optuna`` — a slot is refilled the moment its trial ends;
@@ -23,7 +23,9 @@ splits each refill (from the study journal's submission/end times) into: ``notic
 → the sweeper has the outcome: the job's wrap-up and the launcher's poll), ``sweeper`` (→ the next
 trial is submitted: metric read, tell, ask, submit) and ``start`` (→ the next objective starts:
 the launcher hands the job to a worker, the job composes its config and starts its MLflow run),
-and prints the sweeper's own time per phase. ``--ways`` picks some of the ways.
+and, after a pruned trial, ``prune→next`` (its pruning → the next objective starts: the cancelled
+job stops and its slot takes the next one), and prints the sweeper's own time per phase.
+``--ways`` picks some of the ways.
 
 One seed says little about search quality, so it also runs the sweeper's search loop in memory
 for ``--seeds`` TPE seeds (the app's objective and runtimes on a virtual clock), batched and
@@ -36,6 +38,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -72,7 +75,7 @@ class Outcome:
     pruned_seconds: float
     best: float
     refill: float
-    parts: dict[str, float]  # median seconds per refill: notice, sweeper, start (flow_optuna only)
+    parts: dict[str, float]  # median seconds: notice, sweeper, start, pruned (flow_optuna only)
     sweeper_time: str  # the sweeper's "sweeper time:" log line (flow_optuna only)
 
 
@@ -102,21 +105,25 @@ def _refill_parts(
     records: dict[int, dict[str, float]], journal: dict[int, dict[str, Any]]
 ) -> dict[str, float]:
     """Median seconds of each part of a refill: objective end → outcome noticed → next job
-    submitted → its objective started. Each ended job is paired with the first job submitted
-    after the sweeper noticed it (the one that took its slot)."""
+    submitted → its objective started; and for a pruned trial, the pruning → the next objective
+    started (``pruned``: the cancelled job stops, its worker takes the next one). Each ended job is
+    paired with the first job submitted after the sweeper noticed it (the one that took its slot)."""
     submitted = sorted(
         (e["submitted_at"], num) for num, e in journal.items() if e.get("submitted_at")
     )
-    parts: dict[str, list[float]] = {"notice": [], "sweeper": [], "start": []}
+    parts: dict[str, list[float]] = {"notice": [], "sweeper": [], "start": [], "pruned": []}
     taken: set[int] = set()
     for num, entry in sorted(journal.items(), key=lambda item: item[1].get("ended_at") or 0):
         noticed = entry.get("ended_at")
-        if noticed is None or num not in records or entry["state"] == "PRUNED":
+        if noticed is None or num not in records:
             continue
         successor = next(((t, n) for t, n in submitted if t >= noticed and n not in taken), None)
         if successor is None or successor[1] not in records:
             continue
         taken.add(successor[1])
+        if entry["state"] == "PRUNED":
+            parts["pruned"].append(records[successor[1]]["start"] - noticed)
+            continue
         parts["notice"].append(noticed - records[num]["end"])
         parts["sweeper"].append(successor[0] - noticed)
         parts["start"].append(records[successor[1]]["start"] - successor[0])
@@ -179,6 +186,7 @@ def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace
     work = root / label.replace(" ", "_").replace("+", "p").replace("(", "").replace(")", "")
     timing = work / "timing"
     timing.mkdir(parents=True)
+    shutil.copyfile(root / "store-template.db", work / "mlflow.db")  # as after a first sweep
     env = {
         **os.environ,
         "FLOW_HOME": str(work / "flow-home"),
@@ -277,6 +285,10 @@ def main() -> None:
     }
     outcomes: dict[str, Outcome] = {}
     with tempfile.TemporaryDirectory(prefix="async-search-") as tmp:
+        from mlflow.tracking import MlflowClient
+
+        # Every way starts from the same empty, migrated MLflow store (creating one takes seconds).
+        MlflowClient(f"sqlite:///{Path(tmp) / 'store-template.db'}").search_experiments()
         for label, sweeper in ways.items():
             outcomes[label] = run_way(Path(tmp), label, sweeper, args)
     table = Table(
@@ -295,6 +307,7 @@ def main() -> None:
         "notice",
         "sweeper",
         "start",
+        "prune→next",
         "trials",
         "pruned",
         "pruned s",
@@ -304,7 +317,8 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "way" else "right")
     for label, o in outcomes.items():
         parts = [
-            f"{o.parts[k]:.2f}" if k in o.parts else "—" for k in ("notice", "sweeper", "start")
+            f"{o.parts[k]:.2f}" if k in o.parts else "—"
+            for k in ("notice", "sweeper", "start", "pruned")
         ]
         table.add_row(
             label,
