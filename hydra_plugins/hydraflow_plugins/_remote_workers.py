@@ -22,16 +22,12 @@ longer needs is cancelled at once (nothing idles billing), and every worker on e
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import secrets
-import shlex
 import shutil
 import time
-from base64 import encodebytes
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -47,6 +43,14 @@ from hydra_plugins.hydraflow_plugins._remote import (
     keep_result,
 )
 from hydra_plugins.hydraflow_plugins._remote_jobs import RemoteTasks
+from hydra_plugins.hydraflow_plugins._remote_orders import (
+    RemoteWorker,
+    download_attempt,
+    finished,
+    interrupt,
+    job_output,
+    send_order,
+)
 from hydra_plugins.hydraflow_plugins._strategy import (
     Attempt,
     AttemptEnd,
@@ -57,8 +61,7 @@ from hydra_plugins.hydraflow_plugins._strategy import (
 )
 
 if TYPE_CHECKING:
-    from flow_backend import Flow, Task, TaskConfig
-    from flow_backend.remote import TaskHost
+    from flow_backend import Flow, TaskConfig
 
 __all__ = ["RemoteWorkers"]
 
@@ -66,26 +69,8 @@ log = logging.getLogger(__name__)
 
 WORKER_MODULE = "hydra_plugins.hydraflow_plugins._worker"
 IDLE_GRACE_SECONDS = 10.0  # in an open session, a sweeper's next job usually comes sooner
+CANCEL_GRACE_SECONDS = 10.0  # a cancelled job not stopped by then is stopped with its worker
 TASK_LOG = "task.log"
-
-
-@dataclass
-class RemoteWorker:
-    """One worker task, where it runs once known, and the job it runs now."""
-
-    name: str
-    folder: str  # relative to the worker's working folder (the uploaded code)
-    instance_type: str
-    task: Task
-    host: TaskHost | None = None
-    orders: int = 0  # orders written so far
-    attempt: Attempt | None = None
-    delivered_at: float | None = None  # when the current attempt's order was written
-    idle_since: float = field(default_factory=time.monotonic)
-
-    def done_mark(self) -> str:
-        """The mark of the order written last (relative to the working folder)."""
-        return f"{self.folder}/job-{self.orders - 1}.done"
 
 
 class RemoteWorkers(StrategyBase):
@@ -95,7 +80,7 @@ class RemoteWorkers(StrategyBase):
         self, context: JobContext, flow: Flow, options: LauncherOptions, common: dict[str, bytes]
     ) -> None:
         super().__init__(context, flow, options, common)
-        # staging, the job environment, the output folders and the MLflow import of remote jobs
+        # the job environment, composed specs, output folders and MLflow import of remote jobs
         self.jobs = RemoteTasks(context, flow, options, common)
         self.workers: list[RemoteWorker] = []
         self._started = 0
@@ -128,7 +113,7 @@ class RemoteWorkers(StrategyBase):
             None,
         ) or self._new_worker(job)
         worker.attempt = Attempt(job, attempt, worker.task, worker=worker.name)
-        worker.delivered_at = None
+        worker.delivered_at = worker.cancelled_at = None
         if worker.host is not None:
             self._spec(job)
             self._deliver(worker)
@@ -138,10 +123,18 @@ class RemoteWorkers(StrategyBase):
         from flow_backend.providers.ssh.hosts import each
 
         self.flow.refresh_all([w.task for w in self.workers])
-        self._deliver_waiting()
-        finished = self._finished()
-        done = [w for w in self.workers if w.name in finished]
-        incoming = dict(zip([w.name for w in done], each(done, self._download), strict=True))
+        waiting = [
+            w
+            for w in self.workers
+            if w.attempt is not None and w.delivered_at is None and w.task.is_running
+        ]
+        for worker in waiting:  # composing touches Hydra's global state: not in threads
+            assert worker.attempt is not None
+            self._spec(worker.attempt.job)
+        each(waiting, self._deliver)
+        done_names = finished(self.workers)
+        done = [w for w in self.workers if w.name in done_names]
+        incoming = {w.name: path for w, path in zip(done, each(done, self._download), strict=True)}
         ended: dict[int, AttemptEnd] = {}
         for worker in list(self.workers):
             attempt = worker.attempt
@@ -149,9 +142,8 @@ class RemoteWorkers(StrategyBase):
                 if worker.task.is_terminal:  # an idle worker that ended: nothing was lost
                     self.workers.remove(worker)
                 continue
-            end = self._attempt_end(
-                worker, attempt, worker.name in incoming, incoming.get(worker.name)
-            )
+            done_now = worker.name in done_names
+            end = self._attempt_end(worker, attempt, done_now, incoming.get(worker.name))
             if end is None:
                 continue
             ended[attempt.job.num] = end
@@ -165,8 +157,21 @@ class RemoteWorkers(StrategyBase):
         for worker in self.workers:
             if worker.attempt is attempt:
                 self._drop(worker)
-                attempt.task = worker.task
                 return
+
+    def interrupt(self, attempt: Attempt, reason: str) -> bool:
+        """The worker interrupts the job and stays warm (see ``_worker.CancelWatch``)."""
+        from flow_backend.errors import FlowError
+
+        for worker in self.workers:
+            if worker.attempt is attempt and worker.delivered_at is not None:
+                try:
+                    interrupt(worker, reason)
+                except FlowError:
+                    return False  # the scheduler stops it with its worker
+                worker.cancelled_at = time.monotonic()
+                return True
+        return False
 
     def release(self, wanted: Collection[str], final: bool) -> None:
         now = time.monotonic()
@@ -176,7 +181,7 @@ class RemoteWorkers(StrategyBase):
                 self._drop(worker)
 
     def close(self) -> list[str]:
-        """Cancel every worker (nothing may stay billing); remove the staged specs."""
+        """Cancel every worker (nothing may stay billing); remove the staged files."""
         busy = [w.task.task_id for w in self.workers if w.attempt is not None]
         try:
             for worker in list(self.workers):
@@ -186,20 +191,6 @@ class RemoteWorkers(StrategyBase):
         return busy
 
     # -- feeding a worker ------------------------------------------------------------------------
-    def _deliver_waiting(self) -> None:
-        """Write the orders of running workers that have none yet, all hosts at once."""
-        from flow_backend.providers.ssh.hosts import each
-
-        waiting = [
-            w
-            for w in self.workers
-            if w.attempt is not None and w.delivered_at is None and w.task.is_running
-        ]
-        for worker in waiting:  # composing touches Hydra's global state: not in threads
-            assert worker.attempt is not None
-            self._spec(worker.attempt.job)
-        each(waiting, self._deliver)
-
     def _deliver(self, worker: RemoteWorker) -> None:
         """Write the current attempt's order (with its spec) into the worker's folder."""
         from flow_backend.errors import FlowError
@@ -207,41 +198,27 @@ class RemoteWorkers(StrategyBase):
 
         attempt = worker.attempt
         assert attempt is not None
-        job = attempt.job
+        job, number = attempt.job, attempt.number
+        layout = RemoteLayout(self.context.sweep_id, job.num)
+        env = {**self.context.job_env(job, self.provider, number), ENV_JOB_STORE: "1"}
+        plain, _ = split_secret_env(env)  # secrets are in the worker's own env, never a file
+        order = {
+            "spec": f"{worker.folder}/spec-{worker.orders}.pkl",
+            "result": layout.result(number),
+            "sweep_dir": layout.sweep_dir(number),
+            "log": str(layout.attempt(number) / TASK_LOG),
+            "echo": True,  # its output also in the worker's log, which outlives a crash
+            "env": plain,
+        }
         try:
             if worker.host is None:
                 worker.host = self.flow.provider.task_host(worker.task.task_id)
             if worker.host is None:
                 return  # not reachable yet: the next poll tries again
-            layout = RemoteLayout(self.context.sweep_id, job.num)
-            spec = gzip.compress(self._spec(job), compresslevel=1)
-            seq = worker.orders
-            env = {**self.context.job_env(job, self.provider, attempt.number), ENV_JOB_STORE: "1"}
-            plain, _ = split_secret_env(env)  # secrets are in the worker's own env, never a file
-            order = {
-                "spec": f"{worker.folder}/spec-{seq}.pkl",
-                "result": layout.result(attempt.number),
-                "sweep_dir": layout.sweep_dir(attempt.number),
-                "log": str(layout.attempt(attempt.number) / TASK_LOG),
-                "env": plain,
-            }
-            folder, trial = (
-                shlex.quote(worker.folder),
-                shlex.quote(str(layout.attempt(attempt.number))),
-            )
-            script = (
-                f"set -eo pipefail\nmkdir -p {folder}\nrm -rf {trial}\nmkdir -p {trial}\n"
-                f"base64 -d <<'HF_SPEC' | gzip -dc > {folder}/spec-{seq}.pkl\n"
-                f"{encodebytes(spec).decode()}HF_SPEC\n"
-                f"cat > {folder}/job-{seq}.json.tmp <<'HF_ORDER'\n{json.dumps(order)}\nHF_ORDER\n"
-                f"mv -f {folder}/job-{seq}.json.tmp {folder}/job-{seq}.json\n"
-            )
-            result = worker.host.run(script)
+            if not send_order(worker, str(layout.attempt(number)), self._spec(job), order):
+                return
         except FlowError as error:  # booting sshd, a network blip: the next poll tries again
             log.debug("worker %s: order not written yet: %s", worker.name, error)
-            return
-        if result.exit_code != 0:
-            log.warning(f"worker {worker.name}: could not write its order: {result.error_text}")
             return
         worker.orders += 1
         worker.delivered_at = time.monotonic()
@@ -251,31 +228,6 @@ class RemoteWorkers(StrategyBase):
         if self._unwritten.pop(job.num, None) is not None or not job.files.spec.is_file():
             self.jobs.write_spec(job, job.files.spec)
         return job.files.spec.read_bytes()
-
-    def _finished(self) -> set[str]:
-        """Names of the busy workers whose order has its done mark: one command per host."""
-        from flow_backend.errors import FlowError
-        from flow_backend.providers.ssh.hosts import each
-
-        groups: dict[str, list[RemoteWorker]] = {}
-        for worker in self.workers:
-            if worker.attempt is not None and worker.delivered_at is not None and worker.host:
-                groups.setdefault(worker.host.destination, []).append(worker)
-
-        def ask(group: list[RemoteWorker]) -> set[str]:
-            marks = {w.host.path(w.done_mark()): w.name for w in group if w.host}
-            listed = " ".join(shlex.quote(mark) for mark in marks)
-            script = f'for f in {listed}; do [ -e "$f" ] && echo "$f"; done; true\n'
-            try:
-                host = group[0].host
-                assert host is not None
-                result = host.run(script)
-            except FlowError as error:  # unreachable this poll: the next one asks again
-                log.debug("could not list the done marks on %s: %s", group[0].host, error)
-                return set()
-            return {marks[line] for line in result.text.splitlines() if line in marks}
-
-        return set().union(*each(list(groups.values()), ask))
 
     # -- how an attempt ended --------------------------------------------------------------------
     def _attempt_end(
@@ -294,42 +246,43 @@ class RemoteWorkers(StrategyBase):
             return AttemptEnd(None, how, fetched.tail, str(files.task_log))
         if worker.task.is_terminal:
             return self._lost(worker, attempt)
+        now = time.monotonic()
+        if worker.cancelled_at is not None:
+            if now - worker.cancelled_at <= CANCEL_GRACE_SECONDS:
+                return None
+            self._drop(worker)
+            how = (
+                f"its job did not stop within {CANCEL_GRACE_SECONDS:g} s of its cancellation: "
+                f"worker task {worker.task.task_id} was stopped"
+            )
+            return AttemptEnd(None, how, self._job_tail(worker, attempt), str(files.task_log))
         hours = self.options.max_run_time_hours
         started = worker.delivered_at
-        if hours is not None and started is not None and time.monotonic() - started > hours * 3600:
+        if hours is not None and started is not None and now - started > hours * 3600:
             from flow_backend.providers.local.outcome import time_limit_message
 
             self._drop(worker)
             how = f"worker task {worker.task.task_id} {time_limit_message(hours)}"
-            tail = self._log_tail(worker, attempt)
-            return AttemptEnd(None, how, tail, str(files.task_log))
+            return AttemptEnd(None, how, self._job_tail(worker, attempt), str(files.task_log))
         return None
 
     def _lost(self, worker: RemoteWorker, attempt: Attempt) -> AttemptEnd:
         """The worker ended (crashed, preempted, cancelled) before its job came home."""
         if worker.delivered_at is not None:
-            tail, where = self._log_tail(worker, attempt), str(attempt.job.files.task_log)
+            tail, where = self._job_tail(worker, attempt), str(attempt.job.files.task_log)
         else:  # it ended before it took the job: its own output says why
-            tail, where = _task_tail(worker.task), f"worker task {worker.task.task_id}"
+            tail, where = _task_tail(worker), f"worker task {worker.task.task_id}"
         end = ended_with(attempt, None, tail)
         return AttemptEnd(None, f"worker {end.how}", tail, where)
 
-    def _download(self, worker: RemoteWorker) -> Path | None:
-        """The current attempt's folder, downloaded whole (``None``: unreachable this poll)."""
-        from flow_backend.errors import FlowError
-        from flow_backend.remote import download
+    def _trial(self, attempt: Attempt) -> str:
+        return str(RemoteLayout(self.context.sweep_id, attempt.job.num).attempt(attempt.number))
 
-        attempt, host = worker.attempt, worker.host
-        assert attempt is not None and host is not None
-        trial = str(RemoteLayout(self.context.sweep_id, attempt.job.num).attempt(attempt.number))
+    def _download(self, worker: RemoteWorker) -> Path | None:
+        attempt = worker.attempt
+        assert attempt is not None
         incoming = attempt.job.files.folder / f"incoming-a{attempt.number}"
-        shutil.rmtree(incoming, ignore_errors=True)
-        try:
-            return download(host.conn, host.path(trial), incoming)
-        except FlowError as error:
-            log.warning(f"job #{attempt.job.num}: could not bring its output home yet: {error}")
-            shutil.rmtree(incoming, ignore_errors=True)
-            return None
+        return download_attempt(worker, self._trial(attempt), incoming)
 
     def _bring_home(self, attempt: Attempt, incoming: Path) -> _Fetched | None:
         """Put a downloaded attempt folder in place: output folder, result, log, MLflow runs."""
@@ -344,7 +297,7 @@ class RemoteWorkers(StrategyBase):
             job_return = cloudpickle.loads(result_file.read_bytes())
             remote_output = str(job_return.hydra_cfg.hydra.runtime.output_dir)
             local_output = self.jobs.outputs[job.num]
-            inside = remote_output.partition(f"{layout.attempt(attempt.number)}/")[2]
+            inside = remote_output.partition(f"{self._trial(attempt)}/")[2]
             if local_output.exists():
                 shutil.rmtree(local_output)
             local_output.parent.mkdir(parents=True, exist_ok=True)
@@ -360,22 +313,15 @@ class RemoteWorkers(StrategyBase):
         self.jobs.import_runs(attempt, local_output)
         return _Fetched(job_return, tail)
 
-    def _log_tail(self, worker: RemoteWorker, attempt: Attempt) -> str:
-        """The job's own log (brought home), when the worker's host still answers."""
-        from flow_backend.errors import FlowError
-        from flow_backend.remote import download
-
-        job = attempt.job
-        remote = str(
-            RemoteLayout(self.context.sweep_id, job.num).attempt(attempt.number) / TASK_LOG
-        )
-        incoming = job.files.folder / f"incoming-a{attempt.number}.log"
+    def _job_tail(self, worker: RemoteWorker, attempt: Attempt) -> str:
+        """The tail of the job's log, which is kept as its ``task.log``."""
+        incoming = attempt.job.files.folder / f"incoming-a{attempt.number}.log"
+        text = job_output(worker, f"{self._trial(attempt)}/{TASK_LOG}", incoming)
+        if text is None:
+            return f"(the job's log is unreachable)\n{_task_tail(worker)}"
+        incoming.write_text(text)
         try:
-            assert worker.host is not None
-            download(worker.host.conn, worker.host.path(remote), incoming)
             return self._keep_log(attempt, incoming)
-        except (FlowError, OSError, AssertionError) as error:
-            return f"(the job's log is unreachable: {error})\n{_task_tail(worker.task)}"
         finally:
             incoming.unlink(missing_ok=True)
 
@@ -435,8 +381,8 @@ class _Fetched:
     tail: str
 
 
-def _task_tail(task: Task) -> str:
+def _task_tail(worker: RemoteWorker) -> str:
     try:
-        return log_tail(str(task.logs()))
+        return log_tail(str(worker.task.logs()))
     except Exception as error:
         return f"(log unavailable: {error})"

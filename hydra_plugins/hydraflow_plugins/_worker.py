@@ -47,6 +47,7 @@ from typing import Any
 from hydra_plugins.hydraflow_plugins import _job_runner
 
 __all__ = [
+    "ECHO_MARK",
     "STOP_NAME",
     "JobInterrupted",
     "cancel_path",
@@ -60,6 +61,8 @@ __all__ = [
 POLL_SECONDS = 0.005
 LAUNCHER_CHECK_SECONDS = 1.0
 STOP_NAME = "stop"
+ECHO_MARK = "----- hydraflow worker: job log "  # then the log's path (echoed orders only)
+TEE_DRAIN_SECONDS = 5.0
 WAKE_NAME = "wake"
 INTERRUPT_SIGNAL = signal.SIGUSR1
 
@@ -180,6 +183,7 @@ class CancelWatch:
 
 def serve(folder: Path, launcher_pid: int | None = None, idle_seconds: float | None = None) -> int:
     """Run orders until told to stop (or the launcher is gone, or idle too long); exit status."""
+    folder.mkdir(parents=True, exist_ok=True)  # a remote worker's folder comes with its 1st order
     watch = CancelWatch(folder)
     watch.start()
     try:
@@ -221,7 +225,10 @@ def _serve(
 def run_order(order: dict[str, Any], watch: CancelWatch | None = None) -> int:
     """Run one job as its own task would; put the process back as it was afterwards."""
     env, cwd, path, argv = dict(os.environ), os.getcwd(), list(sys.path), list(sys.argv)
-    with _output_to(Path(order["log"]), order.get("header", "")):
+    echo = bool(order.get("echo"))  # remote: the job's output also goes to the worker's own log
+    if echo:
+        print(f"{ECHO_MARK}{order['log']}", flush=True)
+    with _output_to(Path(order["log"]), order.get("header", ""), echo):
         os.environ.update(order.get("env", {}))
         try:
             guard = watch.interruptible if watch is not None else None
@@ -244,8 +251,12 @@ def run_order(order: dict[str, Any], watch: CancelWatch | None = None) -> int:
 
 
 @contextmanager
-def _output_to(log: Path, header: str) -> Iterator[None]:
-    """Send this process's stdout and stderr (file descriptors 1 and 2) to ``log``."""
+def _output_to(log: Path, header: str, echo: bool = False) -> Iterator[None]:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to ``log``.
+
+    ``echo``: through ``tee``, also to the worker's own output — a remote worker's task log,
+    which its provider keeps even when the job takes the worker (and its instance) down.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +264,15 @@ def _output_to(log: Path, header: str) -> Iterator[None]:
     fd = os.open(log, flags, 0o644)
     if header:
         os.write(fd, header.encode())
+    tee = None
+    if echo:
+        import subprocess
+
+        os.close(fd)
+        tee = subprocess.Popen(["tee", "-a", str(log)], stdin=subprocess.PIPE)
+        assert tee.stdin is not None
+        fd = os.dup(tee.stdin.fileno())
+        tee.stdin.close()
     saved = os.dup(1), os.dup(2)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -266,6 +286,11 @@ def _output_to(log: Path, header: str) -> Iterator[None]:
         os.dup2(saved[1], 2)
         os.close(saved[0])
         os.close(saved[1])
+        if tee is not None:  # the log is whole once tee has drained the pipe
+            try:
+                tee.wait(timeout=TEE_DRAIN_SECONDS)
+            except Exception:  # a process the job left behind holds the pipe open
+                tee.kill()
 
 
 def _alive(pid: int) -> bool:

@@ -91,11 +91,14 @@ def test_four_job_sweep_on_mithril_lands_in_the_users_store(
     assert cloud.billing_instances() == []
 
 
-def test_a_job_that_raises_on_mithril_comes_home_failed_with_its_error(
+def test_a_job_that_raises_or_crashes_its_worker_on_mithril_fails_alone(
     cloud: FakeMithril, tmp_path: Path
 ) -> None:
+    """One worker runs the jobs in turn: a raising job comes home FAILED with its error and the
+    worker goes on; a job that kills the worker fails with its log tail, and a new worker (a new
+    bid) runs the last job."""
     project = copy_project(tmp_path)
-    proc = run_sweep(project, "mithril", "lr=0.1,-1")
+    proc = run_sweep(project, "mithril", "lr=0.1,-1,0,0.2", "hydra.launcher.max_parallel=1")
     assert proc.returncode == 1
     assert "ValueError: lr must be positive, got -1" in proc.stderr
     # the traceback names the uploaded copy of the user's script and shows the failing line
@@ -107,6 +110,13 @@ def test_a_job_that_raises_on_mithril_comes_home_failed_with_its_error(
     assert by_lr["-1"].info.status == "FAILED"
     assert "lr must be positive" in by_lr["-1"].data.tags["hydraflow.error"]
     assert (project / "multirun" / "sweep" / "1" / "mlflow.db").is_file()
+    assert by_lr["0.2"].info.status == "FINISHED"  # after the crash, on a new worker
+    assert "0" not in by_lr  # the crashed job's run never came home: no half-run in the store
+    assert "job #2 (lr=0) FAILED: TaskEndedWithoutResult" in proc.stdout + proc.stderr
+    crashed = project / "multirun" / "sweep" / "2" / "flow-task.log"  # its output, as it died
+    assert "about to take the whole process down" in crashed.read_text()
+    names = sorted(bid["name"] for bid in cloud.bids())
+    assert [name.rsplit("-", 1)[1] for name in names] == ["w0", "w1"]  # the crash cost one bid
     assert cloud.billing_instances() == []
 
 

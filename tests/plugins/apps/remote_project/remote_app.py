@@ -2,7 +2,8 @@
 
 It imports a helper module of its own project (so the uploaded code must be on the path), logs a
 metric history to the active MLflow run, writes a file into its output folder, and sleeps
-``sleep`` seconds (long enough for a test to preempt or interrupt it).
+``sleep`` seconds (long enough for a test to preempt or interrupt it). ``lr=0`` kills its own
+process on the spot (``os._exit``), as a crash in native code or the out-of-memory killer would.
 """
 
 import os
@@ -18,6 +19,9 @@ from scoring import score
 @hydra.main(version_base="1.3", config_path="conf", config_name="remote")
 def train(cfg: DictConfig) -> dict[str, float | str]:
     """Log ``score`` per step; return the last one and where the job ran."""
+    if cfg.lr == 0:
+        print("about to take the whole process down", flush=True)
+        os._exit(3)
     if cfg.lr <= 0:
         raise ValueError(f"lr must be positive, got {cfg.lr}")
     value = 0.0
