@@ -40,9 +40,7 @@ from hydraflow.conventions import (
     ENV_INSTANCE_TYPE,
     ENV_JOB_ATTEMPT,
     ENV_JOB_STORE,
-    ENV_PARENT_RUN_ID,
     ENV_PROVIDER,
-    ENV_SWEEP_ID,
     ENV_TASK_NAME,
     ENV_TASK_RESTARTS,
     TAG_CONFIG_HASH,
@@ -68,6 +66,7 @@ from hydraflow.conventions import (
     resolve_tracking_uri,
     return_value_metrics,
 )
+from hydraflow.sweep_context import SweepIds
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -248,10 +247,14 @@ class MLflowCallback(Callback):
             )
             self.parent_run_id = run.info.run_id
         self._parent_open = True
-        os.environ[ENV_SWEEP_ID] = self.sweep_id
-        os.environ[ENV_PARENT_RUN_ID] = self.parent_run_id
         atexit.register(self._summarise_and_close, True)
         log.info("MLflow: sweep %s → parent run %s in %s", self.sweep_id, self.parent_run_id, uri)
+
+    def sweep_ids(self) -> SweepIds | None:
+        """The sweep id and parent run ``on_multirun_start`` chose (``None`` before it ran)."""
+        if self.sweep_id is None or self.parent_run_id is None:
+            return None
+        return SweepIds(self.sweep_id, self.parent_run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Record the sweep summary (jobs, completed, failed, cost) on the parent run and end it."""
@@ -275,10 +278,6 @@ class MLflowCallback(Callback):
             store.retry_busy(lambda: client.set_terminated(parent_run_id, status))
         except Exception as error:  # at exit: report, never raise
             log.warning("MLflow: could not end parent run %s: %s", parent_run_id, error)
-        finally:
-            for name in (ENV_SWEEP_ID, ENV_PARENT_RUN_ID):
-                if os.environ.get(name) in (self.sweep_id, parent_run_id):
-                    os.environ.pop(name, None)
 
     # -- one job (wherever it runs) ------------------------------------------------------------
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -301,8 +300,7 @@ class MLflowCallback(Callback):
         else:  # on_multirun_start made the store and the experiment
             client = MlflowClient(uri)
         task_config = job_config_container(config)
-        sweep_id = self.sweep_id or os.environ.get(ENV_SWEEP_ID)
-        parent_run_id = self.parent_run_id or os.environ.get(ENV_PARENT_RUN_ID)
+        sweep_id, parent_run_id = self.sweep_id, self.parent_run_id  # pickled with us
         job_num = OmegaConf.select(config, "hydra.job.num", default=None)
         overrides = list(OmegaConf.to_container(config.hydra.overrides.task) or [])
         tags = {

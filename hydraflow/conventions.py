@@ -22,9 +22,7 @@ __all__ = [
     "ENV_INSTANCE_TYPE",
     "ENV_JOB_ATTEMPT",
     "ENV_JOB_STORE",
-    "ENV_PARENT_RUN_ID",
     "ENV_PROVIDER",
-    "ENV_SWEEP_ID",
     "ENV_TASK_NAME",
     "ENV_TASK_RESTARTS",
     "MAX_PARAM_VALUE_LENGTH",
@@ -89,8 +87,6 @@ TAG_END_REASON = "hydraflow.end_reason"
 TAG_SWEEP_KEY = "hydraflow.sweep_key"
 
 # Environment the flow launcher gives each task; the callback reads it on the task side.
-ENV_SWEEP_ID = "HYDRAFLOW_SWEEP_ID"
-ENV_PARENT_RUN_ID = "HYDRAFLOW_PARENT_RUN_ID"
 ENV_TASK_NAME = "HYDRAFLOW_TASK_NAME"
 ENV_PROVIDER = "HYDRAFLOW_PROVIDER"
 ENV_INSTANCE_TYPE = "HYDRAFLOW_INSTANCE_TYPE"

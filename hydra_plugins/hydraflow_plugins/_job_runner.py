@@ -22,11 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
-from hydra_plugins.hydraflow_plugins._paths import (
-    ENV_HOLD_SECONDS,
-    ENV_IN_JOB_RUNNER,
-    result_path_for,
-)
+from hydra_plugins.hydraflow_plugins._paths import SpecLoading, result_path_for
 from hydra_plugins.hydraflow_plugins._task_function import load_task_function
 
 SPEC_VERSION = 2
@@ -115,9 +111,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _hold(result_path: Path) -> None:
+def _hold(result_path: Path, seconds: float) -> None:
     """On a remote host: wait until the launcher has fetched the result (it writes the mark)."""
-    seconds = float(os.environ.get(ENV_HOLD_SECONDS, "0") or 0)
     mark = result_path.with_name("collected")
     deadline = time.monotonic() + seconds
     while seconds > 0 and not mark.exists() and time.monotonic() < deadline:
@@ -129,12 +124,14 @@ def run(
     result_path: Path | None = None,
     sweep_dir: str | None = None,
     guard: Callable[[], AbstractContextManager[Any]] | None = None,
+    hold_seconds: float = 0,
 ) -> int:
     """Run the job described by ``spec_path``; return the process exit status.
 
     ``result_path`` (default: next to the spec) and ``sweep_dir`` (a remote attempt's own
-    ``hydra.sweep.dir``) are given by the launcher for jobs on remote hosts; ``guard`` by a warm
-    worker (entered around the task function: see ``_worker.CancelWatch``).
+    ``hydra.sweep.dir``) are given by the launcher for jobs on remote hosts, with ``hold_seconds``
+    (a task of its own waits that long after its result for the launcher's ``collected`` mark);
+    ``guard`` by a warm worker (entered around the task function: see ``_worker.CancelWatch``).
     """
     with spec_path.open("rb") as stream:
         header = pickle.load(stream)
@@ -154,11 +151,10 @@ def run(
     from hydra.core.utils import JobStatus, run_job, setup_globals
     from omegaconf import open_dict, read_write
 
-    os.environ[ENV_IN_JOB_RUNNER] = "1"  # config.py: skip the catalog import
     parts = header["parts"]
-    # the task function is imported by reference where it can be (see _task_function)
-    payload = {name: pickle.loads(part) for name, part in parts.items() if name != "task_function"}
-    os.environ.pop(ENV_IN_JOB_RUNNER, None)
+    with SpecLoading():  # config.py: skip the catalog import
+        # the task function is imported by reference where it can be (see _task_function)
+        payload = {n: pickle.loads(part) for n, part in parts.items() if n != "task_function"}
     _restore_hydra_state(payload["singleton_state"])
     setup_globals()
     job = payload["job"]
@@ -192,20 +188,22 @@ def run(
     result_path = result_path or result_path_for(spec_path)
     result_path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(result_path, cloudpickle.dumps(result))
-    _hold(result_path)
+    _hold(result_path, hold_seconds)
     return 0 if result.status == JobStatus.COMPLETED else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m hydra_plugins.hydraflow_plugins._job_runner SPEC [RESULT SWEEP_DIR]``."""
+    """Entry point: ``python -m ..._job_runner SPEC [RESULT SWEEP_DIR [HOLD_SECONDS]]``."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) not in (1, 3):
+    if len(args) not in (1, 3, 4):
         print(
-            "usage: python -m hydra_plugins.hydraflow_plugins._job_runner SPEC [RESULT SWEEP_DIR]"
+            "usage: python -m hydra_plugins.hydraflow_plugins._job_runner "
+            "SPEC [RESULT SWEEP_DIR [HOLD_SECONDS]]"
         )
         return 2
-    if len(args) == 3:
-        return run(Path(args[0]), Path(args[1]), args[2])
+    if len(args) >= 3:
+        hold = float(args[3]) if len(args) == 4 else 0
+        return run(Path(args[0]), Path(args[1]), args[2], hold_seconds=hold)
     return run(Path(args[0]))
 
 

@@ -210,13 +210,11 @@ class JobContext:
             ENV_INSTANCE_TYPE,
             ENV_JOB_ATTEMPT,
             ENV_PROVIDER,
-            ENV_SWEEP_ID,
             ENV_TASK_NAME,
         )
 
         return {
             **self.options.env,
-            ENV_SWEEP_ID: self.sweep_id,
             ENV_TASK_NAME: job.attempt_name(attempt),
             ENV_PROVIDER: provider,
             ENV_INSTANCE_TYPE: job.instance_type,

@@ -48,7 +48,8 @@ def sweep(sweeper: FlowOptunaSweeper, arguments: list[str]) -> dict[str, Any]:
     import optuna
 
     from hydra_plugins.hydraflow_plugins._resume import mlflow_callback_settings
-    from hydraflow.conventions import ENV_PARENT_RUN_ID, ENV_SWEEP_ID, resolve_tracking_uri
+    from hydraflow.conventions import resolve_tracking_uri
+    from hydraflow.sweep_context import sweep_ids
 
     assert sweeper.config is not None and sweeper.launcher is not None
     options, config = sweeper.options, sweeper.config
@@ -64,7 +65,8 @@ def sweep(sweeper: FlowOptunaSweeper, arguments: list[str]) -> dict[str, Any]:
         )
     launch_dir = str(config.hydra.runtime.cwd)
     uri = (settings or {}).get("tracking_uri") or resolve_tracking_uri(launch_dir)
-    sweep_id = os.environ.get(ENV_SWEEP_ID)
+    ids = sweep_ids(sweeper.hydra_context)
+    sweep_id = ids.sweep_id if ids is not None else None
     study_name = options.study_name or f"{config.hydra.job.name}-{sweep_id or os.getpid()}"
     journal = None
     if options.storage is None:
@@ -76,12 +78,13 @@ def sweep(sweeper: FlowOptunaSweeper, arguments: list[str]) -> dict[str, Any]:
         f"ended before; continue it with hydra.sweeper.study_name={study_name}"
     )
     records = None
-    if settings is not None and sweep_id:
+    if settings is not None and ids is not None:
         from hydra_plugins.hydraflow_plugins._optuna_mlflow import MlflowTrials
 
         experiment = settings.get("experiment") or str(config.hydra.job.name)
-        parent = os.environ.get(ENV_PARENT_RUN_ID)
-        records = MlflowTrials(uri, experiment, sweep_id, parent, study_name, options.prune_on)
+        records = MlflowTrials(
+            uri, experiment, ids.sweep_id, ids.parent_run_id, study_name, options.prune_on
+        )
     with _session(sweeper.launcher, options.n_jobs) as session:
         if session.slots < options.n_jobs:
             log.info(

@@ -30,11 +30,21 @@ TASK_LOG_NAME = "task.log"
 OUTPUT_TASK_LOG_NAME = "flow-task.log"
 RUNNER_MODULE = "hydra_plugins.hydraflow_plugins._job_runner"
 
-# The two settings that reach a task process through its environment (their one home):
-ENV_HOLD_SECONDS = "HYDRAFLOW_HOLD_SECONDS"
-"""Remote jobs: how long the runner waits, after its result, for the launcher to fetch it."""
-ENV_IN_JOB_RUNNER = "HYDRAFLOW_IN_JOB_RUNNER"
-"""Set while the runner unpickles a spec: ``config.py`` then skips importing the catalog."""
+
+class SpecLoading:
+    """Task side, in process: whether the job runner is unpickling a spec right now.
+
+    Unpickling a spec imports ``config.py`` (Hydra's pickled ConfigStore refers to its classes),
+    which then skips importing the instance catalog: the job gets the ConfigStore from the spec.
+    """
+
+    active = False
+
+    def __enter__(self) -> None:
+        SpecLoading.active = True
+
+    def __exit__(self, *exc: object) -> None:
+        SpecLoading.active = False
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ How a remote job travels (paths relative to the task's working folder, the uploa
                                                     (``out/<subdir>``, holding the job's own MLflow
                                                     store) and the ``collected`` mark
 
-The job runner writes the result, then waits (``HYDRAFLOW_HOLD_SECONDS``) until the launcher has
-downloaded it and the output folder and written the mark: the instance is still there while its
+The job runner writes the result, then waits (``HOLD_SECONDS``, its last argument) until the
+launcher has downloaded it and the output folder and written the mark: the instance is still there while its
 results travel home, and the bid is cancelled only afterwards. A preempted or lost attempt never
 comes home, so its MLflow run is never imported: the user's store shows one run per job.
 """
@@ -25,14 +25,12 @@ from hydra.core.utils import JobReturn
 from omegaconf import open_dict, read_write
 
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError
-from hydra_plugins.hydraflow_plugins._paths import ENV_HOLD_SECONDS
 from hydraflow.conventions import ENV_JOB_STORE
 
 if TYPE_CHECKING:
     from flow_backend import Flow
 
 __all__ = [
-    "ENV_HOLD_SECONDS",
     "ENV_JOB_STORE",
     "HOLD_SECONDS",
     "RemoteLayout",

@@ -22,7 +22,6 @@ from hydra_plugins.hydraflow_plugins._job_runner import job_spec
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import LauncherOptions
 from hydra_plugins.hydraflow_plugins._remote import (
-    ENV_HOLD_SECONDS,
     ENV_JOB_STORE,
     HOLD_SECONDS,
     RemoteLayout,
@@ -117,6 +116,7 @@ class RemoteTasks(PerTaskStrategy):
                 layout.spec,
                 layout.result(attempt),
                 layout.sweep_dir(attempt),
+                str(HOLD_SECONDS),
             ]
         )
 
@@ -130,7 +130,6 @@ class RemoteTasks(PerTaskStrategy):
         return {
             **super()._env(job, attempt),
             ENV_JOB_STORE: "1",
-            ENV_HOLD_SECONDS: str(HOLD_SECONDS),
         }
 
     def _collect(self, attempt: Attempt) -> None:

@@ -11,13 +11,12 @@ Registered groups:
 - ``hydra/callbacks=mlflow`` — :class:`hydraflow.callbacks.MLflowCallback`.
 """
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
-from hydra_plugins.hydraflow_plugins._paths import ENV_IN_JOB_RUNNER
+from hydra_plugins.hydraflow_plugins._paths import SpecLoading
 
 LAUNCHER_TARGET = "hydra_plugins.hydraflow_plugins.flow_launcher.FlowLauncher"
 SWEEPER_TARGET = "hydra_plugins.hydraflow_plugins.flow_sweeper.FlowSweeper"
@@ -228,7 +227,7 @@ class MLflowCallbackConf:
 
 def _instance_names() -> list[str]:
     """Every name the catalog accepts: short aliases (``a100``, ``4xa100``) and full specs."""
-    if os.environ.get(ENV_IN_JOB_RUNNER):
+    if SpecLoading.active:
         # In a job's task, Hydra's ConfigStore (with these options) comes from the launcher's
         # pickled state; importing the catalog would only slow every job down.
         return []

@@ -3,7 +3,6 @@
 This module is imported at Hydra's plugin discovery, so it stays thin; the work is in ``_core``.
 """
 
-import os
 import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,13 +33,14 @@ class FlowLauncher(Launcher):
         task_function: TaskFunction,
         config: DictConfig,
     ) -> None:
-        from hydraflow.conventions import ENV_SWEEP_ID
+        from hydraflow.sweep_context import sweep_ids
 
         self.config = config
         self.task_function = task_function
         self.hydra_context = hydra_context
         # The MLflow callback's on_multirun_start (if on) chose the sweep id already.
-        self.sweep_id = os.environ.get(ENV_SWEEP_ID) or secrets.token_hex(4)
+        ids = sweep_ids(hydra_context)
+        self.sweep_id = ids.sweep_id if ids is not None else secrets.token_hex(4)
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int

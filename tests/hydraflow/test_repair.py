@@ -22,15 +22,11 @@ from hydraflow.repair import inspect_sweeps, repair_store
 
 
 @pytest.fixture(autouse=True)
-def _no_leaked_hydra_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Tests here drive the callback in this process: keep its Hydra singletons and sweep env vars
-    from leaking into later tests (a later in-process sweep would ship them to its jobs)."""
+def _no_leaked_hydra_state() -> Iterator[None]:
+    """Tests here drive the callback in this process: keep its Hydra singletons from leaking into
+    later tests (a later in-process sweep would ship them to its jobs)."""
     from hydra.core.singleton import Singleton
 
-    from hydraflow.conventions import ENV_PARENT_RUN_ID, ENV_SWEEP_ID
-
-    for name in (ENV_SWEEP_ID, ENV_PARENT_RUN_ID):
-        monkeypatch.delenv(name, raising=False)
     state = Singleton.get_state()
     yield
     Singleton.set_state(state)

@@ -60,3 +60,47 @@ def test_params_tags_and_json_return_value_with_the_basic_launcher(
     assert artifact("return_value.json") == ["not", "numbers"]
     assert json.loads(tags["hydraflow.return_value"]) == ["not", "numbers"]
     assert run.info.status == "FINISHED"
+
+
+def _fail(cfg: DictConfig) -> Any:
+    raise ValueError("this job fails, so the sweeper aborts the sweep")
+
+
+def test_an_aborted_sweep_leaves_its_sweep_id_to_no_later_sweep(
+    tmp_path: Path, hydra_sweep_runner: TSweepRunner
+) -> None:
+    """The sweep id goes from the callback to the launcher through Hydra's context, not os.environ:
+    a sweep that aborts (Hydra skips on_multirun_end) leaves nothing a later sweep in the same
+    process, or a child process, would take for its own (its tasks would be named after it, and
+    ``flow cancel --sweep`` of the old sweep would stop them)."""
+    import pytest
+    from hydra._internal.callbacks import Callbacks
+    from hydra.types import HydraContext
+
+    from hydra_plugins.hydraflow_plugins.flow_launcher import FlowLauncher
+
+    ConfigStore.instance().store(name="plain", node={"seed": 0})
+    sweep = hydra_sweep_runner(
+        calling_file=None,
+        calling_module="hydra.test_utils.a_module",
+        task_function=_fail,
+        config_path=None,
+        config_name="plain",
+        overrides=["hydra/callbacks=mlflow", "hydra.callbacks.mlflow.experiment=aborts", "seed=1"],
+        temp_dir=tmp_path / "sweep",
+    )
+    with pytest.raises(ValueError, match="this job fails"), sweep:
+        pass
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], "aborts")
+    (parent,) = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
+    (job,) = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
+    sweep_id = parent.data.tags["hydraflow.sweep_id"]
+    assert job.data.tags["hydraflow.sweep_id"] == sweep_id  # the job still got it
+    assert job.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    left = {k: v for k, v in os.environ.items() if v in (sweep_id, parent.info.run_id)}
+    assert left == {}
+
+    launcher = FlowLauncher()  # the next sweep, without the MLflow callback
+    context = HydraContext(config_loader=None, callbacks=Callbacks())  # type: ignore[arg-type]
+    launcher.setup(hydra_context=context, task_function=_fail, config=DictConfig({}))
+    assert launcher.sweep_id and launcher.sweep_id != sweep_id

@@ -97,7 +97,8 @@ def test_a_job_changing_process_state_does_not_reach_the_next_job(
     first, second = _results(tmp_path)[0], _results(tmp_path)[1]
     assert _worker_names() == ["w0"]  # both jobs ran in the same process
     # the first job set an env var, left the cwd and edited sys.argv: the second saw none of it
-    clean = {"env_seen": False, "argv_seen": False, "cwd_ok": True}
+    # nor did a job see the sweep id hydraflow's own modules hand each other (it is in the spec)
+    clean = {"env_seen": False, "argv_seen": False, "cwd_ok": True, "hydraflow_internal_env": []}
     assert first == {**clean, "earlier_jobs_here": 0}
     # module globals of the user's script do stay (documented): the second job sees the first
     assert second == {**clean, "earlier_jobs_here": 1}

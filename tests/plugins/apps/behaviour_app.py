@@ -30,6 +30,8 @@ class OddError(Exception):
         self.lock = threading.Lock()
 
 
+# what hydraflow's modules once handed each other through the environment (now the spec/order)
+INTERNAL_ENV = {"HYDRAFLOW_SWEEP_ID", "HYDRAFLOW_PARENT_RUN_ID", "HYDRAFLOW_HOLD_SECONDS"}
 EARLIER_JOBS: list[int] = []  # module state: jobs on one warm worker share it (documented)
 
 
@@ -54,6 +56,7 @@ def main(cfg: DictConfig) -> Any:
             "argv_seen": "leaked-arg" in sys.argv,
             "cwd_ok": os.getcwd() == hydra.utils.get_original_cwd(),
             "earlier_jobs_here": len(EARLIER_JOBS),
+            "hydraflow_internal_env": sorted(k for k in os.environ if k in INTERNAL_ENV),
         }
         os.environ["BEHAVIOUR_APP_LEAK"] = "1"
         sys.argv.append("leaked-arg")
