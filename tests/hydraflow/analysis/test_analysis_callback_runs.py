@@ -28,12 +28,16 @@ def _readme_blocks(language: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """The README's demo sweep, run in a fresh directory with the default store (./mlflow.db)."""
+def demo(
+    tmp_path_factory: pytest.TempPathFactory, migrated_store: Path
+) -> tuple[Path, dict[str, str]]:
+    """The README's demo sweep, run in a fresh directory with the default store (./mlflow.db, an
+    empty one already migrated: creating a store is the launcher tests' subject)."""
     if not (EXAMPLES / "train.py").exists():
         pytest.skip("examples/train.py is not in this checkout")
     root = tmp_path_factory.mktemp("demo")
     shutil.copytree(EXAMPLES, root / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copyfile(migrated_store, root / "mlflow.db")
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID")}
     result = subprocess.run(
         [
@@ -124,8 +128,11 @@ def test_readme_examples_run_as_written(demo: tuple[Path, dict[str, str]]) -> No
     assert (root / "loss.png").is_file()
 
 
-def test_tracking_helpers_log_into_the_callbacks_job_runs(tmp_path: Path) -> None:
+def test_tracking_helpers_log_into_the_callbacks_job_runs(
+    tmp_path: Path, migrated_store: Path
+) -> None:
     app = Path(__file__).with_name("apps") / "track_app.py"
+    shutil.copyfile(migrated_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     env.pop("MLFLOW_RUN_ID", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,13 @@ import pytest
 from pipeline_helpers import stage_runs
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "pipeline.py"
+
+
+@pytest.fixture(autouse=True)
+def default_store(tmp_path: Path, migrated_store: Path) -> None:
+    """The example's default store, ./mlflow.db, starts as an empty migrated one (each new store
+    would cost a migration; creating one is the launcher tests' subject)."""
+    shutil.copyfile(migrated_store, tmp_path / "mlflow.db")
 
 
 def _run(cwd: Path, *overrides: str) -> str:
