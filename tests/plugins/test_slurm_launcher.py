@@ -259,7 +259,11 @@ def test_a_job_past_its_time_limit_fails_with_slurms_reason(
 def test_a_100_job_sweep_goes_in_as_one_array(on_slurm: SlurmCluster, tmp_path: Path) -> None:
     calls = counting_commands(tmp_path / "bin", "sbatch")
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    sweep = _behaviour_sweep(tmp_path, env, "hydra.launcher.max_parallel=8", "value=range(100)")
+    # SLURM runs the elements by itself: a poll a second is enough, and leaves the CPU to them
+    poll = "hydra.launcher.poll_interval=1"
+    sweep = _behaviour_sweep(
+        tmp_path, env, poll, "hydra.launcher.max_parallel=8", "value=range(100)"
+    )
     out, err = sweep.communicate(timeout=400)
     assert sweep.returncode == 0, out[-2000:] + err[-3000:]
     sbatch_calls = calls.read_text().splitlines()
