@@ -11,7 +11,9 @@ For N tasks (a 60 s ``sleep`` each, so they stay live while measured) it reports
 
 the wall time of the submission and the SLURM commands it ran, then per poll of all N live tasks
 the commands and time of ``get_many`` (one ``squeue`` for all) against one ``get`` per task (one
-``squeue`` each). Every task is cancelled with one ``scancel`` at the end. It asserts nothing.
+``squeue`` each), then the cancellation until SLURM has ended every task: ``cancel_many`` (one
+``scancel``, an array's elements as one ``123_[0-N]``, as Ctrl-C and ``flow cancel --sweep`` do)
+against one ``scancel`` per task. It asserts nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +43,18 @@ def _commands(calls: Counter[str]) -> str:
     return ", ".join(f"{count} {name}" for name, count in sorted(calls.items())) or "none"
 
 
-Row = tuple[str, float, Counter[str], float, Counter[str], float, Counter[str]]
+Row = tuple[str, float, Counter[str], float, Counter[str], float, Counter[str], float, Counter[str]]
+
+
+def _cancel(provider: SlurmProvider, ids: list[str], at_once: bool) -> None:
+    """Ask SLURM to cancel ``ids`` (one ``scancel`` for all, or one each); wait until all ended."""
+    if at_once:
+        provider.cancel_many(ids, wait=False)
+    else:
+        for task_id in ids:
+            provider.cancel_many([task_id], wait=False)
+    while not all(r.status.is_terminal for r in provider.get_many(ids).values()):
+        time.sleep(0.1)
 
 
 def _one_way(provider: SlurmProvider, configs: list[TaskConfig], label: str, polls: int) -> Row:
@@ -58,6 +71,9 @@ def _one_way(provider: SlurmProvider, configs: list[TaskConfig], label: str, pol
         submit_time, submit_calls = _timed(provider, submit)
         many = [_timed(provider, lambda: provider.get_many(ids)) for _ in range(polls)]
         each = [_timed(provider, lambda: [provider.get(i) for i in ids]) for _ in range(polls)]
+        cancel_time, cancel_calls = _timed(
+            provider, lambda: _cancel(provider, ids, at_once=label == "array")
+        )
     finally:
         provider.cancel_many(ids)
     return (
@@ -68,6 +84,8 @@ def _one_way(provider: SlurmProvider, configs: list[TaskConfig], label: str, pol
         many[0][1],
         statistics.median(t for t, _ in each),
         each[0][1],
+        cancel_time,
+        cancel_calls,
     )
 
 
@@ -88,14 +106,15 @@ def measure(conf: Path, home: Path, tasks: int, polls: int) -> None:
     print(f"\n{tasks} tasks on a one-node SLURM cluster (median of {polls} polls)\n")
     header = (
         f"{'submission':<10} {'submit s':>9}  {'submit commands':<16} "
-        f"{'poll all s':>10}  {'poll commands':<13} {'poll each s':>11}  {'each commands'}"
+        f"{'poll all s':>10}  {'poll commands':<13} {'poll each s':>11}  {'each commands':<14} "
+        f"{'cancel s':>8}  {'cancel commands'}"
     )
     print(header)
     print("-" * len(header))
-    for label, st, sc, mt, mc, et, ec in rows:
+    for label, st, sc, mt, mc, et, ec, ct, cc in rows:
         print(
             f"{label:<10} {st:>9.3f}  {_commands(sc):<16} {mt:>10.3f}  {_commands(mc):<13} "
-            f"{et:>11.3f}  {_commands(ec)}"
+            f"{et:>11.3f}  {_commands(ec):<14} {ct:>8.3f}  {_commands(cc)}"
         )
     array_time, each_time = rows[0][1], rows[1][1]
     print(
@@ -103,6 +122,11 @@ def measure(conf: Path, home: Path, tasks: int, polls: int) -> None:
     )
     poll_all, poll_each = rows[0][3], rows[0][5]
     print(f"poll: one squeue for all is {poll_each / poll_all:.1f}x faster than one per task")
+    cancel_all, cancel_each = rows[0][7], rows[1][7]
+    print(
+        f"cancel: one scancel for all is {cancel_each / cancel_all:.1f}x faster than one per task "
+        "(until SLURM has ended every task)"
+    )
 
 
 def main() -> None:

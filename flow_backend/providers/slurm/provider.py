@@ -44,6 +44,7 @@ from flow_backend.providers.slurm.submission import (
     prepare_task,
     sbatch_error,
     shape_of,
+    unused_note,
     volume_folders,
 )
 
@@ -175,7 +176,7 @@ class SlurmProvider(Provider):
                 provider=self.name,
                 instance_type=instance.name,
                 num_instances=config.num_instances,
-                message=_notes(config),
+                message=unused_note(config),
             )
             state = SlurmTaskState(
                 record=record,
@@ -391,17 +392,3 @@ def _login(settings: FlowSettings, home: Path) -> Login:
 
 def _is_over(info: JobInfo) -> bool:
     return status_of(info, None, cancel_requested=False)[0].is_terminal
-
-
-def _notes(config: TaskConfig) -> str | None:
-    """What of the task's config SLURM does not do, for its record's message."""
-    notes = []
-    if config.image:
-        notes.append(f"image {config.image!r} is not used: SLURM jobs run the cluster's own tools")
-    for volume in config.volumes:
-        if volume.mount_path:
-            notes.append(
-                f"volume {volume.name!r} is in ${volume.env_var}, not at {volume.mount_path} "
-                "(SLURM jobs get no mounts)"
-            )
-    return "; ".join(notes) or None

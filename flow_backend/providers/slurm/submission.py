@@ -23,6 +23,7 @@ __all__ = [
     "prepare_task",
     "sbatch_error",
     "shape_of",
+    "unused_note",
     "volume_folders",
 ]
 
@@ -167,3 +168,17 @@ def sbatch_error(result: CommandResult, *, partition: str | None, instance_type:
         field="slurm_sbatch_lines",
         hint="Check the slurm_* settings and slurm_instance_types against the cluster",
     )
+
+
+def unused_note(config: TaskConfig) -> str | None:
+    """What of the task's config SLURM does not do, for its record's message."""
+    notes = []
+    if config.image:
+        notes.append(f"image {config.image!r} is not used: SLURM jobs run the cluster's own tools")
+    for volume in config.volumes:
+        if volume.mount_path:
+            notes.append(
+                f"volume {volume.name!r} is in ${volume.env_var}, not at {volume.mount_path} "
+                "(SLURM jobs get no mounts)"
+            )
+    return "; ".join(notes) or None
