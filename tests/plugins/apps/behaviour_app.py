@@ -66,8 +66,8 @@ def main(cfg: DictConfig) -> Any:
     if cfg.mode == "unpicklable":
         return threading.Lock()
     if cfg.mode == "sleep":
-        Path(f"started-{cfg.value}").touch()  # in the launch dir: tests wait for it
         print(f"value {cfg.value} sleeps {cfg.seconds} s", flush=True)
+        Path(f"started-{cfg.value}").touch()  # in the launch dir, after the line: tests wait for it
         time.sleep(float(cfg.seconds))
     return {"value": float(cfg.value), "double": 2.0 * float(cfg.value)}
 
