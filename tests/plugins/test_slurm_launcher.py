@@ -293,7 +293,18 @@ def _scontrol(slurm: SlurmCluster, *args: str) -> subprocess.CompletedProcess[st
     return subprocess.run(["scontrol", *args], env=slurm.env, capture_output=True, text=True)
 
 
-def test_a_requeued_array_element_runs_again_and_mlflow_shows_one_run_per_job(
+def _element_of(num: int) -> str:
+    """The SLURM job id (``123_4``) of job ``num``'s first attempt, from the provider's records."""
+    (element,) = [
+        s["job_id"]
+        for s in (json.loads(p.read_text()) for p in _state_files())
+        if s["record"]["name"].endswith(f"-{num}")
+    ]
+    assert "_" in element  # an element of the sweep's array
+    return element
+
+
+def test_requeued_and_killed_array_elements_run_again_with_one_mlflow_run_per_job(
     on_slurm: SlurmCluster, tmp_path: Path
 ) -> None:
     from mlflow.entities import ViewType
@@ -301,7 +312,7 @@ def test_a_requeued_array_element_runs_again_and_mlflow_shows_one_run_per_job(
 
     project = copy_project(tmp_path)
     sweep = subprocess.Popen(
-        sweep_command("slurm", "lr=0.1,0.01", "sleep=6"),
+        sweep_command("slurm", "lr=0.1,0.01", "sleep=6", "hydra.launcher.max_retries=1"),
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -309,38 +320,40 @@ def test_a_requeued_array_element_runs_again_and_mlflow_shows_one_run_per_job(
         env=dict(os.environ),
     )
     try:
-        # job 0 is inside its task function: its MLflow run is RUNNING with metrics logged
-        model = project / "multirun" / "sweep" / "0" / "model.txt"
-        _wait_for(model.is_file, sweep, "job 0 to start")
-        (element,) = [
-            s["job_id"]
-            for s in (json.loads(p.read_text()) for p in _state_files())
-            if s["record"]["name"].endswith("-0")
-        ]
-        assert "_" in element  # an element of the sweep's array
-        requeued = _scontrol(on_slurm, "requeue", element)
+        # both jobs are inside their task function: their MLflow runs are RUNNING with metrics
+        models = [project / "multirun" / "sweep" / str(num) / "model.txt" for num in (0, 1)]
+        _wait_for(lambda: all(m.is_file() for m in models), sweep, "both jobs to start")
+        # job 0: SLURM requeues its element (as on preemption with PreemptMode=REQUEUE); SLURM
+        # holds it back for the credential lifetime (the cluster's cred_expire), then reruns it
+        requeued = _scontrol(on_slurm, "requeue", _element_of(0))
         assert requeued.returncode == 0, requeued.stderr
-        # SLURM holds it back for the credential lifetime (the cluster's cred_expire), then reruns it
+        # job 1: its element ends without a result (scancel from another shell, as a preemption
+        # that cancels): the launcher retries it as a task of its own
+        killed = subprocess.run(["scancel", _element_of(1)], env=on_slurm.env, check=False)
+        assert killed.returncode == 0
         out, _ = sweep.communicate(timeout=180)
     finally:
         if sweep.poll() is None:
             sweep.kill()
             sweep.wait()
     assert sweep.returncode == 0, out[-3000:]
-    assert len(_state_files()) == 2  # SLURM ran the element again: no new submission
+    assert "job #1" in out and "retry 1/1" in out
+    # job 0's element ran again in SLURM, job 1 had one more task: 3 records, the retry a job
+    jobs = sorted(json.loads(p.read_text())["job_id"] for p in _state_files())
+    assert len(jobs) == 3 and sum("_" not in job for job in jobs) == 1
 
     runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
     children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
     assert sorted(r.data.params["lr"] for r in children) == ["0.01", "0.1"]  # one run per job
     assert [r.info.status for r in children] == ["FINISHED", "FINISHED"]
-    # the run the first start left behind is replaced (deleted, ended KILLED with the reason)
+    # the runs the first starts left behind are replaced (deleted, ended KILLED with the reason)
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment is not None
-    (replaced,) = client.search_runs(
-        [experiment.experiment_id], run_view_type=ViewType.DELETED_ONLY
-    )
-    assert replaced.data.params["lr"] == "0.1" and replaced.info.status == "KILLED"
-    assert "later start" in replaced.data.tags["hydraflow.end_reason"]
+    replaced = client.search_runs([experiment.experiment_id], run_view_type=ViewType.DELETED_ONLY)
+    assert sorted(r.data.params["lr"] for r in replaced) == ["0.01", "0.1"]
+    for run in replaced:
+        assert run.info.status == "KILLED"
+        assert "later start" in run.data.tags["hydraflow.end_reason"]
     task_log = (project / "multirun" / "sweep" / "0" / "flow-task.log").read_text()
     assert "DUE TO JOB REQUEUE" in task_log  # both starts' output, SLURM's line between them
