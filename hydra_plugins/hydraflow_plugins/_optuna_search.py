@@ -32,6 +32,7 @@ from hydra_plugins.hydraflow_plugins._optuna_study import (
     ATTR_JOB_NUM,
     StudyJournal,
     counted,
+    interrupted,
     next_job_num,
 )
 
@@ -340,7 +341,7 @@ class Search:
         for num, trial in list(self.running.items()):
             del self.running[num]
             try:
-                trial.set_user_attr(ATTR_INTERRUPTED, True)
+                interrupted(self.study, trial._trial_id)
                 self._end(num, trial, TrialState.FAIL)
             except Exception as error:  # recording must not hide the interruption itself
                 log.warning(f"[flow_optuna] could not record trial {trial.number}: {error}")

@@ -24,7 +24,14 @@ if TYPE_CHECKING:
     from optuna.study import Study
     from optuna.trial import FrozenTrial
 
-__all__ = ["StudyJournal", "counted", "journal_path", "next_job_num", "open_study"]
+__all__ = [
+    "StudyJournal",
+    "counted",
+    "interrupted",
+    "journal_path",
+    "next_job_num",
+    "open_study",
+]
 
 ATTR_JOB_NUM = "job_num"
 ATTR_INTERRUPTED = "interrupted"
@@ -125,11 +132,18 @@ def _json_values(attrs: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def interrupted(study: Study, trial_id: int) -> None:
+    """Mark a running trial stopped before its end (Ctrl-C, a crash): it does not count against
+    ``n_trials`` and its grid point (if a grid sampler gave it one) is free to be run again."""
+    study._storage.set_trial_user_attr(trial_id, ATTR_INTERRUPTED, True)
+    if "grid_id" in study._storage.get_trial_system_attrs(trial_id):
+        study._storage.set_trial_system_attr(trial_id, "grid_id", -1)  # GridSampler's own attribute
+
+
 def _replay(study: Study, entries: list[dict[str, Any]]) -> None:
     """Add recorded trials in number order (a gap — a trial never recorded — becomes FAIL).
 
-    Trials keep their samplers' attributes (so a grid sampler skips the points already run), except
-    an interrupted trial's grid point, which is free to be run again.
+    Trials keep their samplers' attributes, so a grid sampler skips the points already run.
     """
     from optuna.distributions import json_to_distribution
     from optuna.exceptions import ExperimentalWarning
@@ -146,10 +160,6 @@ def _replay(study: Study, entries: list[dict[str, Any]]) -> None:
             continue
         state = TrialState[entry["state"]]
         values = entry.get("values")
-        user_attrs = entry.get("user_attrs") or {}
-        system_attrs = dict(entry.get("system_attrs") or {})
-        if user_attrs.get(ATTR_INTERRUPTED):
-            system_attrs.pop("grid_id", None)
         study.add_trial(
             create_trial(
                 state=state,
@@ -162,8 +172,8 @@ def _replay(study: Study, entries: list[dict[str, Any]]) -> None:
                 intermediate_values={
                     int(k): v for k, v in (entry.get("intermediate") or {}).items()
                 },
-                user_attrs=user_attrs,
-                system_attrs=system_attrs,
+                user_attrs=entry.get("user_attrs") or {},
+                system_attrs=entry.get("system_attrs") or {},
             )
         )
 
@@ -195,7 +205,8 @@ def open_study(
                 "the study beside the MLflow store"
             ) from None
         for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            study.tell(stale.number, state=optuna.trial.TrialState.FAIL)  # a crashed earlier run
+            interrupted(study, stale._trial_id)  # a crashed earlier run: its trial runs again
+            study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
         return study
     entries = journal.load(study_name, options.directions)
     study = optuna.create_study(

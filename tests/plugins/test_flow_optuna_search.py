@@ -396,13 +396,17 @@ def test_grid_sampler_needs_discrete_params_and_covers_the_grid() -> None:
     assert points == [(x, y) for x in (1, 2, 3) for y in ("a", "b")]
 
 
-def test_a_resumed_grid_search_runs_only_the_points_not_run_yet(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["journal", "storage"])
+def test_a_resumed_grid_search_runs_only_the_points_not_run_yet(tmp_path: Path, where: str) -> None:
     from hydra_plugins.hydraflow_plugins.config import GridSamplerConf
 
-    options = _options(sampler=OmegaConf.structured(GridSamplerConf), n_trials=6, n_jobs=2)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}" if where == "storage" else None
+    options = _options(
+        sampler=OmegaConf.structured(GridSamplerConf), n_trials=6, n_jobs=2, storage=storage
+    )
     space = SearchSpace.parse({"x": "range(1, 4)", "y": "choice(a, b)"}, [])
     grid = [(x, y) for x in (1, 2, 3) for y in ("a", "b")]
-    journal = StudyJournal(tmp_path / "grid.jsonl")
+    journal = StudyJournal(tmp_path / "grid.jsonl") if where == "journal" else None
 
     def run(session: FakeSession, n_trials: int) -> optuna.study.Study:
         sampler, _ = sampler_and_trials(options, space)
