@@ -108,10 +108,11 @@ class RemoteWorkers(StrategyBase):
     def start(self, job: Job, attempt: int) -> Attempt:
         """Hand the job to an idle worker (its order goes out now), else to a new worker (its
         order goes out once it runs: :meth:`poll`)."""
-        worker = next(
-            (w for w in self.workers if w.attempt is None and w.instance_type == job.instance_type),
-            None,
-        ) or self._new_worker(job)
+        idle = [
+            w for w in self.workers if w.attempt is None and w.instance_type == job.instance_type
+        ]
+        idle.sort(key=lambda w: w.host is None)  # a running worker first
+        worker = idle[0] if idle else self._new_worker(job)
         worker.attempt = Attempt(job, attempt, worker.task, worker=worker.name)
         worker.delivered_at = worker.cancelled_at = None
         if worker.host is not None:
@@ -174,8 +175,9 @@ class RemoteWorkers(StrategyBase):
         return False
 
     def release(self, wanted: Collection[str], final: bool) -> None:
+        self._rehome()
         now = time.monotonic()
-        for worker in list(self.workers):
+        for worker in self._unstarted_first():
             idle_long = final or now - worker.idle_since >= IDLE_GRACE_SECONDS
             if worker.attempt is None and worker.instance_type not in wanted and idle_long:
                 self._drop(worker)
@@ -184,7 +186,7 @@ class RemoteWorkers(StrategyBase):
         """Cancel every worker (nothing may stay billing); remove the staged files."""
         busy = [w.task.task_id for w in self.workers if w.attempt is not None]
         try:
-            for worker in list(self.workers):
+            for worker in self._unstarted_first():
                 self._drop(worker)
         finally:
             self.jobs.close()
@@ -222,6 +224,25 @@ class RemoteWorkers(StrategyBase):
             return
         worker.orders += 1
         worker.delivered_at = time.monotonic()
+
+    def _rehome(self) -> None:
+        """Move jobs waiting for a worker still provisioning to idle running ones (the worker
+        left idle is released once the queue has no job for it: a bid or a host slot saved)."""
+        idle = [w for w in self.workers if w.attempt is None and w.host and w.task.is_running]
+        for worker in self.workers:
+            attempt = worker.attempt
+            task = worker.task
+            if attempt is None or worker.host or task.is_running or task.is_terminal:
+                continue
+            other = next((w for w in idle if w.instance_type == worker.instance_type), None)
+            if other is None:
+                continue
+            idle.remove(other)
+            attempt.task, attempt.worker = other.task, other.name
+            other.attempt, other.delivered_at, other.cancelled_at = attempt, None, None
+            worker.attempt, worker.idle_since = None, time.monotonic()
+            self._spec(attempt.job)
+            self._deliver(other)
 
     def _spec(self, job: Job) -> bytes:
         """The job's spec (``.flow/<num>/spec.pkl``), composed and written the first time."""
@@ -364,6 +385,11 @@ class RemoteWorkers(StrategyBase):
             remote=True,
             max_run_time_hours=None,
         )
+
+    def _unstarted_first(self) -> list[RemoteWorker]:
+        """The workers, those still waiting for a host or a bid first: a slot the others free
+        must not start a worker that is about to be cancelled too."""
+        return sorted(self.workers, key=lambda w: w.host is not None)
 
     def _drop(self, worker: RemoteWorker) -> None:
         """Forget the worker and cancel its task (its bid) unless it has ended."""
