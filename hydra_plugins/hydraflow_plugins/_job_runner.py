@@ -5,7 +5,8 @@ spec the launcher wrote, calls :func:`hydra.core.utils.run_job` (which runs the 
 ``on_job_start`` / ``on_job_end``) and writes the pickled ``JobReturn`` next to the spec.
 
 It runs once per job, so its imports are kept to what running a job needs: no plugin discovery, no
-flow_backend, no hydraflow (the MLflow callback imports itself when the job config asks for it).
+flow_backend, of hydraflow only ``task_call_runner`` (stdlib and cloudpickle; the MLflow callback
+imports itself when the job config asks for it).
 Exit status: 0 when the job completed, 1 when its task function raised (a result is written in both
 cases), 2 when no result could be produced.
 """
@@ -15,8 +16,6 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-import time
-import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -24,6 +23,9 @@ from typing import Any, NoReturn
 
 from hydra_plugins.hydraflow_plugins._paths import SpecLoading, result_path_for
 from hydra_plugins.hydraflow_plugins._task_function import load_task_function
+
+# how a task writes its outcome: one home, shared with pipeline task stages (stdlib + cloudpickle)
+from hydraflow.task_call_runner import hold_until_collected, portable_error, write_atomic
 
 SPEC_VERSION = 2
 
@@ -91,34 +93,6 @@ def _checked(task_function: Any, guard: Callable[[], AbstractContextManager[Any]
     return task_with_picklable_result
 
 
-def _portable_error(error: BaseException) -> BaseException:
-    """The job's exception, with its traceback as a note, made picklable if it is not."""
-    trace = "".join(traceback.format_exception(error))
-    try:
-        error.add_note(f"Traceback in the task:\n{trace.rstrip()}")
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:
-        portable = RuntimeError(f"{type(error).__name__}: {error}")
-        portable.add_note(f"Traceback in the task:\n{trace.rstrip()}")
-        return portable
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` so that a reader sees the whole file or none (launcher and task side)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _hold(result_path: Path, seconds: float) -> None:
-    """On a remote host: wait until the launcher has fetched the result (it writes the mark)."""
-    mark = result_path.with_name("collected")
-    deadline = time.monotonic() + seconds
-    while seconds > 0 and not mark.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
 def run(
     spec_path: Path,
     result_path: Path | None = None,
@@ -184,11 +158,11 @@ def run(
         job_subdir_key="hydra.sweep.subdir",
     )
     if result.status == JobStatus.FAILED:
-        result.return_value = _portable_error(result._return_value)
+        result.return_value = portable_error(result._return_value)
     result_path = result_path or result_path_for(spec_path)
     result_path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(result_path, cloudpickle.dumps(result))
-    _hold(result_path, hold_seconds)
+    hold_until_collected(result_path, hold_seconds)
     return 0 if result.status == JobStatus.COMPLETED else 1
 
 

@@ -26,6 +26,7 @@ from omegaconf import open_dict, read_write
 
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError
 from hydraflow.conventions import ENV_JOB_STORE
+from hydraflow.task_call_runner import COLLECTED_MARK, HOLD_SECONDS
 
 if TYPE_CHECKING:
     from flow_backend import Flow
@@ -43,8 +44,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 STAGE_DIR = ".hydraflow"
-HOLD_SECONDS = 1800  # a runner whose launcher is gone stops waiting after this long
-COLLECTED_MARK = "collected"
 
 
 def stage_dir(launch_dir: Path, sweep_id: str) -> Path:
@@ -83,10 +82,9 @@ class RemoteLayout:
 
 def check_staged(launch_dir: Path, staged: list[Path]) -> None:
     """Fail clearly when the ignore files would keep the staged specs out of the code upload."""
-    from flow_backend.remote.code_upload import collect_files
+    from hydraflow.task_call import not_uploaded
 
-    uploaded = set(collect_files(launch_dir))
-    missing = [p for p in staged if p.relative_to(launch_dir).as_posix() not in uploaded]
+    missing = not_uploaded(launch_dir, staged)
     if missing:
         raise FlowLauncherError(
             f"The job specs under {launch_dir / STAGE_DIR} would not be uploaded: an ignore file "
@@ -140,7 +138,7 @@ def keep_result(job_return: JobReturn, local_output: Path, result: Path) -> None
     """Point a result that came home at its output folder here and write it where results are read."""
     import cloudpickle
 
-    from hydra_plugins.hydraflow_plugins._job_runner import write_atomic
+    from hydraflow.task_call_runner import write_atomic
 
     _point_home(job_return, local_output)
     write_atomic(result, cloudpickle.dumps(job_return))

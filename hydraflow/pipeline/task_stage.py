@@ -1,59 +1,47 @@
-"""Running one stage as a Flow task.
+"""Running one stage as a Flow task, on any provider (through :mod:`hydraflow.task_call`).
 
-The stage call (function and keyword arguments) is cloudpickled into a spec file;
-``python -m hydraflow.pipeline._stage_runner <spec>`` runs it as a task and writes ``result.pkl``
-(or ``error.pkl``) beside the spec, which is read back here. The stage writes its files straight
-into its output folder, so the task must see this machine's file system (the local provider).
+The stage call (function and keyword arguments) runs as a pickled call; its value, or the error it
+raised, comes back. On the local provider the stage writes straight into its output folder. On a
+provider that does not share this machine's files (``ssh``, ``mithril``, ...) the upstream stages'
+output folders travel with the spec, ``ctx.output_dir`` and ``ctx.inputs`` name folders on the
+task's host, and the output folder comes home before the stage's record is written. ``mlflow``
+calls inside such a stage reach the stage's run only through a tracking server the host can reach
+(an ``http(s)`` tracking URI); return values and files come home on every provider.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
-import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import cloudpickle
+from typing import TYPE_CHECKING, Any
 
 from hydraflow.pipeline.errors import PipelineDefinitionError, PipelineError, StageResultError
-from hydraflow.pipeline.stage import Stage
+from hydraflow.pipeline.stage import Stage, StageContext, StageOutput
+
+if TYPE_CHECKING:
+    from hydraflow.task_call import CallFolder
 
 __all__ = ["check_resources", "run_as_task"]
 
-RESULT_FILE = "result.pkl"
-ERROR_FILE = "error.pkl"
-TRACEBACK_FILE = "error.txt"
-_LOG_TAIL = 30
+# Stage resources that are not TaskConfig fields: where the task runs and which Python runs it.
+_OWN_KEYS = ("provider", "python")
+DEFAULT_REMOTE_PYTHON = "python3"
 
 
-def _task_fields(stage: Stage, command: list[str], env: Mapping[str, str]) -> dict[str, Any]:
-    fields = {k: v for k, v in (stage.resources or {}).items() if k != "provider"}
-    extra_env = {**env, **dict(fields.pop("env", None) or {})}
-    return {
-        "name": f"stage-{stage.name}"[:100],
-        "command": command,
-        "env": extra_env,
-        "working_dir": os.getcwd(),
-        **fields,
-    }
+def _task_fields(stage: Stage) -> dict[str, Any]:
+    fields = {k: v for k, v in (stage.resources or {}).items() if k not in _OWN_KEYS}
+    return {"name": f"stage-{stage.name}"[:100], **fields}
 
 
 def _provider_name(stage: Stage) -> str:
-    """The provider the stage's task runs on; only ``local`` shares this machine's files."""
     from flow_backend.settings import load_settings
 
-    name = (stage.resources or {}).get("provider") or load_settings().provider
-    if name != "local":
-        raise PipelineDefinitionError(
-            f"Stage {stage.name!r} would run as a Flow task on provider {name!r}, but stage tasks "
-            "need the local provider (they read and write this machine's files); set "
-            "resources={'provider': 'local', ...} or FLOW_PROVIDER=local"
-        )
-    return str(name)
+    return str((stage.resources or {}).get("provider") or load_settings().provider)
 
 
 def check_resources(stage: Stage) -> None:
@@ -61,11 +49,14 @@ def check_resources(stage: Stage) -> None:
     from flow_backend import TaskConfig
     from flow_backend.errors import FlowError
 
+    fields = _task_fields(stage)
     provider = (stage.resources or {}).get("provider")
-    if provider is not None and provider != "local":
-        _provider_name(stage)
     try:
-        TaskConfig(**_task_fields(stage, ["true"], {}))
+        if provider is not None:
+            from flow_backend.providers import provider_class
+
+            provider_class(str(provider))
+        TaskConfig(**{**fields, "command": ["true"]})
     except (FlowError, TypeError, ValueError) as error:
         raise PipelineDefinitionError(
             f"Stage {stage.name!r}: resources {stage.resources!r} are not valid task settings: "
@@ -86,66 +77,95 @@ def run_as_task(
 
     Raises:
         StageResultError: The call cannot be pickled, or the value returned in the task cannot.
-        PipelineError: The task ended without a result (its log tail is in the message).
+        PipelineError: The task ended without a result (its log tail is in the message), or the
+            provider cannot be used.
         BaseException: Whatever the stage function raised in the task.
     """
     from flow_backend import Flow
-    from flow_backend.errors import TaskTimeoutError
-
-    spec_dir = Path(tempfile.mkdtemp(prefix=f"hydraflow-stage-{stage.name}-"))
-    try:
-        try:
-            blob = cloudpickle.dumps({"stage": stage.name, "fn": stage.fn, "kwargs": kwargs})
-        except Exception as error:
-            raise StageResultError(
-                f"Stage {stage.name!r} runs as a Flow task but its function or inputs cannot be "
-                f"pickled ({type(error).__name__}: {error}); pass picklable upstream values"
-            ) from None
-        spec = spec_dir / "spec.pkl"
-        spec.write_bytes(blob)
-        env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))}
-        if tracking_uri and run_id:
-            env.update({"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_RUN_ID": run_id})
-        command = [sys.executable, "-m", "hydraflow.pipeline._stage_runner", str(spec)]
-        provider = _provider_name(stage)
-        from flow_backend import TaskConfig
-
-        with Flow(provider=provider) as flow:
-            task = flow.run(TaskConfig(**_task_fields(stage, command, env)))
-            if on_start is not None:
-                on_start(task)
-            try:
-                while True:
-                    try:
-                        status = task.wait(timeout=0.5)
-                        break
-                    except TaskTimeoutError:
-                        if cancel.is_set():
-                            task.stop()
-                            raise PipelineError(
-                                f"Stage {stage.name!r}: its Flow task {task.task_id} was cancelled "
-                                "because the pipeline was interrupted"
-                            ) from None
-            except BaseException:
-                if not task.refresh().is_terminal:
-                    task.stop()
-                raise
-            return _read_back(stage, spec_dir, task, status)
-    finally:
-        shutil.rmtree(spec_dir, ignore_errors=True)
-
-
-def _read_back(stage: Stage, spec_dir: Path, task: Any, status: Any) -> Any:
-    if (spec_dir / RESULT_FILE).exists():
-        return cloudpickle.loads((spec_dir / RESULT_FILE).read_bytes())
-    if (spec_dir / ERROR_FILE).exists():
-        error = cloudpickle.loads((spec_dir / ERROR_FILE).read_bytes())
-        trace = spec_dir / TRACEBACK_FILE
-        if isinstance(error, BaseException) and trace.exists():
-            error.add_note(f"In Flow task {task.task_id}:\n{trace.read_text()}")
-        raise error
-    logs = task.logs(tail=_LOG_TAIL)
-    raise PipelineError(
-        f"Stage {stage.name!r}: its Flow task {task.task_id} ended {status} (exit code "
-        f"{task.exit_code}) without a result. Last log lines:\n{logs}"
+    from flow_backend.errors import FlowError
+    from hydraflow.task_call import (
+        CallFolder,
+        CallNotPicklable,
+        CallTaskError,
+        run_call,
     )
+    from hydraflow.task_call_runner import UnpicklableValue
+
+    what = f"Stage {stage.name!r}"
+    provider = _provider_name(stage)
+    try:
+        flow = Flow(provider=provider)
+    except FlowError as error:
+        raise PipelineError(f"{what} cannot run as a Flow task on {provider!r}: {error}") from None
+    with flow:
+        folder = CallFolder(flow.provider.shares_files, stage.name)
+        try:
+            env, calls = _task_env(folder, tracking_uri, run_id), dict(kwargs)
+            home: dict[str, Path] = {}
+            make_dirs: list[str] = []
+            if not folder.shares_files:  # the stage's folders as the task's host sees them
+                out = folder.task_path(folder.local / "out")
+                calls = {k: _on_host(v, folder, out) for k, v in kwargs.items()}
+                home, make_dirs = {out: output_dir}, [out]
+            python = (stage.resources or {}).get("python") or (
+                sys.executable if folder.shares_files else DEFAULT_REMOTE_PYTHON
+            )
+            return run_call(
+                stage.fn,
+                calls,
+                folder,
+                what=what,
+                flow=flow,
+                task_fields=_task_fields(stage),
+                python=str(python),
+                cancel=cancel,
+                env=env,
+                make_dirs=make_dirs,
+                bring_home=home,
+                on_start=on_start,
+            )
+        except CallNotPicklable as error:
+            raise StageResultError(f"{error}; pass picklable upstream values") from None
+        except UnpicklableValue as error:
+            raise StageResultError(
+                f"{error}; return picklable values, and write anything else to ctx.output_dir"
+            ) from None
+        except CallTaskError as error:
+            raise PipelineError(str(error).replace("the run was", "the pipeline was")) from None
+        except FlowError as error:
+            raise PipelineError(
+                f"{what}: could not run as a Flow task on provider {provider!r}: {error}"
+            ) from None
+        finally:
+            folder.remove()
+
+
+def _task_env(folder: CallFolder, tracking_uri: str | None, run_id: str | None) -> dict[str, str]:
+    """``PYTHONPATH`` (this process's, or the uploaded code) and the stage's MLflow run (where
+    the task can reach its store: this machine's files, or a tracking server)."""
+    if folder.shares_files:
+        env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))}
+    else:
+        env = {"PYTHONPATH": "."}
+    reachable = folder.shares_files or (tracking_uri or "").startswith(("http://", "https://"))
+    if tracking_uri and run_id and reachable:
+        env.update({"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_RUN_ID": run_id})
+    return env
+
+
+def _on_host(value: Any, folder: CallFolder, out: str) -> Any:
+    """A keyword argument as the task's host sees it: the stage context's folders moved there."""
+    if not isinstance(value, StageContext):
+        return value
+    inputs = {name: _input_on_host(o, folder) for name, o in value.inputs.items()}
+    return dataclasses.replace(value, output_dir=Path(out), inputs=inputs)
+
+
+def _input_on_host(output: StageOutput, folder: CallFolder) -> StageOutput:
+    """An upstream stage's output, its folder copied into the call's (uploaded with the spec)."""
+    staged = folder.local / "inputs" / output.name
+    if output.output_dir.is_dir():
+        shutil.copytree(output.output_dir, staged)
+    there = Path(folder.task_path(staged))
+    files = {relative: there / relative for relative in output.files}
+    return dataclasses.replace(output, output_dir=there, files=files)

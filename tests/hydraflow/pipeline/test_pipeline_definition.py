@@ -191,7 +191,10 @@ def test_a_cycle_added_after_construction_is_caught_by_run() -> None:
         pipeline.run({})
 
 
-def test_task_stage_on_a_remote_provider_is_refused_with_the_stage_name() -> None:
-    stage = Stage("train", _noop, resources={"instance_type": "a100", "provider": "mithril"})
-    with pytest.raises(PipelineDefinitionError, match=r"Stage 'train' .* provider 'mithril'"):
+def test_task_stage_on_an_unknown_provider_is_refused_with_the_stage_name() -> None:
+    Pipeline([Stage("train", _noop, resources={"instance_type": "a100", "provider": "mithril"})])
+    stage = Stage("train", _noop, resources={"instance_type": "a100", "provider": "mithrill"})
+    with pytest.raises(
+        PipelineDefinitionError, match=r"Stage 'train'.*Unknown provider 'mithrill'"
+    ):
         Pipeline([stage])

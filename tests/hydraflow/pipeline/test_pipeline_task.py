@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 from pipeline_helpers import stage_runs, store
+from sshd import SSHServer
 
 from hydraflow.pipeline import Pipeline, PipelineRunError, Stage, StageContext
 
@@ -123,13 +125,53 @@ def test_unpicklable_input_of_a_task_stage_names_the_stage(store: str) -> None:
         assert flow.list_tasks() == []  # refused before any task started
 
 
-def test_task_stage_with_a_remote_default_provider_fails_clearly(
+def test_task_stage_on_mithril_without_an_api_key_fails_clearly(
     store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLOW_PROVIDER", "mithril")
+    monkeypatch.delenv("MITHRIL_API_KEY", raising=False)
 
     with pytest.raises(PipelineRunError) as info:
         _pipeline(sum_in_task).run(CFG)
 
-    assert "Stage 'in_task' would run as a Flow task on provider 'mithril'" in str(info.value)
+    message = str(info.value)
+    assert "Stage 'in_task': could not run as a Flow task on provider 'mithril'" in message
+    assert "Set MITHRIL_API_KEY" in message
     assert info.value.results == {"make_numbers": [0, 1, 2, 3]}
+    assert not (Path.cwd() / ".hydraflow").exists()  # nothing staged is left behind
+
+
+def sum_on_host(cfg: Any, make_numbers: list[int], ctx: StageContext) -> dict[str, Any]:
+    from_file = ctx.inputs["make_numbers"].files["numbers.txt"].read_text()
+    (ctx.output_dir / "total.txt").write_text(str(sum(make_numbers) * cfg.factor))
+    return {"total": sum(make_numbers) * cfg.factor, "cwd": os.getcwd(), "file": from_file}
+
+
+def test_task_stage_runs_on_ssh_and_its_value_and_files_come_home(
+    store: str, sshd: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stage runs in the ssh host's working folder (the uploaded code), reads its upstream
+    stage's file there, and its value, error-free record and output folder come home."""
+    remote = tmp_path / "remote"
+    monkeypatch.setenv("FLOW_SSH_HOSTS", sshd.destination)
+    monkeypatch.setenv("FLOW_SSH_KEY_PATH", str(sshd.key_path))
+    monkeypatch.setenv("FLOW_SSH_REMOTE_DIR", str(remote))
+    first = Stage("make_numbers", make_numbers)
+    on_ssh = {"provider": "ssh", "python": sys.executable, **TASK}
+    pipeline = Pipeline([first, Stage("in_task", sum_on_host, resources=on_ssh).depends_on(first)])
+
+    results = pipeline.run(CFG)
+
+    value = results["in_task"]
+    assert value["total"] == 60 and value["file"] == "0,1,2,3"
+    assert Path(value["cwd"]).is_relative_to(remote)  # it ran in the host's working folder
+    assert results.outputs["in_task"].files["total.txt"].read_text() == "60"  # came home
+    (run,) = stage_runs(store, stage="in_task")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["flow.provider"] == "ssh"
+    from flow_backend import Flow, TaskStatus
+
+    with Flow(provider="ssh") as flow:  # released by the `collected` mark, not left waiting
+        task = flow.get_task(run.data.tags["flow.task_id"])
+        assert task.wait(timeout=30) is TaskStatus.COMPLETED
+    assert not (tmp_path / ".hydraflow").exists()  # the staged call is removed here
