@@ -61,6 +61,11 @@ def _jobs_inside_task_function(count: int) -> bool:
     return len(list(root.glob(".code/*/.hydraflow/*/*/a*/out/*/mlflow.db"))) >= count
 
 
+def _bid_status(cloud: FakeMithril, fid: str) -> str:
+    (status,) = [bid["status"] for bid in cloud.bids() if bid["fid"] == fid]
+    return str(status)
+
+
 def _finish(proc: subprocess.Popen[str]) -> str:
     try:
         out, _ = proc.communicate(timeout=180)
@@ -76,10 +81,16 @@ def test_a_preempted_job_runs_again_on_a_new_bid_and_shows_one_run(
 ) -> None:
     project = copy_project(tmp_path)
     mode = f"hydra.launcher.reuse_workers={str(workers).lower()}"
-    proc = _start(project, "lr=0.1", "sleep=3", "hydra.launcher.max_retries=1", mode)
+    gate = tmp_path / "gate"  # the first attempt holds until preempted; the retry goes through
+    proc = _start(
+        project, "lr=0.1", "sleep=120", f"gate={gate}", "hydra.launcher.max_retries=1", mode
+    )
     _wait_for(lambda: _jobs_inside_task_function(1), proc, "the job started")
     (first,) = cloud.bids()
     cloud.preempt(first["fid"])
+    _wait_for(lambda: _bid_status(cloud, first["fid"]) != "Preempting", proc, "the preemption")
+    _wait_for(lambda: _jobs_inside_task_function(2), proc, "the retry started")
+    gate.touch()
     out = _finish(proc)
     assert proc.returncode == 0, out[-3000:]
     assert "retry 1/1" in out and "preempted" in out

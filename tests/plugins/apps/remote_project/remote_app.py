@@ -2,8 +2,10 @@
 
 It imports a helper module of its own project (so the uploaded code must be on the path), logs a
 metric history to the active MLflow run, writes a file into its output folder, and sleeps
-``sleep`` seconds (long enough for a test to preempt or interrupt it). ``lr=0`` kills its own
-process on the spot (``os._exit``), as a crash in native code or the out-of-memory killer would.
+``sleep`` seconds (long enough for a test to preempt or interrupt it) — or, with ``gate`` (a
+path), until that file exists, at most ``sleep`` seconds: a test holds a first attempt until it is
+preempted and lets the retry through at once. ``lr=0`` kills its own process on the spot
+(``os._exit``), as a crash in native code or the out-of-memory killer would.
 """
 
 import os
@@ -31,7 +33,11 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     output_dir = HydraConfig.get().runtime.output_dir
     with open(os.path.join(output_dir, "model.txt"), "w") as stream:
         stream.write(f"lr={cfg.lr}\n")
-    time.sleep(float(cfg.sleep))
+    deadline = time.monotonic() + float(cfg.sleep)
+    if cfg.gate is None:
+        time.sleep(float(cfg.sleep))
+    while cfg.gate is not None and not os.path.exists(cfg.gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return {"score": value, "cwd": os.getcwd(), "original_cwd": hydra.utils.get_original_cwd()}
 
 
