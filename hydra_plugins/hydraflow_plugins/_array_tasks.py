@@ -94,7 +94,7 @@ class ArraySubmission(PerTaskStrategy):
         ids = [task.task_id for task in self._submitted.values()] + [a.task_id for a in attempts]
         if ids:
             self.flow.provider.cancel_many(ids)
-        for attempt in attempts:  # a stopped job keeps its output (a file on the shared disk)
+        for attempt in attempts:  # a stopped job keeps its output in its task.log
             self._save_task_log(attempt)
         self._submitted.clear()
         self._to_stop.clear()
