@@ -11,8 +11,10 @@ interleaved round by round so that load drifts hit every launcher alike:
 2. the README's demo, ``examples/train.py -m lr=1e-3,1e-4`` with the MLflow callback (a fresh sqlite
    store each time), on the basic launcher and on ``flow`` (both settings); ratio to basic.
 
-Per-job overhead is the wall time above the basic launcher's, per job. It never asserts a time:
-machines are noisy.
+Per-job overhead is the wall time above the basic launcher's, per job. ``round ratio`` is the median
+over rounds of each round's own ratio (the launchers of one round run back to back, so a load that
+drifts between rounds cancels out); the machine's load average is printed before and after. It never
+asserts a time: machines are noisy.
 """
 
 from __future__ import annotations
@@ -61,15 +63,16 @@ def _table(title: str, times: dict[str, list[float]], base: str, jobs: int) -> N
     print(title)
     print(
         f"{'launcher':<14}{'wall s':>9}{'per job s':>11}{'overhead/job s':>16}{f'vs {base}':>11}"
-        "   runs s"
+        f"{'round ratio':>13}   runs s"
     )
     for name, values in times.items():
         wall = statistics.median(values)
         overhead = (wall - basic) / jobs
+        per_round = statistics.median(v / r for v, r in zip(values, times[base], strict=True))
         runs = " ".join(f"{v:.1f}" for v in values)
         print(
             f"{name:<14}{wall:>9.2f}{wall / jobs:>11.3f}{overhead:>16.3f}{wall / reference:>10.2f}x"
-            f"   {runs}"
+            f"{per_round:>12.2f}x   {runs}"
         )
     print()
 
@@ -102,6 +105,7 @@ def main() -> None:
             "hydra.launcher.reuse_workers=false",
         ],
     }
+    print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     noop: dict[str, list[float]] = {name: [] for name in noop_launchers}
     demo: dict[str, list[float]] = {name: [] for name in demo_launchers}
     with tempfile.TemporaryDirectory(prefix="launcher-overhead-") as tmp:
@@ -120,6 +124,7 @@ def main() -> None:
                 shutil.copytree(REPO / "examples", workdir)
                 command = [sys.executable, "train.py", "-m", "lr=1e-3,1e-4", *launcher_args]
                 demo[name].append(_run(command, workdir))
+    print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
     if args.only != "demo":
         _table(
             f"{args.jobs}-job no-op sweep, parallelism {par}, median of {args.repeat} run(s), "
