@@ -63,6 +63,10 @@ class CallNotPicklable(CallTaskError):
 class CallCancelled(CallTaskError):
     """The call's task was stopped because ``cancel`` was set."""
 
+    def __init__(self, what: str, task_id: str) -> None:
+        super().__init__(f"{what}: its Flow task {task_id} was cancelled")
+        self.task_id = task_id
+
 
 def not_uploaded(code_root: Path, paths: Iterable[Path]) -> list[Path]:
     """Those of ``paths`` (under ``code_root``) the code upload would leave out (ignore files)."""
@@ -163,7 +167,7 @@ def run_call(
                 f"ignore file (.gitignore/.flowignore) of {folder.code_root} excludes it. Add the "
                 f"line `!{STAGE_DIR}/` to {folder.code_root / '.flowignore'}"
             )
-    env = {**(env or {}), **dict(task_fields.get("env") or {})}  # the caller's env wins
+    env = {**(env or {}), **dict(task_fields.get("env") or {})}  # the task fields' env wins
     config = TaskConfig(**{**code, **task_fields, "command": command, "env": env})
     task = flow.run(config)
     if on_start is not None:
@@ -171,7 +175,7 @@ def run_call(
     try:
         outcome = _wait_for_outcome(flow, task, folder, result, cancel, what)
         if not folder.shares_files:
-            _bring_home(flow, task, bring_home or {})
+            _bring_home(flow, task, bring_home or {}, what)
     except BaseException:
         if not task.refresh().is_terminal:
             task.stop()
@@ -232,10 +236,7 @@ def _wait_for_outcome(
             )
         if cancel.is_set():
             task.stop()
-            raise CallCancelled(
-                f"{what}: its Flow task {task.task_id} was cancelled because the run was "
-                "interrupted"
-            )
+            raise CallCancelled(what, task.task_id)
 
 
 def _fetch(flow: Flow, task: Task, folder: CallFolder, result: Path) -> dict[str, Any] | None:
@@ -255,11 +256,19 @@ def _fetch(flow: Flow, task: Task, folder: CallFolder, result: Path) -> dict[str
     return outcome
 
 
-def _bring_home(flow: Flow, task: Task, folders: Mapping[str, Path]) -> None:
+def _bring_home(flow: Flow, task: Task, folders: Mapping[str, Path], what: str) -> None:
+    from flow_backend.errors import FlowError
+
     for remote, local in folders.items():
         if local.exists():
             shutil.rmtree(local)
-        flow.provider.download(task.task_id, remote, local)
+        try:
+            flow.provider.download(task.task_id, remote, local)
+        except FlowError as error:
+            raise CallTaskError(
+                f"{what}: its Flow task {task.task_id} finished, but {remote} could not be "
+                f"brought home to {local}: {error}"
+            ) from None
 
 
 def _release(flow: Flow, task: Task, result: str) -> None:

@@ -84,6 +84,7 @@ def run_as_task(
     from flow_backend import Flow
     from flow_backend.errors import FlowError
     from hydraflow.task_call import (
+        CallCancelled,
         CallFolder,
         CallNotPicklable,
         CallTaskError,
@@ -130,8 +131,13 @@ def run_as_task(
             raise StageResultError(
                 f"{error}; return picklable values, and write anything else to ctx.output_dir"
             ) from None
+        except CallCancelled as error:
+            raise PipelineError(
+                f"{what}: its Flow task {error.task_id} was cancelled because the pipeline was "
+                "interrupted"
+            ) from None
         except CallTaskError as error:
-            raise PipelineError(str(error).replace("the run was", "the pipeline was")) from None
+            raise PipelineError(str(error)) from None
         except FlowError as error:
             raise PipelineError(
                 f"{what}: could not run as a Flow task on provider {provider!r}: {error}"
