@@ -10,9 +10,13 @@ tests that share it write to experiments of their own names.
 Marker ``run_last``: the test runs after every other one. For a test that checks on something an
 earlier test started and that takes wall time, not CPU (a SLURM job waiting out its one-minute time
 limit): the rest of the suite runs meanwhile instead of the test sleeping.
+
+Every test ends with MLflow's process-wide tracking URI as it found it (``mlflow_globals_restored``).
 """
 
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +46,23 @@ def _interrupt(signum: int, frame: object) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Move the tests marked ``run_last`` to the end (a stable sort keeps every other order)."""
     items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)
+
+
+@pytest.fixture(autouse=True)
+def mlflow_globals_restored() -> Iterator[None]:
+    """Undo a test's ``mlflow.set_tracking_uri``: it sets a module global that wins over
+    ``MLFLOW_TRACKING_URI`` *and* writes that variable into ``os.environ`` behind monkeypatch's
+    back, so later tests in this process (and every process they start) wrote to the store of a
+    test long gone."""
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if tracking is not None and getattr(tracking, "_tracking_uri", None) is not None:
+        tracking.set_tracking_uri(None)  # the global, and the variable it set
+    if saved is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
 @pytest.fixture(scope="session")
