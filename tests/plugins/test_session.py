@@ -124,35 +124,38 @@ def test_ctrl_c_with_a_busy_and_an_idle_worker_cancels_and_leaves_no_process(
     # the fixture checks that no task process is left, the idle worker's included
 
 
-def _wait_for_start(tmp_path: Path, x: int) -> int:
-    """The pid of the process running job ``+x=<x>``, once its task function runs."""
-    started = tmp_path / f"started-{x}"
-    deadline = time.monotonic() + 60
-    while not started.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return int(started.read_text())
+def _cancel_running_then_run_another(launcher: FlowLauncher, tmp_path: Path, x: int) -> bool:
+    """On one slot: start job ``+x=<x>``, cancel it once it runs, then run ``+x=0``; whether the
+    second job ran in the same process as the cancelled one."""
+    launcher.params["max_parallel"] = 1
+    with launcher.session() as session:
+        session.submit(0, [f"+x={x}"])
+        started = tmp_path / f"started-{x}"
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        session.cancel(0)
+        ((num, ret),) = session.outcomes(timeout=30)
+        assert (num, ret.status) == (0, JobStatus.FAILED)
+        assert f"Job #0 (+x={x}) cancelled" in str(ret._return_value)
+        session.submit(1, ["+x=0"])
+        ((num, ret),) = session.outcomes(timeout=60)
+        assert (num, ret.status) == (1, JobStatus.COMPLETED)
+    assert not list(tmp_path.glob("multirun/*/*/.flow/workers/*/wake"))  # no pipe left behind
+    assert (next(tmp_path.glob("multirun/*/*/0")) / "flow-task.log").is_file()  # output kept
+    return bool(ret.return_value == float(started.read_text()))
+
+
+def _workers_started() -> list[str]:
+    return sorted(task.name.rsplit("-", 1)[1] for task in started_tasks())
 
 
 @pytest.mark.parametrize("launcher", ["workers"], indirect=True)
 def test_a_cancelled_job_stops_alone_and_its_worker_runs_the_next_job(
     launcher: FlowLauncher, tmp_path: Path
 ) -> None:
-    launcher.params["max_parallel"] = 1
-    with launcher.session() as session:
-        session.submit(0, ["+x=99"])
-        pid = _wait_for_start(tmp_path, 99)
-        session.cancel(0)
-        ((num, ret),) = session.outcomes(timeout=10)
-        assert (num, ret.status) == (0, JobStatus.FAILED)
-        assert "Job #0 (+x=99) cancelled" in str(ret._return_value)
-        session.submit(1, ["+x=0"])
-        ((num, ret),) = session.outcomes(timeout=60)
-        assert (num, ret.status, ret.return_value) == (1, JobStatus.COMPLETED, float(pid))
-    assert [task.name.rsplit("-", 1)[1] for task in started_tasks()] == ["w0"]  # one worker task
-    assert not list(tmp_path.glob("multirun/*/*/.flow/workers/*/wake"))  # no pipe left behind
-    # the cancelled job kept its output, and its own record of why it stopped
-    (log,) = tmp_path.glob("multirun/*/*/0/flow-task.log")
-    assert log.is_file()
+    assert _cancel_running_then_run_another(launcher, tmp_path, 99)  # same process
+    assert _workers_started() == ["w0"]  # one worker task
 
 
 @pytest.mark.parametrize("launcher", ["workers"], indirect=True)
@@ -162,16 +165,5 @@ def test_a_cancelled_job_that_ignores_the_interrupt_is_stopped_with_its_worker(
     from hydra_plugins.hydraflow_plugins import _workers
 
     monkeypatch.setattr(_workers, "CANCEL_GRACE_SECONDS", 1.0)
-    launcher.params["max_parallel"] = 1
-    with launcher.session() as session:
-        session.submit(0, ["+x=98"])
-        pid = _wait_for_start(tmp_path, 98)
-        session.cancel(0)
-        ((num, ret),) = session.outcomes(timeout=30)
-        assert (num, ret.status) == (0, JobStatus.FAILED)
-        assert "cancelled" in str(ret._return_value)
-        session.submit(1, ["+x=0"])
-        ((num, ret),) = session.outcomes(timeout=60)
-        assert ret.status == JobStatus.COMPLETED and ret.return_value != float(pid)
-    assert sorted(task.name.rsplit("-", 1)[1] for task in started_tasks()) == ["w0", "w1"]
-    assert not list(tmp_path.glob("multirun/*/*/.flow/workers/*/wake"))  # no pipe left behind
+    assert not _cancel_running_then_run_another(launcher, tmp_path, 98)  # another process
+    assert _workers_started() == ["w0", "w1"]  # the first worker was replaced
