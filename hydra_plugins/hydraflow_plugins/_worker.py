@@ -122,10 +122,12 @@ class CancelWatch:
         self._reason: str | None = None
         self._armed = False
         self._lock = threading.Lock()
+        self._closing = False
+        self._previous: Any = signal.SIG_DFL
 
     def start(self) -> None:
         """Install the signal handler (main thread), make the pipe, start the watcher thread."""
-        signal.signal(INTERRUPT_SIGNAL, self._on_signal)
+        self._previous = signal.signal(INTERRUPT_SIGNAL, self._on_signal)
         main = threading.main_thread().ident
         assert main is not None
         pipe = wake_path(self.folder)
@@ -135,8 +137,12 @@ class CancelWatch:
         threading.Thread(target=self._watch, args=(fd, main), name="cancel", daemon=True).start()
 
     def close(self) -> None:
-        """Remove the pipe (copying the sweep folder must not meet a FIFO)."""
+        """Stop the watcher thread and remove the pipe (copying the sweep folder must not meet a
+        FIFO)."""
+        self._closing = True
+        wake(self.folder)
         wake_path(self.folder).unlink(missing_ok=True)
+        signal.signal(INTERRUPT_SIGNAL, self._previous)
 
     def begin(self, seq: int) -> None:
         """Order ``seq`` starts running (it may be cancelled already)."""
@@ -147,6 +153,11 @@ class CancelWatch:
         """The current order has ended: a late cancel mark or signal changes nothing."""
         with self._lock:
             self._seq, self._reason, self._armed = None, None, False
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the current order has been cancelled."""
+        return self._reason is not None
 
     @contextmanager
     def interruptible(self) -> Iterator[None]:
@@ -172,13 +183,14 @@ class CancelWatch:
         return mark.read_text(errors="replace").strip() or "cancelled"
 
     def _watch(self, fd: int, main: int) -> None:
-        while os.read(fd, 512):
+        while os.read(fd, 512) and not self._closing:
             with self._lock:
                 if self._seq is None or self._reason is not None:
                     continue
                 self._reason = self._cancel_reason(self._seq)
                 if self._reason is not None:
                     signal.pthread_kill(main, INTERRUPT_SIGNAL)
+        os.close(fd)
 
 
 def serve(folder: Path, launcher_pid: int | None = None, idle_seconds: float | None = None) -> int:
