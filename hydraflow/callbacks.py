@@ -39,7 +39,6 @@ from hydraflow.conventions import (
     ENV_COST_PER_HOUR,
     ENV_INSTANCE_TYPE,
     ENV_JOB_ATTEMPT,
-    ENV_JOB_STORE,
     ENV_PROVIDER,
     ENV_TASK_NAME,
     ENV_TASK_RESTARTS,
@@ -202,6 +201,8 @@ class MLflowCallback(Callback):
         self.sweep_id: str | None = None
         self.parent_run_id: str | None = None
         self._parent_open = False
+        # set in the copy a launcher ships to jobs on remote hosts (sweep_context.with_job_stores)
+        self.job_store = False
         self._job_run_id: str | None = None
         self._job_started = 0.0
 
@@ -283,13 +284,13 @@ class MLflowCallback(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Start the job's run (active while the task function runs) and log its params and tags.
 
-        With ``HYDRAFLOW_JOB_STORE`` set (remote jobs), the run goes to ``mlflow.db`` in the job's
-        output folder, keeping the sweep's parent run id and the experiment name.
+        With ``job_store`` set (the launcher's copy for remote jobs), the run goes to ``mlflow.db``
+        in the job's output folder, keeping the sweep's parent run id and the experiment name.
         """
         import mlflow
         from mlflow import MlflowClient
 
-        if os.environ.get(ENV_JOB_STORE):  # a remote job: its own store, imported when home
+        if getattr(self, "job_store", False):  # a remote job: its own store, imported when home
             self.tracking_uri = default_tracking_uri(str(config.hydra.runtime.output_dir))
             self.experiment_id = None
         uri = self._tracking_uri(config)

@@ -21,7 +21,6 @@ __all__ = [
     "ENV_COST_PER_HOUR",
     "ENV_INSTANCE_TYPE",
     "ENV_JOB_ATTEMPT",
-    "ENV_JOB_STORE",
     "ENV_PROVIDER",
     "ENV_TASK_NAME",
     "ENV_TASK_RESTARTS",
@@ -96,9 +95,6 @@ ENV_COST_PER_HOUR = "HYDRAFLOW_COST_PER_HOUR"
 # When either is above 0 the callback replaces the run an earlier start left RUNNING: one run per job.
 ENV_JOB_ATTEMPT = "HYDRAFLOW_JOB_ATTEMPT"
 ENV_TASK_RESTARTS = "FLOW_TASK_RESTARTS"
-# Set by the flow launcher for jobs on remote hosts: log into a sqlite store in the job's output
-# folder (a dropped connection loses nothing); the launcher imports it into the user's store.
-ENV_JOB_STORE = "HYDRAFLOW_JOB_STORE"
 
 # MLflow's own limits (mlflow.utils.validation): a longer param value is refused, never cut here.
 MAX_PARAM_VALUE_LENGTH = 6000

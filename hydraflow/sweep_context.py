@@ -1,4 +1,5 @@
-"""The sweep a multirun belongs to, handed from the MLflow callback to the launcher and sweepers.
+"""The sweep a multirun belongs to, handed from the MLflow callback to the launcher and sweepers,
+and the callback's copy a launcher ships to jobs on remote hosts (:func:`with_job_stores`).
 
 Hydra calls the callbacks' ``on_multirun_start`` before it instantiates the sweeper, and hands the
 sweeper (and the launcher the sweeper makes) the same ``HydraContext`` whose ``callbacks`` ran it.
@@ -9,6 +10,8 @@ process) to pick up, and a launcher's tasks get them with the pickled callback i
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -22,18 +25,40 @@ class SweepIds:
     parent_run_id: str
 
 
+def _mlflow_callback_class() -> Any:
+    """``MLflowCallback``, if anything imported it (else no instance of it exists)."""
+    module = sys.modules.get("hydraflow.callbacks")
+    return None if module is None else module.MLflowCallback
+
+
+def with_job_stores(hydra_context: Any) -> Any:
+    """A copy of ``hydra_context`` for jobs on hosts without this machine's files: its MLflow
+    callback logs each job into a store in the job's output folder (the launcher imports it when
+    the folder comes home). It travels inside the jobs' specs; the launcher's own is unchanged."""
+    cls = _mlflow_callback_class()
+    callbacks: list[Any] = getattr(getattr(hydra_context, "callbacks", None), "callbacks", [])
+    if cls is None or not any(isinstance(c, cls) for c in callbacks):
+        return hydra_context
+    copied = copy.copy(hydra_context.callbacks)
+    copied.callbacks = [copy.copy(c) if isinstance(c, cls) else c for c in callbacks]
+    for callback in copied.callbacks:
+        if isinstance(callback, cls):
+            callback.job_store = True
+    return dataclasses.replace(hydra_context, callbacks=copied)
+
+
 def sweep_ids(hydra_context: Any) -> SweepIds | None:
     """The ids the MLflow callback in ``hydra_context`` chose for this multirun, if it did.
 
     ``None`` when the callback is not configured or its ``on_multirun_start`` has not run (or
     failed: Hydra turns a callback's error into a warning).
     """
-    module = sys.modules.get("hydraflow.callbacks")
-    if module is None:  # nothing imported the callback, so no instance of it exists
+    cls = _mlflow_callback_class()
+    if cls is None:
         return None
     callbacks = getattr(getattr(hydra_context, "callbacks", None), "callbacks", None) or []
     for callback in callbacks:
-        if isinstance(callback, module.MLflowCallback):
+        if isinstance(callback, cls):
             ids = callback.sweep_ids()
             if ids is not None:
                 return ids

@@ -172,8 +172,14 @@ class JobContext:
             HydraConfig.instance().cfg = saved
         return sweep_config
 
-    def common_payload(self) -> dict[str, bytes]:
-        """Pickle what every job shares once; a task function that cannot be pickled stops here."""
+    def common_payload(self, job_stores: bool = False) -> dict[str, bytes]:
+        """Pickle what every job shares once; a task function that cannot be pickled stops here.
+
+        ``job_stores``: the jobs run where this machine's files are not: each logs into a store in
+        its output folder (``hydraflow.sweep_context.with_job_stores``), imported when it is home.
+        """
+        from hydraflow.sweep_context import with_job_stores
+
         launcher = self.launcher
         name = getattr(launcher.task_function, "__qualname__", repr(launcher.task_function))
         try:
@@ -185,7 +191,10 @@ class JobContext:
                 "connections and other live objects out of its closure and module globals it uses"
             ) from None
         try:
-            context = cloudpickle.dumps(launcher.hydra_context)
+            hydra_context = launcher.hydra_context
+            context = cloudpickle.dumps(
+                with_job_stores(hydra_context) if job_stores else hydra_context
+            )
         except Exception as error:
             raise FlowLauncherError(
                 f"Hydra's context (config loader and callbacks) cannot be pickled "

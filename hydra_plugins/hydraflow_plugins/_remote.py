@@ -25,14 +25,12 @@ from hydra.core.utils import JobReturn
 from omegaconf import open_dict, read_write
 
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError
-from hydraflow.conventions import ENV_JOB_STORE
 from hydraflow.task_call_runner import COLLECTED_MARK, HOLD_SECONDS
 
 if TYPE_CHECKING:
     from flow_backend import Flow
 
 __all__ = [
-    "ENV_JOB_STORE",
     "HOLD_SECONDS",
     "RemoteLayout",
     "check_staged",

@@ -22,7 +22,6 @@ from hydra_plugins.hydraflow_plugins._job_runner import job_spec
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import LauncherOptions
 from hydra_plugins.hydraflow_plugins._remote import (
-    ENV_JOB_STORE,
     HOLD_SECONDS,
     RemoteLayout,
     check_staged,
@@ -125,12 +124,6 @@ class RemoteTasks(PerTaskStrategy):
         if self.remote_env is not None:
             return self.remote_env.wrap(args)
         return [self.options.python or DEFAULT_REMOTE_PYTHON, *args]
-
-    def _env(self, job: Job, attempt: int) -> dict[str, str]:
-        return {
-            **super()._env(job, attempt),
-            ENV_JOB_STORE: "1",
-        }
 
     def _collect(self, attempt: Attempt) -> None:
         """A running job's step per poll: fetch its results once it has finished."""

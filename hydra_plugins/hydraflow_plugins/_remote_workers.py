@@ -36,7 +36,6 @@ from hydra.core.utils import JobReturn
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import LauncherOptions
 from hydra_plugins.hydraflow_plugins._remote import (
-    ENV_JOB_STORE,
     HOLD_SECONDS,
     STAGE_DIR,
     RemoteLayout,
@@ -202,7 +201,7 @@ class RemoteWorkers(StrategyBase):
         assert attempt is not None
         job, number = attempt.job, attempt.number
         layout = RemoteLayout(self.context.sweep_id, job.num)
-        env = {**self.context.job_env(job, self.provider, number), ENV_JOB_STORE: "1"}
+        env = self.context.job_env(job, self.provider, number)
         plain, _ = split_secret_env(env)  # secrets are in the worker's own env, never a file
         order = {
             "spec": f"{worker.folder}/spec-{worker.orders}.pkl",
@@ -375,7 +374,7 @@ class RemoteWorkers(StrategyBase):
         command = self.jobs.python_command(
             ["-m", WORKER_MODULE, folder, "--idle", str(HOLD_SECONDS)]
         )
-        env = {**self.context.job_env(job, self.provider, 0), ENV_JOB_STORE: "1"}
+        env = self.context.job_env(job, self.provider, 0)
         return build_task_config(
             self.options,
             name=f"hf-{self.context.sweep_id}-{name}",

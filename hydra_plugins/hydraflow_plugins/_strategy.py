@@ -347,7 +347,7 @@ def uses_workers(provider: Provider, options: LauncherOptions) -> bool:
 
 def choose_strategy(context: JobContext, flow: Flow, options: LauncherOptions) -> RunStrategy:
     """The strategy of this launch: the provider and ``reuse_workers`` decide, once."""
-    common = context.common_payload()
+    common = context.common_payload(job_stores=not flow.provider.shares_files)
     workers = uses_workers(flow.provider, options)
     if not flow.provider.shares_files:
         if workers:
