@@ -230,8 +230,9 @@ def _wait_for_outcome(
         if outcome is not None:
             return outcome
         if ended:
+            why = f" ({task.message})" if task.message else ""
             raise CallTaskError(
-                f"{what}: its Flow task {task.task_id} ended {status} (exit code "
+                f"{what}: its Flow task {task.task_id} ended {status}{why} (exit code "
                 f"{task.exit_code}) without a result. Last log lines:\n{task.logs(tail=_LOG_TAIL)}"
             )
         if cancel.is_set():
