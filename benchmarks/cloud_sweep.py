@@ -1,7 +1,7 @@
 """Mithril against the fake Mithril (loopback HTTP + a loopback sshd): warm workers, and polling.
 
 Run: ``python benchmarks/cloud_sweep.py [workers] [--jobs 32] [--workers 4] [--runtime 1]
-[--delay 5]`` (the default) or ``python benchmarks/cloud_sweep.py polling [--jobs 50] [--poll 1.0]
+[--delay 5] [--poll SECONDS]`` (the default; the launcher's own poll interval unless ``--poll``) or ``python benchmarks/cloud_sweep.py polling [--jobs 50] [--poll 1.0]
 [--submitters 16]``. Needs ``/usr/sbin/sshd`` (the fake's instances are reached over SSH like real
 ones). The fake behaves like the real cloud (its defaults): every instance has an address of its
 own whose sshd answers late, the project requires its SSH key, prices are the real A100 spot prices.
@@ -74,7 +74,15 @@ BOOT_DELAY = 0.2  # the fake's boot and sshd delays, added to --delay in the bou
 SSH_READY_DELAY = 0.3
 
 
-def sweep(jobs: int, workers: int, runtime: float, delay: float, reuse: bool, work: Path) -> dict:
+def sweep(
+    jobs: int,
+    workers: int,
+    runtime: float,
+    delay: float,
+    poll: float | None,
+    reuse: bool,
+    work: Path,
+) -> dict:
     """One Hydra sweep of ``jobs`` jobs on a fresh fake; what it took and what it billed."""
     server, sshd_process = start_sshd(work / "sshd")
     project = work / "project"
@@ -111,7 +119,7 @@ def sweep(jobs: int, workers: int, runtime: float, delay: float, reuse: bool, wo
                 f"hydra.launcher.python={sys.executable}",
                 f"hydra.launcher.max_parallel={workers}",
                 f"hydra.launcher.reuse_workers={str(reuse).lower()}",
-                "hydra.launcher.poll_interval=0.25",
+                *([f"hydra.launcher.poll_interval={poll}"] if poll else []),
                 "hydra.sweep.dir=multirun/sweep",
                 f"+sleep={runtime}",
                 f"+n=range({jobs})",
@@ -135,18 +143,21 @@ def sweep(jobs: int, workers: int, runtime: float, delay: float, reuse: bool, wo
         stop_sshd(sshd_process)
 
 
-def compare(jobs: int, workers: int, runtime: float, delay: float, work: Path) -> None:
+def compare(
+    jobs: int, workers: int, runtime: float, delay: float, poll: float | None, work: Path
+) -> None:
     """Run the sweep on warm workers and with one task per job; print them side by side."""
     provisioning = delay + BOOT_DELAY + SSH_READY_DELAY
     bound = provisioning + jobs * runtime / workers
     runs = {
-        "warm workers": sweep(jobs, workers, runtime, delay, True, work / "workers"),
-        "one task per job": sweep(jobs, workers, runtime, delay, False, work / "per-task"),
+        "warm workers": sweep(jobs, workers, runtime, delay, poll, True, work / "workers"),
+        "one task per job": sweep(jobs, workers, runtime, delay, poll, False, work / "per-task"),
     }
     table = Table(
         title=f"{jobs} jobs of {runtime:g} s on at most {workers} at once, bids allocated after "
         f"{delay:g} s (+{BOOT_DELAY + SSH_READY_DELAY:g} s boot and sshd): bound D + J·r/K = "
-        f"{provisioning:g} + {jobs}·{runtime:g}/{workers} = {bound:.1f} s"
+        f"{provisioning:g} + {jobs}·{runtime:g}/{workers} = {bound:.1f} s; poll every "
+        f"{f'{poll:g} s' if poll else '5 s (the default)'}"
     )
     table.add_column("measure")
     for name in runs:
@@ -314,20 +325,24 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="max_parallel K (workers)")
     parser.add_argument("--runtime", type=float, default=1.0, help="seconds per job r (workers)")
     parser.add_argument("--delay", type=float, default=5.0, help="provisioning delay D (workers)")
-    parser.add_argument("--poll", type=float, default=1.0, help="poll interval in s (polling)")
+    parser.add_argument(
+        "--poll", type=float, help="poll interval in s (default: the launcher's 5 s; polling: 1 s)"
+    )
     parser.add_argument("--submitters", type=int, default=16, help="threads placing bids (polling)")
     args = parser.parse_args()
     jobs = args.jobs or (32 if args.part == "workers" else 50)
-    if jobs < 1 or args.workers < 1 or args.poll <= 0 or args.submitters < 1:
+    poll = args.poll if args.poll is not None or args.part == "workers" else 1.0
+    if jobs < 1 or args.workers < 1 or (poll is not None and poll <= 0) or args.submitters < 1:
         parser.error("--jobs, --workers and --submitters must be at least 1, --poll positive")
     if args.runtime < 0 or args.delay < 0:
         parser.error("--runtime and --delay must be 0 or more seconds")
     with tempfile.TemporaryDirectory(prefix="cloud-bench-") as work:
         try:
             if args.part == "workers":
-                compare(jobs, args.workers, args.runtime, args.delay, Path(work))
+                compare(jobs, args.workers, args.runtime, args.delay, poll, Path(work))
             else:
-                run(jobs, args.poll, args.submitters, Path(work))
+                assert poll is not None
+                run(jobs, poll, args.submitters, Path(work))
         except SSHDUnavailable as error:
             print(f"cannot run: {error}", file=sys.stderr)
             sys.exit(1)

@@ -33,9 +33,12 @@ __all__ = [
     "interrupt",
     "job_output",
     "send_order",
+    "wait_for_marks",
 ]
 
 log = logging.getLogger(__name__)
+
+MARK_LOOK_SECONDS = 0.05
 
 
 @dataclass
@@ -96,10 +99,7 @@ def finished(workers: list[RemoteWorker]) -> set[str]:
     from flow_backend.errors import FlowError
     from flow_backend.providers.ssh.hosts import each
 
-    groups: dict[str, list[RemoteWorker]] = {}
-    for worker in workers:
-        if worker.attempt is not None and worker.delivered_at is not None and worker.host:
-            groups.setdefault(worker.host.destination, []).append(worker)
+    groups = _busy_by_host(workers)
 
     def ask(group: list[RemoteWorker]) -> set[str]:
         marks = {w.host.path(w.mark("done")): w.name for w in group if w.host}
@@ -114,6 +114,49 @@ def finished(workers: list[RemoteWorker]) -> set[str]:
         return {marks[line] for line in result.text.splitlines() if line in marks}
 
     return set().union(*each(list(groups.values()), ask))
+
+
+def wait_for_marks(workers: list[RemoteWorker], seconds: float) -> None:
+    """Return once a busy worker's done mark appears, or after ``seconds``: one command per
+    host that looks every ``MARK_LOOK_SECONDS`` there (a finished job is noticed at once,
+    whatever the poll interval)."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor
+    from concurrent.futures import wait as first_of
+
+    groups = _busy_by_host(workers)
+    if not groups or seconds <= 0:
+        time.sleep(max(0.0, seconds))
+        return
+    looks = max(1, int(seconds / MARK_LOOK_SECONDS))
+
+    def watch(group: list[RemoteWorker]) -> None:
+        host = group[0].host
+        assert host is not None
+        listed = " ".join(shlex.quote(host.path(w.mark("done"))) for w in group if w.host)
+        script = (
+            f'for i in $(seq {looks}); do for f in {listed}; do [ -e "$f" ] && exit 0; done; '
+            f"sleep {MARK_LOOK_SECONDS}; done; exit 0\n"
+        )
+        try:
+            host.run(script, timeout=seconds + 30)
+        except Exception:  # unreachable: the poll after the wait says what happened
+            time.sleep(seconds)
+
+    pool = ThreadPoolExecutor(max_workers=len(groups))
+    try:
+        futures = [pool.submit(watch, group) for group in groups.values()]
+        first_of(futures, timeout=seconds + 1, return_when=FIRST_COMPLETED)
+    finally:
+        pool.shutdown(wait=False)  # the other hosts' looks end by themselves at the deadline
+
+
+def _busy_by_host(workers: list[RemoteWorker]) -> dict[str, list[RemoteWorker]]:
+    """The workers running a delivered order, by host."""
+    groups: dict[str, list[RemoteWorker]] = {}
+    for worker in workers:
+        if worker.attempt is not None and worker.delivered_at is not None and worker.host:
+            groups.setdefault(worker.host.destination, []).append(worker)
+    return groups
 
 
 def download_attempt(worker: RemoteWorker, trial: str, incoming: Path) -> Path | None:

@@ -49,6 +49,7 @@ from hydra_plugins.hydraflow_plugins._remote_orders import (
     interrupt,
     job_output,
     send_order,
+    wait_for_marks,
 )
 from hydra_plugins.hydraflow_plugins._strategy import (
     Attempt,
@@ -98,11 +99,12 @@ class RemoteWorkers(StrategyBase):
         self._unwritten.update((job.num, job) for job in jobs)
 
     def wait(self, seconds: float) -> None:
-        """Compose queued jobs' specs while waiting (the first workers provision meanwhile)."""
+        """Compose queued jobs' specs while waiting (the first workers provision meanwhile),
+        then wait for a busy worker's done mark (on its host) or the end of ``seconds``."""
         deadline = time.monotonic() + seconds
         while self._unwritten and time.monotonic() < deadline:
             self._spec(next(iter(self._unwritten.values())))
-        time.sleep(max(0.0, deadline - time.monotonic()))
+        wait_for_marks(self.workers, deadline - time.monotonic())
 
     def start(self, job: Job, attempt: int) -> Attempt:
         """Hand the job to an idle worker (its order goes out now), else to a new worker (its
