@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from hydra.core.plugins import Plugins
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobStatus
 from hydra.types import HydraContext
-from launcher_helpers import processes_mentioning, started_tasks
+from launcher_helpers import processes_mentioning
 from omegaconf import DictConfig
 
 from hydra_plugins.hydraflow_plugins.flow_launcher import FlowLauncher
@@ -23,8 +24,8 @@ from hydra_plugins.hydraflow_plugins.flow_launcher import FlowLauncher
 def objective(cfg: DictConfig) -> float:
     """Twice ``x``; ``x=99`` sleeps until cancelled, ``x=98`` ignores the cancellation too;
     ``x=0`` returns the id of the process it ran in."""
-    if cfg.x in (98, 99):
-        Path(f"started-{cfg.x}").write_text(str(os.getpid()))
+    if cfg.x in (98, 99):  # (a remote job is told where the test looks: MARKS)
+        Path(os.environ.get("MARKS", "."), f"started-{cfg.x}").write_text(str(os.getpid()))
         for _ in range(120):
             try:
                 time.sleep(1)
@@ -37,18 +38,36 @@ def objective(cfg: DictConfig) -> float:
 
 
 @pytest.fixture(params=["workers", "per-task"])
-def launcher(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FlowLauncher]:
-    """A set-up flow launcher (max_parallel=2), as Hydra makes it for a multirun."""
+def launcher(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FlowLauncher]:
+    """A set-up flow launcher (max_parallel=2), as Hydra makes it for a multirun.
+
+    ``ssh-workers`` (asked for by name): warm workers on the ssh provider (loopback sshd).
+    """
     from hydra._internal.callbacks import Callbacks
     from hydra.core.global_hydra import GlobalHydra
 
-    reuse = "true" if request.param == "workers" else "false"
+    reuse = "false" if request.param == "per-task" else "true"
     overrides = [
         "hydra/launcher=flow",
         "hydra.launcher.max_parallel=2",
         f"hydra.launcher.reuse_workers={reuse}",
         "hydra/job_logging=disabled",
     ]
+    if request.param == "ssh-workers":
+        sshd = request.getfixturevalue("sshd")
+        monkeypatch.setenv("FLOW_SSH_HOSTS", sshd.destination)
+        monkeypatch.setenv("FLOW_SSH_KEY_PATH", str(sshd.key_path))
+        monkeypatch.setenv("FLOW_SSH_REMOTE_DIR", str(tmp_path / "remote"))
+        overrides += [
+            "hydra.launcher.provider=ssh",
+            f"hydra.launcher.python={sys.executable}",
+            "hydra.launcher.poll_interval=0.2",
+            f"+hydra.launcher.env.MARKS={tmp_path}",
+            # the job imports this test module as an installed package would be imported
+            f"+hydra.launcher.env.PYTHONPATH={Path(__file__).parent}",
+        ]
     saved = Singleton.get_state()  # the version base and HydraConfig set here must not leak
     try:
         with initialize(version_base="1.3", config_path=None, job_name="session"):
@@ -133,7 +152,7 @@ def _cancel_running_then_run_another(launcher: FlowLauncher, tmp_path: Path, x: 
         started = tmp_path / f"started-{x}"
         deadline = time.monotonic() + 60
         while not started.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+            assert session.outcomes(timeout=0.05) == []  # (drives a remote worker's start)
         session.cancel(0)
         ((num, ret),) = session.outcomes(timeout=30)
         assert (num, ret.status) == (0, JobStatus.FAILED)
@@ -146,8 +165,11 @@ def _cancel_running_then_run_another(launcher: FlowLauncher, tmp_path: Path, x: 
     return bool(ret.return_value == float(started.read_text()))
 
 
-def _workers_started() -> list[str]:
-    return sorted(task.name.rsplit("-", 1)[1] for task in started_tasks())
+def _workers_started(provider: str = "local") -> list[str]:
+    from flow_backend import Flow
+
+    with Flow(provider=provider) as flow:
+        return sorted(task.name.rsplit("-", 1)[1] for task in flow.list_tasks())
 
 
 @pytest.mark.parametrize("launcher", ["workers"], indirect=True)
@@ -156,6 +178,15 @@ def test_a_cancelled_job_stops_alone_and_its_worker_runs_the_next_job(
 ) -> None:
     assert _cancel_running_then_run_another(launcher, tmp_path, 99)  # same process
     assert _workers_started() == ["w0"]  # one worker task
+
+
+@pytest.mark.parametrize("launcher", ["ssh-workers"], indirect=True)
+def test_a_cancelled_job_stops_alone_inside_its_remote_worker(
+    launcher: FlowLauncher, tmp_path: Path
+) -> None:
+    """Over SSH, the cancel reaches the job inside its warm worker, which runs the next job."""
+    assert _cancel_running_then_run_another(launcher, tmp_path, 99)  # same process
+    assert _workers_started("ssh") == ["w0"]  # one worker task on the host
 
 
 @pytest.mark.parametrize("launcher", ["workers"], indirect=True)
