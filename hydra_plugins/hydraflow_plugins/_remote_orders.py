@@ -129,7 +129,7 @@ def wait_for_marks(workers: list[RemoteWorker], seconds: float) -> None:
         return
     looks = max(1, int(seconds / MARK_LOOK_SECONDS))
 
-    def watch(group: list[RemoteWorker]) -> None:
+    def watch(group: list[RemoteWorker]) -> bool:
         host = group[0].host
         assert host is not None
         listed = " ".join(shlex.quote(host.path(w.mark("done"))) for w in group if w.host)
@@ -139,13 +139,17 @@ def wait_for_marks(workers: list[RemoteWorker], seconds: float) -> None:
         )
         try:
             host.run(script, timeout=seconds + 30)
-        except Exception:  # unreachable: the poll after the wait says what happened
-            time.sleep(seconds)
+        except Exception:  # unreachable (or closed on the way out): the next poll says more
+            return False
+        return True
 
+    deadline = time.monotonic() + seconds
     pool = ThreadPoolExecutor(max_workers=len(groups))
     try:
         futures = [pool.submit(watch, group) for group in groups.values()]
-        first_of(futures, timeout=seconds + 1, return_when=FIRST_COMPLETED)
+        done, _ = first_of(futures, timeout=seconds + 1, return_when=FIRST_COMPLETED)
+        if not any(future.result() for future in done):  # no host answered: wait it out here
+            time.sleep(max(0.0, deadline - time.monotonic()))
     finally:
         pool.shutdown(wait=False)  # the other hosts' looks end by themselves at the deadline
 
