@@ -121,8 +121,9 @@ def test_max_total_cost_stops_a_retry_that_could_pass_it(
         "lr=0.1",
         "sleep=3",
         "hydra.launcher.max_price_per_hour=4000",
-        "hydra.launcher.max_run_time_hours=0.01",  # worst case $36 a job
-        "hydra.launcher.max_total_cost=36",
+        # the bid's limit price is spot x 1.25 capped at $4000/h: worst case $40 a job
+        "hydra.launcher.max_run_time_hours=0.01",
+        "hydra.launcher.max_total_cost=40",
         "hydra.launcher.max_retries=2",
     )
     _wait_for(lambda: _jobs_inside_task_function(1), proc, "the job started")
