@@ -59,6 +59,7 @@ from hydra_plugins.hydraflow_plugins._strategy import (
     ended_with,
     log_tail,
 )
+from hydra_plugins.hydraflow_plugins._worker_pool import collect_ends, idle_unwanted
 
 if TYPE_CHECKING:
     from flow_backend import Flow, TaskConfig
@@ -137,23 +138,12 @@ class RemoteWorkers(StrategyBase):
         done_names = finished(self.workers)
         done = [w for w in self.workers if w.name in done_names]
         incoming = {w.name: path for w, path in zip(done, each(done, self._download), strict=True)}
-        ended: dict[int, AttemptEnd] = {}
-        for worker in list(self.workers):
-            attempt = worker.attempt
-            if attempt is None:
-                if worker.task.is_terminal:  # an idle worker that ended: nothing was lost
-                    self.workers.remove(worker)
-                continue
+
+        def end_of(worker: RemoteWorker, attempt: Attempt) -> AttemptEnd | None:
             done_now = worker.name in done_names
-            end = self._attempt_end(worker, attempt, done_now, incoming.get(worker.name))
-            if end is None:
-                continue
-            ended[attempt.job.num] = end
-            worker.attempt = None
-            worker.idle_since = time.monotonic()
-            if end.result is None:
-                self._drop(worker)
-        return ended
+            return self._attempt_end(worker, attempt, done_now, incoming.get(worker.name))
+
+        return collect_ends(self.workers, end_of, self._drop)
 
     def stop(self, attempt: Attempt) -> None:
         for worker in self.workers:
@@ -177,11 +167,8 @@ class RemoteWorkers(StrategyBase):
 
     def release(self, wanted: Collection[str], final: bool) -> None:
         self._rehome()
-        now = time.monotonic()
-        for worker in self._unstarted_first():
-            idle_long = final or now - worker.idle_since >= IDLE_GRACE_SECONDS
-            if worker.attempt is None and worker.instance_type not in wanted and idle_long:
-                self._drop(worker)
+        for worker in idle_unwanted(self._unstarted_first(), wanted, final, IDLE_GRACE_SECONDS):
+            self._drop(worker)
 
     def close(self) -> list[str]:
         """Cancel every worker (nothing may stay billing); remove the staged files."""

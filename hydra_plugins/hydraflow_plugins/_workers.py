@@ -47,6 +47,7 @@ from hydra_plugins.hydraflow_plugins._worker import (
     wake,
     wake_path,
 )
+from hydra_plugins.hydraflow_plugins._worker_pool import collect_ends, idle_unwanted
 
 if TYPE_CHECKING:
     from flow_backend import Flow, Task, TaskConfig
@@ -115,21 +116,7 @@ class LocalWorkers(StrategyBase):
     def poll(self, attempts: Sequence[Attempt]) -> dict[int, AttemptEnd]:
         self.flow.refresh_all([w.task for w in self.workers + self._leaving])
         self._leaving = [w for w in self._leaving if not w.task.is_terminal]
-        ended: dict[int, AttemptEnd] = {}
-        for worker in list(self.workers):
-            attempt = worker.attempt
-            if attempt is None:
-                if worker.task.is_terminal:  # an idle worker that died: nothing was lost
-                    self.workers.remove(worker)
-                continue
-            end = self._attempt_end(worker, attempt)
-            if end is not None:
-                ended[attempt.job.num] = end
-                worker.attempt = None
-                worker.idle_since = time.monotonic()
-                if end.result is None:
-                    self._drop(worker)
-        return ended
+        return collect_ends(self.workers, self._attempt_end, self._drop)
 
     def stop(self, attempt: Attempt) -> None:
         for worker in self.workers:
@@ -159,11 +146,8 @@ class LocalWorkers(StrategyBase):
             time.sleep(min(MARK_POLL_SECONDS, left))
 
     def release(self, wanted: Collection[str], final: bool) -> None:
-        now = time.monotonic()
-        for worker in list(self.workers):
-            idle_long = final or now - worker.idle_since >= IDLE_GRACE_SECONDS
-            if worker.attempt is None and worker.instance_type not in wanted and idle_long:
-                self._retire(worker)
+        for worker in idle_unwanted(self.workers, wanted, final, IDLE_GRACE_SECONDS):
+            self._retire(worker)
 
     def close(self) -> list[str]:
         """Stop every worker: idle ones exit by themselves, the rest are cancelled."""
