@@ -35,6 +35,7 @@ from hydra.core.utils import JobReturn
 
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import LauncherOptions
+from hydra_plugins.hydraflow_plugins._paths import TASK_LOG_NAME
 from hydra_plugins.hydraflow_plugins._remote import (
     HOLD_SECONDS,
     STAGE_DIR,
@@ -59,7 +60,12 @@ from hydra_plugins.hydraflow_plugins._strategy import (
     ended_with,
     log_tail,
 )
-from hydra_plugins.hydraflow_plugins._worker_pool import collect_ends, idle_unwanted
+from hydra_plugins.hydraflow_plugins._worker_pool import (
+    WORKER_MODULE,
+    collect_ends,
+    idle_unwanted,
+    overdue,
+)
 
 if TYPE_CHECKING:
     from flow_backend import Flow, TaskConfig
@@ -68,10 +74,8 @@ __all__ = ["RemoteWorkers"]
 
 log = logging.getLogger(__name__)
 
-WORKER_MODULE = "hydra_plugins.hydraflow_plugins._worker"
 IDLE_GRACE_SECONDS = 10.0  # in an open session, a sweeper's next job usually comes sooner
 CANCEL_GRACE_SECONDS = 10.0  # a cancelled job not stopped by then is stopped with its worker
-TASK_LOG = "task.log"
 
 
 class RemoteWorkers(StrategyBase):
@@ -196,7 +200,7 @@ class RemoteWorkers(StrategyBase):
             "spec": f"{worker.folder}/spec-{worker.orders}.pkl",
             "result": layout.result(number),
             "sweep_dir": layout.sweep_dir(number),
-            "log": str(layout.attempt(number) / TASK_LOG),
+            "log": str(layout.attempt(number) / TASK_LOG_NAME),
             "echo": True,  # its output also in the worker's log, which outlives a crash
             "env": plain,
         }
@@ -255,25 +259,12 @@ class RemoteWorkers(StrategyBase):
             return AttemptEnd(None, how, fetched.tail, str(files.task_log))
         if worker.task.is_terminal:
             return self._lost(worker, attempt)
-        now = time.monotonic()
-        if worker.cancelled_at is not None:
-            if now - worker.cancelled_at <= CANCEL_GRACE_SECONDS:
-                return None
-            self._drop(worker)
-            how = (
-                f"its job did not stop within {CANCEL_GRACE_SECONDS:g} s of its cancellation: "
-                f"worker task {worker.task.task_id} was stopped"
-            )
-            return AttemptEnd(None, how, self._job_tail(worker, attempt), str(files.task_log))
         hours = self.options.max_run_time_hours
-        started = worker.delivered_at
-        if hours is not None and started is not None and now - started > hours * 3600:
-            from flow_backend.providers.local.outcome import time_limit_message
-
-            self._drop(worker)
-            how = f"worker task {worker.task.task_id} {time_limit_message(hours)}"
-            return AttemptEnd(None, how, self._job_tail(worker, attempt), str(files.task_log))
-        return None
+        why = overdue(worker, worker.delivered_at, CANCEL_GRACE_SECONDS, hours)
+        if why is None:
+            return None
+        self._drop(worker)
+        return AttemptEnd(None, why, self._job_tail(worker, attempt), str(files.task_log))
 
     def _lost(self, worker: RemoteWorker, attempt: Attempt) -> AttemptEnd:
         """The worker ended (crashed, preempted, cancelled) before its job came home."""
@@ -302,7 +293,7 @@ class RemoteWorkers(StrategyBase):
         result_file = incoming / PurePosixPath(layout.result(attempt.number)).name
         try:
             if not result_file.is_file():
-                return _Fetched(None, self._keep_log(attempt, incoming / TASK_LOG))
+                return _Fetched(None, self._keep_log(attempt, incoming / TASK_LOG_NAME))
             job_return = cloudpickle.loads(result_file.read_bytes())
             remote_output = str(job_return.hydra_cfg.hydra.runtime.output_dir)
             local_output = self.jobs.outputs[job.num]
@@ -311,7 +302,7 @@ class RemoteWorkers(StrategyBase):
                 shutil.rmtree(local_output)
             local_output.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(incoming / inside, local_output)
-            tail = self._keep_log(attempt, incoming / TASK_LOG)
+            tail = self._keep_log(attempt, incoming / TASK_LOG_NAME)
         except Exception as error:  # a bad pickle, a full disk: the next poll tries again
             log.warning(f"job #{job.num}: could not bring its output home yet: {error}")
             return None
@@ -325,7 +316,7 @@ class RemoteWorkers(StrategyBase):
     def _job_tail(self, worker: RemoteWorker, attempt: Attempt) -> str:
         """The tail of the job's log, which is kept as its ``task.log``."""
         incoming = attempt.job.files.folder / f"incoming-a{attempt.number}.log"
-        text = job_output(worker, f"{self._trial(attempt)}/{TASK_LOG}", incoming)
+        text = job_output(worker, f"{self._trial(attempt)}/{TASK_LOG_NAME}", incoming)
         if text is None:
             return f"(the job's log is unreachable)\n{_task_tail(worker)}"
         incoming.write_text(text)

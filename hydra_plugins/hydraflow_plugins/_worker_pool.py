@@ -15,7 +15,9 @@ from hydra_plugins.hydraflow_plugins._strategy import Attempt, AttemptEnd
 if TYPE_CHECKING:
     from flow_backend import Task
 
-__all__ = ["collect_ends", "idle_unwanted"]
+__all__ = ["WORKER_MODULE", "collect_ends", "idle_unwanted", "overdue"]
+
+WORKER_MODULE = "hydra_plugins.hydraflow_plugins._worker"  # what a worker task runs (``-m``)
 
 
 class PoolWorker(Protocol):
@@ -25,6 +27,7 @@ class PoolWorker(Protocol):
     task: Task
     attempt: Attempt | None
     idle_since: float
+    cancelled_at: float | None  # when its current job was interrupted
 
 
 W = TypeVar("W", bound=PoolWorker)
@@ -71,3 +74,27 @@ def idle_unwanted(
         and worker.instance_type not in wanted
         and (final or now - worker.idle_since >= grace)
     ]
+
+
+def overdue(
+    worker: PoolWorker, started: float | None, grace: float, hours: float | None
+) -> str | None:
+    """Why the worker's busy job must now be stopped with its worker, or ``None``.
+
+    Either it was interrupted more than ``grace`` seconds ago and has not stopped, or it has run
+    (since ``started``) past ``max_run_time_hours`` — a limit per job, which the launcher keeps
+    because a worker lives through many jobs.
+    """
+    now = time.monotonic()
+    if worker.cancelled_at is not None:
+        if now - worker.cancelled_at <= grace:
+            return None
+        return (
+            f"its job did not stop within {grace:g} s of its cancellation: "
+            f"worker task {worker.task.task_id} was stopped"
+        )
+    if hours is not None and started is not None and now - started > hours * 3600.0:
+        from flow_backend.providers.local.outcome import time_limit_message
+
+        return f"worker task {worker.task.task_id} {time_limit_message(hours)}"
+    return None

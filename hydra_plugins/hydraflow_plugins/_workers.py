@@ -47,14 +47,18 @@ from hydra_plugins.hydraflow_plugins._worker import (
     wake,
     wake_path,
 )
-from hydra_plugins.hydraflow_plugins._worker_pool import collect_ends, idle_unwanted
+from hydra_plugins.hydraflow_plugins._worker_pool import (
+    WORKER_MODULE,
+    collect_ends,
+    idle_unwanted,
+    overdue,
+)
 
 if TYPE_CHECKING:
     from flow_backend import Flow, Task, TaskConfig
 
 __all__ = ["LocalWorkers"]
 
-WORKER_MODULE = "hydra_plugins.hydraflow_plugins._worker"
 IDLE_GRACE_SECONDS = 2.0  # in an open session, a sweeper's next job usually comes sooner
 STOP_WAIT_SECONDS = 3.0  # how long close() waits for stopped workers before cancelling them
 MARK_POLL_SECONDS = 0.005  # how often the launcher looks for a busy worker's done mark
@@ -193,23 +197,13 @@ class LocalWorkers(StrategyBase):
                 tail, where = _task_tail(worker.task), f"worker task {worker.task.task_id}"
             end = ended_with(attempt, None, tail)
             return AttemptEnd(None, f"worker {end.how}", tail, where)
-        if worker.cancelled_at is not None:
-            if time.monotonic() - worker.cancelled_at <= CANCEL_GRACE_SECONDS:
-                return None
-            self.flow.cancel(worker.task.task_id)
-            how = (
-                f"its job did not stop within {CANCEL_GRACE_SECONDS:g} s of its cancellation: "
-                f"worker task {worker.task.task_id} was stopped"
-            )
-            return AttemptEnd(None, how, _tail(files.task_log), str(files.task_log))
-        hours = self.options.max_run_time_hours
-        if hours is not None and time.monotonic() - attempt.started > hours * 3600.0:
-            from flow_backend.providers.local.outcome import time_limit_message
-
-            self.flow.cancel(worker.task.task_id)
-            how = f"worker task {worker.task.task_id} {time_limit_message(hours)}"
-            return AttemptEnd(None, how, _tail(files.task_log), str(files.task_log))
-        return None
+        why = overdue(
+            worker, attempt.started, CANCEL_GRACE_SECONDS, self.options.max_run_time_hours
+        )
+        if why is None:
+            return None
+        self.flow.cancel(worker.task.task_id)
+        return AttemptEnd(None, why, _tail(files.task_log), str(files.task_log))
 
     def _new_worker(self, job: Job) -> Worker:
         name = f"w{self._started}"
