@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,33 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 __all__ = ["FlowOptunaError", "SweeperOptions"]
 
 DIRECTIONS = ("minimize", "maximize")
+
+# hydra-optuna-sweeper 1.2's sampler configs (a config file written for it, or its registration of
+# the ``hydra/sweeper/sampler`` names, which ``config.SamplerConfigsAfterScan`` replaces) hold
+# Optuna 2's defaults, which Optuna 4/5 deprecate (a FutureWarning each) or changed
+# (``multivariate``): a key at that default which the command line did not set is left out, so the
+# sampler is the one flow_optuna's own node makes. Its ``MOTPESampler`` (gone in Optuna 4) is TPE.
+THEIR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "optuna.samplers.TPESampler": {
+        "consider_prior": True,
+        "prior_weight": 1.0,
+        "consider_magic_clip": True,
+        "consider_endpoints": False,
+        "multivariate": False,
+        "warn_independent_sampling": True,
+    },
+    "optuna.samplers.CmaEsSampler": {"inc_popsize": 2},
+}
+THEIR_DEFAULTS["optuna.samplers.MOTPESampler"] = {
+    **THEIR_DEFAULTS["optuna.samplers.TPESampler"],
+    "n_ehvi_candidates": 24,
+}
+RENAMED = {
+    "optuna.samplers.MOTPESampler": (
+        "optuna.samplers.TPESampler",
+        {"n_ehvi_candidates": "n_ei_candidates"},
+    )
+}
 
 
 class FlowOptunaError(CompactHydraException):
@@ -51,13 +78,31 @@ def _directions(key: str, direction: Any) -> list[str]:
     return [str(t) for t in texts]
 
 
-def _instantiate(name: str, node: Any, example: str) -> Any:
+def sampler_fields(node: Mapping[str, Any], chosen: Collection[str] = ()) -> dict[str, Any]:
+    """The ``sampler`` node's fields to instantiate: nulls left out (Optuna's default), and
+    hydra-optuna-sweeper's Optuna 2 defaults (``THEIR_DEFAULTS``) unless ``chosen`` (the keys set
+    on the command line) names them; its ``MOTPESampler`` becomes Optuna's TPE."""
+    target = str(node.get("_target_"))
+    theirs = THEIR_DEFAULTS.get(target, {})
+    fields = {
+        k: v
+        for k, v in node.items()
+        if v is not None and (k in chosen or k not in theirs or theirs[k] != v)
+    }
+    if target in RENAMED:
+        fields["_target_"], renamed = RENAMED[target]
+        fields = {renamed.get(k, k): v for k, v in fields.items()}
+    return fields
+
+
+def _instantiate(name: str, node: Any, example: str, chosen: Collection[str] = ()) -> Any:
     """Instantiate the ``sampler`` / ``pruner`` node; a bad one names the key and the target."""
     from hydra.utils import instantiate
 
     value = _plain(node)
     if not isinstance(value, Mapping) or "_target_" not in value:
         raise _bad(name, value, "it must be a config with a _target_", example)
+    value = sampler_fields(value, chosen) if name == "sampler" else value
     value = {k: v for k, v in value.items() if v is not None}  # null: Optuna's default
     try:
         return instantiate(value)
@@ -68,6 +113,13 @@ def _instantiate(name: str, node: Any, example: str) -> Any:
             f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}. "
             f"Choose one with e.g. hydra/sweeper/{name}={example}"
         ) from None
+
+
+def _chosen(overrides: Collection[str]) -> set[str]:
+    """The sampler keys the command line sets (``hydra.sweeper.sampler.KEY=...``)."""
+    prefix = "hydra.sweeper.sampler."
+    keys = (o.split("=", 1)[0].lstrip("+~") for o in overrides)
+    return {k.removeprefix(prefix) for k in keys if k.startswith(prefix)}
 
 
 @dataclass(frozen=True)
@@ -93,8 +145,13 @@ class SweeperOptions:
         return isinstance(self.sampler, functools.partial) and self.sampler.func is GridSampler
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> SweeperOptions:
-        """Check every field; raise :class:`FlowOptunaError` naming the first bad one."""
+    def from_params(
+        cls, params: Mapping[str, Any], overrides: Collection[str] = ()
+    ) -> SweeperOptions:
+        """Check every field; raise :class:`FlowOptunaError` naming the first bad one.
+
+        ``overrides``: the command line's Hydra overrides (``hydra.overrides.hydra``), which say
+        which sampler keys the user chose."""
         prune_on = params.get("prune_on")
         if prune_on is not None and (not isinstance(prune_on, str) or not prune_on.strip()):
             raise _bad("prune_on", prune_on, "it must be a metric name", "val_loss")
@@ -131,7 +188,7 @@ class SweeperOptions:
                 "params", raw_params, "it must map config keys to sweeps", "{x: interval(0,1)}"
             )
         return cls(
-            sampler=_instantiate("sampler", params.get("sampler"), "tpe"),
+            sampler=_instantiate("sampler", params.get("sampler"), "tpe", _chosen(overrides)),
             directions=directions,
             storage=_plain(params.get("storage")),
             study_name=_plain(params.get("study_name")),

@@ -14,7 +14,9 @@ Registered groups:
 from dataclasses import dataclass, field
 from typing import Any
 
+from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.config_store import ConfigStore
+from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 from hydra_plugins.hydraflow_plugins._paths import SpecLoading
 
@@ -162,6 +164,8 @@ class CmaEsSamplerConf:
     restart_strategy: str | None = None
     inc_popsize: int | None = None
     use_separable_cma: bool = False
+    independent_sampler: Any = None
+    source_trials: Any = None
 
 
 @dataclass
@@ -174,6 +178,7 @@ class NSGAIISamplerConf:
     mutation_prob: float | None = None
     crossover_prob: float = 0.9
     swapping_prob: float = 0.5
+    constraints_func: Any = None
 
 
 @dataclass
@@ -236,14 +241,9 @@ def _instance_names() -> list[str]:
     return instance_type_names()
 
 
-def register_configs() -> None:
-    """Store every node of this plugin in Hydra's ConfigStore (idempotent)."""
+def register_samplers() -> None:
+    """Store the ``hydra/sweeper/sampler`` options (hydra-optuna-sweeper registers the same names)."""
     store = ConfigStore.instance()
-    store.store(group="hydra/launcher", name="flow", node=FlowLauncherConf, provider="hydraflow")
-    store.store(group="hydra/sweeper", name="flow", node=FlowSweeperConf, provider="hydraflow")
-    store.store(
-        group="hydra/sweeper", name="flow_optuna", node=FlowOptunaSweeperConf, provider="hydraflow"
-    )
     for name, sampler in (
         ("tpe", TPESamplerConf),
         ("motpe", MOTPESamplerConf),
@@ -253,6 +253,32 @@ def register_configs() -> None:
         ("nsgaii", NSGAIISamplerConf),
     ):
         store.store(group="hydra/sweeper/sampler", name=name, node=sampler, provider="hydraflow")
+
+
+class SamplerConfigsAfterScan(SearchPathPlugin):
+    """Stores the sampler options again once Hydra's plugin scan is over, before it composes.
+
+    hydra-optuna-sweeper stores the same ``hydra/sweeper/sampler`` names; which one Hydra kept would
+    depend on the order its scan meets the two plugins (``sys.path``). Theirs lack keys of ours
+    (``grid`` has no ``seed``, ``cmaes`` no ``n_startup_trials``, ``tpe`` no ``constant_liar``) and
+    pass Optuna 2's defaults, which Optuna 4/5 deprecate; ours hold their keys too (null: Optuna's
+    default; but ``motpe``'s ``n_ehvi_candidates``: our ``motpe`` is Optuna's TPE), so
+    ``hydra/sweeper=optuna`` composes and runs with them as well.
+    """
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        register_samplers()
+
+
+def register_configs() -> None:
+    """Store every node of this plugin in Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    store.store(group="hydra/launcher", name="flow", node=FlowLauncherConf, provider="hydraflow")
+    store.store(group="hydra/sweeper", name="flow", node=FlowSweeperConf, provider="hydraflow")
+    store.store(
+        group="hydra/sweeper", name="flow_optuna", node=FlowOptunaSweeperConf, provider="hydraflow"
+    )
+    register_samplers()
     for name, pruner in (
         ("median", MedianPrunerConf),
         ("successive_halving", SuccessiveHalvingPrunerConf),

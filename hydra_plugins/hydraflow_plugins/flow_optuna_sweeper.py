@@ -37,7 +37,7 @@ class FlowOptunaSweeper(Sweeper):
 
         from hydra_plugins.hydraflow_plugins._optuna_options import SweeperOptions
 
-        self.options = SweeperOptions.from_params(self.params)
+        self.options = SweeperOptions.from_params(self.params, list(config.hydra.overrides.hydra))
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
