@@ -2,8 +2,9 @@
 
 ``choice(a, b)`` → categorical; ``range(start, stop[, step])`` → the integers (or floats) Hydra's
 range yields, as a stepped distribution (``shuffle(range(...))`` → categorical);
-``interval(low, high)`` → uniform; ``tag(log, interval(low, high))`` → log-uniform; a plain value is
-fixed for every trial. A bad expression gets one message naming ``hydra.sweeper.params.<key>``.
+``interval(low, high)`` → uniform; ``tag(log, interval(low, high))`` → log-uniform;
+``tag(log, range(low, stop))`` → log-uniform integers (step 1); a plain value is fixed for every
+trial. A bad expression gets one message naming ``hydra.sweeper.params.<key>``.
 """
 
 from __future__ import annotations
@@ -61,7 +62,17 @@ def _distribution(override: Override, key: str, expression: str) -> BaseDistribu
     if isinstance(value, RangeSweep) and not value.shuffle and len(values) > 1:
         step = abs(float(value.step or 1))
         numbers = [float(v) for v in values]
-        if all(isinstance(v, int) for v in values):
+        integers = all(isinstance(v, int) for v in values)
+        if "log" in value.tags:
+            if not integers or step != 1 or min(numbers) < 1:
+                raise _bad_param(
+                    key,
+                    expression,
+                    "a log range needs whole numbers from 1 up with step 1 "
+                    "(or use tag(log, interval(low, high)) for real numbers)",
+                )
+            return IntDistribution(int(min(numbers)), int(max(numbers)), log=True)
+        if integers:
             return IntDistribution(int(min(numbers)), int(max(numbers)), step=int(step))
         return FloatDistribution(min(numbers), max(numbers), step=step)
     for choice in values:

@@ -339,12 +339,45 @@ def test_bad_sweeper_settings_get_one_message_naming_the_key(
             "hydra.sweeper.params.x='interval(3, 1)' is invalid: an interval",
         ),
         ({"lr": "tag(log, interval(0, 1))"}, "hydra.sweeper.params.lr='tag(log, interval(0, 1))'"),
+        ({"n": "tag(log, range(0, 9))"}, "hydra.sweeper.params.n='tag(log, range(0, 9))' is inv"),
+        (
+            {"n": "tag(log, range(1, 9, 2))"},
+            "a log range needs whole numbers from 1 up with step 1",
+        ),
     ],
 )
 def test_a_bad_params_expression_names_its_key(params: dict[str, str], expected: str) -> None:
     with pytest.raises(FlowOptunaError) as raised:
         SearchSpace.parse(params, [])
     assert expected in str(raised.value)
+
+
+def test_the_sweep_grammar_makes_optuna_distributions() -> None:
+    from optuna.distributions import CategoricalDistribution as Categorical
+    from optuna.distributions import FloatDistribution as Float
+    from optuna.distributions import IntDistribution as Int
+
+    space = SearchSpace.parse(
+        {
+            "a": "choice(x, 2)",
+            "b": "range(1, 10, 3)",
+            "c": "interval(0, 2)",
+            "d": "tag(log, interval(1e-4, 1))",
+            "e": "tag(log, range(1, 65))",
+            "f": "range(0.5, 2.0, 0.5)",
+            "g": "7",
+        },
+        ["b=range(2, 5)"],  # the command line wins
+    )
+    assert space.distributions == {
+        "a": Categorical(["x", 2]),
+        "b": Int(2, 4),
+        "c": Float(0.0, 2.0),
+        "d": Float(1e-4, 1.0, log=True),
+        "e": Int(1, 64, log=True),
+        "f": Float(0.5, 1.5, step=0.5),
+    }
+    assert space.fixed == {"g": "7"}
 
 
 @pytest.mark.parametrize(
