@@ -11,13 +11,22 @@ callback (on an existing, empty store, as after a first sweep) and a TPE sampler
 
 It prints wall time of the whole command, split into ``lead`` (command start → first objective
 start; in brackets when the sweeper submitted the first job), ``span`` (first objective start →
-last end) and ``trail`` (→ the command's exit), and the slot-idle fraction, 1 - Σ time spent in
-objectives / (n_jobs × wall) — over the command's wall time (``idle/wall``, the issue's figure: the
-command's start-up before the first trial and its wrap-up after the last count as idle) and over
-the trials' span (``idle/span``, first objective start to last end), and ``idle@0``: idle/span of
-the same trials in the same order had every refill been instant (the tail: the last trials run
-while the other slots have nothing left to run) — compute spent on pruned
-trials, and the best value, then the ratios against the batched sweeper. ``refill s`` is the
+last end) and ``trail`` (→ the command's exit), and the slot-idle fraction. A slot is busy only
+while an objective runs: the app stamps its start as the objective function is entered (after the
+worker took the order, Hydra composed the job's config and the MLflow callback started its run)
+and its end at its last step (before it returns; the run's end and the result come after), so
+every per-job cost of the sweeper, launcher, worker, Hydra and MLflow counts as idle. Idle is
+1 - Σ objective time / (n_jobs × T), over the command's wall time (``idle/wall``: the start-up
+before the first trial and the wrap-up after the last count) and over the trials' span
+(``idle/span``). The span's idle is split by what the idle slots waited for (they add up):
+``lead-in`` (until every slot has started a trial: workers starting), ``refill`` (until the last
+trial starts: a slot between two trials while trials remained: the sweeper's and launcher's
+overhead) and ``tail`` (after the last start: no trial left to run, which any scheduler of a fixed
+trial budget leaves); ``w/o tail`` is idle/span minus the tail, and ``idle@0`` the idle/span the
+same trials in the same order would leave with instant refills. Neither idle figure leaves the
+tail out: the goal (idle ≤ 10%) is judged on them. It also prints compute spent on pruned
+trials, the best value, the load average before and after (the machine is shared), then the
+ratios against the batched sweeper. ``refill s`` is the
 median time from an objective's end to the next objective's start. For ``flow_optuna`` it then
 splits each refill (from the study journal's submission/end times) into: ``notice`` (objective end
 → the sweeper has the outcome: the job's wrap-up and the launcher's poll), ``sweeper`` (→ the next
@@ -35,6 +44,7 @@ without a barrier, and prints the median best value of each. It asserts nothing.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -67,6 +77,7 @@ class Outcome:
     idle_wall: float
     idle_span: float
     idle_floor: float  # idle/span of the same trials with instant refills (the tail)
+    idle_parts: dict[str, float]  # idle/span split into lead-in, refill and tail (_idle_parts)
     lead: float  # command start → first objective start
     first_submit: float  # command start → first job submitted (flow_optuna only, else nan)
     trail: float  # last objective end → command exit
@@ -99,6 +110,25 @@ def _idle_without_overhead(records: dict[int, dict[str, float]], slots: int) -> 
         free[earliest] += records[num]["end"] - records[num]["start"]
     busy = sum(r["end"] - r["start"] for r in records.values())
     return 1.0 - busy / (slots * max(free))
+
+
+def _idle_parts(records: dict[int, dict[str, float]], slots: int) -> dict[str, float]:
+    """The span's idle slot-seconds, split by what the idle slots were waiting for, as fractions
+    of ``slots × span``: ``lead-in`` (first objective start → every slot has started one: workers
+    still starting), ``refill`` (→ the last objective start: a slot between two trials while
+    trials remained to start: the sweeper's and launcher's overhead), ``tail`` (→ the last end:
+    no trial left to start, inherent to a fixed trial budget). They add up to idle/span."""
+    starts = sorted(r["start"] for r in records.values())
+    first, last_start = starts[0], starts[-1]
+    full = starts[min(slots, len(starts)) - 1]
+    end = max(r["end"] for r in records.values())
+    times = sorted({*starts, *(r["end"] for r in records.values())})
+    idle = {"lead-in": 0.0, "refill": 0.0, "tail": 0.0}
+    for a, b in itertools.pairwise(times):
+        running = sum(r["start"] <= a < r["end"] for r in records.values())
+        part = "lead-in" if b <= full else "refill" if b <= last_start else "tail"
+        idle[part] += max(0, slots - running) * (b - a)
+    return {k: v / (slots * (end - first)) for k, v in idle.items()}
 
 
 def _refill_parts(
@@ -241,6 +271,7 @@ def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace
         idle_wall=1.0 - busy / (args.jobs * wall),
         idle_span=1.0 - busy / (args.jobs * span),
         idle_floor=_idle_without_overhead(records, args.jobs),
+        idle_parts=_idle_parts(records, args.jobs),
         lead=first - began,
         first_submit=min(
             (e["submitted_at"] for e in journal.values() if e.get("submitted_at")),
@@ -259,6 +290,20 @@ def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace
 
 
 WAYS = ("batched", "flow", "pruning")
+
+
+def _load() -> str:
+    """The 1, 5 and 15-minute load averages (the machine is shared: figures depend on them)."""
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
+
+
+def _table(title: str, *groups: tuple[str, ...]) -> Table:
+    table = Table(title=title)
+    table.add_column("way")
+    for group in groups:
+        for column in group:
+            table.add_column(column, justify="right")
+    return table
 
 
 def main() -> None:
@@ -284,6 +329,7 @@ def main() -> None:
         label: way for (label, way), key in zip(ways.items(), WAYS, strict=True) if key in args.ways
     }
     outcomes: dict[str, Outcome] = {}
+    load_before = _load()
     with tempfile.TemporaryDirectory(prefix="async-search-") as tmp:
         from mlflow.tracking import MlflowClient
 
@@ -291,54 +337,47 @@ def main() -> None:
         MlflowClient(f"sqlite:///{Path(tmp) / 'store-template.db'}").search_experiments()
         for label, sweeper in ways.items():
             outcomes[label] = run_way(Path(tmp), label, sweeper, args)
-    table = Table(
-        title=f"{args.trials} trials, n_jobs={args.jobs}, flow launcher (local), TPE seed 0"
+    title = f"{args.trials} trials, n_jobs={args.jobs}, flow launcher (local), TPE seed 0"
+    times = _table(
+        f"{title}: time and slot idle (idle/span = lead-in + refill + tail)",
+        ("wall s", "lead s", "span s", "trail s", "idle/wall", "idle/span"),
+        ("lead-in", "refill", "tail", "w/o tail", "idle@0"),
     )
-    columns = (
-        "way",
-        "wall s",
-        "lead s",
-        "span s",
-        "trail s",
-        "idle/wall",
-        "idle/span",
-        "idle@0",
-        "refill s",
-        "notice",
-        "sweeper",
-        "start",
-        "prune→next",
-        "trials",
-        "pruned",
-        "pruned s",
-        "best",
+    parts = _table(
+        f"{title}: refills (median s), pruning, best value",
+        ("refill s", "notice", "sweeper", "start", "prune→next"),
+        ("trials", "pruned", "pruned s", "best"),
     )
-    for column in columns:
-        table.add_column(column, justify="left" if column == "way" else "right")
     for label, o in outcomes.items():
-        parts = [
-            f"{o.parts[k]:.2f}" if k in o.parts else "—"
-            for k in ("notice", "sweeper", "start", "pruned")
-        ]
-        table.add_row(
+        times.add_row(
             label,
             f"{o.wall:.1f}",
             f"{o.lead:.1f}"
             + (f" ({o.first_submit:.1f})" if not math.isnan(o.first_submit) else ""),
             f"{o.span:.1f}",
             f"{o.trail:.1f}",
-            f"{o.idle_wall:.0%}",
-            f"{o.idle_span:.0%}",
-            f"{o.idle_floor:.0%}",
+            f"{o.idle_wall:.1%}",
+            f"{o.idle_span:.1%}",
+            *(f"{o.idle_parts[k]:.1%}" for k in ("lead-in", "refill", "tail")),
+            f"{o.idle_span - o.idle_parts['tail']:.1%}",
+            f"{o.idle_floor:.1%}",
+        )
+        parts.add_row(
+            label,
             f"{o.refill:.2f}",
-            *parts,
+            *(
+                f"{o.parts[k]:.2f}" if k in o.parts else "—"
+                for k in ("notice", "sweeper", "start", "pruned")
+            ),
             str(o.trials),
             str(o.pruned),
             f"{o.pruned_seconds:.1f}",
             f"{o.best:.3f}",
         )
-    console = Console(width=200)
-    console.print(table)
+    console = Console(width=160)
+    console.print(times)
+    console.print(parts)
+    console.print(f"load average: before {load_before}; after {_load()} (2 cores, shared)")
     for label, o in outcomes.items():
         if o.sweeper_time:
             console.print(f"{label}: sweeper time: {o.sweeper_time}")
