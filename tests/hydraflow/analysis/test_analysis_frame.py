@@ -148,3 +148,23 @@ def test_param_typing_rules() -> None:
     }
     assert typed["params.num"].to_list() == [1.0, 0.0025]
     assert typed["params.flag"].to_list() == [True, None]
+
+
+def test_long_rows_become_columns_in_run_order() -> None:
+    from hydraflow.core.errors import HydraflowError
+    from hydraflow.core.frame import _wide
+
+    long = pl.DataFrame(
+        {
+            "run_id": ["a", "b", "gone", "a"],
+            "key": ["k2", "k1", "k1", "k1"],
+            "value": ["a2", "b1", "x", "a1"],
+        }
+    )
+    wide = pl.DataFrame(_wide(long, pl.Series(["b", "a", "c"]), "params."))
+    assert wide.to_dict(as_series=False) == {
+        "params.k1": ["b1", "a1", None],  # runs in the order asked, a run without rows all null
+        "params.k2": [None, "a2", None],  # a run not asked for ("gone") left out
+    }
+    with pytest.raises(HydraflowError, match="same params key twice"):
+        _wide(pl.concat([long, long]), pl.Series(["a", "b"]), "params.")
