@@ -126,6 +126,11 @@ class TaskConfig(_FlowModel):
         upload_code: Copy ``code_root`` to the instance (remote providers).
         code_root: The directory to upload; default the current directory.
         unique_name: Append a random suffix to ``name`` (default ``True``).
+        fork: Local provider: a command ``[sys.executable, "-m", module, *args]`` may start as a
+            fork of the submitting process (its imports already done: milliseconds instead of a
+            new interpreter's start) when it has one instance, no GPUs and no time limit; its
+            ``env`` should then hold no variable that acts only when an interpreter or library
+            starts (``PYTHONPATH``, ``OMP_NUM_THREADS``...). Other providers ignore it.
     """
 
     name: str = "flow-task"
@@ -144,6 +149,7 @@ class TaskConfig(_FlowModel):
     upload_code: bool = True
     code_root: str | None = None
     unique_name: bool = True
+    fork: bool = False
 
     @field_validator("name")
     @classmethod

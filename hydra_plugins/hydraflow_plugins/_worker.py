@@ -196,6 +196,7 @@ class CancelWatch:
 def serve(folder: Path, launcher_pid: int | None = None, idle_seconds: float | None = None) -> int:
     """Run orders until told to stop (or the launcher is gone, or idle too long); exit status."""
     folder.mkdir(parents=True, exist_ok=True)  # a remote worker's folder comes with its 1st order
+    _leave_inherited_connections()
     watch = CancelWatch(folder)
     watch.start()
     try:
@@ -232,6 +233,33 @@ def _serve(
                 print(f"worker: launcher {launcher_pid} is gone; exiting", flush=True)
                 return 0
         time.sleep(POLL_SECONDS)
+
+
+_INHERITED: list[Any] = []  # connections of the process this one was forked from: never touched
+
+
+def _leave_inherited_connections() -> None:
+    """A worker forked from its launcher has the launcher's SQLAlchemy pools (MLflow's store) and
+    their open connections: two processes must not use one (sqlite forbids it). SQLAlchemy's
+    recipe for ``os.fork``: a connection checked out in another process than the one that made
+    it is set aside, unclosed, and the pool opens a new one. Nothing to do in a new interpreter.
+    """
+    if "sqlalchemy.pool" not in sys.modules:
+        return
+    from sqlalchemy import event, exc
+    from sqlalchemy.pool import Pool
+
+    def connect(dbapi_connection: Any, record: Any) -> None:
+        record.info["pid"] = os.getpid()
+
+    def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if record.info.get("pid") != os.getpid():
+            _INHERITED.append(dbapi_connection)
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise exc.DisconnectionError("a connection of the launcher's process")
+
+    event.listen(Pool, "connect", connect)
+    event.listen(Pool, "checkout", checkout)
 
 
 def run_order(order: dict[str, Any], watch: CancelWatch | None = None) -> int:

@@ -230,7 +230,7 @@ class LocalWorkers(StrategyBase):
         """
         command = [self.options.python or sys.executable, "-m", WORKER_MODULE]
         command += [str(folder or self.context.sweep_dir), str(os.getpid())]
-        return build_task_config(
+        config = build_task_config(
             self.options,
             name=f"hf-{self.context.sweep_id}-{name}",
             command=command,
@@ -239,6 +239,17 @@ class LocalWorkers(StrategyBase):
             remote=False,
             max_run_time_hours=checked_run_time,
         )
+        return config.model_copy(update={"fork": self._forks(job)})
+
+    def _forks(self, job: Job) -> bool:
+        """Whether the worker may start as a fork of this process (``TaskConfig.fork``): it then
+        starts with hydra, mlflow and the MLflow store this process has loaded already.
+
+        Not when ``hydra.launcher.python`` names an interpreter (the way to ask for a new one),
+        ``hydra.launcher.env`` sets variables (some act only when an interpreter or a library
+        starts) or the job wants GPUs (CUDA must not be initialised before a fork).
+        """
+        return self.options.python is None and not self.options.env and not job.gpus
 
     def _retire(self, worker: Worker) -> None:
         (worker.folder / STOP_NAME).touch()

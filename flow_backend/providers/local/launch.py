@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flow_backend.errors import ValidationError
 from flow_backend.providers.local import processes, volumes
+from flow_backend.providers.local.forked import ForkedTask, fork_argv, start_forked
 from flow_backend.providers.local.state import TaskFiles, TaskSpec, utc_now
 from flow_backend.task_config import TaskConfig
 
@@ -58,18 +59,36 @@ def start_ranks(
     *,
     volumes_dir: Path,
     grace_seconds: float,
-) -> list[subprocess.Popen[bytes]]:
+    may_fork: bool = False,
+) -> list[subprocess.Popen[bytes] | ForkedTask]:
     """Start ``num_instances`` processes (ranks) and record them in ``spec`` (written by the caller).
 
-    If a rank cannot start, the ranks already started are killed and the error is raised.
+    ``may_fork``: a ``TaskConfig.fork`` task submitted by this process starts as a fork of it where
+    it can (see ``forked``). If a rank cannot start, the ranks already started are killed and the
+    error is raised.
     """
     env = _task_env(config, spec, volumes_dir)
     for note in spec.log_notes:
         files.append_log(note)
     limit = None if spec.max_run_time_hours is None else spec.max_run_time_hours * 3600.0
+    forkable = _forkable(config, spec) if may_fork else None
+    if forkable is not None:
+        spec.started_at = utc_now()
+        module, args = forkable
+        child = start_forked(
+            module,
+            args,
+            record_file=files.events_path,
+            log_file=files.log_path,
+            rank=0,
+            cwd=spec.working_dir,
+            env=dict(env, FLOW_NODE_RANK="0"),
+        )
+        spec.processes = [child.pid]
+        return [child]
     spec.timeout_in_wrapper = limit is not None and processes.has_timeout_binary()
     per_rank = len(spec.gpus) // spec.num_instances if spec.gpus else 0
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[subprocess.Popen[bytes] | ForkedTask] = []
     spec.started_at = utc_now()
     try:
         for rank in range(spec.num_instances):
@@ -97,3 +116,12 @@ def start_ranks(
         raise
     spec.processes = [popen.pid for popen in started]
     return started
+
+
+def _forkable(config: TaskConfig, spec: TaskSpec) -> tuple[str, list[str]] | None:
+    """``(module, args)`` when the task can start as a fork of this process (see ``forked``)."""
+    if not config.fork or isinstance(config.command, str) or spec.num_instances != 1:
+        return None
+    if spec.gpus or spec.max_run_time_hours is not None:
+        return None
+    return fork_argv(config.command)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
 __all__ = [
     "end_sessions",
@@ -52,6 +53,17 @@ _WRAPPER_TIMED = _PROLOGUE + (
     'timeout -k "$__flow_grace" "$__flow_limit" /bin/sh -c "$__flow_cmd"; __flow_c=$?; '
     "__flow_done $__flow_c; exit $__flow_c"
 )
+
+
+class Child(Protocol):
+    """A task process this process started (``subprocess.Popen``, ``forked.ForkedTask``)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
 
 #: A process with the task's pid that started this long before the task is another process.
 _PID_REUSE_WINDOW_SECONDS = 120.0
@@ -193,9 +205,7 @@ def signal_tree(session_id: int, sig: signal.Signals) -> int:
     return count
 
 
-def _wait_until_gone(
-    sessions: Sequence[int], seconds: float, children: Sequence[subprocess.Popen[bytes]]
-) -> bool:
+def _wait_until_gone(sessions: Sequence[int], seconds: float, children: Sequence[Child]) -> bool:
     deadline = time.monotonic() + seconds
     pause = 0.005
     while True:
@@ -210,7 +220,7 @@ def _wait_until_gone(
 
 
 def end_sessions(
-    sessions: Sequence[int], grace_seconds: float, children: Sequence[subprocess.Popen[bytes]] = ()
+    sessions: Sequence[int], grace_seconds: float, children: Sequence[Child] = ()
 ) -> None:
     """SIGTERM every process of the sessions, SIGKILL what is left after ``grace_seconds``."""
     for session in sessions:
@@ -221,7 +231,7 @@ def end_sessions(
         _wait_until_gone(sessions, 5.0, children)
 
 
-def wait_for_exit(child: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_for_exit(child: Child, timeout: float) -> None:
     """Block until ``child`` exits or ``timeout`` passes, waking at once when it exits.
 
     Uses a pidfd where the OS has them (Linux 5.3+), else ``Popen.wait``'s short sleeps.

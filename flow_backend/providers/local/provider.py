@@ -17,6 +17,7 @@ from flow_backend.errors import InsufficientQuotaError, TaskNotFoundError, Valid
 from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.local import logs, pending, processes, volumes
+from flow_backend.providers.local.forked import ForkedTask
 from flow_backend.providers.local.gpus import GpuPool, detect_gpus, warn_cpu_once
 from flow_backend.providers.local.launch import resolve_working_dir, start_ranks
 from flow_backend.providers.local.outcome import (
@@ -59,7 +60,7 @@ class LocalProvider(Provider):
                 value=str(settings.home),
                 hint="Point FLOW_HOME (or the home setting) at a writable directory",
             ) from None
-        self._children: dict[str, list[subprocess.Popen[bytes]]] = {}
+        self._children: dict[str, list[subprocess.Popen[bytes] | ForkedTask]] = {}
         self._started_specs: dict[str, TaskSpec] = {}
         self._lock = threading.Lock()
         self._gpu_pool: GpuPool | None = None
@@ -124,10 +125,16 @@ class LocalProvider(Provider):
                 pending.park(files, spec, config, self._home_key)
                 return record_of(spec, None, message="waiting for free GPUs")
             spec.gpus = allocated
-        return self._start(files, spec, config)
+        return self._start(files, spec, config, may_fork=True)
 
     def _start(
-        self, files: TaskFiles, spec: TaskSpec, config: TaskConfig, *, was_pending: bool = False
+        self,
+        files: TaskFiles,
+        spec: TaskSpec,
+        config: TaskConfig,
+        *,
+        was_pending: bool = False,
+        may_fork: bool = False,
     ) -> TaskRecord:
         try:
             children = start_ranks(
@@ -136,6 +143,7 @@ class LocalProvider(Provider):
                 config,
                 volumes_dir=self.settings.volumes_dir,
                 grace_seconds=self.settings.stop_grace_seconds,
+                may_fork=may_fork,
             )
         except OSError as error:
             final = FinalState(status=TaskStatus.FAILED, message=f"could not start: {error}")
