@@ -98,10 +98,19 @@ def test_a_job_changing_process_state_does_not_reach_the_next_job(
     assert _worker_names() == ["w0"]  # both jobs ran in the same process
     # the first job set an env var, left the cwd and edited sys.argv: the second saw none of it
     # nor did a job see the sweep id hydraflow's own modules hand each other (it is in the spec)
-    clean = {"env_seen": False, "argv_seen": False, "cwd_ok": True, "hydraflow_internal_env": []}
-    assert first == {**clean, "earlier_jobs_here": 0}
-    # module globals of the user's script do stay (documented): the second job sees the first
-    assert second == {**clean, "earlier_jobs_here": 1}
+    # it also added a handler to the root logger, which Hydra sets up anew for every job from
+    # hydra.job_logging (the second job did not see it), and one to a logger of its own
+    clean = {
+        "env_seen": False,
+        "argv_seen": False,
+        "cwd_ok": True,
+        "hydraflow_internal_env": [],
+        "root_handler_seen": False,
+    }
+    assert first == {**clean, "earlier_jobs_here": 0, "named_handler_seen": False}
+    # module state does stay (documented): globals of the user's script and of the libraries it
+    # uses (a handler on a logger of its own): the second job sees the first's
+    assert second == {**clean, "earlier_jobs_here": 1, "named_handler_seen": True}
 
 
 def test_workers_off_gives_one_task_per_job(tmp_path: Path, run_app: RunApp) -> None:

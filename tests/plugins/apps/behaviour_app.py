@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -33,6 +34,11 @@ class OddError(Exception):
 # what hydraflow's modules once handed each other through the environment (now the spec/order)
 INTERNAL_ENV = {"HYDRAFLOW_SWEEP_ID", "HYDRAFLOW_PARENT_RUN_ID", "HYDRAFLOW_HOLD_SECONDS"}
 EARLIER_JOBS: list[int] = []  # module state: jobs on one warm worker share it (documented)
+LEAK_HANDLER = "behaviour-leak"  # the name of the logging handlers a ``global`` job adds
+
+
+def _has_leak_handler(logger: logging.Logger) -> bool:
+    return any(handler.name == LEAK_HANDLER for handler in logger.handlers)
 
 
 @hydra.main(version_base="1.3", config_path=None, config_name="behaviour")
@@ -57,7 +63,13 @@ def main(cfg: DictConfig) -> Any:
             "cwd_ok": os.getcwd() == hydra.utils.get_original_cwd(),
             "earlier_jobs_here": len(EARLIER_JOBS),
             "hydraflow_internal_env": sorted(k for k in os.environ if k in INTERNAL_ENV),
+            "root_handler_seen": _has_leak_handler(logging.getLogger()),
+            "named_handler_seen": _has_leak_handler(logging.getLogger("behaviour_app.leak")),
         }
+        for logger in (logging.getLogger(), logging.getLogger("behaviour_app.leak")):
+            handler = logging.StreamHandler(sys.stderr)
+            handler.name = LEAK_HANDLER
+            logger.addHandler(handler)
         os.environ["BEHAVIOUR_APP_LEAK"] = "1"
         sys.argv.append("leaked-arg")
         os.chdir("/")
