@@ -263,8 +263,9 @@ class RemoteWorkers(StrategyBase):
         why = overdue(worker, worker.delivered_at, CANCEL_GRACE_SECONDS, hours)
         if why is None:
             return None
+        tail = self._job_tail(worker, attempt)  # while its host still answers
         self._drop(worker)
-        return AttemptEnd(None, why, self._job_tail(worker, attempt), str(files.task_log))
+        return AttemptEnd(None, why, tail, str(files.task_log))
 
     def _lost(self, worker: RemoteWorker, attempt: Attempt) -> AttemptEnd:
         """The worker ended (crashed, preempted, cancelled) before its job came home."""

@@ -137,8 +137,10 @@ def test_max_total_cost_stops_a_retry_that_could_pass_it(
 
 
 def test_ctrl_c_cancels_every_bid_of_the_sweep(cloud: FakeMithril, tmp_path: Path) -> None:
+    """Ctrl-C with two jobs running, one per instance type (``+flow.instance``): each ran on a
+    worker (a bid) of its own type, and both bids are cancelled."""
     project = copy_project(tmp_path)
-    proc = _start(project, "lr=0.1,0.01", "sleep=120")
+    proc = _start(project, "lr=0.1", "+flow.instance=a100,h100", "sleep=120")
     _wait_for(lambda: _jobs_inside_task_function(2), proc, "both jobs started")
     assert {bid["status"] for bid in cloud.bids()} == {"Allocated"}
     proc.send_signal(signal.SIGINT)
@@ -147,6 +149,11 @@ def test_ctrl_c_cancels_every_bid_of_the_sweep(cloud: FakeMithril, tmp_path: Pat
     assert "cancelled 2 live task(s)" in out
     bids = cloud.bids()
     assert len(bids) == 2
+    type_names = {it.fid: it.name for it in cloud.state.instance_types}
+    for instance in ("a100", "h100"):  # the job's progress lines name the bid that ran it
+        lines = [ln for ln in out.splitlines() if f"lr=0.1 +flow.instance={instance} " in ln]
+        (bid,) = [bid for bid in bids if any(bid["fid"] in line for line in lines)]
+        assert type_names[bid["instance_type"]].startswith(f"{instance}-"), (lines, bid)
     assert all(bid["status"] not in ("Open", "Allocated", "Preempting") for bid in bids), bids
     assert cloud.billing_instances() == []
     assert not (project / ".hydraflow").exists()  # staged specs removed on the way out

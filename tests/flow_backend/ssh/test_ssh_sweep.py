@@ -4,7 +4,9 @@ Nothing relies on paths shared with the "remote" host: the code (with the staged
 uploaded to the remote dir, each job logs into its own store there, and its folder and run come
 home when it ends. The jobs run on warm workers (``reuse_workers``, the default) with
 ``max_parallel=3`` on two hosts that take one task each: the third worker never gets a host, so its
-job moves to the first worker that is free and it is released unused.
+job moves to the first worker that is free and it is released unused. A worker killed on its host
+in the middle of a job, and a job past ``max_run_time_hours``, each fail alone (the first retried on a
+new worker), and nothing is left running on the host.
 """
 
 from __future__ import annotations
@@ -12,19 +14,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from sshd import SSHServer
 
 PROJECT = Path(__file__).resolve().parents[2] / "plugins" / "apps" / "remote_project"
 
 
-def test_four_job_sweep_runs_over_ssh_and_lands_in_mlflow(sshd: SSHServer, tmp_path: Path) -> None:
-    project = tmp_path / "project"
-    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("__pycache__"))
-    remote = tmp_path / "remote"
+def _ssh_env(sshd: SSHServer, tmp_path: Path) -> dict[str, str]:
+    """The sweep's environment: the two loopback "hosts", the remote dir, the user's store."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -35,23 +38,44 @@ def test_four_job_sweep_runs_over_ssh_and_lands_in_mlflow(sshd: SSHServer, tmp_p
         FLOW_HOME=str(tmp_path / "home"),
         FLOW_SSH_HOSTS=f"{sshd.destination},{sshd.alias_destination}",
         FLOW_SSH_KEY_PATH=str(sshd.key_path),
-        FLOW_SSH_REMOTE_DIR=str(remote),
+        FLOW_SSH_REMOTE_DIR=str(tmp_path / "remote"),
         MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
     )
+    return env
+
+
+def _sweep(*overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "remote_app.py",
+        "-m",
+        "hydra/launcher=flow",
+        "hydra/callbacks=mlflow",
+        "hydra.launcher.provider=ssh",
+        f"hydra.launcher.python={sys.executable}",  # the loopback host's python with hydra
+        "hydra.launcher.poll_interval=0.2",
+        "hydra.sweep.dir=multirun/sweep",
+        *overrides,
+    ]
+
+
+def _project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("__pycache__"))
+    return project
+
+
+def _task_states(tmp_path: Path) -> list[dict[str, Any]]:
+    tasks = (tmp_path / "home" / "ssh" / "tasks").glob("*.json")
+    return [json.loads(p.read_text()) for p in tasks]
+
+
+def test_four_job_sweep_runs_over_ssh_and_lands_in_mlflow(sshd: SSHServer, tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    remote = tmp_path / "remote"
+    env = _ssh_env(sshd, tmp_path)
     proc = subprocess.run(
-        [
-            sys.executable,
-            "remote_app.py",
-            "-m",
-            "hydra/launcher=flow",
-            "hydra/callbacks=mlflow",
-            "hydra.launcher.provider=ssh",
-            f"hydra.launcher.python={sys.executable}",  # the loopback host's python with hydra
-            "hydra.launcher.poll_interval=0.2",
-            "hydra.sweep.dir=multirun/sweep",
-            "hydra.launcher.max_parallel=3",
-            "lr=1e-3,1e-4,1e-2,1e-1",
-        ],
+        _sweep("hydra.launcher.max_parallel=3", "lr=1e-3,1e-4,1e-2,1e-1"),
         cwd=project,
         env=env,
         capture_output=True,
@@ -61,9 +85,7 @@ def test_four_job_sweep_runs_over_ssh_and_lands_in_mlflow(sshd: SSHServer, tmp_p
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Authentication (publickey) successful" not in proc.stdout + proc.stderr
 
-    states = [
-        json.loads(p.read_text()) for p in (tmp_path / "home" / "ssh" / "tasks").glob("*.json")
-    ]
+    states = _task_states(tmp_path)
     # three worker tasks, released (cancelled) at the end: two ran the jobs, one never started
     assert sorted(s["record"]["status"] for s in states) == ["cancelled"] * 3
     hosts = [s["record"]["ssh_destination"] for s in states]
@@ -95,3 +117,103 @@ def test_four_job_sweep_runs_over_ssh_and_lands_in_mlflow(sshd: SSHServer, tmp_p
         assert (job_dir / "model.txt").is_file()
         assert (job_dir / ".hydra" / "overrides.yaml").is_file()
         assert (job_dir / "flow-task.log").is_file()  # the job's own output came home
+
+
+def _worker_running(remote: Path, job: int) -> int | None:
+    """The pid of the worker process running ``job``'s first attempt, once it is in its task
+    function (its ``model.txt`` is written): found by the order in its folder."""
+    if not list(remote.glob(f"code/*/.hydraflow/*/{job}/a0/**/model.txt")):
+        return None
+    for order in remote.glob("code/*/.hydraflow/*/workers/*/job-*.json"):
+        if f"/{job}/a0/" in json.loads(order.read_text())["result"]:
+            folder = f"{order.parent.parent.name}/{order.parent.name}"
+            for proc in Path("/proc").iterdir():
+                try:
+                    cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if b"_worker" in b" ".join(cmdline) and any(
+                    arg.decode(errors="replace").endswith(folder) for arg in cmdline
+                ):
+                    return int(proc.name)
+    return None
+
+
+def _live_under(root: Path) -> list[str]:
+    """Processes working under ``root`` (the loopback host is this machine)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cwd = Path(os.readlink(proc / "cwd"))
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, ValueError):
+            continue
+        if state != "Z" and cwd.is_relative_to(root):
+            found.append(f"{proc.name}: {(proc / 'cmdline').read_bytes()!r}")
+    return found
+
+
+def test_a_killed_worker_and_a_hanging_job_fail_alone_over_ssh(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
+    """Three jobs, two hosts: job 1's worker is killed on its host mid-job (the job fails with
+    its log: ``max_retries=0``); job 0 runs past ``max_run_time_hours`` (it fails with its log,
+    its worker is cancelled); a new worker on the freed host runs job 2. The sweep ends and
+    nothing runs on the hosts."""
+    project = _project(tmp_path)
+    remote = tmp_path / "remote"
+    gates = tmp_path / "never", tmp_path / "never-either", tmp_path / "open"
+    gates[2].touch()  # jobs 0 and 1 wait (at most `sleep`), job 2 goes through
+    proc = subprocess.Popen(
+        _sweep(
+            "hydra.launcher.max_parallel=2",
+            "hydra.launcher.max_run_time_hours=0.006",  # 21.6 s: job 0 hangs past it
+            "sleep=600",
+            f"gate={','.join(map(str, gates))}",
+        ),
+        cwd=project,
+        env=_ssh_env(sshd, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while (pid := _worker_running(remote, 1)) is None:
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "job 1 never started"
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)  # the worker (the job runs in its process) dies on its host
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, out[-3000:]
+    assert f"job #0 (sleep=600 gate={gates[0]}) FAILED: TaskEndedWithoutResult" in out
+    assert "exceeded max_run_time_hours=0.006" in out
+    assert f"job #1 (sleep=600 gate={gates[1]}) FAILED: TaskEndedWithoutResult" in out
+    assert "ended failed, exit code" in out  # the worker's task died (not stopped by us)
+    assert f"job #2 (sleep=600 gate={gates[2]}) FAILED" not in out
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "remote_app"]
+    runs = client.search_runs([experiment.experiment_id])
+    jobs = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
+    # only job 2 came home; the others' runs stayed on the host with their workers
+    assert [(r.data.tags["hydraflow.job_num"], r.info.status) for r in jobs] == [("2", "FINISHED")]
+    sweep = project / "multirun" / "sweep"
+    for num in (0, 1):  # the failed jobs' logs came home (from the host, or the worker's log)
+        assert (
+            "Creating initial MLflow database" in (sweep / str(num) / "flow-task.log").read_text()
+        )
+    states = {s["record"]["name"].rsplit("-", 1)[1]: s["record"] for s in _task_states(tmp_path)}
+    # w1 died (failed), w0 was cancelled past the time limit, w2 ran job 2 on the freed host
+    assert sorted(states) == ["w0", "w1", "w2"]
+    assert (states["w0"]["status"], states["w1"]["status"]) == ("cancelled", "failed")
+    assert jobs[0].data.tags["flow.task_id"] == states["w2"]["task_id"]
+    assert states["w2"]["ssh_destination"] == states["w1"]["ssh_destination"]
+    limit = time.monotonic() + 10
+    while _live_under(remote) and time.monotonic() < limit:
+        time.sleep(0.1)
+    assert _live_under(remote) == []
