@@ -108,9 +108,11 @@ def _instantiate(name: str, node: Any, example: str, chosen: Collection[str] = (
         return instantiate(value)
     except Exception as error:
         cause = error.__cause__ or error
+        why = f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+        if isinstance(cause, ImportError):  # Hydra's first line names nothing more
+            why = f"{value['_target_']!r} cannot be imported"
         raise FlowOptunaError(
-            f"hydra.sweeper.{name} ({value['_target_']}) cannot be created: "
-            f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}. "
+            f"hydra.sweeper.{name} ({value['_target_']}) cannot be created: {why}. "
             f"Choose one with e.g. hydra/sweeper/{name}={example}"
         ) from None
 

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hydra.core.utils import JobReturn, JobStatus
 
 from hydra_plugins.hydraflow_plugins._optuna_study import (
-    ATTR_INTERRUPTED,
     ATTR_JOB_NUM,
     StudyJournal,
     counted,
@@ -254,7 +253,9 @@ class Search:
         state: TrialState,
         values: list[float] | None = None,
         record: bool = True,
+        counts: bool = True,
     ) -> None:
+        """Tell the trial's end; ``counts``: it counts against ``n_trials`` (not interrupted)."""
         with self.times.phase("tell"):
             try:
                 self.study.tell(trial, values=values, state=state)
@@ -262,7 +263,7 @@ class Search:
                 if "Study.stop" not in str(error):
                     raise
         self.times.ended_at.setdefault(num, time.time())
-        if not trial.user_attrs.get(ATTR_INTERRUPTED):
+        if counts:
             self.done += 1
         self._unjournaled.append((num, trial.number))
         if record:
@@ -342,7 +343,7 @@ class Search:
             del self.running[num]
             try:
                 interrupted(self.study, trial._trial_id)
-                self._end(num, trial, TrialState.FAIL)
+                self._end(num, trial, TrialState.FAIL, counts=False)
             except Exception as error:  # recording must not hide the interruption itself
                 log.warning(f"[flow_optuna] could not record trial {trial.number}: {error}")
         self._unrecorded += list(self.cancelled.items())

@@ -260,9 +260,14 @@ def test_ctrl_c_marks_running_trials_fail_and_a_rerun_runs_them_again(tmp_path: 
     journal = StudyJournal(tmp_path / "s.jsonl")
     space = SearchSpace.parse({"x": "interval(0, 4)"}, [])
     session = FakeSession(slots=2, duration=lambda p: 2.0, result=_quadratic, interrupt_at=3.0)
-    with pytest.raises(KeyboardInterrupt):
-        _search(session, _options(n_trials=6, n_jobs=2), space, journal)
+    options = _options(n_trials=6, n_jobs=2)
+    study = open_study(options, options.sampler, "s", journal)
+    ask = lambda: space.ask(study, OmegaConf.create({}))  # noqa: E731
+    search = Search(study, session, ask, 6, parallel=2, journal=journal, clock=session.clock)
+    with pytest.raises(KeyboardInterrupt), session:
+        search.run()
     assert session.exited  # the session's exit cancels what still runs
+    assert search.done == 2  # the "stopped" message's count: the interrupted 2 do not count
     resumed = FakeSession(slots=2, duration=lambda p: 2.0, result=_quadratic)
     study = _search(resumed, _options(n_trials=6, n_jobs=2), space, journal)
     states = [t.state.name for t in study.trials]
@@ -313,7 +318,12 @@ def test_a_metric_never_logged_is_reported_once_naming_the_key(
         ({"search_space": {"x": {"type": "float"}}}, "hydra.sweeper.search_space (deprecated"),
         (
             {"sampler": {"_target_": "optuna.samplers.NopeSampler"}},
-            "hydra.sweeper.sampler (optuna.samplers.NopeSampler) cannot be created",
+            "hydra.sweeper.sampler (optuna.samplers.NopeSampler) cannot be created: "
+            "'optuna.samplers.NopeSampler' cannot be imported",
+        ),
+        (
+            {"sampler": {**TPE, "bogus": 1}},
+            "TypeError: TPESampler.__init__() got an unexpected keyword argument 'bogus'",
         ),
         ({"pruner": {"_target_": "optuna.pruners.MedianPruner"}}, "hydra.sweeper.prune_on is null"),
         (
