@@ -12,7 +12,7 @@ import polars as pl
 from hydraflow.conventions import TAG_ROLE, TAG_SWEEP_ID
 from hydraflow.core import filters, keys
 from hydraflow.core.errors import RunNotFoundError, RunSelectionError, UnknownKeyError, suggestion
-from hydraflow.core.frame import assemble
+from hydraflow.core.frame import assemble, widen
 from hydraflow.core.grouping import GroupBy, numeric_column
 from hydraflow.core.hydra_dirs import folder_run_ids, hydra_folder
 from hydraflow.core.loaders import StoreTables, load_tables
@@ -106,7 +106,7 @@ class RunCollection:
         )
         version, kept = recall(store, selection) if store.kind == "sqlite" else (None, None)
         if kept is None:
-            frame, raw = assemble(load_tables(store, experiments, run_ids))
+            frame, raw = assemble(load_tables(store, experiments, run_ids, widen))
             kept = (frame, raw.with_columns(pl.lit(store.uri, dtype=pl.String).alias(_URI)))
             if version is not None:
                 keep(store, selection, version, kept)

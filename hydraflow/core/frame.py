@@ -12,8 +12,10 @@ each value on its own with :func:`hydraflow.conventions.parse_param_value`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -109,20 +111,54 @@ def _original_keys(tags: pl.DataFrame) -> dict[str, str]:
     return mapping
 
 
-def _params_frames(run_ids: pl.Series, tables: StoreTables) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The raw-text and the typed ``params.*`` frames, rows in the order of ``run_ids``."""
-    originals = _original_keys(tables.tags)
-    params = tables.params
-    if originals:
-        params = params.with_columns(pl.col("key").replace(originals))
-    raw = pl.DataFrame([run_ids, *_wide(params, run_ids, "params.")])
-    return raw, type_params(raw)
+@dataclass(frozen=True)
+class WidePart:
+    """One long table made columns (:func:`widen`): rows in the order of ``run_ids``; for params,
+    ``columns`` are typed and ``text`` keeps MLflow's text."""
+
+    run_ids: pl.Series
+    columns: list[pl.Series]
+    text: list[pl.Series]
+
+
+_LAST_ORDER: list[tuple[pl.DataFrame, pl.Series]] = []  # the runs of the last load, their order
+_ORDER_GUARD = threading.Lock()
+
+
+def run_order(runs: pl.DataFrame) -> pl.Series:
+    """The run ids in the frame's row order: by start time (none last), then run id (sorted once
+    per runs frame: a loader's threads widen its three tables with the same one)."""
+    with _ORDER_GUARD:
+        if _LAST_ORDER and _LAST_ORDER[0][0] is runs:
+            return _LAST_ORDER[0][1]
+    order = runs.select(
+        pl.col("run_id").cast(pl.String).sort_by("start_time", "run_id", nulls_last=True)
+    ).to_series()
+    with _ORDER_GUARD:
+        _LAST_ORDER[:] = [(runs, order)]
+    return order
+
+
+def _widen(name: str, long: pl.DataFrame, run_ids: pl.Series) -> WidePart:
+    columns = _wide(long, run_ids, f"{name}.")
+    if name != "params":
+        return WidePart(run_ids, columns, [])
+    typed = type_params(pl.DataFrame(columns, schema={c.name: c.dtype for c in columns}))
+    return WidePart(run_ids, typed.get_columns(), columns)
+
+
+def widen(name: str, long: pl.DataFrame, runs: pl.DataFrame) -> WidePart:
+    """``long`` (``params``, ``metrics`` or ``tags``, rows of ``runs``' runs) as the frame's
+    columns; a loader runs this on each table as it is read (:data:`~.tables.Widen`)."""
+    return _widen(name, long, run_order(runs))
 
 
 def assemble(tables: StoreTables) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The typed wide frame and the raw-text params frame (``run_id`` + ``params.*``), same order.
 
-    The three widenings run in threads: polars releases the GIL, so they overlap on several cores.
+    The tables a loader did not widen already (:func:`widen`) are widened here, in threads: polars
+    releases the GIL, so they overlap on several cores. Params whose keys the callback had to
+    sanitise (``hydraflow.key.*`` tags) are widened again under their original names.
     """
     runs = tables.runs.cast(RUNS_SCHEMA).with_columns(  # type: ignore[arg-type]
         pl.from_epoch(pl.col(c), time_unit="ms").dt.replace_time_zone("UTC").alias(c)
@@ -130,11 +166,19 @@ def assemble(tables: StoreTables) -> tuple[pl.DataFrame, pl.DataFrame]:
     )
     runs = runs.sort("start_time", "run_id", nulls_last=True).select(INFO_COLUMNS)
     run_ids = runs["run_id"]
-    with ThreadPoolExecutor(max_workers=worker_count(3)) as pool:
-        params_job = pool.submit(_params_frames, run_ids, tables)
-        metrics_job = pool.submit(_wide, tables.metrics, run_ids, "metrics.")
-        tags_job = pool.submit(_wide, tables.tags, run_ids, "tags.")
-        raw, typed_params = params_job.result()
-        columns = [*typed_params.drop("run_id").get_columns()]
-        columns += metrics_job.result() + tags_job.result()
-    return runs.hstack(columns), raw
+    longs = {"params": tables.params, "metrics": tables.metrics, "tags": tables.tags}
+    parts = {
+        name: part
+        for name, part in tables.wide.items()
+        if isinstance(part, WidePart) and part.run_ids.equals(run_ids)
+    }
+    originals = _original_keys(tables.tags)
+    if originals:
+        longs["params"] = tables.params.with_columns(pl.col("key").replace(originals))
+        parts.pop("params", None)
+    missing = [name for name in longs if name not in parts]
+    with ThreadPoolExecutor(max_workers=worker_count(len(missing))) as pool:
+        jobs = {name: pool.submit(_widen, name, longs[name], run_ids) for name in missing}
+        parts.update({name: job.result() for name, job in jobs.items()})
+    columns = [column for name in longs for column in parts[name].columns]
+    return runs.hstack(columns), pl.DataFrame([run_ids, *parts["params"].text])

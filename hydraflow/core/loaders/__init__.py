@@ -4,27 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hydraflow.core.loaders.tables import StoreTables
+from hydraflow.core.loaders.tables import StoreTables, Widen
 from hydraflow.core.store import Store
 
-__all__ = ["StoreTables", "load_tables"]
+__all__ = ["StoreTables", "Widen", "load_tables"]
 
 
 def load_tables(
     store: Store,
     experiments: Sequence[str] | None = None,
     run_ids: Sequence[str] | None = None,
+    widen: Widen | None = None,
 ) -> StoreTables:
     """Read the active runs of ``experiments`` (all when ``None``), or exactly ``run_ids``.
 
     Raises:
         ExperimentNotFoundError: An experiment name the store does not have.
         RunNotFoundError: A run id the store does not have.
+
+    ``widen`` (see :class:`StoreTables`) is run by loaders that can overlap it with their reads.
     """
     if store.kind == "sqlite":
         from hydraflow.core.loaders import sqlite
 
-        return sqlite.load(store, experiments, run_ids)
+        return sqlite.load(store, experiments, run_ids, widen)
     if store.kind == "file":
         from hydraflow.core.loaders import filestore
 

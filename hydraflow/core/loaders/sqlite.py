@@ -22,7 +22,7 @@ import polars as pl
 from hydraflow.core._parallel import worker_count
 from hydraflow.core.errors import HydraflowError, RunNotFoundError, StoreNotFoundError
 from hydraflow.core.loaders.sqlite_cache import QUERIES, TOPS, whole_tables
-from hydraflow.core.loaders.tables import StoreTables, check_experiments, check_run_ids
+from hydraflow.core.loaders.tables import StoreTables, Widen, check_experiments, check_run_ids
 from hydraflow.core.store import Store
 
 _SAFE_ID = re.compile(r"^[0-9A-Za-z_-]+$")
@@ -174,16 +174,25 @@ def _retrying(action: Callable[[], T], store: Store) -> T:
 
 
 def load(
-    store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
+    store: Store,
+    experiments: Sequence[str] | None,
+    run_ids: Sequence[str] | None,
+    widen: Widen | None = None,
 ) -> StoreTables:
-    """Read runs, params, latest metrics and tags of the selected runs, column-wise."""
+    """Read runs, params, latest metrics and tags of the selected runs, column-wise; ``widen``
+    (see :class:`StoreTables`) runs on each long table in the thread that read it."""
     return _retrying(
-        lambda: _with_reader(store, lambda read: _load(read, store, experiments, run_ids)), store
+        lambda: _with_reader(store, lambda read: _load(read, store, experiments, run_ids, widen)),
+        store,
     )
 
 
 def _load(
-    read: Reader, store: Store, experiments: Sequence[str] | None, run_ids: Sequence[str] | None
+    read: Reader,
+    store: Store,
+    experiments: Sequence[str] | None,
+    run_ids: Sequence[str] | None,
+    widen: Widen | None,
 ) -> StoreTables:
     where = _selection(store, experiments, run_ids)
     narrow = f" WHERE run_uuid IN (SELECT run_uuid FROM runs WHERE {where})"
@@ -208,24 +217,39 @@ def _load(
         counts = counts_job.result().row(0, named=True)
         total, chosen = int(counts["total"] or 0), int(counts["chosen"] or 0)
         scan = chosen * 2 >= total  # most of the store: full scans, then a polars semi-join
+        values = {
+            "params": pl.col("value").cast(pl.String),
+            "metrics": metric_value(pl.col("value")),
+            "tags": pl.col("value").cast(pl.String),
+        }
+
+        def finish(name: str, read_frame: pl.DataFrame) -> tuple[pl.DataFrame, object]:
+            # A table's rows of the chosen runs, then widened; the runs were submitted first, so
+            # waiting for them here never waits for a job queued behind this one
+            runs = runs_job.result()
+            frame = read_frame.select(
+                pl.col("run_id", "key").cast(pl.String), values[name].alias("value")
+            )
+            if scan and chosen < total:
+                frame = frame.join(runs.select("run_id"), on="run_id", how="semi")
+            return frame, widen(name, frame, runs) if widen is not None else None
+
         if scan:  # the whole tables, from the snapshot of the last load when there is one
-            frames = dict(whole_tables(store, read, pool, _LATEST, counts))
+            done = whole_tables(store, read, pool, _LATEST, counts, finish)
         else:
-            futures = {name: pool.submit(read, sql) for name, sql in queries.items()}
-            frames = {name: future.result() for name, future in futures.items()}
+            futures = {
+                name: pool.submit(lambda name, sql: finish(name, read(sql)), name, sql)
+                for name, sql in queries.items()
+            }
+            done = {name: future.result() for name, future in futures.items()}
         if check_job is not None:
             check_job.result()
         runs = runs_job.result()
     check_run_ids(run_ids, runs["run_id"].to_list() if run_ids else (), store.uri)
-    ids = runs.select("run_id")
-
-    def narrowed(name: str, value: pl.Expr) -> pl.DataFrame:
-        frame = frames[name].select(pl.col("run_id", "key").cast(pl.String), value.alias("value"))
-        return frame.join(ids, on="run_id", how="semi") if scan and chosen < total else frame
-
     return StoreTables(
         runs=runs,
-        params=narrowed("params", pl.col("value").cast(pl.String)),
-        metrics=narrowed("metrics", metric_value(pl.col("value"))),
-        tags=narrowed("tags", pl.col("value").cast(pl.String)),
+        params=done["params"][0],
+        metrics=done["metrics"][0],
+        tags=done["tags"][0],
+        wide={name: part for name, (_, part) in done.items() if part is not None},
     )

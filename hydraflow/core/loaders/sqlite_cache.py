@@ -33,13 +33,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
 from hydraflow.core.store import Store
 
 Reader = Callable[[str], pl.DataFrame]
+T = TypeVar("T")
 Version = tuple[int, ...]
 
 QUERIES = {  # largest first: with fewer threads than queries, the work still balances
@@ -105,12 +106,24 @@ def _tops(row: dict[str, Any]) -> dict[str, int]:
 
 
 def _fresh(
-    read: Reader, pool: Executor, metrics_query: str, version: Version, tops: dict[str, int]
-) -> Snapshot:
+    read: Reader,
+    pool: Executor,
+    metrics_query: str,
+    version: Version,
+    tops: dict[str, int],
+    then: Callable[[str, pl.DataFrame], T],
+) -> tuple[Snapshot, dict[str, T]]:
+    """Every table read whole; ``then`` runs on each in the thread that read it, as it arrives."""
+
+    def read_then(name: str, sql: str) -> tuple[pl.DataFrame, T]:
+        table = read(sql).cast(SCHEMAS[name])  # type: ignore[arg-type]
+        return table, then(name, table)
+
     queries = {**QUERIES, "metrics": metrics_query}
-    futures = {name: pool.submit(read, sql) for name, sql in queries.items()}
-    tables = {name: future.result().cast(SCHEMAS[name]) for name, future in futures.items()}  # type: ignore[arg-type]
-    return Snapshot(version, tables, tops)
+    futures = {name: pool.submit(read_then, name, sql) for name, sql in queries.items()}
+    done = {name: future.result() for name, future in futures.items()}
+    tables = {name: table for name, (table, _) in done.items()}
+    return Snapshot(version, tables, tops), {name: result for name, (_, result) in done.items()}
 
 
 def _update(
@@ -157,9 +170,16 @@ def _update(
 
 
 def whole_tables(
-    store: Store, read: Reader, pool: Executor, metrics_query: str, first_row: dict[str, Any]
-) -> dict[str, pl.DataFrame]:
-    """``params``, ``tags`` and ``metrics`` (latest) of the whole store, incrementally (see above).
+    store: Store,
+    read: Reader,
+    pool: Executor,
+    metrics_query: str,
+    first_row: dict[str, Any],
+    then: Callable[[str, pl.DataFrame], T],
+) -> dict[str, T]:
+    """``then(name, table)`` of ``params``, ``tags`` and ``metrics`` (latest), each table whole as
+    the store has it, read incrementally (see above); ``then`` runs in ``pool``, on a table read
+    afresh in the thread that read it as soon as it arrives (the next step overlaps the other reads).
 
     ``read`` runs one query (any thread); ``metrics_query`` selects ``run_id, key, value`` of
     ``latest_metrics``; ``pool`` runs the reads concurrently; ``first_row`` is the first row of a
@@ -170,13 +190,17 @@ def whole_tables(
     with _GUARD:
         snap = _SNAPSHOTS.get(store.location)
     if snap is not None and snap.version == version:
-        return snap.tables
-    updated = _update(snap, read, pool, metrics_query, version, tops) if snap is not None else None
+        updated: Snapshot | None = snap
+    else:
+        updated = _update(snap, read, pool, metrics_query, version, tops) if snap else None
     if updated is None:
-        updated = _fresh(read, pool, metrics_query, version, tops)
+        updated, results = _fresh(read, pool, metrics_query, version, tops, then)
+    else:
+        futures = {name: pool.submit(then, name, table) for name, table in updated.tables.items()}
+        results = {name: future.result() for name, future in futures.items()}
     with _GUARD:
         _SNAPSHOTS[store.location] = updated
-    return updated.tables
+    return results
 
 
 _RESULTS: OrderedDict[tuple[Hashable, ...], tuple[Version, Any]] = OrderedDict()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -31,14 +31,21 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+# What the frame makes of one long table, done while the loader reads the others:
+# ``widen(name, long table, runs)``, name one of ``params``, ``metrics``, ``tags``
+Widen = Callable[[str, pl.DataFrame, pl.DataFrame], object]
+
+
 @dataclass
 class StoreTables:
-    """Runs (one row each, times in ms since the epoch) and long params / latest metrics / tags."""
+    """Runs (one row each, times in ms since the epoch) and long params / latest metrics / tags;
+    ``wide``: what a loader's ``widen`` made of each long table (by name; may be empty)."""
 
     runs: pl.DataFrame
     params: pl.DataFrame
     metrics: pl.DataFrame
     tags: pl.DataFrame
+    wide: dict[str, object] = field(default_factory=dict)
 
     @classmethod
     def from_rows(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -168,3 +169,22 @@ def test_long_rows_become_columns_in_run_order() -> None:
     }
     with pytest.raises(HydraflowError, match="same params key twice"):
         _wide(pl.concat([long, long]), pl.Series(["a", "b"]), "params.")
+
+
+@pytest.mark.parametrize("experiments", [["train"], ["other"]])  # whole tables; one run's rows
+def test_sqlite_loader_widens_each_table_as_it_reads_it(
+    sqlite_store: StoreData, experiments: list[str]
+) -> None:
+    from hydraflow.core.frame import WidePart, assemble, widen
+    from hydraflow.core.loaders import load_tables
+    from hydraflow.core.loaders.sqlite_cache import forget
+    from hydraflow.core.store import open_store
+
+    store = open_store(sqlite_store.uri)
+    forget(store)
+    tables = load_tables(store, experiments, None, widen)
+    frame, _ = assemble(tables)
+    assert set(tables.wide) == {"params", "metrics", "tags"}
+    for part in tables.wide.values():  # in the frame's order: assemble can use them as they are
+        assert isinstance(part, WidePart) and part.run_ids.equals(frame["run_id"])
+    assert_frame_equal(frame, assemble(dataclasses.replace(tables, wide={}))[0])
