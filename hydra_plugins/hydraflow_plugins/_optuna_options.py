@@ -117,6 +117,28 @@ def _instantiate(name: str, node: Any, example: str, chosen: Collection[str] = (
         ) from None
 
 
+# Packages Optuna's samplers import only when they first sample (mid-sweep, after jobs ran).
+SAMPLER_NEEDS = {
+    "CmaEsSampler": ("cmaes",),
+    "GPSampler": ("torch", "scipy"),
+    "QMCSampler": ("scipy",),
+}
+
+
+def _check_needs(sampler: Any) -> None:
+    """A sampler whose packages are missing is one error now, not a traceback mid-sweep."""
+    import importlib.util
+
+    name = getattr(getattr(sampler, "func", sampler), "__name__", type(sampler).__name__)
+    missing = [p for p in SAMPLER_NEEDS.get(name, ()) if importlib.util.find_spec(p) is None]
+    if missing:
+        raise FlowOptunaError(
+            f"hydra.sweeper.sampler ({name}) needs the Python package(s) {', '.join(missing)}, "
+            f"which are not installed: pip install {' '.join(missing)} (or choose another "
+            "hydra/sweeper/sampler, e.g. tpe)"
+        )
+
+
 def _chosen(overrides: Collection[str]) -> set[str]:
     """The sampler keys the command line sets (``hydra.sweeper.sampler.KEY=...``)."""
     prefix = "hydra.sweeper.sampler."
@@ -189,8 +211,10 @@ class SweeperOptions:
             raise _bad(
                 "params", raw_params, "it must map config keys to sweeps", "{x: interval(0,1)}"
             )
+        sampler = _instantiate("sampler", params.get("sampler"), "tpe", _chosen(overrides))
+        _check_needs(sampler)
         return cls(
-            sampler=_instantiate("sampler", params.get("sampler"), "tpe", _chosen(overrides)),
+            sampler=sampler,
             directions=directions,
             storage=_plain(params.get("storage")),
             study_name=_plain(params.get("study_name")),

@@ -415,6 +415,27 @@ def test_our_sampler_configs_make_optuna_samplers_without_deprecation_warnings(
     assert type(made) is getattr(optuna.samplers, sampler)
 
 
+def test_cmaes_samples_and_a_missing_sampler_package_is_one_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    cmaes = {"_target_": "optuna.samplers.CmaEsSampler", "seed": 1, "n_startup_trials": 1}
+    session = FakeSession(slots=2, duration=lambda p: 1.0, result=_quadratic)
+    space = SearchSpace.parse({"x": "interval(0, 4)"}, [])
+    study = _search(session, _options(sampler=cmaes, n_trials=4), space)
+    assert len(study.trials) == 4  # trials after the first are CMA-ES's (the cmaes package)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "cmaes" else find_spec(name)
+    )
+    with pytest.raises(FlowOptunaError) as raised:
+        _options(sampler=cmaes)
+    assert "hydra.sweeper.sampler (CmaEsSampler) needs the Python package(s) cmaes" in str(
+        raised.value
+    )
+
+
 def test_grid_sampler_needs_discrete_params_and_covers_the_grid() -> None:
     from hydra_plugins.hydraflow_plugins.config import GridSamplerConf
 
