@@ -161,8 +161,13 @@ class FakeMithril:
         if self._threads:
             return self
         self._stop.clear()
+        # serve_forever checks for shutdown every poll_interval (0.5 s by default): stopping the
+        # fake then took half a second, once per test that uses it
         serve = threading.Thread(
-            target=self._server.serve_forever, name="fake-mithril-http", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-mithril-http",
+            daemon=True,
         )
         tick = threading.Thread(target=self._tick_forever, name="fake-mithril-tick", daemon=True)
         self._threads = [serve, tick]
