@@ -77,6 +77,7 @@ class Worker:
     attempt: Attempt | None = None
     idle_since: float = field(default_factory=time.monotonic)
     cancelled_at: float | None = None  # when its current job was cancelled
+    stopping: bool = False  # told to exit once its current job has ended: it takes no order
 
 
 class LocalWorkers(StrategyBase):
@@ -99,7 +100,11 @@ class LocalWorkers(StrategyBase):
 
     def start(self, job: Job, attempt: int) -> Attempt:
         worker = next(
-            (w for w in self.workers if w.attempt is None and w.instance_type == job.instance_type),
+            (
+                w
+                for w in self.workers
+                if w.attempt is None and not w.stopping and w.instance_type == job.instance_type
+            ),
             None,
         ) or self._new_worker(job)
         header = ""
@@ -150,8 +155,16 @@ class LocalWorkers(StrategyBase):
             time.sleep(min(MARK_POLL_SECONDS, left))
 
     def release(self, wanted: Collection[str], final: bool) -> None:
+        """Idle workers the queue does not need go; when no more jobs can come, busy ones are told
+        now to exit after their job (their exit overlaps the launcher collecting it)."""
         for worker in idle_unwanted(self.workers, wanted, final, IDLE_GRACE_SECONDS):
             self._retire(worker)
+        if not final:
+            return
+        for worker in self.workers:
+            if not worker.stopping and worker.instance_type not in wanted:
+                (worker.folder / STOP_NAME).touch()
+                worker.stopping = True
 
     def close(self) -> list[str]:
         """Stop every worker: idle ones exit by themselves, the rest are cancelled."""
@@ -165,7 +178,7 @@ class LocalWorkers(StrategyBase):
                 cancelled.append(worker.task.task_id)
         deadline = time.monotonic() + STOP_WAIT_SECONDS
         while self._leaving and time.monotonic() < deadline:
-            time.sleep(0.02)
+            time.sleep(MARK_POLL_SECONDS)  # a stopped worker exits within milliseconds
             self.flow.refresh_all([w.task for w in self._leaving])
             self._leaving = [w for w in self._leaving if not w.task.is_terminal]
         for worker in self._leaving:
