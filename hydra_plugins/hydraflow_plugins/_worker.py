@@ -24,7 +24,8 @@ script, imported once. A job that kills the process takes only itself down: the 
 with its log tail and starts another worker for the jobs that remain.
 
 A cancelled job stops alone too: a watcher thread, woken through the ``wake`` pipe, sees its
-``cancel`` mark and interrupts the main thread (``SIGUSR1`` to it; the handler raises :class:`JobInterrupted` inside the task function, which
+``cancel`` mark and interrupts the main thread (:data:`INTERRUPT_SIGNAL` to it; the handler raises
+:class:`JobInterrupted` inside the task function, which
 Hydra's ``run_job`` records as the job's failure: its MLflow run ends ``FAILED`` with the reason), and
 the worker stays warm for the next job. A job that ignores the interrupt is stopped with its worker
 by the launcher after a grace period.
@@ -64,7 +65,10 @@ STOP_NAME = "stop"
 ECHO_MARK = "----- hydraflow worker: job log "  # then the log's path (echoed orders only)
 TEE_DRAIN_SECONDS = 5.0
 WAKE_NAME = "wake"
-INTERRUPT_SIGNAL = signal.SIGUSR1
+# The worker's interrupt: a real-time signal, which user libraries hardly ever claim (SIGUSR1 and
+# SIGUSR2 they do: PyTorch Lightning's SLURM requeue, faulthandler.register, uWSGI); SIGUSR1 where
+# the OS has none. A job that installs its own handler for it is not sent it (see CancelWatch).
+INTERRUPT_SIGNAL: int = signal.SIGRTMIN + 2 if hasattr(signal, "SIGRTMIN") else signal.SIGUSR1
 
 
 class JobInterrupted(Exception):
@@ -109,8 +113,11 @@ class CancelWatch:
     """Interrupts the running job of this worker when the launcher cancels it.
 
     A daemon thread sleeps in a read of the worker's wake-up pipe (no polling: it costs the job
-    nothing); woken, it looks for the current order's ``cancel`` mark and sends ``SIGUSR1`` to the
-    main thread (a real signal wakes a blocking call such as ``time.sleep``). The handler raises
+    nothing); woken, it looks for the current order's ``cancel`` mark and sends
+    :data:`INTERRUPT_SIGNAL` to the main thread (a real signal wakes a blocking call such as
+    ``time.sleep``) — unless the job has installed a handler of its own for that signal, which
+    must not run for our purpose: the job then runs on and the launcher stops it with its worker
+    after the grace, as for a job that ignores the interrupt. The handler raises
     :class:`JobInterrupted` only while the task function runs (:meth:`interruptible`), so Hydra's
     bookkeeping around it (config, callbacks, result) is never cut in half; a job cancelled before
     its task function starts is stopped as it enters it.
@@ -146,6 +153,7 @@ class CancelWatch:
 
     def begin(self, seq: int) -> None:
         """Order ``seq`` starts running (it may be cancelled already)."""
+        signal.signal(INTERRUPT_SIGNAL, self._on_signal)  # an earlier job may have replaced it
         with self._lock:
             self._seq, self._reason, self._armed = seq, self._cancel_reason(seq), False
 
@@ -188,8 +196,18 @@ class CancelWatch:
                 if self._seq is None or self._reason is not None:
                     continue
                 self._reason = self._cancel_reason(self._seq)
-                if self._reason is not None:
+                if self._reason is None:
+                    continue
+                if signal.getsignal(INTERRUPT_SIGNAL) == self._on_signal:
                     signal.pthread_kill(main, INTERRUPT_SIGNAL)
+                else:
+                    print(
+                        f"hydraflow worker: {self._reason}, but the job installed its own handler "
+                        f"for signal {INTERRUPT_SIGNAL} (the worker's interrupt): it is stopped "
+                        "with its worker instead",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         os.close(fd)
 
 

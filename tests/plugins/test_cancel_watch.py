@@ -7,6 +7,7 @@ comes before the task function stops it as it enters, and a late wake-up never r
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hydra_plugins.hydraflow_plugins._worker import (
+    INTERRUPT_SIGNAL,
     CancelWatch,
     JobInterrupted,
     cancel_path,
@@ -73,4 +75,26 @@ def test_a_job_cancelled_before_its_task_function_stops_as_it_enters(
         time.sleep(0.01)
     with pytest.raises(JobInterrupted), watch.interruptible():
         pytest.fail("the task function ran")
+    watch.end()
+
+
+def test_a_job_that_took_over_the_interrupt_signal_is_not_sent_it(
+    watch: CancelWatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    received: list[int] = []
+    watch.begin(0)
+    with watch.interruptible():
+        signal.signal(INTERRUPT_SIGNAL, lambda number, frame: received.append(number))
+        _cancel(tmp_path, 0)
+        deadline = time.monotonic() + 10
+        while not watch.cancelled and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # the job runs on: its own handler is not run for our purpose
+    watch.end()
+    assert received == []
+    assert "installed its own handler" in capfd.readouterr().err
+    watch.begin(1)  # the next job has the worker's interrupt again
+    _cancel(tmp_path, 1, after=0.1)
+    with pytest.raises(JobInterrupted), watch.interruptible():
+        time.sleep(30)
     watch.end()
