@@ -121,22 +121,25 @@ class WidePart:
     text: list[pl.Series]
 
 
-_LAST_ORDER: list[tuple[pl.DataFrame, pl.Series]] = []  # the runs of the last load, their order
+_LAST_ORDER: list[tuple[pl.DataFrame, pl.DataFrame]] = []  # the runs of the last load, ordered
 _ORDER_GUARD = threading.Lock()
 
 
-def run_order(runs: pl.DataFrame) -> pl.Series:
-    """The run ids in the frame's row order: by start time (none last), then run id (sorted once
-    per runs frame: a loader's threads widen its three tables with the same one)."""
+def ordered_runs(runs: pl.DataFrame) -> pl.DataFrame:
+    """The info columns of ``runs`` (times as UTC datetimes) in the frame's row order: by start
+    time (none last), then run id. Made once per runs frame: the first of a loader's threads to
+    widen a table makes it, the others and :func:`assemble` take it."""
     with _ORDER_GUARD:
         if _LAST_ORDER and _LAST_ORDER[0][0] is runs:
             return _LAST_ORDER[0][1]
-    order = runs.select(
-        pl.col("run_id").cast(pl.String).sort_by("start_time", "run_id", nulls_last=True)
-    ).to_series()
+    info = runs.cast(RUNS_SCHEMA).with_columns(  # type: ignore[arg-type]
+        pl.from_epoch(pl.col(c), time_unit="ms").dt.replace_time_zone("UTC").alias(c)
+        for c in ("start_time", "end_time")
+    )
+    info = info.sort("start_time", "run_id", nulls_last=True).select(INFO_COLUMNS)
     with _ORDER_GUARD:
-        _LAST_ORDER[:] = [(runs, order)]
-    return order
+        _LAST_ORDER[:] = [(runs, info)]
+    return info
 
 
 def _widen(name: str, long: pl.DataFrame, run_ids: pl.Series) -> WidePart:
@@ -150,7 +153,7 @@ def _widen(name: str, long: pl.DataFrame, run_ids: pl.Series) -> WidePart:
 def widen(name: str, long: pl.DataFrame, runs: pl.DataFrame) -> WidePart:
     """``long`` (``params``, ``metrics`` or ``tags``, rows of ``runs``' runs) as the frame's
     columns; a loader runs this on each table as it is read (:data:`~.tables.Widen`)."""
-    return _widen(name, long, run_order(runs))
+    return _widen(name, long, ordered_runs(runs)["run_id"])
 
 
 def assemble(tables: StoreTables) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -160,11 +163,7 @@ def assemble(tables: StoreTables) -> tuple[pl.DataFrame, pl.DataFrame]:
     releases the GIL, so they overlap on several cores. Params whose keys the callback had to
     sanitise (``hydraflow.key.*`` tags) are widened again under their original names.
     """
-    runs = tables.runs.cast(RUNS_SCHEMA).with_columns(  # type: ignore[arg-type]
-        pl.from_epoch(pl.col(c), time_unit="ms").dt.replace_time_zone("UTC").alias(c)
-        for c in ("start_time", "end_time")
-    )
-    runs = runs.sort("start_time", "run_id", nulls_last=True).select(INFO_COLUMNS)
+    runs = ordered_runs(tables.runs)
     run_ids = runs["run_id"]
     longs = {"params": tables.params, "metrics": tables.metrics, "tags": tables.tags}
     parts = {

@@ -42,12 +42,10 @@ METRIC_VALUE = "CASE WHEN is_nan THEN NULL ELSE CAST(value AS REAL) END AS value
 
 _LATEST = f"SELECT run_uuid AS run_id, key, {METRIC_VALUE} FROM latest_metrics"
 _RUNS = (
-    "SELECT runs.run_uuid AS run_id, runs.name AS run_name, "
-    "CAST(runs.experiment_id AS TEXT) AS experiment_id, experiments.name AS experiment, "
-    "runs.status AS status, runs.start_time AS start_time, runs.end_time AS end_time, "
-    "runs.artifact_uri AS artifact_uri FROM runs "
-    "JOIN experiments ON runs.experiment_id = experiments.experiment_id WHERE "
+    "SELECT run_uuid AS run_id, name AS run_name, experiment_id, status, start_time, end_time, "
+    "artifact_uri FROM runs WHERE "
 )
+_EXPERIMENTS = "SELECT experiment_id, name AS experiment FROM experiments"
 
 
 def metric_value(column: pl.Expr) -> pl.Expr:
@@ -143,6 +141,16 @@ def _selection(
     return " AND ".join(clauses)
 
 
+def _read_runs(read: Reader, where: str) -> pl.DataFrame:
+    """The chosen runs with their experiment's name (joined here: in SQL the join is a lookup per
+    run, and the id a text cast per run)."""
+    names = read(_EXPERIMENTS)
+    runs = read(_RUNS + where)
+    return runs.join(names, on="experiment_id", how="inner", maintain_order="left").with_columns(
+        pl.col("experiment_id").cast(pl.String)
+    )
+
+
 def _check_experiments(read: Reader, store: Store, experiments: Sequence[str]) -> None:
     known = read("SELECT name FROM experiments WHERE lifecycle_stage = 'active'")
     check_experiments(experiments, known["name"].to_list(), store.uri)
@@ -208,7 +216,7 @@ def _load(
             f"SELECT COUNT(*) AS total, SUM(CASE WHEN {where} THEN 1 ELSE 0 END) AS chosen, "
             f"{TOPS} FROM runs",
         )
-        runs_job = pool.submit(read, _RUNS + where)
+        runs_job = pool.submit(_read_runs, read, where)
         check_job = (
             pool.submit(_check_experiments, read, store, experiments)
             if experiments is not None
