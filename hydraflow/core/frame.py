@@ -34,12 +34,16 @@ def _wide(long: pl.DataFrame, run_ids: pl.Series, prefix: str) -> list[pl.Series
     run of ``run_ids`` in that order; rows of other runs are left out.
 
     Value ``v`` of run number ``r`` and key number ``k`` goes to slot ``k × runs + r`` of one long
-    column whose slices are the columns: the run ids and the keys are each hashed once, into
-    enum codes, and nothing is grouped or joined (cheaper than ``pivot`` and a join to order it).
+    column whose slices are the columns: the run ids are hashed once (a join of that one column)
+    and the keys once (into enum codes); nothing is grouped (cheaper than ``pivot``).
     """
     n = run_ids.len()
+    if long.height == 0 or n == 0:
+        return []
+    numbers = pl.DataFrame([run_ids.alias("run_id")]).with_row_index("number")
+    run = long.select("run_id").join(numbers, on="run_id", how="left", maintain_order="left")
     slot = long.select(
-        pl.col("run_id").cast(pl.Enum(run_ids), strict=False).to_physical().cast(pl.Int64),
+        run["number"].cast(pl.Int64).alias("run_id"),
         pl.col("key"),
         pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
     )
