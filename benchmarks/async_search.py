@@ -34,7 +34,8 @@ trial is submitted: metric read, tell, ask, submit) and ``start`` (→ the next 
 the launcher hands the job to a worker, the job composes its config and starts its MLflow run),
 and, after a pruned trial, ``prune→next`` (its pruning → the next objective starts: the cancelled
 job stops and its slot takes the next one), and prints the sweeper's own time per phase.
-``--ways`` picks some of the ways.
+``--ways`` picks some of the ways; ``--repeat N`` runs each way N times (the ways taking
+turns) and prints each figure's median (the machine is shared: single runs are noisy).
 
 One seed says little about search quality, so it also runs the sweeper's search loop in memory
 for ``--seeds`` TPE seeds (the app's objective and runtimes on a virtual clock), batched and
@@ -216,7 +217,7 @@ def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace
     work = root / label.replace(" ", "_").replace("+", "p").replace("(", "").replace(")", "")
     timing = work / "timing"
     timing.mkdir(parents=True)
-    shutil.copyfile(root / "store-template.db", work / "mlflow.db")  # as after a first sweep
+    shutil.copyfile(root.parent / "store-template.db", work / "mlflow.db")  # as after a sweep
     env = {
         **os.environ,
         "FLOW_HOME": str(work / "flow-home"),
@@ -292,6 +293,25 @@ def run_way(root: Path, label: str, sweeper: list[str], args: argparse.Namespace
 WAYS = ("batched", "flow", "pruning")
 
 
+def _median(runs: list[Outcome]) -> Outcome:
+    """Each figure's median over the runs of one way (the sweeper's time line: the middle run's)."""
+    if len(runs) == 1:
+        return runs[0]
+    fields: dict[str, Any] = {}
+    for name in Outcome.__dataclass_fields__:
+        values = [getattr(run, name) for run in runs]
+        if name == "parts" or name == "idle_parts":
+            keys = {k for value in values for k in value}
+            fields[name] = {
+                k: statistics.median(v[k] for v in values if k in v) for k in sorted(keys)
+            }
+        elif name == "sweeper_time":
+            fields[name] = sorted(runs, key=lambda run: run.wall)[len(runs) // 2].sweeper_time
+        else:
+            fields[name] = statistics.median(values)
+    return Outcome(**fields)
+
+
 def _load() -> str:
     """The 1, 5 and 15-minute load averages (the machine is shared: figures depend on them)."""
     return " ".join(f"{load:.2f}" for load in os.getloadavg())
@@ -314,6 +334,9 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=0.5, help="seconds between val_loss logs")
     parser.add_argument("--ways", nargs="*", choices=WAYS, default=list(WAYS))
     parser.add_argument("--seeds", type=int, default=20, help="seeds of the in-memory comparison")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each way (taking turns); medians printed"
+    )
     args = parser.parse_args()
     ways = {
         "optuna (batched)": ["hydra/sweeper=optuna"],
@@ -334,10 +357,16 @@ def main() -> None:
         from mlflow.tracking import MlflowClient
 
         # Every way starts from the same empty, migrated MLflow store (creating one takes seconds).
-        MlflowClient(f"sqlite:///{Path(tmp) / 'store-template.db'}").search_experiments()
-        for label, sweeper in ways.items():
-            outcomes[label] = run_way(Path(tmp), label, sweeper, args)
+        template = Path(tmp) / "store-template.db"
+        MlflowClient(f"sqlite:///{template}").search_experiments()
+        runs: dict[str, list[Outcome]] = {label: [] for label in ways}
+        for attempt in range(args.repeat):  # the ways take turns, so load drifts hit each alike
+            for label, sweeper in ways.items():
+                runs[label].append(run_way(Path(tmp) / str(attempt), label, sweeper, args))
+        outcomes = {label: _median(found) for label, found in runs.items()}
     title = f"{args.trials} trials, n_jobs={args.jobs}, flow launcher (local), TPE seed 0"
+    if args.repeat > 1:
+        title += f", medians of {args.repeat} runs"
     times = _table(
         f"{title}: time and slot idle (idle/span = lead-in + refill + tail)",
         ("wall s", "lead s", "span s", "trail s", "idle/wall", "idle/span"),
