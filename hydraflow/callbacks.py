@@ -36,11 +36,6 @@ from omegaconf import DictConfig, OmegaConf
 from hydraflow import _mlflow_store as store
 from hydraflow._process import this_process
 from hydraflow.conventions import (
-    ENV_COST_PER_HOUR,
-    ENV_INSTANCE_TYPE,
-    ENV_JOB_ATTEMPT,
-    ENV_PROVIDER,
-    ENV_TASK_NAME,
     ENV_TASK_RESTARTS,
     TAG_CONFIG_HASH,
     TAG_COST_PER_HOUR,
@@ -65,7 +60,7 @@ from hydraflow.conventions import (
     resolve_tracking_uri,
     return_value_metrics,
 )
-from hydraflow.sweep_context import SweepIds
+from hydraflow.sweep_context import SweepIds, TaskAttempt
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -103,28 +98,27 @@ def job_config_container(config: DictConfig) -> dict[str, Any]:
     return resolved
 
 
-def _flow_task_tags() -> dict[str, str]:
-    """The ``flow.*`` tags of a job that runs in a Flow task (its provider sets ``FLOW_TASK_ID``, the
-    flow launcher the ``HYDRAFLOW_*`` variables); none for a job that Hydra's basic or joblib
-    launcher ran in a plain process."""
-    task_id = os.environ.get("FLOW_TASK_ID") or os.environ.get(ENV_TASK_NAME)
+def _flow_task_tags(attempt: TaskAttempt | None) -> dict[str, str]:
+    """The ``flow.*`` tags of a job that runs in a Flow task (its provider sets ``FLOW_TASK_ID``;
+    the flow launcher's job runner hands the callback the ``attempt``); none for a job that
+    Hydra's basic or joblib launcher ran in a plain process."""
+    task_id = os.environ.get("FLOW_TASK_ID") or (attempt.task_name if attempt else None)
     if not task_id:
         return {}
-    found = {
-        TAG_TASK_ID: task_id,
-        TAG_PROVIDER: os.environ.get(ENV_PROVIDER),
-        TAG_INSTANCE_TYPE: os.environ.get(ENV_INSTANCE_TYPE),
-        TAG_COST_PER_HOUR: os.environ.get(ENV_COST_PER_HOUR),
-    }
+    found = {TAG_TASK_ID: task_id}
+    if attempt is not None:
+        found[TAG_PROVIDER] = attempt.provider
+        found[TAG_INSTANCE_TYPE] = attempt.instance_type
+        found[TAG_COST_PER_HOUR] = attempt.cost_per_hour
     return {tag: value for tag, value in found.items() if value}
 
 
-def _starts_again() -> bool:
-    """Whether this job ran before in its sweep: a launcher retry, or a task its scheduler
-    restarted (a requeued SLURM job); an earlier start may have left its run ``RUNNING``."""
-    return any(
-        os.environ.get(name, "0") not in ("", "0") for name in (ENV_JOB_ATTEMPT, ENV_TASK_RESTARTS)
-    )
+def _starts_again(attempt: TaskAttempt | None) -> bool:
+    """Whether this job ran before in its sweep: a launcher retry (``attempt``), or a task its
+    scheduler restarted (``FLOW_TASK_RESTARTS``: a requeued SLURM job); an earlier start may have
+    left its run ``RUNNING``."""
+    restarts = os.environ.get(ENV_TASK_RESTARTS, "0") not in ("", "0")
+    return restarts or (attempt is not None and attempt.attempt > 0)
 
 
 def sweep_key(config: DictConfig) -> str:
@@ -203,6 +197,8 @@ class MLflowCallback(Callback):
         self._parent_open = False
         # set in the copy a launcher ships to jobs on remote hosts (sweep_context.with_job_stores)
         self.job_store = False
+        # set in a job's copy by the flow launcher's job runner (sweep_context.with_attempt)
+        self.attempt: TaskAttempt | None = None
         self._job_run_id: str | None = None
         self._job_started = 0.0
 
@@ -302,6 +298,7 @@ class MLflowCallback(Callback):
             client = MlflowClient(uri)
         task_config = job_config_container(config)
         sweep_id, parent_run_id = self.sweep_id, self.parent_run_id  # pickled with us
+        attempt = getattr(self, "attempt", None)
         job_num = OmegaConf.select(config, "hydra.job.num", default=None)
         overrides = list(OmegaConf.to_container(config.hydra.overrides.task) or [])
         tags = {
@@ -310,7 +307,7 @@ class MLflowCallback(Callback):
             TAG_OVERRIDES: overrides_tag(str(o) for o in overrides),
             TAG_CONFIG_HASH: config_hash(task_config),
             TAG_SWEEP_DIR: str(config.hydra.runtime.output_dir),
-            **_flow_task_tags(),
+            **_flow_task_tags(attempt),
         }
         if sweep_id:
             tags[TAG_SWEEP_ID] = sweep_id
@@ -318,7 +315,7 @@ class MLflowCallback(Callback):
         if parent_run_id:
             tags[TAG_PARENT_RUN_ID] = parent_run_id
         run_name = f"{sweep_id}-{job_num}" if sweep_id else str(config.hydra.job.name)
-        if sweep_id and job_num is not None and _starts_again():
+        if sweep_id and job_num is not None and _starts_again(attempt):
             store.replace_earlier_job_runs(client, self.experiment_id, sweep_id, int(job_num))
         if mlflow.active_run() is not None:
             mlflow.end_run()
@@ -365,9 +362,10 @@ class MLflowCallback(Callback):
         if log_file and Path(str(log_file)).is_file():
             store.retry_busy(lambda: client.log_artifact(run_id, str(log_file)))
         tags: dict[str, str] = {}
-        if _flow_task_tags():  # the job ran as a Flow task: what it cost
+        attempt = getattr(self, "attempt", None)
+        if _flow_task_tags(attempt):  # the job ran as a Flow task: what it cost
             elapsed_hours = (time.time() - self._job_started) / 3600.0
-            price = float(os.environ.get(ENV_COST_PER_HOUR, "0") or 0)
+            price = float(attempt.cost_per_hour or 0) if attempt is not None else 0.0
             tags[TAG_TOTAL_COST] = f"{price * elapsed_hours:.4f}"
         metrics: dict[str, float] = {}
         value = job_return._return_value

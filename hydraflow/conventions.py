@@ -18,11 +18,6 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ENV_COST_PER_HOUR",
-    "ENV_INSTANCE_TYPE",
-    "ENV_JOB_ATTEMPT",
-    "ENV_PROVIDER",
-    "ENV_TASK_NAME",
     "ENV_TASK_RESTARTS",
     "MAX_PARAM_VALUE_LENGTH",
     "TAG_CACHE_KEY",
@@ -85,15 +80,10 @@ TAG_LAUNCHER = "hydraflow.launcher"
 TAG_END_REASON = "hydraflow.end_reason"
 TAG_SWEEP_KEY = "hydraflow.sweep_key"
 
-# Environment the flow launcher gives each task; the callback reads it on the task side.
-ENV_TASK_NAME = "HYDRAFLOW_TASK_NAME"
-ENV_PROVIDER = "HYDRAFLOW_PROVIDER"
-ENV_INSTANCE_TYPE = "HYDRAFLOW_INSTANCE_TYPE"
-ENV_COST_PER_HOUR = "HYDRAFLOW_COST_PER_HOUR"
-# A job that runs again: the launcher's attempt number (a retry of a job whose task died), and how
-# many times the task's scheduler restarted it (SLURM requeued it; the slurm provider sets it).
-# When either is above 0 the callback replaces the run an earlier start left RUNNING: one run per job.
-ENV_JOB_ATTEMPT = "HYDRAFLOW_JOB_ATTEMPT"
+# A job that runs again: how many times the task's scheduler restarted it (SLURM requeued it; the
+# slurm provider sets it), or the flow launcher's attempt number (a retry of a job whose task died:
+# ``sweep_context.TaskAttempt``, handed to the callback by the job runner, never an env var). When
+# either is above 0 the callback replaces the run an earlier start left RUNNING: one run per job.
 ENV_TASK_RESTARTS = "FLOW_TASK_RESTARTS"
 
 # MLflow's own limits (mlflow.utils.validation): a longer param value is refused, never cut here.

@@ -112,13 +112,16 @@ def run(
     sweep_dir: str | None = None,
     guard: Callable[[], AbstractContextManager[Any]] | None = None,
     hold_seconds: float = 0,
+    attempt: str | None = None,
 ) -> int:
     """Run the job described by ``spec_path``; return the process exit status.
 
     ``result_path`` (default: next to the spec) and ``sweep_dir`` (a remote attempt's own
     ``hydra.sweep.dir``) are given by the launcher for jobs on remote hosts, with ``hold_seconds``
     (a task of its own waits that long after its result for the launcher's ``collected`` mark);
-    ``guard`` by a warm worker (entered around the task function: see ``_worker.CancelWatch``).
+    ``guard`` by a warm worker (entered around the task function: see ``_worker.CancelWatch``);
+    ``attempt`` (``hydraflow.sweep_context.TaskAttempt`` as JSON: the task running the job this
+    time) by the launcher, handed to the MLflow callback in the job's copy of Hydra's context.
     """
     with spec_path.open("rb") as stream:
         header = pickle.load(stream)
@@ -146,6 +149,10 @@ def run(
     setup_globals()
     job = payload["job"]
     hydra_context = payload["hydra_context"]
+    if attempt is not None:
+        from hydraflow.sweep_context import TaskAttempt, with_attempt
+
+        hydra_context = with_attempt(hydra_context, TaskAttempt.from_json(attempt))
     if "sweep_config" in payload:  # remote: composed by the launcher (config files stay home)
         sweep_config = payload["sweep_config"]
     else:  # composed here, as the joblib and submitit launchers do: in parallel
@@ -181,18 +188,24 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m ..._job_runner SPEC [RESULT SWEEP_DIR [HOLD_SECONDS]]``."""
-    args = sys.argv[1:] if argv is None else argv
+    """Entry point: ``python -m ..._job_runner SPEC [RESULT SWEEP_DIR [HOLD_SECONDS]]
+    [--attempt JSON]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    attempt = None
+    if "--attempt" in args[:-1]:
+        at = args.index("--attempt")
+        attempt = args[at + 1]
+        del args[at : at + 2]
     if len(args) not in (1, 3, 4):
         print(
             "usage: python -m hydra_plugins.hydraflow_plugins._job_runner "
-            "SPEC [RESULT SWEEP_DIR [HOLD_SECONDS]]"
+            "SPEC [RESULT SWEEP_DIR [HOLD_SECONDS]] [--attempt JSON]"
         )
         return 2
     if len(args) >= 3:
         hold = float(args[3]) if len(args) == 4 else 0
-        return run(Path(args[0]), Path(args[1]), args[2], hold_seconds=hold)
-    return run(Path(args[0]))
+        return run(Path(args[0]), Path(args[1]), args[2], hold_seconds=hold, attempt=attempt)
+    return run(Path(args[0]), attempt=attempt)
 
 
 def exit_now(status: int) -> NoReturn:

@@ -2,7 +2,7 @@
 
 This is the one home of what a job *is* (number, overrides, instance type, task name, files, price)
 and of what the launcher derives from it on its side: the sweep config as the task composes it, the
-payload every job shares, the environment a job's task reads, and the ``JobReturn`` of a job that
+payload every job shares, the task that runs an attempt (``TaskAttempt``), and the ``JobReturn`` of a job that
 produced none (``FAILED``, with its log) or that a dry run only planned.
 """
 
@@ -31,6 +31,7 @@ from hydra_plugins.hydraflow_plugins._task_function import reference_to
 if TYPE_CHECKING:
     from flow_backend.instance_types import InstanceType
     from hydra_plugins.hydraflow_plugins.flow_launcher import FlowLauncher
+    from hydraflow.sweep_context import TaskAttempt
 
 __all__ = ["DEFAULT_INSTANCE", "Job", "JobContext", "TaskEndedWithoutResult"]
 
@@ -212,24 +213,18 @@ class JobContext:
             "config": cloudpickle.dumps(config),
         }
 
-    def job_env(self, job: Job, provider: str, attempt: int) -> dict[str, str]:
-        """What the job's MLflow records read from its task's environment (plus the user's env)."""
-        from hydraflow.conventions import (
-            ENV_COST_PER_HOUR,
-            ENV_INSTANCE_TYPE,
-            ENV_JOB_ATTEMPT,
-            ENV_PROVIDER,
-            ENV_TASK_NAME,
-        )
+    def task_attempt(self, job: Job, provider: str, attempt: int) -> TaskAttempt:
+        """Which task runs ``job``'s attempt ``attempt``: what the job runner hands the job's MLflow
+        callback (``flow.*`` tags, a retry's run replaced), as an argument, never in its env."""
+        from hydraflow.sweep_context import TaskAttempt
 
-        return {
-            **self.options.env,
-            ENV_TASK_NAME: job.attempt_name(attempt),
-            ENV_PROVIDER: provider,
-            ENV_INSTANCE_TYPE: job.instance_type,
-            ENV_COST_PER_HOUR: f"{job.price_per_hour:g}",
-            ENV_JOB_ATTEMPT: str(attempt),
-        }
+        return TaskAttempt(
+            task_name=job.attempt_name(attempt),
+            provider=provider,
+            instance_type=job.instance_type,
+            cost_per_hour=f"{job.price_per_hour:g}",
+            attempt=attempt,
+        )
 
     def failed_return(self, job: Job, error: BaseException) -> JobReturn:
         """``FAILED`` for a job that left no result; its task log is kept in its output folder."""

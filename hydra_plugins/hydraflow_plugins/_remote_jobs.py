@@ -116,6 +116,7 @@ class RemoteTasks(PerTaskStrategy):
                 layout.result(attempt),
                 layout.sweep_dir(attempt),
                 str(HOLD_SECONDS),
+                *self._attempt_args(job, attempt),
             ]
         )
 

@@ -188,21 +188,19 @@ class RemoteWorkers(StrategyBase):
     def _deliver(self, worker: RemoteWorker) -> None:
         """Write the current attempt's order (with its spec) into the worker's folder."""
         from flow_backend.errors import FlowError
-        from flow_backend.secret_env import split_secret_env
 
         attempt = worker.attempt
         assert attempt is not None
         job, number = attempt.job, attempt.number
         layout = RemoteLayout(self.context.sweep_id, job.num)
-        env = self.context.job_env(job, self.provider, number)
-        plain, _ = split_secret_env(env)  # secrets are in the worker's own env, never a file
         order = {
             "spec": f"{worker.folder}/spec-{worker.orders}.pkl",
             "result": layout.result(number),
             "sweep_dir": layout.sweep_dir(number),
             "log": str(layout.attempt(number) / TASK_LOG_NAME),
             "echo": True,  # its output also in the worker's log, which outlives a crash
-            "env": plain,
+            # hydra.launcher.env is in the worker's own environment (never in a file)
+            "attempt": self.context.task_attempt(job, self.provider, number).to_json(),
         }
         try:
             if worker.host is None:
@@ -355,13 +353,12 @@ class RemoteWorkers(StrategyBase):
         command = self.jobs.python_command(
             ["-m", WORKER_MODULE, folder, "--idle", str(HOLD_SECONDS)]
         )
-        env = self.context.job_env(job, self.provider, 0)
         return build_task_config(
             self.options,
             name=f"hf-{self.context.sweep_id}-{name}",
             command=command,
             instance_type=job.instance_type,
-            env=env,
+            env=dict(self.options.env),
             remote=True,
             max_run_time_hours=None,
         )

@@ -239,8 +239,10 @@ class PerTaskStrategy(StrategyBase):
     def _command(self, job: Job, attempt: int) -> list[str]:
         raise NotImplementedError
 
-    def _env(self, job: Job, attempt: int) -> dict[str, str]:
-        return self.context.job_env(job, self.provider, attempt)
+    def _attempt_args(self, job: Job, attempt: int) -> list[str]:
+        """The job runner's ``--attempt`` argument: the task running this attempt, for the job's
+        MLflow callback."""
+        return ["--attempt", self.context.task_attempt(job, self.provider, attempt).to_json()]
 
     def _collect(self, attempt: Attempt) -> None:
         """Per poll, for a running attempt (remote: bring a finished job's output home)."""
@@ -253,7 +255,7 @@ class PerTaskStrategy(StrategyBase):
             name=job.attempt_name(attempt),
             command=self._command(job, attempt),
             instance_type=job.instance_type,
-            env=self._env(job, attempt),
+            env=dict(self.options.env),
             remote=self.remote,
             max_run_time_hours=self.options.max_run_time_hours,
         )
@@ -320,7 +322,8 @@ class LocalTasks(PerTaskStrategy):
         self._save_task_log(attempt)  # a stopped job keeps its output (a local file: cheap)
 
     def _command(self, job: Job, attempt: int) -> list[str]:
-        return [self.options.python or sys.executable, "-m", RUNNER_MODULE, str(job.files.spec)]
+        python = self.options.python or sys.executable
+        return [python, "-m", RUNNER_MODULE, str(job.files.spec), *self._attempt_args(job, attempt)]
 
 
 def local_spec(job: Job, common: dict[str, bytes]) -> bytes:

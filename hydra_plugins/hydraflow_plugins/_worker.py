@@ -3,7 +3,7 @@
 ``python -m hydra_plugins.hydraflow_plugins._worker <folder> [<launcher pid>]`` waits for orders in
 its folder (the launcher writes them; see ``_workers``)::
 
-    <folder>/job-<n>.json    order n: the job's spec, its log file, its attempt header, its env
+    <folder>/job-<n>.json    order n: the job's spec, its log file, its attempt (header, task), its env
     <folder>/job-<n>.done    written by the worker once order n has ended (its result is written)
     <folder>/job-<n>.cancel  order n is cancelled (its content: why): the worker interrupts the job
     <folder>/wake            a FIFO the worker makes and removes; the launcher writes to it after a
@@ -296,6 +296,7 @@ def run_order(order: dict[str, Any], watch: CancelWatch | None = None) -> int:
                 Path(result) if result else None,
                 order.get("sweep_dir"),
                 guard=guard,
+                attempt=order.get("attempt"),  # the task running it (TaskAttempt JSON)
             )
         except (Exception, SystemExit):  # the job produced no result; the worker goes on
             traceback.print_exc()

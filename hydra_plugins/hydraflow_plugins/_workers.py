@@ -114,7 +114,8 @@ class LocalWorkers(StrategyBase):
             "spec": str(job.files.spec),
             "log": str(job.files.task_log),
             "header": header,
-            "env": self.context.job_env(job, self.provider, attempt),
+            # hydra.launcher.env is in the worker's own environment (never in this file)
+            "attempt": self.context.task_attempt(job, self.provider, attempt).to_json(),
         }
         write_atomic(order_path(worker.folder, worker.orders), json.dumps(order).encode())
         worker.orders += 1
@@ -248,7 +249,7 @@ class LocalWorkers(StrategyBase):
             name=f"hf-{self.context.sweep_id}-{name}",
             command=command,
             instance_type=job.instance_type,
-            env=self.context.job_env(job, self.provider, 0),
+            env=dict(self.options.env),
             remote=False,
             max_run_time_hours=checked_run_time,
         )

@@ -93,13 +93,28 @@ def test_demo_sweep_records_one_parent_and_one_child_per_job(
 
 
 def test_launcher_instance_type_is_recorded(tmp_path: Path, run_app: RunApp) -> None:
+    """One task per job (``reuse_workers=false``: the job runner is handed its task on its command
+    line; on workers, in the order): the job's run names its task, instance type and price."""
     proc = run_app(
-        TRAIN, "-m", "hydra/launcher=flow", "hydra/launcher/instance=4xa100", "lr=1e-3,1e-4"
+        TRAIN,
+        "-m",
+        "hydra/launcher=flow",
+        "hydra/launcher/instance=4xa100",
+        "hydra.launcher.reuse_workers=false",
+        "lr=1e-3,1e-4",
     )
     assert proc.returncode == 0, proc.stderr
     _parents, jobs = _split(job_runs(_store(tmp_path), "train"))
     assert [r.data.tags["flow.instance_type"] for r in jobs] == ["4xa100", "4xa100"]
     assert "4xa100" in proc.stderr  # the progress lines name the instance type
+    tasks = {task.task_id: task for task in started_tasks()}
+    for run in jobs:
+        tags = run.data.tags
+        assert tags["flow.provider"] == "local"
+        task = tasks[tags["flow.task_id"]]  # the job's own task: hf-<sweep>-<job>
+        assert task.name == f"hf-{tags['hydraflow.sweep_id']}-{tags['hydraflow.job_num']}"
+        # this machine costs nothing (mithril's prices: test_remote_mithril)
+        assert (tags["flow.cost_per_hour"], tags["flow.total_cost"]) == ("0", "0.0000")
 
 
 def test_per_job_instance_types_sweep(tmp_path: Path, run_app: RunApp) -> None:

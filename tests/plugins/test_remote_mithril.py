@@ -53,6 +53,9 @@ def test_four_job_sweep_on_mithril_lands_in_the_users_store(
         assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert run.data.tags["flow.provider"] == "mithril"
         assert run.data.tags["flow.task_id"] in {bid["fid"] for bid in bids}
+        assert run.data.tags["flow.instance_type"] == "a100"  # the worker's order said so
+        price = float(run.data.tags["flow.cost_per_hour"])
+        assert 0 <= float(run.data.tags["flow.total_cost"]) < price  # a job of seconds
         assert run.data.metrics["score"] > 0
         returned = json.loads(run.data.tags["hydraflow.return_value"])
         # the job ran in the uploaded code under the remote root, not in the launch dir
@@ -154,9 +157,15 @@ def test_a_mithril_sweep_lands_on_a_tracking_server(
     (parent,) = [r for r in runs if r.data.tags.get("hydraflow.role") == "sweep"]
     children = [r for r in runs if r.data.tags.get("hydraflow.role") == "job"]
     assert sorted(r.data.params["lr"] for r in children) == ["0.01", "0.1"]
+    bids = {bid["fid"] for bid in cloud.bids()}
     for run in children:
         assert run.info.status == "FINISHED"
         assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        # the job runner was handed its task on its command line: the tags name it
+        assert run.data.tags["flow.task_id"] in bids
+        assert run.data.tags["flow.provider"] == "mithril"
+        assert run.data.tags["flow.instance_type"] == "a100"
+        assert float(run.data.tags["flow.cost_per_hour"]) > 0
         assert len(client.get_metric_history(run.info.run_id, "score")) == 3
         assert ".hydra" in {a.path for a in client.list_artifacts(run.info.run_id)}
     assert parent.info.status == "FINISHED"

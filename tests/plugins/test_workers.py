@@ -97,7 +97,7 @@ def test_a_job_changing_process_state_does_not_reach_the_next_job(
     first, second = _results(tmp_path)[0], _results(tmp_path)[1]
     assert _worker_names() == ["w0"]  # both jobs ran in the same process
     # the first job set an env var, left the cwd and edited sys.argv: the second saw none of it
-    # nor did a job see the sweep id hydraflow's own modules hand each other (it is in the spec)
+    # nor did a job see what hydraflow's own modules hand each other (sweep id, its task)
     # it also added a handler to the root logger, which Hydra sets up anew for every job from
     # hydra.job_logging (the second job did not see it), and one to a logger of its own
     clean = {

@@ -31,8 +31,18 @@ class OddError(Exception):
         self.lock = threading.Lock()
 
 
-# what hydraflow's modules once handed each other through the environment (now the spec/order)
-INTERNAL_ENV = {"HYDRAFLOW_SWEEP_ID", "HYDRAFLOW_PARENT_RUN_ID", "HYDRAFLOW_HOLD_SECONDS"}
+# what hydraflow's modules once handed each other through the environment (now the spec, the
+# order, the job runner's arguments)
+INTERNAL_ENV = {
+    "HYDRAFLOW_SWEEP_ID",
+    "HYDRAFLOW_PARENT_RUN_ID",
+    "HYDRAFLOW_HOLD_SECONDS",
+    "HYDRAFLOW_TASK_NAME",
+    "HYDRAFLOW_PROVIDER",
+    "HYDRAFLOW_INSTANCE_TYPE",
+    "HYDRAFLOW_COST_PER_HOUR",
+    "HYDRAFLOW_JOB_ATTEMPT",
+}
 EARLIER_JOBS: list[int] = []  # module state: jobs on one warm worker share it (documented)
 LEAK_HANDLER = "behaviour-leak"  # the name of the logging handlers a ``global`` job adds
 
