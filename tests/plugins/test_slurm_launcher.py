@@ -37,8 +37,9 @@ def _state_files() -> list[Path]:
     return sorted((Path(os.environ["FLOW_HOME"]) / "slurm" / "state").glob("*.json"))
 
 
-def _live_jobs(slurm: SlurmCluster, under: Path, state: str = "") -> list[str]:
-    """Jobs SLURM still has pending or running (or in ``state``) submitted from ``under``."""
+def _jobs_with_states(slurm: SlurmCluster, under: Path) -> list[tuple[str, str]]:
+    """``(job id, state)`` of the jobs SLURM still has pending, running or completing submitted
+    from ``under``."""
     result = subprocess.run(
         ["squeue", "--noheader", "--array", "--format=%i|%T|%Z"],
         env=slurm.env,
@@ -46,11 +47,12 @@ def _live_jobs(slurm: SlurmCluster, under: Path, state: str = "") -> list[str]:
         text=True,
     )
     lines = [line.split("|", 2) for line in result.stdout.splitlines() if line.count("|") == 2]
-    return [
-        job
-        for job, job_state, workdir in lines
-        if Path(workdir).is_relative_to(under) and state in ("", job_state)
-    ]
+    return [(job, state) for job, state, workdir in lines if Path(workdir).is_relative_to(under)]
+
+
+def _live_jobs(slurm: SlurmCluster, under: Path, state: str = "") -> list[str]:
+    """Jobs SLURM still has pending or running (or in ``state``) submitted from ``under``."""
+    return [job for job, job_state in _jobs_with_states(slurm, under) if state in ("", job_state)]
 
 
 @pytest.fixture
@@ -311,8 +313,13 @@ def test_requeued_and_killed_array_elements_run_again_with_one_mlflow_run_per_jo
     from mlflow.tracking import MlflowClient
 
     project = copy_project(tmp_path)
+    # the first starts hold (until the gate exists) until SLURM has ended them; the second starts
+    # find the gate and go through at once instead of sleeping
+    gate = tmp_path / "gate"
     sweep = subprocess.Popen(
-        sweep_command("slurm", "lr=0.1,0.01", "sleep=6", "hydra.launcher.max_retries=1"),
+        sweep_command(
+            "slurm", "lr=0.1,0.01", "sleep=120", f"gate={gate}", "hydra.launcher.max_retries=1"
+        ),
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -331,6 +338,20 @@ def test_requeued_and_killed_array_elements_run_again_with_one_mlflow_run_per_jo
         # that cancels): the launcher retries it as a task of its own
         killed = subprocess.run(["scancel", _element_of(1)], env=on_slurm.env, check=False)
         assert killed.returncode == 0
+        # both first starts are over (no element of the array running or completing) before the
+        # gate opens: neither could finish by itself
+        array = _element_of(0).split("_")[0]
+
+        def first_starts_ended() -> bool:
+            states = [
+                state
+                for job, state in _jobs_with_states(on_slurm, project)
+                if job.startswith(f"{array}_")
+            ]
+            return all(state == "PENDING" for state in states)
+
+        _wait_for(first_starts_ended, sweep, "both first starts to end")
+        gate.touch()
         out, _ = sweep.communicate(timeout=180)
     finally:
         if sweep.poll() is None:
