@@ -51,9 +51,13 @@ def retry_busy(action: Callable[[], _T]) -> _T:
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
-    """A client of ``tracking_uri``; for a new sqlite file this creates and migrates the store."""
+    """A client of ``tracking_uri``; a new sqlite file is created (from the migrated template of
+    :mod:`hydraflow._store_template`, else migrated by MLflow)."""
     from mlflow.tracking import MlflowClient
 
+    from hydraflow._store_template import create_from_template
+
+    create_from_template(tracking_uri)
     client = MlflowClient(tracking_uri)
     retry_busy(lambda: client.search_experiments(max_results=1))  # forces the store (and schema)
     return client

@@ -67,11 +67,12 @@ def mlflow_globals_restored() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def migrated_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow sqlite store with its schema created once (migrating one takes seconds)."""
-    from mlflow.tracking import MlflowClient
+    """An empty MLflow sqlite store with its schema created once (migrating one takes seconds;
+    ``client_for`` copies the user's cached template of this MLflow version, made if missing)."""
+    from hydraflow._mlflow_store import client_for
 
     path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
+    client_for(f"sqlite:///{path}").search_experiments()
     return path
 
 

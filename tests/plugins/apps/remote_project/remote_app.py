@@ -21,6 +21,7 @@ from scoring import score
 @hydra.main(version_base="1.3", config_path="conf", config_name="remote")
 def train(cfg: DictConfig) -> dict[str, float | str]:
     """Log ``score`` per step; return the last one and where the job ran."""
+    print(f"job starts: lr={cfg.lr}", flush=True)
     if cfg.lr == 0:
         print("about to take the whole process down", flush=True)
         os._exit(3)
