@@ -208,6 +208,27 @@ def main(argv: list[str] | None = None) -> int:
     return run(Path(args[0]), attempt=attempt)
 
 
+_FINAL_COLLECTIONS_SKIPPED = False
+
+
+def skip_final_collections() -> None:
+    """Make this process skip Python's last garbage collections when it exits (registered once).
+
+    A sweep's launching process ends soon after its sweep: the collections over every object of
+    Hydra, MLflow and Optuna took 0.7-1.1 s of its exit (load 5-6, 2 cores) against 0.1 s with
+    them frozen first (``gc.freeze``). The handler runs first at exit (atexit is last in, first
+    out) and only then; objects in reference cycles are then not finalized at exit, which Python
+    never promises (atexit handlers, e.g. logging's flush, still run).
+    """
+    global _FINAL_COLLECTIONS_SKIPPED
+    if not _FINAL_COLLECTIONS_SKIPPED:
+        import atexit
+        import gc
+
+        atexit.register(gc.freeze)
+        _FINAL_COLLECTIONS_SKIPPED = True
+
+
 def exit_now(status: int) -> NoReturn:
     """End this task process at once: the job's result is written, its records ended.
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hydra.core.utils import JobReturn, configure_log, setup_globals
 
+from hydra_plugins.hydraflow_plugins._job_runner import skip_final_collections
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
 from hydra_plugins.hydraflow_plugins._paths import copy_task_log
@@ -173,6 +174,7 @@ class FlowJobSession:
                 self.progress.__exit__(None, None, None)
                 self.flow.close()
                 self._signals.close()
+                skip_final_collections()  # the sweep's process ends soon: a quicker exit
         if error is None and self._entries:
             self.progress.summary()  # after the live table is gone
             self._report_failures()
