@@ -36,7 +36,18 @@ class TestFlowLauncher(LauncherTestSuite):
 
 @pytest.mark.parametrize(
     "launcher_name, overrides",
-    [("flow", ["hydra/sweeper=flow", "hydra.sweeper.max_batch_size=2"])],
+    [
+        ("flow", ["hydra/sweeper=flow", "hydra.sweeper.max_batch_size=2"]),
+        (
+            "flow",
+            [
+                "hydra/sweeper=flow",
+                "hydra.sweeper.max_batch_size=2",
+                "hydra.launcher.reuse_workers=false",
+            ],
+        ),
+    ],
+    ids=["workers", "per-task"],
 )
 class TestFlowSweeperBatches(BatchedSweeperTestSuite):
     """Hydra's batched-sweeper suite with the flow sweeper on the flow launcher."""
