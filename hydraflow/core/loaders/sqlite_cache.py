@@ -31,7 +31,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -113,14 +113,29 @@ def _fresh(
     tops: dict[str, int],
     then: Callable[[str, pl.DataFrame], T],
 ) -> tuple[Snapshot, dict[str, T]]:
-    """Every table read whole; ``then`` runs on each in the thread that read it, as it arrives."""
+    """Every table read whole; ``then`` runs on each in the thread that read it, as it arrives.
 
-    def read_then(name: str, sql: str) -> tuple[pl.DataFrame, T]:
+    ``params``, the largest table, is read in two halves by rowid (a range of its b-tree each),
+    so that both threads share it; the thread reading the second half joins the first to it.
+    """
+
+    def read_then(
+        name: str, sql: str, first: Future[pl.DataFrame] | None
+    ) -> tuple[pl.DataFrame, T]:
         table = read(sql).cast(SCHEMAS[name])  # type: ignore[arg-type]
+        if first is not None:  # submitted before this job: it has run, or is running elsewhere
+            table = pl.concat([first.result(), table])
         return table, then(name, table)
 
-    queries = {**QUERIES, "metrics": metrics_query}
-    futures = {name: pool.submit(read_then, name, sql) for name, sql in queries.items()}
+    half = tops["params"] // 2
+    params = QUERIES["params"]
+    first = pool.submit(lambda: read(f"{params} WHERE rowid <= {half}").cast(SCHEMAS["params"]))  # type: ignore[arg-type]
+    queries = {
+        "params": (f"{params} WHERE rowid > {half}", first),
+        "tags": (QUERIES["tags"], None),
+        "metrics": (metrics_query, None),
+    }
+    futures = {name: pool.submit(read_then, name, *query) for name, query in queries.items()}
     done = {name: future.result() for name, future in futures.items()}
     tables = {name: table for name, (table, _) in done.items()}
     return Snapshot(version, tables, tops), {name: result for name, (_, result) in done.items()}
