@@ -9,6 +9,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import pytest
 from launcher_helpers import APPS, RunApp, processes_mentioning, started_tasks
 
 APP = APPS / "behaviour_app.py"
@@ -111,6 +112,28 @@ def test_a_job_changing_process_state_does_not_reach_the_next_job(
     # module state does stay (documented): globals of the user's script and of the libraries it
     # uses (a handler on a logger of its own): the second job sees the first's
     assert second == {**clean, "earlier_jobs_here": 1, "named_handler_seen": True}
+
+
+def test_a_secret_in_launcher_env_reaches_every_job_and_no_file(
+    tmp_path: Path, run_app: RunApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cr3t-value-for-the-worker-test"
+    monkeypatch.setenv("W16_LAUNCH_SECRET", secret)  # as a user passes one: by interpolation
+    proc = run_app(
+        APP,
+        "-m",
+        "hydra/launcher=flow",
+        "hydra.launcher.max_parallel=1",
+        "+hydra.launcher.env.BEHAVIOUR_API_KEY=${oc.env:W16_LAUNCH_SECRET}",
+        "mode=secret",
+        "value=1,2",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert _results(tmp_path) == {0: {"key": secret}, 1: {"key": secret}}
+    assert _worker_names() == ["w0"]  # one worker ran both: the second job got it too
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    # the results hold what the jobs returned; no order, spec, log or task record holds it
+    assert sorted(p.name for p in written) == ["result.pkl", "result.pkl"], written
 
 
 def test_workers_off_gives_one_task_per_job(tmp_path: Path, run_app: RunApp) -> None:

@@ -1,6 +1,6 @@
 """A Hydra app whose jobs behave as told.
 
-``mode=ok|raise|raise_odd|kill|kill_once|exit|unpicklable|sleep|global``.
+``mode=ok|raise|raise_odd|kill|kill_once|exit|unpicklable|sleep|global|secret``.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ def main(cfg: DictConfig) -> Any:
         os.chdir("/")
         EARLIER_JOBS.append(int(cfg.value))
         return seen
+    if cfg.mode == "secret":  # what hydra.launcher.env gave the job
+        return {"key": os.environ.get("BEHAVIOUR_API_KEY")}
     if cfg.mode == "unpicklable":
         return threading.Lock()
     if cfg.mode == "sleep":
