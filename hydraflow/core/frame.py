@@ -64,37 +64,42 @@ def _wide(long: pl.DataFrame, run_ids: pl.Series, prefix: str) -> list[pl.Series
     return [values.slice(k * n, n).alias(f"{prefix}{key}") for k, key in enumerate(keys)]
 
 
-def _misfits(
-    text: pl.DataFrame, columns: list[str], fits: Callable[[pl.Expr], pl.Expr]
-) -> dict[str, int]:
-    """Per column, how many present values ``fits`` rejects (one pass, one expression)."""
-    values = pl.col(columns)
-    counts = text.select((values.is_not_null() & ~fits(values)).sum())
-    return counts.row(0, named=True)
+def _fitting(
+    text: pl.DataFrame, first: pl.DataFrame, columns: list[str], fits: Callable[[pl.Expr], pl.Expr]
+) -> list[str]:
+    """The ``columns`` of ``text`` whose every present value ``fits``: the first present value of
+    each (``first``, one row) rules most columns out, a full pass runs on the others only."""
+    if not columns:
+        return []
+    first_fits = first.select(fits(pl.col(columns)).fill_null(False)).row(0, named=True)
+    candidates = [c for c in columns if first_fits[c]]
+    if not candidates:
+        return []
+    values = pl.col(candidates)
+    misfits = text.select((values.is_not_null() & ~fits(values)).sum()).row(0, named=True)
+    return [c for c in candidates if not misfits[c]]
 
 
 def type_params(raw: pl.DataFrame) -> pl.DataFrame:
     """Type each ``params.*`` text column as a whole (see module docstring).
 
-    Cheap probes first (present, boolean, number) over every column; the integer probes (a regex and
-    a cast) run only on the columns whose values are all numbers.
+    Each probe (boolean, number, digits, integer) looks at a column's first present value, then at
+    all its values only if that one fits; the integer probes only at columns of numbers.
     """
     columns = [c for c in raw.columns if c.startswith("params.") and raw.schema[c] == pl.String]
     if not columns or raw.height == 0:
         return raw
     text = raw.select(pl.col(columns).replace(_NULL_WORDS, None))
-    present = text.select(pl.col(columns).is_not_null().sum()).row(0, named=True)
-    not_bool = _misfits(text, columns, lambda v: v.is_in(list(_BOOL_WORDS)))
-    not_float = _misfits(text, columns, lambda v: v.cast(pl.Float64, strict=False).is_not_null())
-    flags = [c for c in columns if present[c] and not not_bool[c]]
-    numbers = [c for c in columns if present[c] and not_bool[c] and not not_float[c]]
-    not_digits, not_int = {}, {}
-    if numbers:
-        not_digits = _misfits(text, numbers, lambda v: v.str.contains(r"^[+-]?\d+$"))
-        not_int = _misfits(text, numbers, lambda v: v.cast(pl.Int64, strict=False).is_not_null())
+    first = text.select(pl.col(columns).drop_nulls().first())
+    flags = _fitting(text, first, columns, lambda v: v.is_in(list(_BOOL_WORDS)))
+    others = [c for c in columns if c not in flags]
+    numbers = _fitting(
+        text, first, others, lambda v: v.cast(pl.Float64, strict=False).is_not_null()
+    )
+    digits = _fitting(text, first, numbers, lambda v: v.str.contains(r"^[+-]?\d+$"))
     # A column of digits beyond Int64 is neither: its exact text is kept.
-    ints = [c for c in numbers if not not_digits[c] and not not_int[c]]
-    floats = [c for c in numbers if not_digits[c]]
+    ints = _fitting(text, first, digits, lambda v: v.cast(pl.Int64, strict=False).is_not_null())
+    floats = [c for c in numbers if c not in digits]
     casts = []
     if flags:
         bools = pl.col(flags).replace_strict(_BOOL_WORDS, return_dtype=pl.Boolean, default=None)
