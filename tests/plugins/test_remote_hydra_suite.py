@@ -1,4 +1,5 @@
-"""Hydra's launcher suite with ``hydra.launcher.provider=mithril`` against the fake Mithril.
+"""Hydra's launcher and batched-sweeper suites with ``hydra.launcher.provider=mithril`` against the
+fake Mithril (the batched suite: one sweep of two launches, ~10 s).
 
 The jobs of every suite test run on at most two warm workers (``reuse_workers``, the default), each
 a spot bid on the fake whose instance runs the jobs over the loopback sshd in the uploaded launch
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hydra.test_utils.launcher_common_tests import LauncherTestSuite
+from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, LauncherTestSuite
 from sshd import SSHServer
 
 from flow_backend.testing import FakeMithril
@@ -47,3 +48,12 @@ def on_fake_mithril(
 @pytest.mark.parametrize("launcher_name, overrides", [("flow", MITHRIL)])
 class TestFlowLauncherOnMithril(LauncherTestSuite):
     """Results, configs and output dirs as after a basic-launcher run, with every job remote."""
+
+
+@pytest.mark.usefixtures("on_fake_mithril")
+@pytest.mark.parametrize(
+    "launcher_name, overrides",
+    [("flow", [*MITHRIL, "hydra/sweeper=flow", "hydra.sweeper.max_batch_size=2"])],
+)
+class TestFlowSweeperBatchesOnMithril(BatchedSweeperTestSuite):
+    """Two batches of two jobs through the flow sweeper, every job remote on warm workers."""
