@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 POLL_SECONDS = 0.005
+FAST_POLL_SECONDS = 0.0005  # just after a job: the next order usually follows within ms
+FAST_POLL_WINDOW = 0.25
 LAUNCHER_CHECK_SECONDS = 1.0
 STOP_NAME = "stop"
 ECHO_MARK = "----- hydraflow worker: job log "  # then the log's path (echoed orders only)
@@ -250,7 +252,8 @@ def _serve(
             if not _alive(launcher_pid):
                 print(f"worker: launcher {launcher_pid} is gone; exiting", flush=True)
                 return 0
-        time.sleep(POLL_SECONDS)
+        recent = time.monotonic() - idle_since < FAST_POLL_WINDOW
+        time.sleep(FAST_POLL_SECONDS if recent else POLL_SECONDS)
 
 
 _INHERITED: list[Any] = []  # connections of the process this one was forked from: never touched

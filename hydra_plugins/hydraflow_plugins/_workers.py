@@ -40,6 +40,7 @@ from hydra_plugins.hydraflow_plugins._strategy import (
     read_result,
 )
 from hydra_plugins.hydraflow_plugins._worker import (
+    FAST_POLL_WINDOW,
     STOP_NAME,
     cancel_path,
     done_path,
@@ -62,6 +63,7 @@ __all__ = ["LocalWorkers"]
 IDLE_GRACE_SECONDS = 2.0  # in an open session, a sweeper's next job usually comes sooner
 STOP_WAIT_SECONDS = 3.0  # how long close() waits for stopped workers before cancelling them
 MARK_POLL_SECONDS = 0.005  # how often the launcher looks for a busy worker's done mark
+FAST_MARK_POLL_SECONDS = 0.0005  # ... while a job started less than FAST_POLL_WINDOW ago
 CANCEL_GRACE_SECONDS = 3.0  # a cancelled job not stopped by then is stopped with its worker
 
 
@@ -146,14 +148,20 @@ class LocalWorkers(StrategyBase):
         return False
 
     def wait(self, seconds: float) -> None:
-        """Sleep until a busy worker marks its job done (a look every ``MARK_POLL_SECONDS``)."""
-        marks = [done_path(w.folder, w.orders - 1) for w in self.workers if w.attempt is not None]
+        """Sleep until a busy worker marks its job done: a look every ``MARK_POLL_SECONDS``, every
+        ``FAST_MARK_POLL_SECONDS`` while a job started less than ``FAST_POLL_WINDOW`` ago (short
+        jobs end then; a long one costs a few hundred looks once)."""
+        busy = [w for w in self.workers if w.attempt is not None]
+        marks = [done_path(w.folder, w.orders - 1) for w in busy]
+        newest = max((w.attempt.started for w in busy if w.attempt is not None), default=0.0)
         deadline = time.monotonic() + seconds
         while not any(mark.exists() for mark in marks):
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
                 return
-            time.sleep(min(MARK_POLL_SECONDS, left))
+            fast = now - newest < FAST_POLL_WINDOW
+            time.sleep(min(FAST_MARK_POLL_SECONDS if fast else MARK_POLL_SECONDS, left))
 
     def release(self, wanted: Collection[str], final: bool) -> None:
         """Idle workers the queue does not need go; when no more jobs can come, busy ones are told
