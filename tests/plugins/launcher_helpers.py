@@ -18,8 +18,11 @@ RunApp = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes that mention ``text`` (e.g. a test's tmp_path)."""
+    """Command lines of live processes that mention ``text`` (e.g. a test's tmp_path) or work in
+    it: a local worker forked from its launcher has the launcher's command line, and its working
+    folder is the launch dir (a job's output folder while a job runs)."""
     found = []
+    inside = text.rstrip("/") + "/"
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
@@ -28,8 +31,14 @@ def processes_mentioning(text: str) -> list[str]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if text in cmdline and state != "Z":
-            found.append(cmdline.strip())
+        try:
+            cwd = os.readlink(entry / "cwd") + "/"
+        except OSError:
+            cwd = ""
+        if (text in cmdline or cwd.startswith(inside)) and state != "Z":
+            found.append(
+                f"{cmdline.strip()} (in {cwd})" if text not in cmdline else cmdline.strip()
+            )
     return found
 
 
