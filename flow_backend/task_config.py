@@ -128,7 +128,7 @@ class TaskConfig(_FlowModel):
         unique_name: Append a random suffix to ``name`` (default ``True``).
         fork: Local provider: a command ``[sys.executable, "-m", module, *args]`` may start as a
             fork of the submitting process (its imports already done: milliseconds instead of a
-            new interpreter's start) when it has one instance, no GPUs and no time limit; its
+            new interpreter's start) on Linux, with one instance, no GPUs and no time limit; its
             ``env`` should then hold no variable that acts only when an interpreter or library
             starts (``PYTHONPATH``, ``OMP_NUM_THREADS``...). Other providers ignore it.
     """

@@ -13,8 +13,8 @@ module as ``__main__``.
 What a fork cannot give, and when :func:`fork_argv` refuses (a new interpreter starts instead): an
 interpreter other than this one, environment variables that act when an interpreter or a library
 starts (``PYTHON*``, ``LD_*``, ``OMP_NUM_THREADS``... : the caller passes only the task's own
-variables), a time limit (``timeout`` wraps a new process), several ranks, and GPUs (CUDA must not
-be initialised before a fork).
+variables), a time limit (``timeout`` wraps a new process), several ranks, GPUs (CUDA must not be
+initialised before a fork), and any OS but Linux.
 """
 
 from __future__ import annotations
@@ -68,7 +68,10 @@ class ForkedTask:
 
 def fork_argv(command: Sequence[str]) -> tuple[str, list[str]] | None:
     """``(module, args)`` of a command this process can fork: ``[sys.executable, "-m", module,
-    *args]``; ``None`` for anything else."""
+    *args]`` on Linux (macOS's system frameworks do not survive a fork without an exec); ``None``
+    for anything else."""
+    if not sys.platform.startswith("linux"):
+        return None
     if len(command) >= 3 and command[0] == sys.executable and command[1] == "-m":
         return command[2], list(command[3:])
     return None
