@@ -29,6 +29,10 @@ from hydra_plugins.hydraflow_plugins._optuna_options import SweeperOptions, samp
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "nsgaii", "motpe")
 
+# Hydra started in this process (initialize/compose) leaves its singletons changed: Hydra's own
+# launcher suites that run later in the session then ran their jobs without the job log file
+pytestmark = pytest.mark.usefixtures("hydra_restore_singletons")
+
 
 @pytest.fixture
 def theirs() -> Iterator[Any]:
