@@ -104,7 +104,7 @@ def mlflow_server(root: Path, migrated_db: Path | None = None) -> Iterator[str]:
                     pass
                 if time.monotonic() > deadline:
                     _unavailable(f"mlflow server on port {port} did not answer within 150 s")
-                time.sleep(0.5)
+                time.sleep(0.1)
             yield uri
         finally:
             if proc.poll() is None:

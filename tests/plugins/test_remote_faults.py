@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from launcher_helpers import job_runs
-from remote_helpers import EXPERIMENT, copy_project, run_sweep, sweep_command
+from remote_helpers import EXPERIMENT, copy_project, sweep_command
 from sshd import SSHServer
 
 from flow_backend.testing import FakeMithril
@@ -157,18 +157,3 @@ def test_ctrl_c_cancels_every_bid_of_the_sweep(cloud: FakeMithril, tmp_path: Pat
     assert all(bid["status"] not in ("Open", "Allocated", "Preempting") for bid in bids), bids
     assert cloud.billing_instances() == []
     assert not (project / ".hydraflow").exists()  # staged specs removed on the way out
-
-
-def test_a_finished_remote_sweep_imports_once_even_when_run_twice(
-    cloud: FakeMithril, tmp_path: Path
-) -> None:
-    """Importing is idempotent: re-importing a job folder that came home adds no second run."""
-    from hydraflow.run_import import import_runs, store_uri_for
-
-    project = copy_project(tmp_path)
-    proc = run_sweep(project, "mithril", "lr=0.1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    job_dir = project / "multirun" / "sweep" / "0"
-    import_runs(store_uri_for(job_dir), os.environ["MLFLOW_TRACKING_URI"])
-    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
-    assert len([r for r in runs if r.data.tags.get("hydraflow.role") == "job"]) == 1

@@ -82,6 +82,12 @@ def test_four_job_sweep_on_mithril_lands_in_the_users_store(
         assert (job_dir / "model.txt").read_text().startswith("lr=")
         assert (job_dir / "mlflow.db").is_file()  # the job's own store came home too
         assert (job_dir / "flow-task.log").is_file()
+    # importing is idempotent: importing a job folder that came home again adds no second run
+    from hydraflow.run_import import import_runs, store_uri_for
+
+    import_runs(store_uri_for(sweep_dir / "0"), os.environ["MLFLOW_TRACKING_URI"])
+    runs = job_runs(os.environ["MLFLOW_TRACKING_URI"], EXPERIMENT)
+    assert len([r for r in runs if r.data.tags.get("hydraflow.role") == "job"]) == 4
     assert not (project / ".hydraflow").exists()  # staged specs removed after the sweep
 
     # the API key is nowhere: sweep dir, job stores, the user's store, the remote side, the logs
