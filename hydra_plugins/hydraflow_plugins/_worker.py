@@ -9,6 +9,8 @@ its folder (the launcher writes them; see ``_workers``)::
     <folder>/wake            a FIFO the worker makes and removes; the launcher writes to it after a
                              cancel mark, which wakes the worker's cancel watcher
     <folder>/stop            the launcher no longer needs this worker: it exits
+    <folder>/../ended        a FIFO the launcher makes (local workers): a worker writes to it after
+                             each done mark, which wakes the launcher
 
 On a remote host (``_remote_workers``) the folder and every path of an order are relative to the
 uploaded code (the worker's working folder); an order then also names the attempt's ``result`` file
@@ -53,6 +55,7 @@ __all__ = [
     "JobInterrupted",
     "cancel_path",
     "done_path",
+    "ended_pipe_path",
     "order_path",
     "serve",
     "wake",
@@ -67,6 +70,7 @@ STOP_NAME = "stop"
 ECHO_MARK = "----- hydraflow worker: job log "  # then the log's path (echoed orders only)
 TEE_DRAIN_SECONDS = 5.0
 WAKE_NAME = "wake"
+ENDED_NAME = "ended"
 # The worker's interrupt: a real-time signal, which user libraries hardly ever claim (SIGUSR1 and
 # SIGUSR2 they do: PyTorch Lightning's SLURM requeue, faulthandler.register, uWSGI); SIGUSR1 where
 # the OS has none. A job that installs its own handler for it is not sent it (see CancelWatch).
@@ -97,15 +101,26 @@ def wake_path(folder: Path) -> Path:
     return folder / WAKE_NAME
 
 
+def ended_pipe_path(folder: Path) -> Path:
+    """The launcher's pipe beside its workers' folders (a FIFO it makes): a worker writes to it
+    after each done mark, which wakes a launcher waiting for one (local workers only)."""
+    return folder.parent / ENDED_NAME
+
+
 def wake(folder: Path) -> None:
     """Launcher side: wake the worker's cancel watcher (nothing happens if it is not running)."""
+    _poke(wake_path(folder))
+
+
+def _poke(pipe: Path) -> None:
+    """Write a byte into a FIFO if someone reads it; nothing happens otherwise."""
     try:
-        fd = os.open(wake_path(folder), os.O_WRONLY | os.O_NONBLOCK)
-    except OSError:  # no pipe yet (the worker checks the mark as it starts the job) or no reader
+        fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no pipe (yet, or here: a remote worker's launcher is elsewhere) or no reader
         return
     try:
         os.write(fd, b"\n")
-    except OSError:
+    except OSError:  # full: the reader has a wake-up pending already
         pass
     finally:
         os.close(fd)
@@ -239,6 +254,7 @@ def _serve(
             finally:
                 watch.end()
             _job_runner.write_atomic(done_path(folder, seq), str(status).encode())
+            _poke(ended_pipe_path(folder))
             seq += 1
             idle_since = time.monotonic()
             continue

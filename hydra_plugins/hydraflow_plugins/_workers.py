@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import sys
 import time
 from collections.abc import Collection, Sequence
@@ -40,10 +41,10 @@ from hydra_plugins.hydraflow_plugins._strategy import (
     read_result,
 )
 from hydra_plugins.hydraflow_plugins._worker import (
-    FAST_POLL_WINDOW,
     STOP_NAME,
     cancel_path,
     done_path,
+    ended_pipe_path,
     order_path,
     wake,
     wake_path,
@@ -62,8 +63,7 @@ __all__ = ["LocalWorkers"]
 
 IDLE_GRACE_SECONDS = 2.0  # in an open session, a sweeper's next job usually comes sooner
 STOP_WAIT_SECONDS = 3.0  # how long close() waits for stopped workers before cancelling them
-MARK_POLL_SECONDS = 0.005  # how often the launcher looks for a busy worker's done mark
-FAST_MARK_POLL_SECONDS = 0.0005  # ... while a job started less than FAST_POLL_WINDOW ago
+STOPPED_POLL_SECONDS = 0.005  # how often close() looks whether stopped workers have exited
 CANCEL_GRACE_SECONDS = 3.0  # a cancelled job not stopped by then is stopped with its worker
 
 
@@ -92,6 +92,7 @@ class LocalWorkers(StrategyBase):
         self.workers: list[Worker] = []
         self._leaving: list[Worker] = []  # told to stop, not yet seen ended
         self._started = 0
+        self._ended: EndedPipe | None = None  # made with the first worker
 
     # -- the strategy ----------------------------------------------------------------------------
     def prepare(self, jobs: Sequence[Job]) -> None:
@@ -148,20 +149,17 @@ class LocalWorkers(StrategyBase):
         return False
 
     def wait(self, seconds: float) -> None:
-        """Sleep until a busy worker marks its job done: a look every ``MARK_POLL_SECONDS``, every
-        ``FAST_MARK_POLL_SECONDS`` while a job started less than ``FAST_POLL_WINDOW`` ago (short
-        jobs end then; a long one costs a few hundred looks once)."""
-        busy = [w for w in self.workers if w.attempt is not None]
-        marks = [done_path(w.folder, w.orders - 1) for w in busy]
-        newest = max((w.attempt.started for w in busy if w.attempt is not None), default=0.0)
-        deadline = time.monotonic() + seconds
-        while not any(mark.exists() for mark in marks):
-            now = time.monotonic()
-            left = deadline - now
-            if left <= 0:
-                return
-            fast = now - newest < FAST_POLL_WINDOW
-            time.sleep(min(FAST_MARK_POLL_SECONDS if fast else MARK_POLL_SECONDS, left))
+        """Sleep until a busy worker marks its job done, or ``seconds`` (a worker that dies writes
+        no mark): woken by the worker through the ``ended`` pipe, no polling."""
+        if self._ended is not None:
+            self._ended.drain()  # what woke an earlier wait
+        marks = [done_path(w.folder, w.orders - 1) for w in self.workers if w.attempt is not None]
+        if any(mark.exists() for mark in marks):
+            return
+        if self._ended is not None:
+            self._ended.wait(seconds)
+        else:
+            time.sleep(seconds)
 
     def release(self, wanted: Collection[str], final: bool) -> None:
         """Idle workers the queue does not need go; when no more jobs can come, busy ones are told
@@ -187,7 +185,7 @@ class LocalWorkers(StrategyBase):
                 cancelled.append(worker.task.task_id)
         deadline = time.monotonic() + STOP_WAIT_SECONDS
         while self._leaving and time.monotonic() < deadline:
-            time.sleep(MARK_POLL_SECONDS)  # a stopped worker exits within milliseconds
+            time.sleep(STOPPED_POLL_SECONDS)  # a stopped worker exits within milliseconds
             self.flow.refresh_all([w.task for w in self._leaving])
             self._leaving = [w for w in self._leaving if not w.task.is_terminal]
         for worker in self._leaving:
@@ -195,6 +193,9 @@ class LocalWorkers(StrategyBase):
             self._drop(worker)
             cancelled.append(worker.task.task_id)
         self._leaving = []
+        if self._ended is not None:
+            self._ended.close()
+            self._ended = None
         return cancelled
 
     # -- inside ----------------------------------------------------------------------------------
@@ -233,6 +234,8 @@ class LocalWorkers(StrategyBase):
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.iterdir():  # a former launch of this sweep dir
             stale.unlink()
+        if self._ended is None:
+            self._ended = EndedPipe(ended_pipe_path(folder))
         task = self.flow.run(self._worker_config(job, name, folder))
         self._started += 1
         worker = Worker(name, folder, job.instance_type, task)
@@ -283,6 +286,34 @@ class LocalWorkers(StrategyBase):
         if worker in self.workers:
             self.workers.remove(worker)
         wake_path(worker.folder).unlink(missing_ok=True)
+
+
+class EndedPipe:
+    """The FIFO the workers write to after each done mark (``_worker.ended_pipe_path``): the
+    launcher waits for a job's end in ``select`` on it instead of looking for marks."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.unlink(missing_ok=True)
+        os.mkfifo(path)
+        self.fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)  # a writer of its own: never at EOF
+
+    def wait(self, seconds: float) -> None:
+        """Until a worker writes (or has written since the last drain), at most ``seconds``."""
+        select.select([self.fd], [], [], max(0.0, seconds))
+
+    def drain(self) -> None:
+        """Forget the wake-ups written so far (their marks are about to be read)."""
+        try:
+            while os.read(self.fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        """Close and remove it (copying the sweep folder must not meet a FIFO)."""
+        os.close(self.fd)
+        self.path.unlink(missing_ok=True)
 
 
 def _task_tail(task: Task) -> str:

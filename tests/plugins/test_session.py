@@ -161,6 +161,7 @@ def _cancel_running_then_run_another(launcher: FlowLauncher, tmp_path: Path, x: 
         ((num, ret),) = session.outcomes(timeout=60)
         assert (num, ret.status) == (1, JobStatus.COMPLETED)
     assert not list(tmp_path.glob("multirun/*/*/.flow/workers/*/wake"))  # no pipe left behind
+    assert not list(tmp_path.glob("multirun/*/*/.flow/workers/ended"))
     assert (next(tmp_path.glob("multirun/*/*/0")) / "flow-task.log").is_file()  # output kept
     return bool(ret.return_value == float(started.read_text()))
 
