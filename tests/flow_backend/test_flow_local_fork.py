@@ -73,8 +73,8 @@ def test_a_fork_task_runs_its_module_with_its_env_log_and_exit_code(
     assert other.status is TaskStatus.FAILED and other.exit_code == 3
 
 
-def test_a_cancelled_fork_task_is_gone_and_a_time_limit_means_a_new_interpreter(
-    flow: Flow, tmp_path: Path, probe: str
+def test_a_cancelled_fork_task_is_gone_and_a_time_limit_or_cuda_means_a_new_interpreter(
+    flow: Flow, tmp_path: Path, probe: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "sleeper.json"
     task = flow.run(_config(probe, out, "sleep"))
@@ -86,3 +86,10 @@ def test_a_cancelled_fork_task_is_gone_and_a_time_limit_means_a_new_interpreter(
     task = flow.run(_config(probe, limited, "0", max_run_time_hours=1))
     assert task.wait(timeout=60) is TaskStatus.COMPLETED
     assert not json.loads(limited.read_text())["forked"]
+    # this process has initialised CUDA (PyTorch says so): a fork could not use it
+    cuda = types.SimpleNamespace(is_initialized=lambda: True)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    with_cuda = tmp_path / "cuda.json"
+    task = flow.run(_config(probe, with_cuda, "0"))
+    assert task.wait(timeout=60) is TaskStatus.COMPLETED
+    assert not json.loads(with_cuda.read_text())["forked"]

@@ -16,7 +16,7 @@ What a fork cannot give, and when :func:`fork_argv` refuses (a new interpreter s
 interpreter other than this one, environment variables that act when an interpreter or a library
 starts (``PYTHON*``, ``LD_*``, ``OMP_NUM_THREADS``... : the caller passes only the task's own
 variables), a time limit (``timeout`` wraps a new process), several ranks, GPUs (CUDA must not be
-initialised before a fork), and any OS but Linux.
+initialised before a fork), a process that has initialised CUDA itself, and any OS but Linux.
 """
 
 from __future__ import annotations
@@ -73,11 +73,20 @@ def fork_argv(command: Sequence[str]) -> tuple[str, list[str]] | None:
     """``(module, args)`` of a command this process can fork: ``[sys.executable, "-m", module,
     *args]`` on Linux (macOS's system frameworks do not survive a fork without an exec); ``None``
     for anything else."""
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or _cuda_initialised():
         return None
     if len(command) >= 3 and command[0] == sys.executable and command[1] == "-m":
         return command[2], list(command[3:])
     return None
+
+
+def _cuda_initialised() -> bool:
+    """Whether this process has initialised CUDA (through PyTorch): a fork could not use it."""
+    cuda = getattr(sys.modules.get("torch"), "cuda", None)
+    try:
+        return bool(cuda is not None and cuda.is_initialized())
+    except Exception:
+        return True  # cannot tell: do not fork
 
 
 def start_forked(
