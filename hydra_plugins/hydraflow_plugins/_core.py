@@ -16,6 +16,7 @@ from hydra.core.utils import JobReturn
 from hydra_plugins.hydraflow_plugins._options import FlowLauncherError
 from hydra_plugins.hydraflow_plugins._plan import (
     check_budget,
+    check_local_python,
     check_volumes,
     format_plan,
     make_plan,
@@ -61,6 +62,7 @@ def _launch(launcher: FlowLauncher, numbered: Sequence[tuple[int, list[str]]]) -
             options,
             context.price_of,
         )
+        check_local_python(session.flow.provider, options)
         if options.dry_run:
             check_volumes(session.flow.provider, options, session.slots)
             workers = session.slots if uses_workers(session.flow.provider, options) else None

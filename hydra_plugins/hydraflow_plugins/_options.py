@@ -22,7 +22,7 @@ class FlowLauncherError(CompactHydraException):
     """A launcher problem the user fixes by changing input; Hydra prints only the message."""
 
 
-def _bad(name: str, value: Any, what: str, example: str) -> FlowLauncherError:
+def invalid_value(name: str, value: Any, what: str, example: str) -> FlowLauncherError:
     return FlowLauncherError(
         f"hydra.launcher.{name}={value!r} is invalid: {what}. "
         f"Set e.g. hydra.launcher.{name}={example}"
@@ -33,11 +33,13 @@ def _positive(name: str, value: Any, example: str, integer: bool = False) -> Any
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _bad(name, value, "it must be a number", example)
+        raise invalid_value(name, value, "it must be a number", example)
     if integer and not float(value).is_integer():
-        raise _bad(name, value, "it must be a whole number", example)
+        raise invalid_value(name, value, "it must be a whole number", example)
     if not (value > 0 and math.isfinite(value)):
-        raise _bad(name, value, "it must be greater than 0 (or null for the default)", example)
+        raise invalid_value(
+            name, value, "it must be greater than 0 (or null for the default)", example
+        )
     return int(value) if integer else float(value)
 
 
@@ -72,11 +74,15 @@ class LauncherOptions(LauncherFields):
         if opts.max_total_cost is not None and not (
             isinstance(opts.max_total_cost, (int, float)) and opts.max_total_cost >= 0
         ):
-            raise _bad("max_total_cost", opts.max_total_cost, "it must be 0 or more dollars", "50")
+            raise invalid_value(
+                "max_total_cost", opts.max_total_cost, "it must be 0 or more dollars", "50"
+            )
         if isinstance(opts.max_retries, bool) or not (
             isinstance(opts.max_retries, int) and opts.max_retries >= 0
         ):
-            raise _bad("max_retries", opts.max_retries, "it must be a whole number >= 0", "2")
+            raise invalid_value(
+                "max_retries", opts.max_retries, "it must be a whole number >= 0", "2"
+            )
         opts.env = {str(k): str(v) for k, v in (opts.env or {}).items()}
         opts.volumes = list(opts.volumes or [])
         return opts

@@ -7,11 +7,16 @@
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from hydra_plugins.hydraflow_plugins._options import FlowLauncherError, LauncherOptions
+from hydra_plugins.hydraflow_plugins._options import (
+    FlowLauncherError,
+    LauncherOptions,
+    invalid_value,
+)
 
 if TYPE_CHECKING:
     from flow_backend.providers.base import Provider
@@ -20,6 +25,7 @@ __all__ = [
     "PlanRow",
     "bid_prices",
     "check_budget",
+    "check_local_python",
     "check_volumes",
     "format_plan",
     "gpus_text",
@@ -99,6 +105,20 @@ def check_volumes(provider: Provider, options: LauncherOptions, tasks_at_once: i
             f"hydra.launcher.volumes: {error} (hydra.launcher.max_parallel={tasks_at_once} "
             "runs that many jobs at once)"
         ) from None
+
+
+def check_local_python(provider: Provider, options: LauncherOptions) -> None:
+    """Refuse, before anything starts, a ``hydra.launcher.python`` this machine cannot run when
+    the tasks run here (a cluster's or a remote host's interpreter is that machine's business)."""
+    if options.python is None or not provider.shares_files or provider.queues_arrays:
+        return
+    if shutil.which(options.python) is None:
+        raise invalid_value(
+            "python",
+            options.python,
+            "no executable interpreter by that name on this machine, where the jobs run",
+            "/usr/bin/python3 (or leave it null for the Python running this sweep)",
+        )
 
 
 def task_price(price_per_instance: float, options: LauncherOptions) -> float:

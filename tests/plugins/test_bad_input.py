@@ -32,6 +32,10 @@ def _nothing_launched(tmp_path: Path) -> None:
         ("hydra.launcher.max_retries=-1", "hydra.launcher.max_retries=-1 is invalid"),
         ("hydra.launcher.provider=nope", "hydra.launcher.provider='nope'"),
         ("hydra.launcher.max_run_time_hours=500", "max_run_time_hours must be in (0, 168]"),
+        (
+            "hydra.launcher.python=/nonexistent/python",
+            "hydra.launcher.python='/nonexistent/python' is invalid: no executable interpreter",
+        ),
     ],
 )
 def test_bad_launcher_values_give_one_clear_message(
