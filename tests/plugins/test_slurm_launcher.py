@@ -261,10 +261,12 @@ def test_a_job_past_its_time_limit_fails_with_slurms_reason(
 def test_a_100_job_sweep_goes_in_as_one_array(on_slurm: SlurmCluster, tmp_path: Path) -> None:
     calls = counting_commands(tmp_path / "bin", "sbatch")
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
-    # SLURM runs the elements by itself: a poll a second is enough, and leaves the CPU to them
+    # SLURM runs the elements by itself: a poll a second is enough, and leaves the CPU to them.
+    # slurmctld starts pending elements about once a second and an element takes about as long,
+    # so a wave of 16 (the cluster's 16 job slots) ends sooner than twice as many waves of 8
     poll = "hydra.launcher.poll_interval=1"
     sweep = _behaviour_sweep(
-        tmp_path, env, poll, "hydra.launcher.max_parallel=8", "value=range(100)"
+        tmp_path, env, poll, "hydra.launcher.max_parallel=16", "value=range(100)"
     )
     out, err = sweep.communicate(timeout=400)
     assert sweep.returncode == 0, out[-2000:] + err[-3000:]
@@ -274,7 +276,7 @@ def test_a_100_job_sweep_goes_in_as_one_array(on_slurm: SlurmCluster, tmp_path: 
     assert len(states) == 100
     assert len({s["job_id"].split("_")[0] for s in states}) == 1
     assert (
-        "#SBATCH --array=0-99%8\n" in (Path(states[0]["task_dir"]).parent / "batch.sh").read_text()
+        "#SBATCH --array=0-99%16\n" in (Path(states[0]["task_dir"]).parent / "batch.sh").read_text()
     )
     results = {p.parent.name: p for p in tmp_path.glob("multirun/*/*/.flow/*/result.pkl")}
     values = {pickle.loads(p.read_bytes()).return_value["value"] for p in results.values()}
