@@ -94,6 +94,9 @@ class FakeHttpServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # headers and body go out in two writes: with Nagle's algorithm the body waited for the
+    # client's delayed ACK, 40 ms a response on loopback
+    disable_nagle_algorithm = True
     server: FakeHttpServer
 
     def _serve(self) -> None:
