@@ -27,16 +27,21 @@ def isolated(
     """Every test gets its own Flow state, MLflow store and working directory.
 
     The store starts as a copy of an empty migrated one, except for tests marked ``fresh_store``.
+    Hydra's own suites (``hydra`` in the test's id) sweep into ``tmp_path`` and look at what is
+    there: their store is beside it. They need one all the same: a job on a worker forked from
+    this process (which has imported mlflow) flushes MLflow's logging as it ends, and a missing
+    store was made and migrated then (a second per sweep).
     """
-    if (
-        request.node.get_closest_marker("fresh_store") is None
-        and "hydra" not in request.node.nodeid.lower()
-    ):
-        shutil.copyfile(request.getfixturevalue("migrated_store"), tmp_path / "mlflow.db")
+    store = tmp_path / "mlflow.db"
+    if "hydra" in request.node.nodeid.lower():
+        store = tmp_path.with_name(f"{tmp_path.name}-mlflow") / "mlflow.db"
+        store.parent.mkdir(exist_ok=True)
+    if request.node.get_closest_marker("fresh_store") is None:
+        shutil.copyfile(request.getfixturevalue("migrated_store"), store)
     monkeypatch.setenv("FLOW_HOME", str(tmp_path / "flow-home"))
     monkeypatch.setenv("FLOW_CONFIG_PATH", str(tmp_path / "flow-config.yaml"))
     monkeypatch.setenv("FLOW_PROVIDER", "local")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
     for name in ("HYDRAFLOW_SWEEP_ID", "HYDRAFLOW_PARENT_RUN_ID", "HYDRA_FULL_ERROR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
