@@ -229,6 +229,23 @@ def skip_final_collections() -> None:
         _FINAL_COLLECTIONS_SKIPPED = True
 
 
+# the threads of MLflow's asynchronous logging queue (mlflow.utils.async_logging)
+_ASYNC_LOGGING_THREADS = ("MLflowAsyncLogging", "MLflowBatchLogging")
+
+
+def flush_mlflow_async_logging() -> None:
+    """Flush what the job logged with ``synchronous=False``, if it did: only then do MLflow's
+    logging threads run. (``mlflow.flush_async_logging`` opens the tracking store: for a job that
+    never logged, it would make, and migrate, an ``mlflow.db`` in the working folder.)"""
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is None:
+        return
+    import threading
+
+    if any(t.name.startswith(_ASYNC_LOGGING_THREADS) for t in threading.enumerate()):
+        mlflow.flush_async_logging()
+
+
 def exit_now(status: int) -> NoReturn:
     """End this task process at once: the job's result is written, its records ended.
 
@@ -241,10 +258,7 @@ def exit_now(status: int) -> NoReturn:
     import logging
 
     try:
-        mlflow = sys.modules.get("mlflow")
-        flush = getattr(mlflow, "flush_async_logging", None)
-        if flush is not None:
-            flush()
+        flush_mlflow_async_logging()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
