@@ -13,6 +13,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 APPS = Path(__file__).resolve().parent / "apps"
 TRAIN = REPO / "examples" / "train.py"
+# Hydra's IntegrationTestSuite's app config for the flow launcher (its hydra_debug/disabled logging)
+INTEGRATION_DEFAULTS: list[dict[str, str]] = [
+    {"override hydra/launcher": "flow"},
+    {"override hydra/hydra_logging": "hydra_debug"},
+    {"override hydra/job_logging": "disabled"},
+]
 
 RunApp = Callable[..., subprocess.CompletedProcess[str]]
 

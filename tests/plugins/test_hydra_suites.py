@@ -13,7 +13,7 @@ from hydra.test_utils.launcher_common_tests import (
     IntegrationTestSuite,
     LauncherTestSuite,
 )
-from launcher_helpers import APPS, RunApp, started_tasks
+from launcher_helpers import APPS, INTEGRATION_DEFAULTS, RunApp, started_tasks
 from omegaconf import OmegaConf
 
 from hydra_plugins.hydraflow_plugins.flow_launcher import FlowLauncher
@@ -57,23 +57,11 @@ class TestFlowSweeperBatches(BatchedSweeperTestSuite):
     "task_launcher_cfg, extra_flags",
     [
         (
-            {
-                "defaults": [
-                    {"override hydra/launcher": "flow"},
-                    {"override hydra/hydra_logging": "hydra_debug"},
-                    {"override hydra/job_logging": "disabled"},
-                ]
-            },
+            {"defaults": INTEGRATION_DEFAULTS},
             ["-m"],
         ),
         (
-            {
-                "defaults": [
-                    {"override hydra/launcher": "flow"},
-                    {"override hydra/hydra_logging": "hydra_debug"},
-                    {"override hydra/job_logging": "disabled"},
-                ]
-            },
+            {"defaults": INTEGRATION_DEFAULTS},
             ["-m", "hydra.launcher.reuse_workers=false"],
         ),
     ],

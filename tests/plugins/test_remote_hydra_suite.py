@@ -19,6 +19,7 @@ from hydra.test_utils.launcher_common_tests import (
     IntegrationTestSuite,
     LauncherTestSuite,
 )
+from launcher_helpers import INTEGRATION_DEFAULTS
 from sshd import SSHServer
 
 from flow_backend.testing import FakeMithril
@@ -83,13 +84,7 @@ class TestFlowSweeperBatchesOnMithril(BatchedSweeperTestSuite):
     "task_launcher_cfg, extra_flags",
     [
         (
-            {
-                "defaults": [
-                    {"override hydra/launcher": "flow"},
-                    {"override hydra/hydra_logging": "hydra_debug"},
-                    {"override hydra/job_logging": "disabled"},
-                ]
-            },
+            {"defaults": INTEGRATION_DEFAULTS},
             ["-m", *MITHRIL],
         )
     ],

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
-from launcher_helpers import APPS, job_runs
+from launcher_helpers import APPS, INTEGRATION_DEFAULTS, job_runs
 from remote_helpers import EXPERIMENT, copy_project, run_sweep, sweep_command
 from slurm import counting_commands
 from sshd import SSHServer
@@ -192,11 +192,7 @@ class TestFlowLauncherOnSlurm(LauncherTestSuite):
     [
         (
             {
-                "defaults": [
-                    {"override hydra/launcher": "flow"},
-                    {"override hydra/hydra_logging": "hydra_debug"},
-                    {"override hydra/job_logging": "disabled"},
-                ],
+                "defaults": INTEGRATION_DEFAULTS,
                 "hydra": {
                     "launcher": {
                         "provider": "slurm",
