@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from remote_helpers import copy_project, sweep_command
 from sshd import SSHServer
-
-PROJECT = Path(__file__).resolve().parents[2] / "plugins" / "apps" / "remote_project"
 
 
 def _ssh_env(sshd: SSHServer, tmp_path: Path) -> dict[str, str]:
@@ -44,38 +41,17 @@ def _ssh_env(sshd: SSHServer, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _sweep(*overrides: str) -> list[str]:
-    return [
-        sys.executable,
-        "remote_app.py",
-        "-m",
-        "hydra/launcher=flow",
-        "hydra/callbacks=mlflow",
-        "hydra.launcher.provider=ssh",
-        f"hydra.launcher.python={sys.executable}",  # the loopback host's python with hydra
-        "hydra.launcher.poll_interval=0.2",
-        "hydra.sweep.dir=multirun/sweep",
-        *overrides,
-    ]
-
-
-def _project(tmp_path: Path) -> Path:
-    project = tmp_path / "project"
-    shutil.copytree(PROJECT, project, ignore=shutil.ignore_patterns("__pycache__"))
-    return project
-
-
 def _task_states(tmp_path: Path) -> list[dict[str, Any]]:
     tasks = (tmp_path / "home" / "ssh" / "tasks").glob("*.json")
     return [json.loads(p.read_text()) for p in tasks]
 
 
 def test_four_job_sweep_runs_over_ssh_and_lands_in_mlflow(sshd: SSHServer, tmp_path: Path) -> None:
-    project = _project(tmp_path)
+    project = copy_project(tmp_path)
     remote = tmp_path / "remote"
     env = _ssh_env(sshd, tmp_path)
     proc = subprocess.run(
-        _sweep("hydra.launcher.max_parallel=3", "lr=1e-3,1e-4,1e-2,1e-1"),
+        sweep_command("ssh", "hydra.launcher.max_parallel=3", "lr=1e-3,1e-4,1e-2,1e-1"),
         cwd=project,
         env=env,
         capture_output=True,
@@ -160,12 +136,13 @@ def test_a_killed_worker_and_a_hanging_job_fail_alone_over_ssh(
     its log: ``max_retries=0``); job 0 runs past ``max_run_time_hours`` (it fails with its log,
     its worker is cancelled); a new worker on the freed host runs job 2. The sweep ends and
     nothing runs on the hosts."""
-    project = _project(tmp_path)
+    project = copy_project(tmp_path)
     remote = tmp_path / "remote"
     gates = tmp_path / "never", tmp_path / "never-either", tmp_path / "open"
     gates[2].touch()  # jobs 0 and 1 wait (at most `sleep`), job 2 goes through
     proc = subprocess.Popen(
-        _sweep(
+        sweep_command(
+            "ssh",
             "hydra.launcher.max_parallel=2",
             # 14.4 s: job 0 hangs past it; job 1's worker is killed and w2 placed on the host it
             # freed (job 0's still busy) within a few seconds of job 0's start
