@@ -52,10 +52,13 @@ def create_from_template(tracking_uri: str) -> bool:
 
 
 def _new_sqlite_file(tracking_uri: str) -> Path | None:
-    """The file of a sqlite store URI whose file does not exist yet, else ``None``."""
-    if not tracking_uri.startswith(_PREFIX) or "?" in tracking_uri:
+    """The file of a sqlite store URI (read as MLflow reads it) whose file does not exist yet, else
+    ``None`` (an in-memory database, or a URI with options, is left to MLflow)."""
+    if not tracking_uri.startswith("sqlite:") or "?" in tracking_uri:
         return None
-    name = tracking_uri.removeprefix(_PREFIX)
+    from hydraflow.core.store import sqlite_database
+
+    name = sqlite_database(tracking_uri)
     if not name or name == ":memory:":
         return None
     path = Path(name)

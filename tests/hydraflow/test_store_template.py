@@ -50,3 +50,11 @@ def test_other_stores_are_left_to_mlflow(tmp_path: Path) -> None:
         assert not create_from_template(uri), uri
     assert existing.read_bytes() == b""
     assert sorted(os.listdir(tmp_path)) == ["existing.db"]
+
+
+def test_a_store_is_made_at_the_file_mlflow_reads_the_uri_as(
+    tmp_path: Path, migrated_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert create_from_template("sqlite:///my%20runs.db")  # relative, percent-encoded
+    assert os.listdir(tmp_path) == ["my runs.db"]
