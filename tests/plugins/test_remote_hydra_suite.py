@@ -31,7 +31,7 @@ MITHRIL = [
     "hydra.launcher.provider=mithril",
     "hydra.launcher.instance=a100",  # Mithril has GPU types only and no default type
     f"hydra.launcher.python={sys.executable}",  # the loopback host's python with hydra installed
-    "hydra.launcher.poll_interval=0.2",
+    "hydra.launcher.poll_interval=0.05",
     "hydra.launcher.max_parallel=2",  # a sweep of three jobs reuses a worker
 ]
 
