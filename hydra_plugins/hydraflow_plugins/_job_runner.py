@@ -19,13 +19,16 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from hydra_plugins.hydraflow_plugins._paths import SpecLoading, result_path_for
 from hydra_plugins.hydraflow_plugins._task_function import load_task_function
 
 # how a task writes its outcome: one home, shared with pipeline task stages (stdlib + cloudpickle)
 from hydraflow.task_call_runner import hold_until_collected, portable_error, write_atomic
+
+if TYPE_CHECKING:
+    from hydra_plugins.hydraflow_plugins._compose_cache import ComposeCache
 
 SPEC_VERSION = 2
 
@@ -80,6 +83,16 @@ def _uncopied_repository(config_loader: Any) -> None:
         repository.__deepcopy__ = lambda memo: repository
 
 
+def _sweep(parts: dict[str, bytes]) -> str:
+    """What tells one sweep's jobs from another's: a digest of the spec parts they share."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    for name in ("hydra_context", "singleton_state", "config"):
+        digest.update(parts.get(name, b""))
+    return digest.hexdigest()
+
+
 def _checked(task_function: Any, guard: Callable[[], AbstractContextManager[Any]] | None) -> Any:
     """Wrap the task function so that a return value that cannot be pickled fails the job itself.
 
@@ -113,15 +126,18 @@ def run(
     guard: Callable[[], AbstractContextManager[Any]] | None = None,
     hold_seconds: float = 0,
     attempt: str | None = None,
+    compose: ComposeCache | None = None,
 ) -> int:
     """Run the job described by ``spec_path``; return the process exit status.
 
     ``result_path`` (default: next to the spec) and ``sweep_dir`` (a remote attempt's own
     ``hydra.sweep.dir``) are given by the launcher for jobs on remote hosts, with ``hold_seconds``
     (a task of its own waits that long after its result for the launcher's ``collected`` mark);
-    ``guard`` by a warm worker (entered around the task function: see ``_worker.CancelWatch``);
+    ``guard`` by a warm worker (entered around the task function: see ``_cancel_watch.CancelWatch``);
     ``attempt`` (``hydraflow.sweep_context.TaskAttempt`` as JSON: the task running the job this
-    time) by the launcher, handed to the MLflow callback in the job's copy of Hydra's context.
+    time) by the launcher, handed to the MLflow callback in the job's copy of Hydra's context;
+    ``compose`` by a warm worker: what its earlier jobs' compositions share (see
+    ``_compose_cache``).
     """
     with spec_path.open("rb") as stream:
         header = pickle.load(stream)
@@ -157,9 +173,14 @@ def run(
         sweep_config = payload["sweep_config"]
     else:  # composed here, as the joblib and submitit launchers do: in parallel
         _uncopied_repository(hydra_context.config_loader)
-        sweep_config = hydra_context.config_loader.load_sweep_config(
-            payload["config"], list(job["overrides"])
-        )
+        if compose is not None:
+            sweep_config = compose.load_sweep_config(
+                hydra_context.config_loader, payload["config"], job["overrides"], _sweep(parts)
+            )
+        else:
+            sweep_config = hydra_context.config_loader.load_sweep_config(
+                payload["config"], list(job["overrides"])
+            )
     with read_write(sweep_config.hydra), open_dict(sweep_config):
         sweep_config.hydra.job.id = job["job_id"]
         sweep_config.hydra.job.num = job["num"]

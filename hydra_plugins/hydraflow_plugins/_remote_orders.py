@@ -19,8 +19,9 @@ from gzip import compress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hydra_plugins.hydraflow_plugins._cancel_watch import WAKE_NAME
 from hydra_plugins.hydraflow_plugins._strategy import Attempt
-from hydra_plugins.hydraflow_plugins._worker import ECHO_MARK, WAKE_NAME
+from hydra_plugins.hydraflow_plugins._worker import ECHO_MARK
 
 if TYPE_CHECKING:
     from flow_backend import Task

@@ -156,7 +156,7 @@ class RemoteWorkers(StrategyBase):
                 return
 
     def interrupt(self, attempt: Attempt, reason: str) -> bool:
-        """The worker interrupts the job and stays warm (see ``_worker.CancelWatch``)."""
+        """The worker interrupts the job and stays warm (see ``_cancel_watch.CancelWatch``)."""
         from flow_backend.errors import FlowError
 
         for worker in self.workers:

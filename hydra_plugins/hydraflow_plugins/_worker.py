@@ -26,8 +26,8 @@ script, imported once. A job that kills the process takes only itself down: the 
 with its log tail and starts another worker for the jobs that remain.
 
 A cancelled job stops alone too: a watcher thread, woken through the ``wake`` pipe, sees its
-``cancel`` mark and interrupts the main thread (:data:`INTERRUPT_SIGNAL` to it; the handler raises
-:class:`JobInterrupted` inside the task function, which
+``cancel`` mark and interrupts the main thread (``_cancel_watch``: the handler raises
+``JobInterrupted`` inside the task function, which
 Hydra's ``run_job`` records as the job's failure: its MLflow run ends ``FAILED`` with the reason), and
 the worker stays warm for the next job. A job that ignores the interrupt is stopped with its worker
 by the launcher after a grace period.
@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -48,18 +46,16 @@ from pathlib import Path
 from typing import Any
 
 from hydra_plugins.hydraflow_plugins import _job_runner
+from hydra_plugins.hydraflow_plugins._cancel_watch import CancelWatch, poke
+from hydra_plugins.hydraflow_plugins._compose_cache import ComposeCache
 
 __all__ = [
     "ECHO_MARK",
     "STOP_NAME",
-    "JobInterrupted",
-    "cancel_path",
     "done_path",
     "ended_pipe_path",
     "order_path",
     "serve",
-    "wake",
-    "wake_path",
 ]
 
 POLL_SECONDS = 0.005
@@ -69,16 +65,7 @@ LAUNCHER_CHECK_SECONDS = 1.0
 STOP_NAME = "stop"
 ECHO_MARK = "----- hydraflow worker: job log "  # then the log's path (echoed orders only)
 TEE_DRAIN_SECONDS = 5.0
-WAKE_NAME = "wake"
 ENDED_NAME = "ended"
-# The worker's interrupt: a real-time signal, which user libraries hardly ever claim (SIGUSR1 and
-# SIGUSR2 they do: PyTorch Lightning's SLURM requeue, faulthandler.register, uWSGI); SIGUSR1 where
-# the OS has none. A job that installs its own handler for it is not sent it (see CancelWatch).
-INTERRUPT_SIGNAL: int = signal.SIGRTMIN + 2 if hasattr(signal, "SIGRTMIN") else signal.SIGUSR1
-
-
-class JobInterrupted(Exception):
-    """Raised inside a running task function whose job the launcher cancelled."""
 
 
 def order_path(folder: Path, seq: int) -> Path:
@@ -91,141 +78,10 @@ def done_path(folder: Path, seq: int) -> Path:
     return folder / f"job-{seq}.done"
 
 
-def cancel_path(folder: Path, seq: int) -> Path:
-    """The mark the launcher writes to cancel order ``seq`` (its content: why)."""
-    return folder / f"job-{seq}.cancel"
-
-
-def wake_path(folder: Path) -> Path:
-    """The worker's wake-up pipe (a FIFO it makes): the launcher writes to it after a cancel mark."""
-    return folder / WAKE_NAME
-
-
 def ended_pipe_path(folder: Path) -> Path:
     """The launcher's pipe beside its workers' folders (a FIFO it makes): a worker writes to it
     after each done mark, which wakes a launcher waiting for one (local workers only)."""
     return folder.parent / ENDED_NAME
-
-
-def wake(folder: Path) -> None:
-    """Launcher side: wake the worker's cancel watcher (nothing happens if it is not running)."""
-    _poke(wake_path(folder))
-
-
-def _poke(pipe: Path) -> None:
-    """Write a byte into a FIFO if someone reads it; nothing happens otherwise."""
-    try:
-        fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError:  # no pipe (yet, or here: a remote worker's launcher is elsewhere) or no reader
-        return
-    try:
-        os.write(fd, b"\n")
-    except OSError:  # full: the reader has a wake-up pending already
-        pass
-    finally:
-        os.close(fd)
-
-
-class CancelWatch:
-    """Interrupts the running job of this worker when the launcher cancels it.
-
-    A daemon thread sleeps in a read of the worker's wake-up pipe (no polling: it costs the job
-    nothing); woken, it looks for the current order's ``cancel`` mark and sends
-    :data:`INTERRUPT_SIGNAL` to the main thread (a real signal wakes a blocking call such as
-    ``time.sleep``) — unless the job has installed a handler of its own for that signal, which
-    must not run for our purpose: the job then runs on and the launcher stops it with its worker
-    after the grace, as for a job that ignores the interrupt. The handler raises
-    :class:`JobInterrupted` only while the task function runs (:meth:`interruptible`), so Hydra's
-    bookkeeping around it (config, callbacks, result) is never cut in half; a job cancelled before
-    its task function starts is stopped as it enters it.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._seq: int | None = None
-        self._reason: str | None = None
-        self._armed = False
-        self._lock = threading.Lock()
-        self._closing = False
-        self._previous: Any = signal.SIG_DFL
-
-    def start(self) -> None:
-        """Install the signal handler (main thread), make the pipe, start the watcher thread."""
-        self._previous = signal.signal(INTERRUPT_SIGNAL, self._on_signal)
-        main = threading.main_thread().ident
-        assert main is not None
-        pipe = wake_path(self.folder)
-        pipe.unlink(missing_ok=True)
-        os.mkfifo(pipe)
-        fd = os.open(pipe, os.O_RDWR)  # a writer of its own: reads wait instead of ending
-        threading.Thread(target=self._watch, args=(fd, main), name="cancel", daemon=True).start()
-
-    def close(self) -> None:
-        """Stop the watcher thread and remove the pipe (copying the sweep folder must not meet a
-        FIFO)."""
-        self._closing = True
-        wake(self.folder)
-        wake_path(self.folder).unlink(missing_ok=True)
-        signal.signal(INTERRUPT_SIGNAL, self._previous)
-
-    def begin(self, seq: int) -> None:
-        """Order ``seq`` starts running (it may be cancelled already)."""
-        signal.signal(INTERRUPT_SIGNAL, self._on_signal)  # an earlier job may have replaced it
-        with self._lock:
-            self._seq, self._reason, self._armed = seq, self._cancel_reason(seq), False
-
-    def end(self) -> None:
-        """The current order has ended: a late cancel mark or signal changes nothing."""
-        with self._lock:
-            self._seq, self._reason, self._armed = None, None, False
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether the current order has been cancelled."""
-        return self._reason is not None
-
-    @contextmanager
-    def interruptible(self) -> Iterator[None]:
-        """Around the task function: a cancel raises :class:`JobInterrupted` in it."""
-        with self._lock:
-            if self._reason is not None:
-                raise JobInterrupted(self._reason)
-            self._armed = True
-        try:
-            yield
-        finally:
-            self._armed = False
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        if self._armed and self._reason is not None:
-            self._armed = False
-            raise JobInterrupted(self._reason)
-
-    def _cancel_reason(self, seq: int) -> str | None:
-        mark = cancel_path(self.folder, seq)
-        if not mark.exists():
-            return None
-        return mark.read_text(errors="replace").strip() or "cancelled"
-
-    def _watch(self, fd: int, main: int) -> None:
-        while os.read(fd, 512) and not self._closing:
-            with self._lock:
-                if self._seq is None or self._reason is not None:
-                    continue
-                self._reason = self._cancel_reason(self._seq)
-                if self._reason is None:
-                    continue
-                if signal.getsignal(INTERRUPT_SIGNAL) == self._on_signal:
-                    signal.pthread_kill(main, INTERRUPT_SIGNAL)
-                else:
-                    print(
-                        f"hydraflow worker: {self._reason}, but the job installed its own handler "
-                        f"for signal {INTERRUPT_SIGNAL} (the worker's interrupt): it is stopped "
-                        "with its worker instead",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-        os.close(fd)
 
 
 def serve(folder: Path, launcher_pid: int | None = None, idle_seconds: float | None = None) -> int:
@@ -235,13 +91,17 @@ def serve(folder: Path, launcher_pid: int | None = None, idle_seconds: float | N
     watch = CancelWatch(folder)
     watch.start()
     try:
-        return _serve(folder, watch, launcher_pid, idle_seconds)
+        return _serve(folder, watch, ComposeCache(), launcher_pid, idle_seconds)
     finally:
         watch.close()
 
 
 def _serve(
-    folder: Path, watch: CancelWatch, launcher_pid: int | None, idle_seconds: float | None
+    folder: Path,
+    watch: CancelWatch,
+    compose: ComposeCache,
+    launcher_pid: int | None,
+    idle_seconds: float | None,
 ) -> int:
     seq = 0
     checked = idle_since = time.monotonic()
@@ -250,11 +110,11 @@ def _serve(
         if order.exists():
             watch.begin(seq)
             try:
-                status = run_order(json.loads(order.read_text()), watch)
+                status = run_order(json.loads(order.read_text()), watch, compose)
             finally:
                 watch.end()
             _job_runner.write_atomic(done_path(folder, seq), str(status).encode())
-            _poke(ended_pipe_path(folder))
+            poke(ended_pipe_path(folder))
             seq += 1
             idle_since = time.monotonic()
             continue
@@ -299,8 +159,13 @@ def _leave_inherited_connections() -> None:
     event.listen(Pool, "checkout", checkout)
 
 
-def run_order(order: dict[str, Any], watch: CancelWatch | None = None) -> int:
-    """Run one job as its own task would; put the process back as it was afterwards."""
+def run_order(
+    order: dict[str, Any], watch: CancelWatch | None = None, compose: ComposeCache | None = None
+) -> int:
+    """Run one job as its own task would; put the process back as it was afterwards.
+
+    ``compose``: the worker's memory of its earlier jobs' config compositions (``_compose_cache``).
+    """
     env, cwd, path, argv = dict(os.environ), os.getcwd(), list(sys.path), list(sys.argv)
     echo = bool(order.get("echo"))  # remote: the job's output also goes to the worker's own log
     if echo:
@@ -316,6 +181,7 @@ def run_order(order: dict[str, Any], watch: CancelWatch | None = None) -> int:
                 order.get("sweep_dir"),
                 guard=guard,
                 attempt=order.get("attempt"),  # the task running it (TaskAttempt JSON)
+                compose=compose,
             )
         except (Exception, SystemExit):  # the job produced no result; the worker goes on
             traceback.print_exc()

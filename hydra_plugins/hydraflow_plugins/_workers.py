@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hydra_plugins.hydraflow_plugins._cancel_watch import cancel_path, wake, wake_path
 from hydra_plugins.hydraflow_plugins._job_runner import write_atomic
 from hydra_plugins.hydraflow_plugins._jobs import Job, JobContext
 from hydra_plugins.hydraflow_plugins._options import LauncherOptions
@@ -42,12 +43,9 @@ from hydra_plugins.hydraflow_plugins._strategy import (
 )
 from hydra_plugins.hydraflow_plugins._worker import (
     STOP_NAME,
-    cancel_path,
     done_path,
     ended_pipe_path,
     order_path,
-    wake,
-    wake_path,
 )
 from hydra_plugins.hydraflow_plugins._worker_pool import (
     WORKER_MODULE,
@@ -139,7 +137,7 @@ class LocalWorkers(StrategyBase):
                 return
 
     def interrupt(self, attempt: Attempt, reason: str) -> bool:
-        """The worker interrupts the job and stays warm (see ``_worker.CancelWatch``)."""
+        """The worker interrupts the job and stays warm (see ``_cancel_watch.CancelWatch``)."""
         for worker in self.workers:
             if worker.attempt is attempt:
                 write_atomic(cancel_path(worker.folder, worker.orders - 1), reason.encode())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hydra_plugins.hydraflow_plugins._worker import (
+from hydra_plugins.hydraflow_plugins._cancel_watch import (
     INTERRUPT_SIGNAL,
     CancelWatch,
     JobInterrupted,
