@@ -286,6 +286,11 @@ class TaskConfig(_FlowModel):
         return parse_instance_type("cpu")
 
     @property
+    def total_gpus(self) -> int:
+        """GPUs the whole task needs: the instance type's GPUs times ``num_instances``."""
+        return self.instance.gpu_count * self.num_instances
+
+    @property
     def command_string(self) -> str:
         """The command as one shell string (argv lists are quoted)."""
         if isinstance(self.command, str):

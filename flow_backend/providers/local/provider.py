@@ -107,7 +107,7 @@ class LocalProvider(Provider):
             )
             spec.notes.append(note)
             spec.log_notes.append(note)
-        needed = instance.gpu_count * config.num_instances
+        needed = config.total_gpus
         pool = self._pool() if needed else None
         if needed and pool is None:
             spec.notes.append(warn_cpu_once(instance.name))
@@ -165,8 +165,7 @@ class LocalProvider(Provider):
         config = pending.config_to_start(files, spec, self._home_key)
         if pool is None or config is None:
             return spec
-        needed = parse_gpu_count(spec)
-        allocated = pool.allocate(spec.task_id, needed)
+        allocated = pool.allocate(spec.task_id, config.total_gpus)
         if allocated is None:
             return spec
         if not files.claim_start():  # another process is starting (or cancelling) it right now
@@ -393,13 +392,6 @@ class LocalProvider(Provider):
     def delete_volume(self, name: str) -> None:
         """Delete a volume and its data."""
         volumes.delete(self.settings.volumes_dir, name)
-
-
-def parse_gpu_count(spec: TaskSpec) -> int:
-    """GPUs the whole task needs (per-instance GPUs × instances)."""
-    from flow_backend.instance_types import parse_instance_type
-
-    return parse_instance_type(spec.instance_type).gpu_count * spec.num_instances
 
 
 def _not_found(task_id: str) -> TaskNotFoundError:
