@@ -6,6 +6,7 @@ Locally (and on ssh hosts) that is the catalog; on Mithril the live catalog at c
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from typing import Any
 
 from rich.table import Table
@@ -28,7 +29,7 @@ def instance_types_command(args: argparse.Namespace) -> int:
         types = client.provider.instance_types()
         provider = client.settings.provider
     if args.json:
-        print_json([{**it.model_dump(), "short_names": list(it.short_names)} for it in types])
+        print_json([{**asdict(it), "short_names": list(it.short_names)} for it in types])
         return 0
     title = (
         "Instance types on Mithril (lowest spot price now, per instance-hour)"
