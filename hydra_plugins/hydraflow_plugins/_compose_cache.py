@@ -15,7 +15,9 @@ else, so a job gets the config Hydra composes for it:
   overrides that are not value overrides (classified as Hydra's ``Overrides`` does: a group that
   exists, with a string or list value), and the defaults list's flags;
 - the cached defaults list is handed back with this job's own value overrides; the merged config
-  is deep-copied for each job (Hydra goes on to change it);
+  is kept pickled and each job gets its own copy (Hydra goes on to change it; unpickling copies
+  it in a quarter of ``copy.deepcopy``'s time; a config pickle cannot copy, e.g. a structured
+  config of the user's ``__main__``, is deep-copied);
 - a config file the cached composition read that has changed since (its modification time or
   size), or is gone, makes it compose anew, as Hydra would read the file again.
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import os
+import pickle
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -41,8 +44,14 @@ class _Entry:
     """One cached composition: Hydra's defaults list, the merged config, the files it read."""
 
     defaults: Any  # hydra._internal.defaults_list.DefaultsList
-    config: Any  # the merged config, before value overrides (kept unchanged: copied per job)
+    config: Any  # the merged config, before value overrides (each job gets a copy)
+    pickled: bytes | None  # the same, pickled, when pickle gives it back (the quicker copy)
     files: dict[str, tuple[int, int] | None]  # path → (mtime_ns, size), None: did not exist
+
+    def config_copy(self) -> Any:
+        if self.pickled is not None:
+            return pickle.loads(self.pickled)
+        return copy.deepcopy(self.config)
 
     def fresh(self) -> bool:
         return all(_stamp(path) == stamp for path, stamp in self.files.items())
@@ -74,6 +83,16 @@ def _files_read(repo: Any) -> dict[str, tuple[int, int] | None] | None:
         path = os.path.realpath(os.path.join(result.path[len(_FILE_SCHEME) :], name))
         files[path] = _stamp(path)
     return files
+
+
+def _pickled(config: Any) -> bytes | None:
+    """``config`` pickled, if pickle gives it back (else ``None``)."""
+    try:
+        pickled = pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(pickled)
+    except Exception:
+        return None
+    return pickled
 
 
 def _is_value_override(override: Any, repo: Any) -> bool:
@@ -159,9 +178,10 @@ class _Call:
 
     def compose(self, defaults: Any, repo: Any) -> Any:
         if self.hit is not None:
-            return copy.deepcopy(self.hit.config)
+            return self.hit.config_copy()
         config = self._compose(defaults=defaults, repo=repo)
         files = _files_read(repo)
         if self.key is not None and files is not None:
-            self.cache._entries[self.key] = _Entry(self.defaults, copy.deepcopy(config), files)
+            kept = copy.deepcopy(config)
+            self.cache._entries[self.key] = _Entry(self.defaults, kept, _pickled(kept), files)
         return config

@@ -153,7 +153,6 @@ def run(
         sys.path.insert(0, os.getcwd())
 
     import cloudpickle
-    from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import JobStatus, run_job, setup_globals
     from omegaconf import open_dict, read_write
 
@@ -189,7 +188,7 @@ def run(
             sweep_config.hydra.sweep.dir = sweep_dir
         with read_write(sweep_config.hydra.runtime):  # get_original_cwd(): the uploaded code
             sweep_config.hydra.runtime.cwd = os.getcwd()
-    HydraConfig.instance().set_config(sweep_config)
+    # run_job makes sweep_config Hydra's config (HydraConfig.set_config) before anything reads it
     result = run_job(
         hydra_context=hydra_context,
         config=sweep_config,

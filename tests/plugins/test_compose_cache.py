@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
+from hydra_plugins.hydraflow_plugins import _compose_cache
 from hydra_plugins.hydraflow_plugins._compose_cache import ComposeCache
 
 
@@ -22,7 +24,7 @@ def _snapshot(config: Any) -> tuple[str, type | None, bool | None]:
 
 
 def test_each_job_gets_hydras_own_composition_also_after_a_config_file_changes(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "db").mkdir()
     (tmp_path / "config.yaml").write_text("defaults:\n  - db: mysql\n  - _self_\nlr: 0.1\n")
@@ -55,3 +57,8 @@ def test_each_job_gets_hydras_own_composition_also_after_a_config_file_changes(
         assert cache.hits == 2
         assert cache.load_sweep_config(loader, master, ["+x=6"], "another sweep").x == 6
         assert cache.hits == 2  # another sweep's jobs never reuse this one's
+        # a merged config that pickle cannot copy (a structured config of __main__) is deep-copied
+        monkeypatch.setattr(_compose_cache, "_pickled", lambda config: None)
+        cache = ComposeCache()
+        assert [both([f"+x={x}"]).x for x in (7, 8)] == [7, 8]
+        assert cache.hits == 1
