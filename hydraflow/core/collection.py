@@ -12,18 +12,16 @@ import polars as pl
 from hydraflow.conventions import TAG_ROLE, TAG_SWEEP_ID
 from hydraflow.core import filters, keys
 from hydraflow.core.errors import RunNotFoundError, RunSelectionError, UnknownKeyError, suggestion
-from hydraflow.core.frame import assemble, widen
 from hydraflow.core.grouping import GroupBy, numeric_column
 from hydraflow.core.hydra_dirs import folder_run_ids, hydra_folder
 from hydraflow.core.loaders import StoreTables, load_tables
-from hydraflow.core.loaders.sqlite_cache import keep, recall
+from hydraflow.core.refresh import URI_COLUMN as _URI
+from hydraflow.core.refresh import store_frames
 from hydraflow.core.run import Run, locate, run_from_row
 from hydraflow.core.store import Store, open_store
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-_URI = "__tracking_uri"
 
 
 def _is_hydra_folder(name: str) -> bool:
@@ -100,17 +98,7 @@ class RunCollection:
     def _from_store(
         cls, store: Store, experiments: list[str] | None, run_ids: list[str] | None
     ) -> RunCollection:
-        selection = (
-            tuple(experiments) if experiments is not None else None,
-            tuple(run_ids) if run_ids is not None else None,
-        )
-        version, kept = recall(store, selection) if store.kind == "sqlite" else (None, None)
-        if kept is None:
-            frame, raw = assemble(load_tables(store, experiments, run_ids, widen))
-            kept = (frame, raw.with_columns(pl.lit(store.uri, dtype=pl.String).alias(_URI)))
-            if version is not None:
-                keep(store, selection, version, kept)
-        return cls(*kept)
+        return cls(*store_frames(store, experiments, run_ids))
 
     @classmethod
     def from_sources(

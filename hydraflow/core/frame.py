@@ -27,6 +27,7 @@ from hydraflow.core.loaders.tables import RUNS_SCHEMA, StoreTables
 INFO_COLUMNS = list(RUNS_SCHEMA)
 _NULL_WORDS = ["None", "null"]
 _BOOL_WORDS = {"True": True, "true": True, "False": False, "false": False}
+_FEW_RUNS = 1000
 
 
 def _wide(long: pl.DataFrame, run_ids: pl.Series, prefix: str) -> list[pl.Series]:
@@ -165,12 +166,15 @@ def widen(name: str, long: pl.DataFrame, runs: pl.DataFrame) -> WidePart:
     return _widen(name, long, ordered_runs(runs)["run_id"])
 
 
-def assemble(tables: StoreTables) -> tuple[pl.DataFrame, pl.DataFrame]:
+def assemble(
+    tables: StoreTables, originals: dict[str, str] | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The typed wide frame and the raw-text params frame (``run_id`` + ``params.*``), same order.
 
     The tables a loader did not widen already (:func:`widen`) are widened here, in threads: polars
     releases the GIL, so they overlap on several cores. Params whose keys the callback had to
-    sanitise (``hydraflow.key.*`` tags) are widened again under their original names.
+    sanitise (``hydraflow.key.*`` tags; ``originals`` when given: ``{sanitised: original}``) are
+    widened again under their original names.
     """
     runs = ordered_runs(tables.runs)
     run_ids = runs["run_id"]
@@ -180,13 +184,17 @@ def assemble(tables: StoreTables) -> tuple[pl.DataFrame, pl.DataFrame]:
         for name, part in tables.wide.items()
         if isinstance(part, WidePart) and part.run_ids.equals(run_ids)
     }
-    originals = _original_keys(tables.tags)
+    if originals is None:
+        originals = _original_keys(tables.tags)
     if originals:
         longs["params"] = tables.params.with_columns(pl.col("key").replace(originals))
         parts.pop("params", None)
     missing = [name for name in longs if name not in parts]
-    with ThreadPoolExecutor(max_workers=worker_count(len(missing))) as pool:
-        jobs = {name: pool.submit(_widen, name, longs[name], run_ids) for name in missing}
-        parts.update({name: job.result() for name, job in jobs.items()})
+    if run_ids.len() < _FEW_RUNS:  # a thread would cost more than the work
+        parts.update({name: _widen(name, longs[name], run_ids) for name in missing})
+    else:
+        with ThreadPoolExecutor(max_workers=worker_count(len(missing))) as pool:
+            jobs = {name: pool.submit(_widen, name, longs[name], run_ids) for name in missing}
+            parts.update({name: job.result() for name, job in jobs.items()})
     columns = [column for name in longs for column in parts[name].columns]
     return runs.hstack(columns), pl.DataFrame([run_ids, *parts["params"].text])

@@ -21,7 +21,7 @@ import polars as pl
 
 from hydraflow.core._parallel import worker_count
 from hydraflow.core.errors import HydraflowError, RunNotFoundError, StoreNotFoundError
-from hydraflow.core.loaders.sqlite_cache import QUERIES, TOPS, whole_tables
+from hydraflow.core.loaders.sqlite_cache import QUERIES, TOPS, Version, whole_tables
 from hydraflow.core.loaders.tables import StoreTables, Widen, check_experiments, check_run_ids
 from hydraflow.core.store import Store
 
@@ -186,11 +186,15 @@ def load(
     experiments: Sequence[str] | None,
     run_ids: Sequence[str] | None,
     widen: Widen | None = None,
+    since: Version | None = None,
 ) -> StoreTables:
     """Read runs, params, latest metrics and tags of the selected runs, column-wise; ``widen``
-    (see :class:`StoreTables`) runs on each long table in the thread that read it."""
+    (see :class:`StoreTables`) runs on each long table in the thread that read it; ``since``: see
+    :func:`hydraflow.core.loaders.load_tables`."""
     return _retrying(
-        lambda: _with_reader(store, lambda read: _load(read, store, experiments, run_ids, widen)),
+        lambda: _with_reader(
+            store, lambda read: _load(read, store, experiments, run_ids, widen, since)
+        ),
         store,
     )
 
@@ -201,6 +205,7 @@ def _load(
     experiments: Sequence[str] | None,
     run_ids: Sequence[str] | None,
     widen: Widen | None,
+    since: Version | None,
 ) -> StoreTables:
     where = _selection(store, experiments, run_ids)
     narrow = f" WHERE run_uuid IN (SELECT run_uuid FROM runs WHERE {where})"
@@ -242,8 +247,15 @@ def _load(
                 frame = frame.join(runs.select("run_id"), on="run_id", how="semi")
             return frame, widen(name, frame, runs) if widen is not None else None
 
+        changes = None
+        done: dict[str, tuple[pl.DataFrame, object]]
         if scan:  # the whole tables, from the snapshot of the last load when there is one
-            done = whole_tables(store, read, pool, _LATEST, counts, finish)
+            whole = whole_tables(store, read, pool, _LATEST, counts, finish, since)
+            if isinstance(whole, tuple):  # every run's rows, and what changed since
+                rows, changes = whole
+                done = {name: (table, None) for name, table in rows.items()}
+            else:
+                done = whole
         else:
             futures = {
                 name: pool.submit(lambda name, sql: finish(name, read(sql)), name, sql)
@@ -260,4 +272,5 @@ def _load(
         metrics=done["metrics"][0],
         tags=done["tags"][0],
         wide={name: part for name, (_, part) in done.items() if part is not None},
+        changes=changes,
     )

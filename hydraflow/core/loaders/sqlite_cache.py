@@ -10,9 +10,11 @@ as read last time, with the high-water marks of the tables MLflow only appends t
 - else, how each table is brought up to date, and why that is correct:
 
   - ``runs`` is re-read whole by the loader every time (it is small): names, status, end times,
-    deletions (``lifecycle_stage``) and moves between experiments are always current. If a run with
-    params or metrics in the snapshot is gone from the table (``mlflow gc`` deleted it for good,
-    with its rows, whose rowids SQLite may then reuse), everything is read again;
+    deletions (``lifecycle_stage``) and moves between experiments are always current. If a run
+    of the snapshot is gone from the table (``mlflow gc`` deleted it for good, with its rows, whose
+    rowids SQLite may then reuse), everything is read again: the runs up to the highest rowid seen
+    are all there when as many remain and the one at that rowid is the same (a new run gets a
+    rowid past the highest one there is);
   - ``params`` only ever gets rows (MLflow refuses to change a param): the rows past the highest
     rowid seen are appended;
   - ``latest_metrics`` is updated in place, but every metric MLflow logs also appends a row to
@@ -20,7 +22,12 @@ as read last time, with the high-water marks of the tables MLflow only appends t
     ``latest_metrics`` rows read again;
   - both tables' row counts must then match the store's, else (rows deleted, or logged while we
     read) everything is read again;
-  - ``tags`` are updated in place with no such trace (``set_tag``): they are read again whole.
+  - ``tags`` are updated in place with no such trace (``set_tag``): they are read again whole
+    (in two halves by rowid, one per thread), and compared with the snapshot's.
+
+The runs whose params, metrics or tags rows changed are handed to the caller
+(:class:`~hydraflow.core.loaders.tables.Changes`), which rebuilds the frame's rows of those runs
+only (:mod:`hydraflow.core.refresh`).
 
 Only the sqlite store has a snapshot; file stores and tracking servers are read in full each time.
 """
@@ -37,6 +44,8 @@ from typing import Any, TypeVar
 
 import polars as pl
 
+from hydraflow.conventions import TAG_KEY_PREFIX
+from hydraflow.core.loaders.tables import Changes
 from hydraflow.core.store import Store
 
 Reader = Callable[[str], pl.DataFrame]
@@ -47,8 +56,8 @@ QUERIES = {  # largest first: with fewer threads than queries, the work still ba
     "params": "SELECT run_uuid AS run_id, key, value FROM params",
     "tags": "SELECT run_uuid AS run_id, key, value FROM tags",
 }
-RUN_IDS = "SELECT run_uuid AS run_id FROM runs"
 _TEXT: dict[str, pl.DataType] = {"run_id": pl.String(), "key": pl.String(), "value": pl.String()}
+_TOPPED = ("params", "metrics", "tags", "runs")
 SCHEMAS: dict[str, dict[str, pl.DataType]] = {
     "params": _TEXT,
     "tags": _TEXT,
@@ -81,7 +90,7 @@ class Snapshot:
 
     version: Version
     tables: dict[str, pl.DataFrame]  # params, tags, metrics (latest)
-    tops: dict[str, int]  # params, metrics: the highest rowid before they were read
+    tops: dict[str, Any]  # the TOPS columns before the tables were read
 
 
 _SNAPSHOTS: dict[str, Snapshot] = {}
@@ -93,16 +102,22 @@ def _like(frame: pl.DataFrame, model: pl.DataFrame) -> pl.DataFrame:
     return frame.cast({c: model.schema[c] for c in frame.columns})
 
 
-# The highest rowid of the append-only tables (a b-tree's last entry: no scan), as columns of a
-# query the caller runs before reading the data (rows logged meanwhile are seen again, never missed)
+# The highest rowid of the tables (a b-tree's last entry: no scan), the number of runs and the id of
+# the last one, as columns of a query the caller runs before reading the data (rows logged
+# meanwhile are seen again, never missed)
 TOPS = ", ".join(
-    f"(SELECT COALESCE(MAX(rowid), 0) FROM {t}) AS {t}_top" for t in ("params", "metrics")
+    [f"(SELECT COALESCE(MAX(rowid), 0) FROM {t}) AS {t}_top" for t in _TOPPED]
+    + [
+        "(SELECT COUNT(*) FROM runs) AS runs_count",
+        "(SELECT run_uuid FROM runs ORDER BY rowid DESC LIMIT 1) AS runs_last",
+    ]
 )
 
 
-def _tops(row: dict[str, Any]) -> dict[str, int]:
+def _tops(row: dict[str, Any]) -> dict[str, Any]:
     """The :data:`TOPS` columns of a query's first row."""
-    return {t: int(row[f"{t}_top"]) for t in ("params", "metrics")}
+    tops: dict[str, Any] = {t: int(row[f"{t}_top"]) for t in _TOPPED}
+    return {**tops, "runs_count": int(row["runs_count"]), "runs_last": row["runs_last"]}
 
 
 def _fresh(
@@ -110,7 +125,7 @@ def _fresh(
     pool: Executor,
     metrics_query: str,
     version: Version,
-    tops: dict[str, int],
+    tops: dict[str, Any],
     then: Callable[[str, pl.DataFrame], T],
 ) -> tuple[Snapshot, dict[str, T]]:
     """Every table read whole; ``then`` runs on each in the thread that read it, as it arrives.
@@ -141,24 +156,42 @@ def _fresh(
     return Snapshot(version, tables, tops), {name: result for name, (_, result) in done.items()}
 
 
+def _changed_tags(old: pl.DataFrame, new: pl.DataFrame) -> pl.Series:
+    """The runs whose tag rows differ between two reads of the whole table (both in rowid order:
+    when the old rows are the new ones' head, only the rows past it are new)."""
+    if new.height >= old.height and new.head(old.height).equals(old):
+        return new["run_id"].slice(old.height)
+    gone = old.join(new, on=list(old.columns), how="anti", nulls_equal=True)
+    added = new.join(old, on=list(old.columns), how="anti", nulls_equal=True)
+    return pl.concat([gone["run_id"], added["run_id"]])
+
+
 def _update(
     snap: Snapshot,
     read: Reader,
     pool: Executor,
     metrics_query: str,
     version: Version,
-    tops: dict[str, int],
-) -> Snapshot | None:
-    """The snapshot brought up to date, or None when only a full read is safe."""
-    futures = {
-        "run_ids": pool.submit(read, RUN_IDS),
-        "tags": pool.submit(read, QUERIES["tags"]),
-        "params": pool.submit(read, f"{QUERIES['params']} WHERE rowid > {snap.tops['params']}"),
-        "touched": pool.submit(
+    tops: dict[str, Any],
+) -> tuple[Snapshot, pl.Series] | None:
+    """The snapshot brought up to date and the runs whose rows changed, or None when only a
+    full read is safe."""
+    touched = (
+        f"SELECT DISTINCT run_uuid AS run_id FROM metrics "
+        f"WHERE rowid > {snap.tops['metrics']} AND rowid <= {tops['metrics']}"
+    )
+    half, last = tops["tags"] // 2, snap.tops["runs"]
+    futures = {  # the whole tags in two halves by rowid, one per thread
+        "tags": pool.submit(read, f"{QUERIES['tags']} WHERE rowid <= {half}"),
+        "tags_2": pool.submit(read, f"{QUERIES['tags']} WHERE rowid > {half}"),
+        "runs": pool.submit(
             read,
-            "SELECT DISTINCT run_uuid AS run_id FROM metrics "
-            f"WHERE rowid > {snap.tops['metrics']} AND rowid <= {tops['metrics']}",
+            f"SELECT COUNT(*) AS kept, (SELECT run_uuid FROM runs WHERE rowid = {last}) AS last "
+            f"FROM runs WHERE rowid <= {last}",
         ),
+        "params": pool.submit(read, f"{QUERIES['params']} WHERE rowid > {snap.tops['params']}"),
+        "touched": pool.submit(read, touched),
+        "latest": pool.submit(read, f"{metrics_query} WHERE run_uuid IN ({touched})"),
         "counts": pool.submit(
             read,
             "SELECT (SELECT COUNT(*) FROM params) AS params, "
@@ -166,22 +199,28 @@ def _update(
         ),
     }
     got = {name: future.result() for name, future in futures.items()}
-    known = pl.concat([snap.tables[t].select("run_id") for t in ("params", "metrics")]).unique()
-    if known.join(_like(got["run_ids"], known), on="run_id", how="anti").height:
-        return None  # runs deleted for good (mlflow gc): their rows are gone, rowids reused
-    params = pl.concat([snap.tables["params"], _like(got["params"], snap.tables["params"])])
+    runs = got["runs"].row(0, named=True)
+    if runs["kept"] != snap.tops["runs_count"] or runs["last"] != snap.tops["runs_last"]:
+        # a run of the snapshot deleted for good (mlflow gc), its rows with it: the rowids of
+        # its rows may be reused. The runs up to the last one seen are all there when as many
+        # remain and the last is the same (a new run gets a rowid past the highest one)
+        return None
+    new_params = _like(got["params"], snap.tables["params"])
+    params = pl.concat([snap.tables["params"], new_params])
     metrics = snap.tables["metrics"]
-    touched = got["touched"]
-    if touched.height:
-        listed = ",".join(f"'{r}'" for r in touched["run_id"].to_list())
-        fresh = read(f"{metrics_query} WHERE run_uuid IN ({listed})")
-        kept = metrics.join(_like(touched, metrics), on="run_id", how="anti")
-        metrics = pl.concat([kept, _like(fresh, kept)])
+    touched_runs = _like(got["touched"], metrics)
+    if touched_runs.height:
+        kept = metrics.join(touched_runs, on="run_id", how="anti")
+        metrics = pl.concat([kept, _like(got["latest"], kept)])
     counts = got["counts"].row(0, named=True)
     if counts["params"] != params.height or counts["metrics"] != metrics.height:
         return None  # rows deleted, or logged while we read: read everything
-    tables = {"params": params, "tags": got["tags"].cast(SCHEMAS["tags"]), "metrics": metrics}  # type: ignore[arg-type]
-    return Snapshot(version, tables, tops)
+    tags = pl.concat([got["tags"], got["tags_2"]]).cast(SCHEMAS["tags"])  # type: ignore[arg-type]
+    changed = pl.concat(
+        [new_params["run_id"], touched_runs["run_id"], _changed_tags(snap.tables["tags"], tags)]
+    ).unique()
+    tables = {"params": params, "tags": tags, "metrics": metrics}
+    return Snapshot(version, tables, tops), changed
 
 
 def whole_tables(
@@ -191,45 +230,56 @@ def whole_tables(
     metrics_query: str,
     first_row: dict[str, Any],
     then: Callable[[str, pl.DataFrame], T],
-) -> dict[str, T]:
+    since: Version | None = None,
+) -> dict[str, T] | tuple[dict[str, pl.DataFrame], Changes]:
     """``then(name, table)`` of ``params``, ``tags`` and ``metrics`` (latest), each table whole as
     the store has it, read incrementally (see above); ``then`` runs in ``pool``, on a table read
     afresh in the thread that read it as soon as it arrives (the next step overlaps the other reads).
 
     ``read`` runs one query (any thread); ``metrics_query`` selects ``run_id, key, value`` of
     ``latest_metrics``; ``pool`` runs the reads concurrently; ``first_row`` is the first row of a
-    query with the :data:`TOPS` columns, run before this call.
+    query with the :data:`TOPS` columns, run before this call. ``since``: the version of the store
+    the caller has a result of; when the snapshot kept is of that version and could be brought up
+    to date, the whole tables (every run's rows) and what changed since (:class:`Changes`) are
+    returned instead, and ``then`` never runs.
     """
     tops = _tops(first_row)
     version = store_version(store)  # before reading: a later write makes the next load look again
     with _GUARD:
         snap = _SNAPSHOTS.get(store.location)
+    changed: pl.Series | None = None
     if snap is not None and snap.version == version:
         updated: Snapshot | None = snap
     else:
-        updated = _update(snap, read, pool, metrics_query, version, tops) if snap else None
+        step = _update(snap, read, pool, metrics_query, version, tops) if snap else None
+        updated, changed = step if step is not None else (None, None)
     if updated is None:
         updated, results = _fresh(read, pool, metrics_query, version, tops, then)
-    else:
-        futures = {name: pool.submit(then, name, table) for name, table in updated.tables.items()}
-        results = {name: future.result() for name, future in futures.items()}
     with _GUARD:
         _SNAPSHOTS[store.location] = updated
-    return results
+    if changed is None and updated is not snap:
+        return results  # read afresh
+    tags = updated.tables["tags"]
+    # a NULL tag value makes a column no run has a value in: the caller's merge could not tell
+    if snap and changed is not None and since == snap.version and not tags["value"].null_count():
+        marks = tags.filter(pl.col("key").str.starts_with(TAG_KEY_PREFIX))
+        return updated.tables, Changes(changed, marks)
+    futures = {name: pool.submit(then, name, table) for name, table in updated.tables.items()}
+    return {name: future.result() for name, future in futures.items()}
 
 
 _RESULTS: OrderedDict[tuple[Hashable, ...], tuple[Version, Any]] = OrderedDict()
 _MAX_RESULTS = 8
 
 
-def recall(store: Store, selection: Hashable) -> tuple[Version, Any]:
-    """The store's version now, and what :func:`keep` stored for ``selection`` at that very version
-    (``None`` when the store changed since, or nothing was kept). Read the version before loading:
-    a write during the load then shows as a newer version next time."""
+def recall(store: Store, selection: Hashable) -> tuple[Version, Version | None, Any]:
+    """The store's version now, and the version and result :func:`keep` stored last for
+    ``selection`` (``None, None`` when nothing was kept). Read the version before loading: a write
+    during the load then shows as a newer version next time."""
     version = store_version(store)
     with _GUARD:
         kept = _RESULTS.get((store.location, selection))
-    return version, kept[1] if kept is not None and kept[0] == version else None
+    return (version, *kept) if kept is not None else (version, None, None)
 
 
 def keep(store: Store, selection: Hashable, version: Version, result: Any) -> None:

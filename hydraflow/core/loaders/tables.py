@@ -36,16 +36,31 @@ METRICS_SCHEMA: dict[str, pl.DataType] = {
 Widen = Callable[[str, pl.DataFrame, pl.DataFrame], object]
 
 
+@dataclass(frozen=True)
+class Changes:
+    """What changed in a store since the version a caller last loaded: ``run_ids``, the runs whose
+    params, latest metrics or tags rows changed (new runs among them; changes to the ``runs`` table
+    itself are not tracked here), and ``marks``, the ``hydraflow.key.*`` tag rows of the whole
+    store (they rename params in every run)."""
+
+    run_ids: pl.Series
+    marks: pl.DataFrame
+
+
 @dataclass
 class StoreTables:
     """Runs (one row each, times in ms since the epoch) and long params / latest metrics / tags;
-    ``wide``: what a loader's ``widen`` made of each long table (by name; may be empty)."""
+    ``wide``: what a loader's ``widen`` made of each long table (by name; may be empty).
+
+    With ``changes`` (a load asked for what changed ``since`` a version, and the loader could tell),
+    the long tables hold the rows of every run of the store, chosen or not."""
 
     runs: pl.DataFrame
     params: pl.DataFrame
     metrics: pl.DataFrame
     tags: pl.DataFrame
     wide: dict[str, object] = field(default_factory=dict)
+    changes: Changes | None = None
 
     @classmethod
     def from_rows(

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import polars as pl
 import pytest
 from analysis_stores import StoreData
 from mlflow import MlflowClient
@@ -15,7 +16,7 @@ from polars.testing import assert_frame_equal
 from pytest_mock import MockerFixture
 
 from hydraflow import RunCollection
-from hydraflow.core import collection
+from hydraflow.core import refresh
 from hydraflow.core.loaders import sqlite_cache
 from hydraflow.core.store import open_store
 
@@ -56,6 +57,17 @@ def test_incremental_loads_equal_loads_from_scratch(store_copy: str) -> None:
     runs = _load_both(store_copy)
     assert len(runs) == len(first) + 1 and "brand_new" in runs
 
+    # The frame brought up to date, not rebuilt: a new run's value retypes a column, a change to
+    # the runs table alone (status) is seen, a column of a run that left goes with it
+    client.log_param(new.info.run_id, "batch", "many")
+    assert _load_both(store_copy).to_frame()["params.batch"].dtype == pl.String
+    client.update_run(new.info.run_id, status="KILLED")
+    assert _load_both(store_copy).filter(run_id=new.info.run_id).one().info.status == "KILLED"
+    client.delete_run(new.info.run_id)
+    runs = _load_both(store_copy)
+    assert "brand_new" not in runs and runs.to_frame()["params.batch"].dtype == pl.Int64
+    client.restore_run(new.info.run_id)
+
     old = first[0].info.run_id
     client.set_tag(old, "note", "changed later")  # a tag updated in place
     client.log_metric(old, "loss", 123.0, step=99)  # a newer latest value
@@ -95,7 +107,7 @@ def test_a_repeated_load_of_an_unchanged_store_reads_nothing(
     store_copy: str, mocker: MockerFixture
 ) -> None:
     sqlite_cache.forget()
-    reads = mocker.spy(collection, "load_tables")
+    reads = mocker.spy(refresh, "load_tables")
     first = RunCollection.load("train", tracking_uri=store_copy)
     shown = first.to_frame()
     shown.insert_column(0, shown["run_id"].alias("mine"))  # a user changing the frame in place
