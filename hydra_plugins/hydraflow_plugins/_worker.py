@@ -35,6 +35,7 @@ by the launcher after a grace period.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -88,6 +89,7 @@ def serve(folder: Path, launcher_pid: int | None = None, idle_seconds: float | N
     """Run orders until told to stop (or the launcher is gone, or idle too long); exit status."""
     folder.mkdir(parents=True, exist_ok=True)  # a remote worker's folder comes with its 1st order
     _leave_inherited_connections()
+    gc.freeze()  # what it inherited (a fork of its launcher) or imported: see _settle_heap
     watch = CancelWatch(folder)
     watch.start()
     try:
@@ -115,6 +117,8 @@ def _serve(
                 watch.end()
             _job_runner.write_atomic(done_path(folder, seq), str(status).encode())
             poke(ended_pipe_path(folder))
+            if seq == 0:
+                _settle_heap()
             seq += 1
             idle_since = time.monotonic()
             continue
@@ -130,6 +134,21 @@ def _serve(
                 return 0
         recent = time.monotonic() - idle_since < FAST_POLL_WINDOW
         time.sleep(FAST_POLL_SECONDS if recent else POLL_SECONDS)
+
+
+def _settle_heap() -> None:
+    """After the first job: collect its garbage and freeze what is left (``gc.freeze``).
+
+    Python's full collections go over every object the process tracks; in a worker those are
+    mostly what it inherited from its launcher (hydra, mlflow, optuna, polars: some 300,000
+    objects) or imported for its first job, and each one paused a job's start or end for 0.2-0.3
+    s, every 10 jobs or so (22 ms a job on average on the quiet machine). Frozen, they are left
+    out of every collection; the jobs' own garbage is collected as before (5 ms a job). What the
+    first job left behind that becomes garbage later is kept: once, for the worker's life.
+    Done while the launcher hands out the next job (it has the done mark already).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 _INHERITED: list[Any] = []  # connections of the process this one was forked from: never touched
