@@ -17,7 +17,8 @@ import os
 import pickle
 import sys
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -29,6 +30,49 @@ from hydraflow.task_call_runner import hold_until_collected, portable_error, wri
 
 if TYPE_CHECKING:
     from hydra_plugins.hydraflow_plugins._compose_cache import ComposeCache
+
+COMMON_PARTS = ("hydra_context", "singleton_state", "config")  # the same bytes for every job
+
+
+class SpareParts:
+    """A warm worker's next job's common spec parts, unpickled ahead while it waits for the order.
+
+    Every job of a sweep has the same bytes for Hydra's context, its singletons and the launch
+    config (:data:`COMMON_PARTS`), and each job needs fresh objects of them (jobs change them):
+    unpickling them takes about 3 ms of a job's start. After a job the worker unpickles them
+    again (:meth:`refill`, while the launcher hands out the next job); the next job takes them
+    when its parts are those bytes (objects no job has touched, as if unpickled then).
+    """
+
+    def __init__(self) -> None:
+        self._bytes: dict[str, bytes] = {}
+        self._ready: dict[str, Any] = {}
+
+    def take(self, name: str, data: bytes) -> Any:
+        """Part ``name`` of a job's spec: the spare one if it was unpickled from ``data``."""
+        ready = self._ready.pop(name, None)
+        if ready is not None and self._bytes.get(name) == data:
+            return ready
+        self._bytes[name] = data
+        return pickle.loads(data)
+
+    def refill(self) -> None:
+        """Unpickle the parts the last job took (or an earlier one), for the next job."""
+        with SpecLoading():
+            for name, data in self._bytes.items():
+                # one that fails is unpickled by the job that needs it (which reports why not)
+                with suppress(Exception):
+                    if name not in self._ready:
+                        self._ready[name] = pickle.loads(data)
+
+
+@dataclass
+class WarmState:
+    """What a warm worker keeps from one job to the next (``_worker``)."""
+
+    compose: ComposeCache
+    parts: SpareParts = field(default_factory=SpareParts)
+
 
 SPEC_VERSION = 2
 
@@ -126,7 +170,7 @@ def run(
     guard: Callable[[], AbstractContextManager[Any]] | None = None,
     hold_seconds: float = 0,
     attempt: str | None = None,
-    compose: ComposeCache | None = None,
+    warm: WarmState | None = None,
 ) -> int:
     """Run the job described by ``spec_path``; return the process exit status.
 
@@ -136,8 +180,8 @@ def run(
     ``guard`` by a warm worker (entered around the task function: see ``_cancel_watch.CancelWatch``);
     ``attempt`` (``hydraflow.sweep_context.TaskAttempt`` as JSON: the task running the job this
     time) by the launcher, handed to the MLflow callback in the job's copy of Hydra's context;
-    ``compose`` by a warm worker: what its earlier jobs' compositions share (see
-    ``_compose_cache``).
+    ``warm`` by a warm worker: what its earlier jobs' compositions share (``_compose_cache``)
+    and the common spec parts unpickled ahead (:class:`SpareParts`).
     """
     with spec_path.open("rb") as stream:
         header = pickle.load(stream)
@@ -159,7 +203,11 @@ def run(
     parts = header["parts"]
     with SpecLoading():  # config.py: skip the catalog import
         # the task function is imported by reference where it can be (see _task_function)
-        payload = {n: pickle.loads(part) for n, part in parts.items() if n != "task_function"}
+        payload = {
+            n: warm.parts.take(n, part) if warm and n in COMMON_PARTS else pickle.loads(part)
+            for n, part in parts.items()
+            if n != "task_function"
+        }
     _restore_hydra_state(payload["singleton_state"])
     setup_globals()
     job = payload["job"]
@@ -172,8 +220,8 @@ def run(
         sweep_config = payload["sweep_config"]
     else:  # composed here, as the joblib and submitit launchers do: in parallel
         _uncopied_repository(hydra_context.config_loader)
-        if compose is not None:
-            sweep_config = compose.load_sweep_config(
+        if warm is not None:
+            sweep_config = warm.compose.load_sweep_config(
                 hydra_context.config_loader, payload["config"], job["overrides"], _sweep(parts)
             )
         else:

@@ -49,6 +49,7 @@ from typing import Any
 from hydra_plugins.hydraflow_plugins import _job_runner
 from hydra_plugins.hydraflow_plugins._cancel_watch import CancelWatch, poke
 from hydra_plugins.hydraflow_plugins._compose_cache import ComposeCache
+from hydra_plugins.hydraflow_plugins._job_runner import WarmState
 
 __all__ = [
     "ECHO_MARK",
@@ -93,7 +94,7 @@ def serve(folder: Path, launcher_pid: int | None = None, idle_seconds: float | N
     watch = CancelWatch(folder)
     watch.start()
     try:
-        return _serve(folder, watch, ComposeCache(), launcher_pid, idle_seconds)
+        return _serve(folder, watch, WarmState(ComposeCache()), launcher_pid, idle_seconds)
     finally:
         watch.close()
 
@@ -101,7 +102,7 @@ def serve(folder: Path, launcher_pid: int | None = None, idle_seconds: float | N
 def _serve(
     folder: Path,
     watch: CancelWatch,
-    compose: ComposeCache,
+    warm: WarmState,
     launcher_pid: int | None,
     idle_seconds: float | None,
 ) -> int:
@@ -112,13 +113,14 @@ def _serve(
         if order.exists():
             watch.begin(seq)
             try:
-                status = run_order(json.loads(order.read_text()), watch, compose)
+                status = run_order(json.loads(order.read_text()), watch, warm)
             finally:
                 watch.end()
             _job_runner.write_atomic(done_path(folder, seq), str(status).encode())
             poke(ended_pipe_path(folder))
             if seq == 0:
                 _settle_heap()
+            warm.parts.refill()  # the next job's spec parts, while the launcher hands it out
             seq += 1
             idle_since = time.monotonic()
             continue
@@ -179,11 +181,11 @@ def _leave_inherited_connections() -> None:
 
 
 def run_order(
-    order: dict[str, Any], watch: CancelWatch | None = None, compose: ComposeCache | None = None
+    order: dict[str, Any], watch: CancelWatch | None = None, warm: WarmState | None = None
 ) -> int:
     """Run one job as its own task would; put the process back as it was afterwards.
 
-    ``compose``: the worker's memory of its earlier jobs' config compositions (``_compose_cache``).
+    ``warm``: what the worker keeps from its earlier jobs (``_job_runner.WarmState``).
     """
     env, cwd, path, argv = dict(os.environ), os.getcwd(), list(sys.path), list(sys.argv)
     echo = bool(order.get("echo"))  # remote: the job's output also goes to the worker's own log
@@ -200,7 +202,7 @@ def run_order(
                 order.get("sweep_dir"),
                 guard=guard,
                 attempt=order.get("attempt"),  # the task running it (TaskAttempt JSON)
-                compose=compose,
+                warm=warm,
             )
         except (Exception, SystemExit):  # the job produced no result; the worker goes on
             traceback.print_exc()
