@@ -402,13 +402,13 @@ def main() -> None:
         )
         parts.add_row(
             label,
-            f"{o.refill:.2f}",
+            f"{o.refill:.3f}",
             *(
-                f"{o.parts[k]:.2f}" if k in o.parts else "—"
+                f"{o.parts[k]:.3f}" if k in o.parts else "—"
                 for k in ("notice", "sweeper", "start", "pruned")
             ),
-            str(o.trials),
-            str(o.pruned),
+            f"{o.trials:g}",
+            f"{o.pruned:g}",
             f"{o.pruned_seconds:.1f}",
             f"{o.best:.3f}",
         )
