@@ -21,6 +21,8 @@ else, so a job gets the config Hydra composes for it:
 - a config file the cached composition read that has changed since (its modification time or
   size), or is gone, makes it compose anew, as Hydra would read the file again.
 
+Hydra's ``create_defaults_list`` is replaced only while the job's composition runs, and only for
+its thread: a composition of another thread meanwhile (one a job left running) is Hydra's own.
 Where Hydra's internals are not as expected (another Hydra version), it composes as Hydra does.
 """
 
@@ -30,8 +32,10 @@ import copy
 import os
 import pickle
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 __all__ = ["ComposeCache"]
@@ -143,6 +147,8 @@ class _Call:
         self.hit: _Entry | None = None
         self.key: tuple[Any, ...] | None = None
         self.defaults: Any = None
+        self._thread = threading.get_ident()  # another thread's composition is not this one
+        self._calls = 0
 
     def create_defaults_list(
         self,
@@ -152,6 +158,20 @@ class _Call:
         prepend_hydra: bool,
         skip_missing: bool,
     ) -> Any:
+        hydras = partial(
+            self._create,
+            repo=repo,
+            config_name=config_name,
+            overrides_list=overrides_list,
+            prepend_hydra=prepend_hydra,
+            skip_missing=skip_missing,
+        )
+        if threading.get_ident() != self._thread:
+            return hydras()
+        self._calls += 1
+        if self._calls > 1:  # not the one composition expected: Hydra's own, nothing cached
+            self.hit = self.key = None
+            return hydras()
         is_value = [
             not o.is_sweep_override() and _is_value_override(o, repo) for o in overrides_list
         ]
@@ -167,13 +187,7 @@ class _Call:
             self.cache.hits += 1
             return replace(entry.defaults, config_overrides=values)
         self.key = key
-        self.defaults = self._create(
-            repo=repo,
-            config_name=config_name,
-            overrides_list=overrides_list,
-            prepend_hydra=prepend_hydra,
-            skip_missing=skip_missing,
-        )
+        self.defaults = hydras()
         return self.defaults
 
     def compose(self, defaults: Any, repo: Any) -> Any:
