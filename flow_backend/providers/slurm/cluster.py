@@ -140,7 +140,7 @@ def write_config(workdir: Path, *, nodes: int = 1, jobs_per_cpu: int = 4) -> tup
         "AuthType=auth/munge",
         "CredType=cred/munge",
         # cred_expire: a requeued job waits this long before it may start again (default 120 s)
-        f"AuthInfo=socket={workdir / 'munge.socket'},cred_expire=10",
+        f"AuthInfo=socket={workdir / 'munge.socket'},cred_expire=5",
         f"StateSaveLocation={workdir / 'state'}",
         f"SlurmdSpoolDir={workdir / 'spool'}/%n",
         f"SlurmctldPidFile={workdir / 'slurmctld.pid'}",
