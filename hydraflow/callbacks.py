@@ -283,19 +283,18 @@ class MLflowCallback(Callback):
         With ``job_store`` set (the launcher's copy for remote jobs), the run goes to ``mlflow.db``
         in the job's output folder, keeping the sweep's parent run id and the experiment name.
         """
-        import mlflow
-        from mlflow import MlflowClient
-
         if getattr(self, "job_store", False):  # a remote job: its own store, imported when home
             self.tracking_uri = default_tracking_uri(str(config.hydra.runtime.output_dir))
             self.experiment_id = None
         uri = self._tracking_uri(config)
+        # a single run, or a launcher that did not pickle us: the store is created if it is new;
+        # else on_multirun_start made the store and the experiment
+        client = store.client_for(uri, create=self.experiment_id is None)
+        import mlflow  # imported by client_for
+
         mlflow.set_tracking_uri(uri)
-        if self.experiment_id is None:  # a single run, or a launcher that did not pickle us
-            client = store.client_for(uri)  # creates the store if it is new
+        if self.experiment_id is None:
             self.experiment_id = store.ensure_experiment(client, self._experiment(config), uri)
-        else:  # on_multirun_start made the store and the experiment
-            client = MlflowClient(uri)
         task_config = job_config_container(config)
         sweep_id, parent_run_id = self.sweep_id, self.parent_run_id  # pickled with us
         attempt = getattr(self, "attempt", None)
