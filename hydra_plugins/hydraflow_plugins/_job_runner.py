@@ -132,7 +132,7 @@ def _sweep(parts: dict[str, bytes]) -> str:
     import hashlib
 
     digest = hashlib.blake2b(digest_size=16)
-    for name in ("hydra_context", "singleton_state", "config"):
+    for name in COMMON_PARTS:
         digest.update(parts.get(name, b""))
     return digest.hexdigest()
 
