@@ -13,7 +13,6 @@ each value on its own with :func:`hydraflow.conventions.parse_param_value`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -28,6 +27,8 @@ INFO_COLUMNS = list(RUNS_SCHEMA)
 _NULL_WORDS = ["None", "null"]
 _BOOL_WORDS = {"True": True, "true": True, "False": False, "false": False}
 _FEW_RUNS = 1000
+_DIGITS = r"^[+-]?\d+$"
+_PEEK = 64  # rows in which a column's first present value is looked for first
 
 
 def _wide(long: pl.DataFrame, run_ids: pl.Series, prefix: str) -> list[pl.Series]:
@@ -65,51 +66,96 @@ def _wide(long: pl.DataFrame, run_ids: pl.Series, prefix: str) -> list[pl.Series
     return [values.slice(k * n, n).alias(f"{prefix}{key}") for k, key in enumerate(keys)]
 
 
-def _fitting(
-    text: pl.DataFrame, first: pl.DataFrame, columns: list[str], fits: Callable[[pl.Expr], pl.Expr]
-) -> list[str]:
-    """The ``columns`` of ``text`` whose every present value ``fits``: the first present value of
-    each (``first``, one row) rules most columns out, a full pass runs on the others only."""
-    if not columns:
+def _present_firsts(raw: pl.DataFrame, columns: list[str]) -> dict[str, str | None]:
+    """The first value of each column that is neither null nor a null word (None: no such value);
+    the first rows decide for most columns, the whole column only for the others."""
+    firsts = raw.head(_PEEK).select(pl.col(columns).replace(_NULL_WORDS, None).drop_nulls().first())
+    found: dict[str, str | None] = firsts.row(0, named=True) if firsts.height else {}
+    rest = [c for c in columns if found.get(c) is None]
+    if rest and raw.height > _PEEK:
+        later = raw.select(pl.col(rest).replace(_NULL_WORDS, None).drop_nulls().first())
+        found.update(later.row(0, named=True))
+    return {c: found.get(c) for c in columns}
+
+
+def _kinds(firsts: dict[str, str | None]) -> dict[str, str]:
+    """What each column may be, judged by its first present value: ``bool``, ``int`` (digits: an
+    integer, or digits beyond Int64 that a column of would keep as text), ``float``; columns whose
+    first value is none of them are left out."""
+    present = {c: v for c, v in firsts.items() if v is not None}
+    if not present:
+        return {}
+    values = pl.Series(list(present.values()), dtype=pl.String)
+    probes = pl.DataFrame(
+        {
+            "int": values.cast(pl.Int64, strict=False).is_not_null(),
+            "float": values.cast(pl.Float64, strict=False).is_not_null(),
+            "digits": values.str.contains(_DIGITS),
+        }
+    )
+    kinds: dict[str, str] = {}
+    for column, value, (is_int, is_float, digits) in zip(
+        present, present.values(), probes.iter_rows(), strict=True
+    ):
+        if value in _BOOL_WORDS:
+            kinds[column] = "bool"
+        elif is_int or (digits and is_float):
+            kinds[column] = "int"
+        elif is_float:
+            kinds[column] = "float"
+    return kinds
+
+
+def _typed(column: str, kind: str) -> pl.Expr:
+    """``column`` as ``kind``: null where a value is not of that kind (null words among them)."""
+    if kind == "bool":
+        return pl.col(column).replace_strict(_BOOL_WORDS, return_dtype=pl.Boolean, default=None)
+    return pl.col(column).cast(pl.Int64 if kind == "int" else pl.Float64, strict=False)
+
+
+def _misfits(raw: pl.DataFrame, typed: pl.DataFrame) -> list[str]:
+    """The columns of ``typed`` (made by :func:`_typed` from ``raw``) where a value that is not a
+    null word became null."""
+    before, after = raw.null_count().row(0, named=True), typed.null_count().row(0, named=True)
+    suspects = [c for c in typed.columns if after[c] != before[c]]
+    if not suspects:
         return []
-    first_fits = first.select(fits(pl.col(columns)).fill_null(False)).row(0, named=True)
-    candidates = [c for c in columns if first_fits[c]]
-    if not candidates:
-        return []
-    values = pl.col(candidates)
-    misfits = text.select((values.is_not_null() & ~fits(values)).sum()).row(0, named=True)
-    return [c for c in candidates if not misfits[c]]
+    words = raw.select(pl.col(suspects).is_in(_NULL_WORDS).sum()).row(0, named=True)
+    return [c for c in suspects if after[c] != before[c] + words[c]]
 
 
 def type_params(raw: pl.DataFrame) -> pl.DataFrame:
     """Type each ``params.*`` text column as a whole (see module docstring).
 
-    Each probe (boolean, number, digits, integer) looks at a column's first present value, then at
-    all its values only if that one fits; the integer probes only at columns of numbers.
+    A column's first present value picks the one type it may have; one cast of the column to that
+    type is both the check (no value but the null words became null) and the result. Only where
+    integers fail is the column tried as floats (or kept as text: digits beyond Int64).
     """
     columns = [c for c in raw.columns if c.startswith("params.") and raw.schema[c] == pl.String]
     if not columns or raw.height == 0:
         return raw
-    text = raw.select(pl.col(columns).replace(_NULL_WORDS, None))
-    first = text.select(pl.col(columns).drop_nulls().first())
-    flags = _fitting(text, first, columns, lambda v: v.is_in(list(_BOOL_WORDS)))
-    others = [c for c in columns if c not in flags]
-    numbers = _fitting(
-        text, first, others, lambda v: v.cast(pl.Float64, strict=False).is_not_null()
-    )
-    digits = _fitting(text, first, numbers, lambda v: v.str.contains(r"^[+-]?\d+$"))
-    # A column of digits beyond Int64 is neither: its exact text is kept.
-    ints = _fitting(text, first, digits, lambda v: v.cast(pl.Int64, strict=False).is_not_null())
-    floats = [c for c in numbers if c not in digits]
-    casts = []
-    if flags:
-        bools = pl.col(flags).replace_strict(_BOOL_WORDS, return_dtype=pl.Boolean, default=None)
-        casts.append(bools)
-    if ints:
-        casts.append(pl.col(ints).cast(pl.Int64, strict=False))
-    if floats:
-        casts.append(pl.col(floats).cast(pl.Float64, strict=False))
-    return raw.with_columns(text.select(casts).get_columns()) if casts else raw
+    kinds = _kinds(_present_firsts(raw, columns))
+    if not kinds:
+        return raw
+    typed = raw.select(_typed(c, kind) for c, kind in kinds.items())
+    failed = _misfits(raw, typed)
+    retry = [c for c in failed if kinds[c] == "int"]
+    keep = [c for c in typed.columns if c not in failed]
+    if retry:
+        floats = raw.select(_typed(c, "float") for c in retry)
+        numbers = [c for c in retry if c not in _misfits(raw, floats)]
+        if numbers:  # a column of digits only is text (beyond Int64), any other number: floats
+            digits = raw.select(
+                (pl.col(numbers).str.contains(_DIGITS) | pl.col(numbers).is_in(_NULL_WORDS))
+                .fill_null(True)
+                .all()
+            ).row(0, named=True)
+            texts = [c for c in numbers if digits[c]]
+            typed = typed.with_columns(
+                floats.select(c for c in numbers if c not in texts).get_columns()
+            )
+            keep += [c for c in numbers if c not in texts]
+    return raw.with_columns(typed.select(keep).get_columns()) if keep else raw
 
 
 def _original_keys(tags: pl.DataFrame) -> dict[str, str]:

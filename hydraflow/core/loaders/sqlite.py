@@ -142,13 +142,15 @@ def _selection(
 
 
 def _read_runs(read: Reader, where: str) -> pl.DataFrame:
-    """The chosen runs with their experiment's name (joined here: in SQL the join is a lookup per
-    run, and the id a text cast per run)."""
+    """The chosen runs with their experiment's name (looked up here: in SQL it is a lookup per
+    run, and the id a text cast per run; a polars join would hash every run for a few names)."""
     names = read(_EXPERIMENTS)
     runs = read(_RUNS + where)
-    return runs.join(names, on="experiment_id", how="inner", maintain_order="left").with_columns(
-        pl.col("experiment_id").cast(pl.String)
+    name = pl.col("experiment_id").replace_strict(
+        names["experiment_id"], names["experiment"], default=None
     )
+    runs = runs.with_columns(pl.col("experiment_id").cast(pl.String), name.alias("experiment"))
+    return runs.drop_nulls("experiment") if runs["experiment"].null_count() else runs
 
 
 def _check_experiments(read: Reader, store: Store, experiments: Sequence[str]) -> None:

@@ -151,6 +151,32 @@ def test_param_typing_rules() -> None:
     assert typed["params.flag"].to_list() == [True, None]
 
 
+def test_param_typing_looks_past_the_first_value() -> None:
+    from hydraflow.core.frame import type_params
+
+    late = ["None"] * 70 + ["3", "4"]  # the first present value beyond the rows looked at first
+    raw = pl.DataFrame(
+        {
+            "params.late": late,
+            "params.mixed": ["1", "null", "2.5"] + ["4"] * 69,  # ints, then a float: floats
+            "params.word": ["0.5"] * 71 + ["x"],  # numbers, then a word: text
+            "params.flag": ["True"] * 71 + ["1"],  # flags, then a digit: text
+            "params.big": ["7"] * 71 + ["99999999999999999999999"],  # digits beyond Int64: text
+        }
+    )
+    typed = type_params(raw)
+    assert typed.schema == {
+        "params.late": pl.Int64,
+        "params.mixed": pl.Float64,
+        "params.word": pl.String,
+        "params.flag": pl.String,
+        "params.big": pl.String,
+    }
+    assert typed["params.late"].to_list() == [None] * 70 + [3, 4]
+    assert typed["params.mixed"].to_list()[:3] == [1.0, None, 2.5]
+    assert typed["params.word"].to_list() == raw["params.word"].to_list()  # MLflow's text kept
+
+
 def test_long_rows_become_columns_in_run_order() -> None:
     from hydraflow.core.errors import HydraflowError
     from hydraflow.core.frame import _wide
