@@ -14,6 +14,7 @@ limit): the rest of the suite runs meanwhile instead of the test sleeping.
 Every test ends with MLflow's process-wide tracking URI as it found it (``mlflow_globals_restored``).
 """
 
+import logging
 import os
 import signal
 import sys
@@ -46,6 +47,18 @@ def _interrupt(signum: int, frame: object) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Move the tests marked ``run_last`` to the end (a stable sort keeps every other order)."""
     items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """Undo the root logger's handlers and level a Hydra app run in this process set up: Hydra's
+    job logging writes to the ``sys.stderr`` of that test, which pytest closes after it, and a
+    later test logging through it got a "Logging error" report in its output instead."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
