@@ -10,9 +10,9 @@ from flow_backend.errors import ValidationError
 from flow_backend.providers.local import processes, volumes
 from flow_backend.providers.local.forked import ForkedTask, fork_argv, start_forked
 from flow_backend.providers.local.state import TaskFiles, TaskSpec, utc_now
-from flow_backend.task_config import TaskConfig
+from flow_backend.task_config import TaskConfig, volume_env_var
 
-__all__ = ["resolve_working_dir", "start_ranks"]
+__all__ = ["resolve_working_dir", "shell_in", "start_ranks"]
 
 MAIN_IP = "127.0.0.1"
 
@@ -125,3 +125,24 @@ def _forkable(config: TaskConfig, spec: TaskSpec) -> tuple[str, list[str]] | Non
     if spec.gpus or spec.max_run_time_hours is not None:
         return None
     return fork_argv(config.command)
+
+
+def shell_in(spec: TaskSpec, command: str | None) -> str:
+    """Run ``command`` (an interactive shell when None) in the working directory of the task of
+    ``spec``, with its task and volume variables; its output (stdout and stderr)."""
+    env = dict(os.environ, FLOW_TASK_ID=spec.task_id, FLOW_TASK_NAME=spec.name)
+    env.update({volume_env_var(name): path for name, path in spec.volumes.items()})
+    if command is None:
+        subprocess.call([os.environ.get("SHELL", "/bin/sh")], cwd=spec.working_dir, env=env)
+        return ""
+    result = subprocess.run(
+        command,
+        shell=True,
+        cwd=spec.working_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    return result.stdout

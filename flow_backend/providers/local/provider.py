@@ -19,7 +19,7 @@ from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.local import logs, pending, processes, volumes
 from flow_backend.providers.local.forked import ForkedTask
 from flow_backend.providers.local.gpus import GpuPool, detect_gpus, warn_cpu_once
-from flow_backend.providers.local.launch import resolve_working_dir, start_ranks
+from flow_backend.providers.local.launch import resolve_working_dir, shell_in, start_ranks
 from flow_backend.providers.local.outcome import (
     conclude,
     over_time_limit,
@@ -35,7 +35,7 @@ from flow_backend.providers.local.state import (
     utc_now,
 )
 from flow_backend.settings import FlowSettings
-from flow_backend.task_config import TaskConfig, volume_env_var
+from flow_backend.task_config import TaskConfig
 
 __all__ = ["LocalProvider"]
 
@@ -353,25 +353,9 @@ class LocalProvider(Provider):
 
     def shell(self, task_id: str, command: str | None = None) -> str:
         """Run ``command`` in the task's working directory and environment variables."""
-        files = self._files(task_id)
-        spec = files.read_spec()
+        spec = self._files(task_id).read_spec()
         assert spec is not None
-        env = dict(os.environ, FLOW_TASK_ID=spec.task_id, FLOW_TASK_NAME=spec.name)
-        env.update({volume_env_var(name): path for name, path in spec.volumes.items()})
-        if command is None:
-            subprocess.call([os.environ.get("SHELL", "/bin/sh")], cwd=spec.working_dir, env=env)
-            return ""
-        result = subprocess.run(
-            command,
-            shell=True,
-            cwd=spec.working_dir,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            check=False,
-        )
-        return result.stdout
+        return shell_in(spec, command)
 
     def shell_command(self, task_id: str) -> str | None:
         """A command that opens a shell in the task's working directory."""
