@@ -60,6 +60,7 @@ ENV_VARS: dict[str, str] = {
     "slurm_volumes_dir": "FLOW_SLURM_VOLUMES_DIR",
     "slurm_conf": "FLOW_SLURM_CONF",
     "slurm_login": "FLOW_SLURM_LOGIN",
+    "slurm_max_array_size": "FLOW_SLURM_MAX_ARRAY_SIZE",
 }
 
 _FILE_ALIASES = {
@@ -112,6 +113,9 @@ class FlowSettings(BaseModel):
         slurm_login: ``user@host[:port]`` of a SLURM login node to submit on over SSH (with
             ``ssh_key_path``); ``None``: this machine.
         slurm_conf: ``slurm.conf`` the SLURM commands use (``None``: the cluster's usual one).
+        slurm_max_array_size: The most tasks one SLURM job array holds (``None``: the cluster's
+            ``MaxArraySize``, from ``scontrol show config``); a sweep of more goes in as a few
+            arrays.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -140,6 +144,7 @@ class FlowSettings(BaseModel):
     slurm_volumes_dir: Path | None = None
     slurm_conf: Path | None = None
     slurm_login: str | None = None
+    slurm_max_array_size: int | None = Field(default=None, ge=1)
 
     def __init__(self, **data: Any) -> None:
         try:

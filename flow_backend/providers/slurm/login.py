@@ -40,7 +40,7 @@ def missing_tool(tool: str, where: str) -> ProviderError:
     """The one error for a SLURM command that is not installed where it must run."""
     return ProviderError(
         f"{tool!r} is not installed on {where}: the slurm provider runs SLURM's own commands "
-        "(sbatch, squeue, scancel)",
+        "(sbatch, squeue, scancel, scontrol)",
         field="provider",
         value="slurm",
         hint="Run flow on a SLURM login node (or set slurm_login), or pick another provider",

@@ -1,4 +1,5 @@
-"""The ``slurm`` provider: a task is one SLURM job (``sbatch``), a sweep may be one job array.
+"""The ``slurm`` provider: a task is one SLURM job (``sbatch``), a sweep one job array (or a few,
+within the cluster's ``MaxArraySize``: :mod:`flow_backend.providers.slurm.arrays`).
 
 Status comes from one ``squeue --states=all`` call per poll for every live task, however many, and
 from the exit code each job's batch script writes into its task folder. No accounting database
@@ -21,6 +22,7 @@ from flow_backend.errors import FlowError, ValidationError
 from flow_backend.instance_types import parse_instance_type
 from flow_backend.models import TaskRecord, TaskStatus, utc_now
 from flow_backend.providers.base import Provider
+from flow_backend.providers.slurm.arrays import array_parts, cluster_max_array_size
 from flow_backend.providers.slurm.login import LocalLogin, Login
 from flow_backend.providers.slurm.resources import ResourceMap, normalize_option
 from flow_backend.providers.slurm.script import (
@@ -32,18 +34,20 @@ from flow_backend.providers.slurm.script import (
 )
 from flow_backend.providers.slurm.states import (
     SQUEUE_FORMAT,
-    JobInfo,
+    is_over,
     job_list,
     parse_squeue,
-    status_of,
+    with_slurm_view,
 )
 from flow_backend.providers.slurm.store import SlurmTaskState, state_files
 from flow_backend.providers.slurm.submission import (
+    JobShape,
+    Placement,
     PreparedTask,
+    array_shape,
     parse_job_id,
     prepare_task,
     sbatch_error,
-    shape_of,
     unused_note,
     volume_folders,
 )
@@ -86,6 +90,7 @@ class SlurmProvider(Provider):
         volumes = settings.slurm_volumes_dir
         self._volumes_dir = str(volumes) if volumes else None
         self._code_dir = f"{base}/code"
+        self._array_size: int | None = None
 
     # -- submit --------------------------------------------------------------------------------
     def submit(self, config: TaskConfig) -> TaskRecord:
@@ -96,7 +101,8 @@ class SlurmProvider(Provider):
         self, configs: Sequence[TaskConfig], max_parallel: int | None = None
     ) -> list[TaskRecord]:
         """Submit tasks that share resources with one ``sbatch``: one job, or one job array
-        (``--array=0-N%max_parallel``) whose elements are the tasks, in order.
+        (``--array=0-N%max_parallel``) whose elements are the tasks, in order; more tasks than
+        an array may hold go in as a few arrays that together keep to ``max_parallel``.
 
         Raises:
             ValidationError: The tasks differ in instance type, nodes, time limit or secret
@@ -104,28 +110,49 @@ class SlurmProvider(Provider):
         """
         if not configs:
             return []
-        shape = shape_of(configs[0])
-        for index, config in enumerate(configs[1:], start=1):
-            if shape_of(config) != shape:
-                raise ValidationError(
-                    f"task {index} ({config.name!r}) of an array differs from task 0 in instance "
-                    "type, num_instances, max_run_time_hours or secret environment values",
-                    field="configs",
-                    value=config.name,
-                    hint="Submit tasks with different resources separately (submit)",
-                )
-        if max_parallel is not None and max_parallel < 1:
-            raise ValidationError(
-                f"max_parallel must be at least 1, got {max_parallel}",
-                field="max_parallel",
-                value=max_parallel,
-                hint="Give the number of array elements that may run at once",
-            )
+        shape = array_shape(configs, max_parallel)
         instance = parse_instance_type(shape.instance_type)
         resources = self._resources.options(instance)  # an unmapped type fails before any file
+        uploads: dict[Path, str] = {}  # code root -> its folder on the login node (one upload)
+        size = self._max_array_size() if len(configs) > 1 else 1  # one task: no array
+        parts = array_parts(len(configs), size, max_parallel)
+        records: list[TaskRecord] = []
+        job_ids: list[str] = []
+        try:
+            for part in parts:
+                after = f"afterany:{job_ids[part.after]}" if part.after is not None else None
+                job_id, submitted = self._submit_part(
+                    [configs[index] for index in part.indices],
+                    shape,
+                    Placement(instance.name, resources, part.limit, after),
+                    uploads,
+                )
+                job_ids.append(job_id)
+                records += submitted
+        except FlowError:  # a later part refused: nothing of the batch may stay queued
+            if records:
+                self.cancel_many([record.task_id for record in records], wait=False)
+            raise
+        return records
+
+    def _max_array_size(self) -> int:
+        """``slurm_max_array_size``, else the cluster's ``MaxArraySize`` (asked once)."""
+        if self._array_size is None:
+            self._array_size = self.settings.slurm_max_array_size or cluster_max_array_size(
+                self.login
+            )
+        return self._array_size
+
+    def _submit_part(
+        self,
+        configs: Sequence[TaskConfig],
+        shape: JobShape,
+        part: Placement,
+        uploads: dict[Path, str],
+    ) -> tuple[str, list[TaskRecord]]:
+        """One ``sbatch``: a job, or an array whose elements are ``configs`` in order."""
         batch = f"slurm-{int(time.time() * 1000):x}-{secrets.token_hex(4)}"
         single = len(configs) == 1
-        uploads: dict[Path, str] = {}  # code root -> its folder on the login node (one upload)
         prepared = [
             self._prepare(config, batch if single else f"{batch}-{index}", batch, index, uploads)
             for index, config in enumerate(configs)
@@ -138,17 +165,18 @@ class SlurmProvider(Provider):
         else:
             output = f"{base}/%a/{OUTPUT_LOG}"
             body = f'exec /bin/bash {shlex.quote(base)}/"$SLURM_ARRAY_TASK_ID"/run.sh'
-            array = f"0-{len(configs) - 1}" + (f"%{max_parallel}" if max_parallel else "")
+            array = f"0-{len(configs) - 1}" + (f"%{part.limit}" if part.limit else "")
         options = JobOptions(
             name=configs[0].name if single else f"{configs[0].name}-array",
             output=output,
             nodes=shape.num_instances,
-            resources=resources,
+            resources=part.resources,
             partition=self.settings.slurm_partition,
             account=self.settings.slurm_account,
             qos=self.settings.slurm_qos,
             time_limit=shape.time_limit,
             array=array,
+            dependency=part.dependency,
             extra=self._extra,
         )
         script = batch_script(options, body)
@@ -174,7 +202,7 @@ class SlurmProvider(Provider):
                 task_id=task.task_id,
                 name=config.name,
                 provider=self.name,
-                instance_type=instance.name,
+                instance_type=part.instance_type,
                 num_instances=config.num_instances,
                 message=unused_note(config),
             )
@@ -185,7 +213,7 @@ class SlurmProvider(Provider):
                 workdir=task.workdir,
             )
             records.append(self._store.save(state).record)
-        return records
+        return job_id, records
 
     def _prepare(
         self, config: TaskConfig, task_id: str, batch: str, index: int, uploads: dict[Path, str]
@@ -247,7 +275,7 @@ class SlurmProvider(Provider):
         jobs_now = parse_squeue(result.stdout) if result.exit_code == 0 else {}
         # an array whose elements never started (e.g. cancelled while pending) is one line
         infos = {s.job_id: jobs_now.get(s.job_id) or jobs_now.get(s.parent_job) for s in live}
-        ended = [s for s in live if (info := infos[s.job_id]) is None or _is_over(info)]
+        ended = [s for s in live if (info := infos[s.job_id]) is None or is_over(info)]
         codes = self.login.read_files([f"{s.task_dir}/{EXIT_CODE_FILE}" for s in ended])
         updated = []
         for state in live:
@@ -255,37 +283,9 @@ class SlurmProvider(Provider):
             exit_code = (
                 int(code_text) if code_text and code_text.strip().lstrip("-").isdigit() else None
             )
-            updated.append(self._apply(state, infos[state.job_id], exit_code))
+            state = with_slurm_view(state, infos[state.job_id], exit_code)
+            updated.append(self._store.save(state) if state.record.status.is_terminal else state)
         return updated
-
-    def _apply(
-        self, state: SlurmTaskState, info: JobInfo | None, exit_code: int | None
-    ) -> SlurmTaskState:
-        record = state.record.model_copy()
-        message: str | None
-        if info is None:  # SLURM forgot the job: its exit-code file is all there is
-            if exit_code is None and state.cancel_requested:
-                status, message = TaskStatus.CANCELLED, "cancelled"
-            elif exit_code is None:
-                status = TaskStatus.FAILED
-                message = f"SLURM no longer knows job {state.job_id} and it recorded no exit code"
-            else:
-                status = TaskStatus.COMPLETED if exit_code == 0 else TaskStatus.FAILED
-                message = None if exit_code == 0 else f"the command exited with code {exit_code}"
-        else:
-            status, message = status_of(info, exit_code, cancel_requested=state.cancel_requested)
-            record.started_at = record.started_at or info.started_at
-            if info.node:
-                record.ssh_destination = info.node
-        record.status = status
-        record.message = message
-        if status.is_terminal:
-            record.exit_code = exit_code
-            record.ended_at = (info.ended_at if info else None) or utc_now()
-            if record.started_at is None:
-                record.started_at = record.ended_at if status is not TaskStatus.CANCELLED else None
-            return self._store.save(state.model_copy(update={"record": record}))
-        return state.model_copy(update={"record": record})
 
     def list_tasks(
         self, *, active_only: bool = False, name_prefix: str | None = None
@@ -388,7 +388,3 @@ def _login(settings: FlowSettings, home: Path) -> Login:
 
         return SSHLogin(settings.slurm_login, settings.slurm_conf, settings.ssh_key_path, home)
     return LocalLogin(settings.slurm_conf, home)
-
-
-def _is_over(info: JobInfo) -> bool:
-    return status_of(info, None, cancel_requested=False)[0].is_terminal

@@ -56,6 +56,7 @@ class JobOptions:
         qos: ``--qos``.
         time_limit: ``--time`` in minutes.
         array: ``--array`` (e.g. ``0-99%8``).
+        dependency: ``--dependency`` (e.g. ``afterany:123``).
         extra: Further options (the ``slurm_sbatch_lines`` setting).
     """
 
@@ -68,6 +69,7 @@ class JobOptions:
     qos: str | None = None
     time_limit: str | None = None
     array: str | None = None
+    dependency: str | None = None
     extra: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -86,6 +88,7 @@ class JobOptions:
             "qos": self.qos,
             "time": self.time_limit,
             "array": self.array,
+            "dependency": self.dependency,
         }
         options += [f"--{key}={value}" for key, value in named.items() if value]
         return options + self.resources + self.extra

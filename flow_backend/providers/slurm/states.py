@@ -6,9 +6,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from flow_backend.models import TaskStatus
+from flow_backend.models import TaskStatus, utc_now
+from flow_backend.providers.slurm.store import SlurmTaskState
 
-__all__ = ["SQUEUE_FORMAT", "JobInfo", "job_list", "parse_squeue", "status_of"]
+__all__ = [
+    "SQUEUE_FORMAT",
+    "JobInfo",
+    "is_over",
+    "job_list",
+    "parse_squeue",
+    "status_of",
+    "with_slurm_view",
+]
 
 #: ``squeue --format``: job id (``123`` or ``123_4`` for array elements), state, reason, start and
 #: end time (local time, ``N/A`` when unknown), first node.
@@ -139,3 +148,39 @@ def job_list(job_ids: Iterable[str]) -> list[str]:
         text = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
         arrays.append(f"{parent}_{text}" if text.isdigit() else f"{parent}_[{text}]")
     return sorted(plain, key=int) + sorted(arrays, key=lambda a: int(a.split("_")[0]))
+
+
+def is_over(info: JobInfo) -> bool:
+    """Whether SLURM says the job has ended (whatever its exit code)."""
+    return status_of(info, None, cancel_requested=False)[0].is_terminal
+
+
+def with_slurm_view(
+    state: SlurmTaskState, info: JobInfo | None, exit_code: int | None
+) -> SlurmTaskState:
+    """``state`` as SLURM sees the job now (``info``; ``None``: SLURM has forgotten it) and its
+    exit-code file says (``exit_code``; ``None``: not written)."""
+    record = state.record.model_copy()
+    message: str | None
+    if info is None:  # SLURM forgot the job: its exit-code file is all there is
+        if exit_code is None and state.cancel_requested:
+            status, message = TaskStatus.CANCELLED, "cancelled"
+        elif exit_code is None:
+            status = TaskStatus.FAILED
+            message = f"SLURM no longer knows job {state.job_id} and it recorded no exit code"
+        else:
+            status = TaskStatus.COMPLETED if exit_code == 0 else TaskStatus.FAILED
+            message = None if exit_code == 0 else f"the command exited with code {exit_code}"
+    else:
+        status, message = status_of(info, exit_code, cancel_requested=state.cancel_requested)
+        record.started_at = record.started_at or info.started_at
+        if info.node:
+            record.ssh_destination = info.node
+    record.status = status
+    record.message = message
+    if status.is_terminal:
+        record.exit_code = exit_code
+        record.ended_at = (info.ended_at if info else None) or utc_now()
+        if record.started_at is None:
+            record.started_at = record.ended_at if status is not TaskStatus.CANCELLED else None
+    return state.model_copy(update={"record": record})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -18,7 +19,9 @@ from flow_backend.task_config import TaskConfig
 
 __all__ = [
     "JobShape",
+    "Placement",
     "PreparedTask",
+    "array_shape",
     "parse_job_id",
     "prepare_task",
     "sbatch_error",
@@ -48,6 +51,49 @@ def shape_of(config: TaskConfig) -> JobShape:
         time_limit=time_limit(hours) if hours is not None else None,
         secret_env=tuple(sorted(secret.items())),
     )
+
+
+def array_shape(configs: Sequence[TaskConfig], max_parallel: int | None) -> JobShape:
+    """The shape all of ``configs`` share (they go in as one array).
+
+    Raises:
+        ValidationError: A task differs from the first in shape, or ``max_parallel`` < 1.
+    """
+    shape = shape_of(configs[0])
+    for index, config in enumerate(configs[1:], start=1):
+        if shape_of(config) != shape:
+            raise ValidationError(
+                f"task {index} ({config.name!r}) of an array differs from task 0 in instance "
+                "type, num_instances, max_run_time_hours or secret environment values",
+                field="configs",
+                value=config.name,
+                hint="Submit tasks with different resources separately (submit)",
+            )
+    if max_parallel is not None and max_parallel < 1:
+        raise ValidationError(
+            f"max_parallel must be at least 1, got {max_parallel}",
+            field="max_parallel",
+            value=max_parallel,
+            hint="Give the number of array elements that may run at once",
+        )
+    return shape
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What one ``sbatch`` of tasks of one shape asks besides it.
+
+    Attributes:
+        instance_type: The tasks' instance type (its name in our catalog).
+        resources: Its ``sbatch`` options (the instance-type mapping).
+        limit: Elements of the array running at once (``%limit``); ``None``: no limit.
+        dependency: ``--dependency`` (``afterany:<job id>``); ``None``: none.
+    """
+
+    instance_type: str
+    resources: list[str]
+    limit: int | None = None
+    dependency: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from flow_backend import Flow, TaskConfig
 from flow_backend.errors import ProviderError, ValidationError
 from flow_backend.models import TaskStatus
 from flow_backend.providers.slurm import SlurmProvider
+from flow_backend.providers.slurm.arrays import cluster_max_array_size
 from flow_backend.providers.slurm.cluster import SlurmCluster
 
 
@@ -133,6 +136,80 @@ def test_array_is_one_sbatch_with_a_parallel_limit(slurm_flow: Flow, tmp_path: P
     for i, task in enumerate(tasks):
         assert task.wait(timeout=90) is TaskStatus.COMPLETED
         assert f"element {i} {task.task_id}" in task.logs()
+
+
+@pytest.fixture
+def small_arrays(slurm: SlurmCluster, flow_home: Path) -> Iterator[Flow]:
+    """A slurm client whose arrays hold 2 tasks at most; live tasks are cancelled at the end."""
+    client = Flow(
+        provider="slurm", slurm_conf=slurm.conf, poll_interval=0.2, slurm_max_array_size=2
+    )
+    yield client
+    live = [task.task_id for task in client.list_tasks(active_only=True)]
+    if live:
+        client.provider.cancel_many(live)
+    client.close()
+
+
+def _batch_script(provider: SlurmProvider, task_id: str) -> str:
+    """The script sbatch got for the task (an array's is in the folder above its elements')."""
+    folder = Path(provider._store.load(task_id).task_dir)
+    return next(
+        p for p in (folder / "batch.sh", folder.parent / "batch.sh") if p.is_file()
+    ).read_text()
+
+
+def test_more_tasks_than_an_array_may_hold_go_in_as_arrays_that_keep_max_parallel(
+    slurm_flow: Flow, small_arrays: Flow, tmp_path: Path
+) -> None:
+    assert cluster_max_array_size(_provider(slurm_flow).login) == 1001  # SLURM's default, read
+    provider = _provider(small_arrays)
+    configs = [
+        TaskConfig(command=f"echo element {i} $FLOW_TASK_ID", working_dir=str(tmp_path))
+        for i in range(5)
+    ]
+    records = provider.submit_array(configs, max_parallel=2)
+    assert provider.login.calls["sbatch"] == 3  # arrays of 2 and 2 tasks, then a job of 1
+    first = _job_id(small_arrays, records[0].task_id).split("_")[0]
+    scripts = [_batch_script(provider, r.task_id) for r in records]
+    assert "#SBATCH --array=0-1%1\n" in scripts[0] and "#SBATCH --array=0-1%1\n" in scripts[2]
+    assert f"#SBATCH --dependency=afterany:{first}\n" in scripts[4]  # waits in the first's lane
+    tasks = [small_arrays.get_task(r.task_id) for r in records]
+    for i, task in enumerate(tasks):
+        assert task.wait(timeout=90) is TaskStatus.COMPLETED
+        assert f"element {i} {task.task_id}" in task.logs()
+    ended = [provider.get(r.task_id) for r in records]
+    first_ends = [t.ended_at for t in ended[:2]]
+    assert ended[4].started_at is not None and None not in first_ends
+    assert ended[4].started_at >= max(t for t in first_ends if t is not None)
+
+
+def test_an_array_refused_after_another_went_in_leaves_nothing_queued(
+    slurm: SlurmCluster, small_arrays: Flow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrapper = tmp_path / "bin" / "sbatch"
+    wrapper.parent.mkdir()
+    # the second sbatch is refused, as SLURM refuses one past a user's job limit
+    wrapper.write_text(
+        f"#!/bin/sh\nif [ -e {tmp_path}/one ]; then\n"
+        "  echo 'sbatch: error: Batch job submission failed: Job violates accounting/QOS policy' >&2\n"
+        f'  exit 1\nfi\ntouch {tmp_path}/one\nexec {shutil.which("sbatch")} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+    configs = [TaskConfig(command="sleep 60", upload_code=False) for _ in range(4)]
+    with pytest.raises(ValidationError, match="QOS policy"):
+        _provider(small_arrays).submit_array(configs, max_parallel=4)
+    assert (tmp_path / "one").exists()  # the first array went in ...
+    ids = [t.task_id for t in small_arrays.list_tasks()]
+    assert len(ids) == 2  # ... and was cancelled: SLURM ends both its tasks
+    array = _job_id(small_arrays, ids[0]).split("_")[0]
+    wait_for(
+        lambda: all(t.status is TaskStatus.CANCELLED for t in small_arrays.list_tasks()),
+        timeout=30,
+        what="the first array's tasks to be cancelled",
+    )
+    assert not [job for job in _live_jobs(slurm) if job.split("_")[0] == array]
 
 
 def test_num_instances_is_one_job_on_that_many_nodes(slurm_flow: Flow, slurm: SlurmCluster) -> None:

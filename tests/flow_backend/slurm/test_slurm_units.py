@@ -7,6 +7,7 @@ import pytest
 from flow_backend.errors import ValidationError
 from flow_backend.instance_types import parse_instance_type
 from flow_backend.models import TaskStatus
+from flow_backend.providers.slurm.arrays import ArrayPart, array_parts
 from flow_backend.providers.slurm.resources import ResourceMap
 from flow_backend.providers.slurm.script import JobOptions, batch_script, time_limit
 from flow_backend.providers.slurm.states import job_list, parse_squeue, status_of
@@ -102,3 +103,16 @@ def test_slurm_settings_from_the_environment(
     monkeypatch.setenv("FLOW_SLURM_INSTANCE_TYPES", "a100")
     with pytest.raises(ValidationError, match="FLOW_SLURM_INSTANCE_TYPES"):
         load_settings()
+
+
+def test_a_batch_larger_than_an_array_may_be_is_cut_into_arrays_that_keep_max_parallel() -> None:
+    assert array_parts(100, 1001, 16) == [ArrayPart(range(100), 16, None)]  # fits: one array
+    # 2,500 tasks, MaxArraySize 1001: three near-equal arrays running at once, 16 shared out
+    parts = array_parts(2500, 1001, 16)
+    assert [len(p.indices) for p in parts] == [834, 833, 833]
+    assert [p.indices.start for p in parts] == [0, 834, 1667]
+    assert [(p.limit, p.after) for p in parts] == [(6, None), (5, None), (5, None)]
+    # fewer tasks may run at once than there are arrays: two lanes, the third waits for the first
+    assert [(p.limit, p.after) for p in array_parts(5, 2, 2)] == [(1, None), (1, None), (1, 0)]
+    assert [(p.limit, p.after) for p in array_parts(5, 2, None)] == [(None, None)] * 3
+    assert [len(p.indices) for p in array_parts(3, 0, 1)] == [1, 1, 1]  # arrays off: a job each
