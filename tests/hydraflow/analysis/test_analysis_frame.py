@@ -125,56 +125,35 @@ def test_nan_metric_is_nan_not_missing(any_store: StoreData) -> None:
     assert values[0] is None
 
 
-def test_param_typing_rules() -> None:
+@pytest.mark.parametrize(
+    ("values", "dtype", "typed"),
+    [
+        (["1", "99999999999999999999999"], pl.String, None),  # beyond Int64: exact text kept
+        (["1", "-2"], pl.Int64, [1, -2]),
+        (["1", "2.5e-3"], pl.Float64, [1.0, 0.0025]),
+        (["x", None], pl.String, None),
+        (["True", "None"], pl.Boolean, [True, None]),
+        (["None", "None"], pl.String, None),
+        # the first present value past the rows looked at first
+        (["None"] * 70 + ["3", "4"], pl.Int64, [None] * 70 + [3, 4]),
+        (["1", "null", "2.5", "4"], pl.Float64, [1.0, None, 2.5, 4.0]),  # ints, then a float
+        (["0.5"] * 71 + ["x"], pl.String, None),  # numbers, then a word
+        (["True"] * 71 + ["1"], pl.String, None),  # flags, then a digit
+        (["7"] * 71 + ["99999999999999999999999"], pl.String, None),  # digits past Int64
+    ],
+)
+def test_param_typing_rules(
+    values: list[str | None], dtype: pl.DataType, typed: list[object]
+) -> None:
     from hydraflow.core.frame import type_params
 
     raw = pl.DataFrame(
-        {
-            "params.big": ["1", "99999999999999999999999"],  # beyond Int64: exact text kept
-            "params.int": ["1", "-2"],
-            "params.num": ["1", "2.5e-3"],
-            "params.text": ["x", None],
-            "params.flag": ["True", "None"],
-            "params.none": ["None", "None"],
-        }
+        {"params.p": values, "tags.t": values}, schema={"params.p": pl.String, "tags.t": pl.String}
     )
-    typed = type_params(raw)
-    assert typed.schema == {
-        "params.big": pl.String,
-        "params.int": pl.Int64,
-        "params.num": pl.Float64,
-        "params.text": pl.String,
-        "params.flag": pl.Boolean,
-        "params.none": pl.String,
-    }
-    assert typed["params.num"].to_list() == [1.0, 0.0025]
-    assert typed["params.flag"].to_list() == [True, None]
-
-
-def test_param_typing_looks_past_the_first_value() -> None:
-    from hydraflow.core.frame import type_params
-
-    late = ["None"] * 70 + ["3", "4"]  # the first present value beyond the rows looked at first
-    raw = pl.DataFrame(
-        {
-            "params.late": late,
-            "params.mixed": ["1", "null", "2.5"] + ["4"] * 69,  # ints, then a float: floats
-            "params.word": ["0.5"] * 71 + ["x"],  # numbers, then a word: text
-            "params.flag": ["True"] * 71 + ["1"],  # flags, then a digit: text
-            "params.big": ["7"] * 71 + ["99999999999999999999999"],  # digits beyond Int64: text
-        }
-    )
-    typed = type_params(raw)
-    assert typed.schema == {
-        "params.late": pl.Int64,
-        "params.mixed": pl.Float64,
-        "params.word": pl.String,
-        "params.flag": pl.String,
-        "params.big": pl.String,
-    }
-    assert typed["params.late"].to_list() == [None] * 70 + [3, 4]
-    assert typed["params.mixed"].to_list()[:3] == [1.0, None, 2.5]
-    assert typed["params.word"].to_list() == raw["params.word"].to_list()  # MLflow's text kept
+    frame = type_params(raw)
+    assert frame.schema["params.p"] == dtype
+    assert frame["params.p"].to_list() == (values if typed is None else typed)  # text: MLflow's
+    assert frame["tags.t"].to_list() == values  # only params are typed
 
 
 def test_long_rows_become_columns_in_run_order() -> None:
