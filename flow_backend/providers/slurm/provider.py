@@ -129,7 +129,7 @@ class SlurmProvider(Provider):
                 )
                 job_ids.append(job_id)
                 records += submitted
-        except FlowError:  # a later part refused: nothing of the batch may stay queued
+        except BaseException:  # a later part refused, Ctrl-C: nothing of the batch stays queued
             if records:
                 self.cancel_many([record.task_id for record in records], wait=False)
             raise
