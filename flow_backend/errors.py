@@ -13,6 +13,7 @@ __all__ = [
     "FlowError",
     "HostKeyChangedError",
     "InsufficientQuotaError",
+    "PermissionDeniedError",
     "ProviderError",
     "ResourceNotFoundError",
     "TaskNotFoundError",
@@ -79,6 +80,10 @@ class InsufficientQuotaError(FlowError):
 
 class AuthenticationError(FlowError):
     """The API key is missing, wrong or lacks the permission needed."""
+
+
+class PermissionDeniedError(AuthenticationError):
+    """The key is valid but the provider refused the action and said why (a limit, a gated feature)."""
 
 
 class ProviderError(FlowError):

@@ -40,22 +40,33 @@ class FaultPlan:
         """Make random errors repeatable."""
         self._rng = random.Random(seed)
 
-    def fail_next(self, count: int = 1, status: int = 503) -> None:
-        """Answer the next ``count`` requests with ``status`` (e.g. 500, 502, 503)."""
+    def fail_next(
+        self,
+        count: int = 1,
+        status: int = 503,
+        *,
+        retry_after: float | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Answer the next ``count`` requests with ``status`` (e.g. 500, 502, 503, or 403).
+
+        Args:
+            count: How many requests get this answer.
+            status: The HTTP status.
+            retry_after: Seconds sent as ``Retry-After`` (no header when None).
+            detail: The body's ``detail`` (default: ``"Injected failure (<status>)"``), e.g.
+                ``fail_next(1, 403, detail="organization limit reached")``.
+        """
+        headers = {} if retry_after is None else {"Retry-After": _header_seconds(retry_after)}
+        body = {"detail": f"Injected failure ({status})" if detail is None else detail}
         with self._lock:
             self._queue.extend(
-                FakeResponse(status, {"detail": f"Injected failure ({status})"})
-                for _ in range(count)
+                FakeResponse(status, dict(body), dict(headers)) for _ in range(count)
             )
 
     def rate_limit_next(self, count: int = 1, retry_after: float = 1.0) -> None:
         """Answer the next ``count`` requests with 429 and ``Retry-After: retry_after``."""
-        header = str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
-        with self._lock:
-            self._queue.extend(
-                FakeResponse(429, {"detail": "Too Many Requests"}, {"Retry-After": header})
-                for _ in range(count)
-            )
+        self.fail_next(count, 429, retry_after=retry_after, detail="Too Many Requests")
 
     def slow_next(self, count: int, seconds: float) -> None:
         """Delay the answers to the next ``count`` requests by ``seconds`` (to cause timeouts)."""
@@ -92,3 +103,8 @@ class FaultPlan:
             if self.error_rate > 0 and self._rng.random() < self.error_rate:
                 return FakeResponse(self.error_status, {"detail": "Injected random failure"})
         return None
+
+
+def _header_seconds(seconds: float) -> str:
+    """``Retry-After``'s delta-seconds as the server writes it: ``"2"``, ``"1.5"``."""
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)

@@ -11,6 +11,7 @@ from mithril_helpers import bid_request
 from flow_backend.errors import (
     AuthenticationError,
     InsufficientQuotaError,
+    PermissionDeniedError,
     ProviderError,
     ResourceNotFoundError,
     ValidationError,
@@ -21,6 +22,7 @@ from flow_backend.providers.mithril.api import (
     MithrilClient,
     RetryPolicy,
 )
+from flow_backend.providers.mithril.api.errors import error_for_response
 from flow_backend.testing import FakeMithril
 from flow_backend.testing.openapi_check import RecordingTransport
 
@@ -39,6 +41,34 @@ def test_no_key_fails_before_any_request(fake: FakeMithril, key: str | None) -> 
     assert "No Mithril API key is set" in str(caught.value)
     assert "MITHRIL_API_KEY" in str(caught.value)
     assert sum(fake.request_counts.values()) == 0
+
+
+def test_a_403_that_says_why_is_quoted_not_blamed_on_the_key(
+    client: MithrilClient, fake: FakeMithril
+) -> None:
+    fake.faults.fail_next(1, status=403, detail="organization limit reached")
+    with pytest.raises(PermissionDeniedError) as caught:
+        client.create_bid(bid_request(fake))
+    message = str(caught.value)
+    assert "organization limit reached" in message and "HTTP 403" in message
+    assert "MITHRIL_API_KEY" not in message and "API key" not in message
+    assert fake.requests_to("/v2/spot/bids", "POST") == 1  # a refusal is not retried
+    assert fake.bids() == []
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(403, json={"detail": ""}),
+        httpx.Response(403),
+        httpx.Response(403, text="<html><body>403 Forbidden</body></html>"),  # a proxy's page
+    ],
+    ids=["empty-detail", "no-body", "html"],
+)
+def test_a_403_without_a_reason_still_points_at_the_key(response: httpx.Response) -> None:
+    error = error_for_response(response, what="list projects")
+    assert type(error) is AuthenticationError
+    assert "MITHRIL_API_KEY" in str(error) and error.field == "mithril_api_key"
 
 
 def test_the_fake_answers_401_without_a_bearer_key(fake: FakeMithril) -> None:

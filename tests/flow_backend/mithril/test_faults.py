@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from mithril_helpers import REGION, bid_request
 
+from flow_backend.errors import ProviderError
 from flow_backend.providers.mithril.api import LaunchSpecification, MithrilClient, RetryPolicy
 from flow_backend.testing import FakeMithril
 
@@ -40,12 +41,26 @@ def test_429_waits_retry_after(
     assert len(fake.bids()) == 1
 
 
-def test_retry_after_is_capped(
+def test_a_5xx_waits_its_retry_after(
     client: MithrilClient, fake: FakeMithril, sleeps: list[float]
 ) -> None:
-    fake.faults.rate_limit_next(1, retry_after=3600)
-    client.list_projects()
-    assert sleeps == [client.retry_policy.max_retry_after]
+    fake.faults.fail_next(1, status=503, retry_after=2)
+    assert client.list_projects()
+    assert sleeps == [2.0]  # the server's wait, not the jittered backoff (at most 0.05 s here)
+    assert fake.requests_to("/v2/projects") == 2
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_retry_after_over_the_cap_gives_up_at_once(fake: FakeMithril, status: int) -> None:
+    sleeps: list[float] = []
+    fake.faults.fail_next(1, status=status, retry_after=120)
+    with MithrilClient(fake.api_key, fake.url, sleep=sleeps.append) as api:  # cap: 60 s
+        with pytest.raises(ProviderError) as caught:
+            api.list_projects()
+        assert sleeps == []  # no retry before the server said, no 120 s stall either
+        assert fake.requests_to("/v2/projects") == 1
+        assert "wait 120 s" in str(caught.value) and "not retried" in str(caught.value)
+        assert api.list_projects()  # nothing is left broken: the next call goes through
 
 
 def test_latency_is_tolerated_and_timeouts_retried_for_reads(fake: FakeMithril) -> None:

@@ -64,3 +64,12 @@ def test_headers_of_a_sent_request_are_masked_in_their_repr(fake: FakeMithril) -
         api.list_projects()
     assert seen and all(fake.api_key not in text for text in seen)
     assert "[secure]" in seen[0]
+
+
+def test_key_echoed_by_the_server_is_not_quoted(client: MithrilClient, fake: FakeMithril) -> None:
+    fake.faults.fail_next(1, status=403, detail=f"key {fake.api_key} may not use this project")
+    with pytest.raises(AuthenticationError) as caught:
+        client.list_projects()
+    text = "".join(traceback.format_exception(caught.value)) + repr(caught.value.__dict__)
+    assert "may not use this project" in text and "**********" in text
+    assert fake.api_key not in text and fake.api_key[5:] not in text

@@ -131,7 +131,12 @@ class MithrilClient:
         except httpx.TransportError as error:
             raise error_for_transport_failure(error, what=what, url=self.base_url) from None
         if response.is_error:
-            raise error_for_response(response, what=what) from None
+            raise error_for_response(
+                response,
+                what=what,
+                max_retry_after=self.retry_policy.max_retry_after,
+                redact=self._auth.redact,
+            ) from None
         return response
 
     def _get_json(self, path: str, *, what: str, params: dict[str, Any] | None = None) -> Any:

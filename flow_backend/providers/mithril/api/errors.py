@@ -1,10 +1,13 @@
 """The one place where Mithril HTTP failures become :mod:`flow_backend.errors`.
 
-- 401, 403 → ``AuthenticationError`` (a 403 that names a quota → ``InsufficientQuotaError``)
+- 401, and a 403 without a reason → ``AuthenticationError`` with the API-key hint
+- 403 whose detail names a quota → ``InsufficientQuotaError``; another 403 whose JSON ``detail`` says
+  why (an organization limit, a gated feature) → ``PermissionDeniedError`` quoting it, no key guess
 - 404 → ``ResourceNotFoundError``
 - any other 4xx whose detail names quota or capacity → ``InsufficientQuotaError``
 - 422 and other 4xx → ``ValidationError`` carrying the server's ``detail``
-- 429 or 5xx still returned after the transport's retries → ``ProviderError``
+- 429 or 5xx still returned after the transport's retries → ``ProviderError`` (saying how long the
+  server's ``Retry-After`` asked to wait, and that it was not retried when that is over the cap)
 - timeouts and connection errors after the transport's retries → ``ProviderError``
 
 Retries happen earlier, in :mod:`flow_backend.providers.mithril.api.transport`; by the time a
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,25 +27,55 @@ from flow_backend.errors import (
     AuthenticationError,
     FlowError,
     InsufficientQuotaError,
+    PermissionDeniedError,
     ProviderError,
     ResourceNotFoundError,
     ValidationError,
 )
+from flow_backend.providers.mithril.api.transport import retry_after_seconds
 
 __all__ = ["error_for_response", "error_for_transport_failure", "server_detail"]
 
 _QUOTA_WORDS = re.compile(r"quota|capacity|insufficient|limit exceeded", re.IGNORECASE)
 
 
+_NOT_JSON = object()
+
+
+def _json_body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _NOT_JSON
+
+
 def server_detail(response: httpx.Response) -> Any:
     """The ``detail`` of an error body (a string or FastAPI's list), or the raw text."""
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    body = _json_body(response)
+    if body is _NOT_JSON:
         return response.text.strip()[:500] or None
     if isinstance(body, dict) and "detail" in body:
         return body["detail"]
     return body
+
+
+def _reason(response: httpx.Response, detail: Any) -> str | None:
+    """The server's own words for a refusal: a non-empty string ``detail`` of a JSON body.
+
+    A proxy's HTML or plain-text page is no reason (the SDK does not quote it either).
+    """
+    if isinstance(detail, str) and detail.strip() and _json_body(response) is not _NOT_JSON:
+        return detail.strip()
+    return None
+
+
+def _seconds(value: float) -> str:
+    """``120`` → ``"120"``, ``1.5`` → ``"1.5"``."""
+    return f"{round(value, 1):g}"
+
+
+def _unchanged(detail: Any) -> Any:
+    return detail
 
 
 def _describe(detail: Any) -> str:
@@ -67,16 +101,25 @@ def _first_field(detail: Any) -> str | None:
     return None
 
 
-def error_for_response(response: httpx.Response, *, what: str) -> FlowError:
+def error_for_response(
+    response: httpx.Response,
+    *,
+    what: str,
+    max_retry_after: float | None = None,
+    redact: Callable[[Any], Any] = _unchanged,
+) -> FlowError:
     """Build the error for a final non-2xx ``response`` to the call described by ``what``.
 
     Args:
         response: The failed response (its body is read here).
         what: The operation in a few words, e.g. ``"create spot bid 'hf-1-0'"``.
+        max_retry_after: The longest ``Retry-After`` the transport waits; a longer one was not
+            retried, and the error says so.
+        redact: Takes secrets (the API key) out of the server's detail before it is quoted.
     """
     response.read()
     status = response.status_code
-    detail = server_detail(response)
+    detail = redact(server_detail(response))
     text = _describe(detail)
     said = f" (HTTP {status}: {text})" if text else f" (HTTP {status})"
     if status == 401 or status == 403:
@@ -85,11 +128,28 @@ def error_for_response(response: httpx.Response, *, what: str) -> FlowError:
                 f"Mithril refused to {what}: quota exceeded{said}",
                 hint="Lower num_instances, cancel running bids, or ask Mithril for more quota",
             )
+        reason = _reason(response, detail) if status == 403 else None
+        if reason is not None:
+            return PermissionDeniedError(
+                f"Mithril refused to {what}: {reason} (HTTP 403)",
+                hint="Mithril gave its reason; an admin of your Mithril organization can change "
+                "its limits and access",
+            )
         return AuthenticationError(
             f"Mithril rejected the API key while trying to {what}{said}",
             field="mithril_api_key",
             hint="Set MITHRIL_API_KEY to a valid key (create one in the Mithril console)",
         )
+    wait = retry_after_seconds(response) if status == 429 or status >= 500 else None
+    if wait is not None and max_retry_after is not None and wait > max_retry_after:
+        return ProviderError(
+            f"Mithril asked to wait {_seconds(wait)} s before the request to {what} is tried again, "
+            f"longer than the {_seconds(max_retry_after)} s this client waits, so it was not "
+            f"retried{said}",
+            hint=f"Try again in {_seconds(wait)} s"
+            + (", and poll less often" if status == 429 else ""),
+        )
+    asked = f"; the server asked to wait {_seconds(wait)} s" if wait is not None else ""
     if status == 404:
         return ResourceNotFoundError(
             f"Mithril could not find what was asked to {what}{said}",
@@ -97,12 +157,12 @@ def error_for_response(response: httpx.Response, *, what: str) -> FlowError:
         )
     if status == 429:
         return ProviderError(
-            f"Mithril kept rate-limiting the request to {what}{said}",
+            f"Mithril kept rate-limiting the request to {what}{said}{asked}",
             hint="Wait a minute and try again, or poll less often",
         )
     if status >= 500:
         return ProviderError(
-            f"Mithril failed to {what} and kept failing after retries{said}",
+            f"Mithril failed to {what} and kept failing after retries{said}{asked}",
             hint="Try again later; check https://status.mithril.ai",
         )
     if _QUOTA_WORDS.search(text):

@@ -2,11 +2,14 @@
 
 Policy (documented in README's cloud section):
 
-- ``429 Too Many Requests`` is retried for every method (the server did not act on the request),
-  waiting ``Retry-After`` seconds when given (capped by ``max_retry_after``), else the backoff.
+- ``429 Too Many Requests`` is retried for every method (the server did not act on the request).
 - ``500/502/503/504``, timeouts and broken connections after the request was sent are retried only for
   idempotent methods (GET, HEAD, OPTIONS, PUT, DELETE) and for requests carrying an
   ``Idempotency-Key`` (every bid POST does): a retried POST without one could create a second bid.
+- A retried status waits the response's ``Retry-After`` (seconds or an HTTP date) when it has one, as
+  the real SDK does for 429 and 5xx. When the server asks for more than ``max_retry_after``, the
+  response is handed back at once: no early retry while the server asked clients to stay away, and no
+  long stall; the error then says how long the server asked to wait.
 - Connection failures (nothing was sent: ``ConnectError``, ``ConnectTimeout``) are retried for every
   method, POST included.
 - Backoff is exponential with full jitter: ``uniform(0, min(max_delay, base * 2**attempt))``.
@@ -25,7 +28,13 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-__all__ = ["IDEMPOTENT_METHODS", "RETRIED_STATUSES", "RetryPolicy", "RetryTransport"]
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "RETRIED_STATUSES",
+    "RetryPolicy",
+    "RetryTransport",
+    "retry_after_seconds",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +49,8 @@ class RetryPolicy:
         max_attempts: Tries in all, the first included (1 disables retries).
         backoff_base: Seconds of the first backoff step.
         backoff_max: Longest single backoff wait in seconds.
-        max_retry_after: Longest ``Retry-After`` the client honours; longer waits are capped.
+        max_retry_after: Longest ``Retry-After`` in seconds the client waits; a server asking for
+            more ends the retries at once (never a shorter, early retry).
     """
 
     def __init__(
@@ -61,19 +71,9 @@ class RetryPolicy:
         """Seconds to wait after failed try number ``attempt`` (1-based), with full jitter."""
         return rng.uniform(0.0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
 
-    def retry_after(self, response: httpx.Response) -> float | None:
-        """The server's ``Retry-After`` in seconds (delta or HTTP date), capped; None if absent."""
-        value = response.headers.get("retry-after")
-        if not value:
-            return None
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
-            except (TypeError, ValueError):
-                return None
-        return min(max(seconds, 0.0), self.max_retry_after)
+    def waits_for(self, seconds: float) -> bool:
+        """Whether the client waits ``seconds`` for a retry (else it gives up at once)."""
+        return seconds <= self.max_retry_after
 
     def __repr__(self) -> str:
         return (
@@ -127,7 +127,17 @@ class RetryTransport(httpx.BaseTransport):
                 retryable = status == 429 or (status in RETRIED_STATUSES and idempotent)
                 if last_try or not retryable:
                     return response
-                delay = self.policy.retry_after(response) if status == 429 else None
+                delay = retry_after_seconds(response)
+                if delay is not None and not self.policy.waits_for(delay):
+                    logger.info(
+                        "Mithril %s %s: HTTP %d asks to wait %.1fs, more than %.1fs: not retried",
+                        request.method,
+                        request.url.path,
+                        status,
+                        delay,
+                        self.policy.max_retry_after,
+                    )
+                    return response
                 response.close()
                 self._wait(request, attempt, f"HTTP {status}", delay)
             attempt += 1
@@ -148,3 +158,24 @@ class RetryTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self.wrapped.close()
+
+
+def retry_after_seconds(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` of ``response`` in seconds (delta or HTTP date, never negative).
+
+    Returns:
+        The seconds the server asked clients to wait, or None if the header is absent or unreadable.
+    """
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    if seconds != seconds:  # "nan" parses as a float
+        return None
+    return max(seconds, 0.0)
