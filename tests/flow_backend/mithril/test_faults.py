@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import email.utils
 import os
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from mithril_helpers import REGION, bid_request
 
 from flow_backend.errors import ProviderError
 from flow_backend.providers.mithril.api import LaunchSpecification, MithrilClient, RetryPolicy
+from flow_backend.providers.mithril.api.transport import retry_after_seconds
 from flow_backend.testing import FakeMithril
 
 
@@ -50,6 +54,30 @@ def test_a_5xx_waits_its_retry_after(
     assert fake.requests_to("/v2/projects") == 2
 
 
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("2", 2.0),
+        ("1.5", 1.5),
+        ("-3", 0.0),
+        ("soon", None),
+        ("nan", None),
+        ("inf", None),
+        ("", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: retry now
+        ("Wed, 21 Oct 2015 07:28:00 -0000", 0.0),
+    ],
+)
+def test_retry_after_is_read_as_seconds_or_an_http_date(header: str, seconds: float | None) -> None:
+    assert retry_after_seconds(httpx.Response(503, headers={"Retry-After": header})) == seconds
+
+
+def test_retry_after_as_a_future_http_date() -> None:
+    later = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    wait = retry_after_seconds(httpx.Response(429, headers={"Retry-After": later}))
+    assert wait is not None and 80 < wait <= 90
+
+
 @pytest.mark.parametrize("status", [429, 503])
 def test_a_retry_after_over_the_cap_gives_up_at_once(fake: FakeMithril, status: int) -> None:
     sleeps: list[float] = []
@@ -59,7 +87,7 @@ def test_a_retry_after_over_the_cap_gives_up_at_once(fake: FakeMithril, status: 
             api.list_projects()
         assert sleeps == []  # no retry before the server said, no 120 s stall either
         assert fake.requests_to("/v2/projects") == 1
-        assert "wait 120 s" in str(caught.value) and "not retried" in str(caught.value)
+        assert "wait 120 s" in str(caught.value) and "not tried again" in str(caught.value)
         assert api.list_projects()  # nothing is left broken: the next call goes through
 
 

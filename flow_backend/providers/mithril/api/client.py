@@ -134,7 +134,7 @@ class MithrilClient:
             raise error_for_response(
                 response,
                 what=what,
-                max_retry_after=self.retry_policy.max_retry_after,
+                retry=self.retry_policy,
                 redact=self._auth.redact,
             ) from None
         return response

@@ -7,7 +7,7 @@
 - any other 4xx whose detail names quota or capacity → ``InsufficientQuotaError``
 - 422 and other 4xx → ``ValidationError`` carrying the server's ``detail``
 - 429 or 5xx still returned after the transport's retries → ``ProviderError`` (saying how long the
-  server's ``Retry-After`` asked to wait, and that it was not retried when that is over the cap)
+  server's ``Retry-After`` asked to wait, and that it was not tried again when that is over the cap)
 - timeouts and connection errors after the transport's retries → ``ProviderError``
 
 Retries happen earlier, in :mod:`flow_backend.providers.mithril.api.transport`; by the time a
@@ -32,7 +32,7 @@ from flow_backend.errors import (
     ResourceNotFoundError,
     ValidationError,
 )
-from flow_backend.providers.mithril.api.transport import retry_after_seconds
+from flow_backend.providers.mithril.api.transport import RetryPolicy, retry_after_seconds
 
 __all__ = ["error_for_response", "error_for_transport_failure", "server_detail"]
 
@@ -105,7 +105,7 @@ def error_for_response(
     response: httpx.Response,
     *,
     what: str,
-    max_retry_after: float | None = None,
+    retry: RetryPolicy | None = None,
     redact: Callable[[Any], Any] = _unchanged,
 ) -> FlowError:
     """Build the error for a final non-2xx ``response`` to the call described by ``what``.
@@ -113,8 +113,8 @@ def error_for_response(
     Args:
         response: The failed response (its body is read here).
         what: The operation in a few words, e.g. ``"create spot bid 'hf-1-0'"``.
-        max_retry_after: The longest ``Retry-After`` the transport waits; a longer one was not
-            retried, and the error says so.
+        retry: The transport's policy: a ``Retry-After`` longer than it waits was not tried
+            again, and the error says so.
         redact: Takes secrets (the API key) out of the server's detail before it is quoted.
     """
     response.read()
@@ -141,11 +141,11 @@ def error_for_response(
             hint="Set MITHRIL_API_KEY to a valid key (create one in the Mithril console)",
         )
     wait = retry_after_seconds(response) if status == 429 or status >= 500 else None
-    if wait is not None and max_retry_after is not None and wait > max_retry_after:
+    if wait is not None and retry is not None and not retry.waits_for(wait):
         return ProviderError(
             f"Mithril asked to wait {_seconds(wait)} s before the request to {what} is tried again, "
-            f"longer than the {_seconds(max_retry_after)} s this client waits, so it was not "
-            f"retried{said}",
+            f"longer than the {_seconds(retry.max_retry_after)} s this client waits, so it was not "
+            f"tried again{said}",
             hint=f"Try again in {_seconds(wait)} s"
             + (", and poll less often" if status == 429 else ""),
         )
