@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
+    "ConflictError",
     "FlowError",
     "HostKeyChangedError",
     "InsufficientQuotaError",
@@ -64,6 +65,10 @@ def _rebuild(
 
 class ValidationError(FlowError, ValueError):
     """A configuration, setting or argument has a bad value."""
+
+
+class ConflictError(ValidationError):
+    """The request clashes with something that exists already (HTTP 409: a name taken)."""
 
 
 class ResourceNotFoundError(FlowError, LookupError):

@@ -41,13 +41,13 @@ class VolumeRoutes(RouteGroup):
         body = parse_body(request, CreateVolumeRequest)
         self._project(body.project)
         self._region(body.region)
-        for volume in self.state.volumes.values():
-            if (volume.project, volume.region, volume.name) == (
-                body.project,
-                body.region,
-                body.name,
-            ) and (volume.deleted_at is None):
-                raise ApiError(409, f"A volume named {body.name!r} already exists in {body.region}")
+        for volume in self.state.volumes.values():  # names are unique per project, not region
+            if (volume.project, volume.name) == (body.project, body.name) and (
+                volume.deleted_at is None
+            ):
+                raise ApiError(
+                    409, f"A volume named {body.name!r} already exists in {volume.region}"
+                )
         volume = FakeVolume(
             fid=new_fid("vol"),
             name=body.name,

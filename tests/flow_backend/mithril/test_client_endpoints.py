@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mithril_helpers import REGION, bid_request
 
-from flow_backend.errors import ResourceNotFoundError, ValidationError
+from flow_backend.errors import ConflictError, ResourceNotFoundError, ValidationError
 from flow_backend.providers.mithril.api import (
     CreateSshKeyRequest,
     CreateVolumeRequest,
@@ -66,10 +66,17 @@ def test_volume_create_list_delete(client: MithrilClient, fake: FakeMithril) -> 
     assert [v.name for v in client.list_volumes(fake.project_fid)] == ["training-data"]
     assert client.list_volumes(fake.project_fid, region="eu-central1-a") == []
 
-    with pytest.raises(ValidationError, match="already exists"):
+    with pytest.raises(ConflictError, match="already exists"):
         client.create_volume(request)
+    # names are unique per project, not per region: the name is taken in every region
+    elsewhere = request.model_copy(update={"region": "eu-central1-a"})
+    with pytest.raises(ConflictError, match=f"HTTP 409.*already exists in {REGION}"):
+        client.create_volume(elsewhere)
+    assert [v.region for v in client.list_volumes(fake.project_fid)] == [REGION]
 
     client.delete_volume(volume.fid)
+    assert client.create_volume(elsewhere).region == "eu-central1-a"  # a deleted name is free
+    client.delete_volume(client.list_volumes(fake.project_fid)[0].fid)
     assert client.list_volumes(fake.project_fid) == []
     with pytest.raises(ResourceNotFoundError, match=volume.fid):
         client.delete_volume(volume.fid)

@@ -5,6 +5,7 @@
   why (an organization limit, a gated feature) → ``PermissionDeniedError`` quoting it, no key guess
 - 404 → ``ResourceNotFoundError``
 - any other 4xx whose detail names quota or capacity → ``InsufficientQuotaError``
+- 409 → ``ConflictError`` (a ``ValidationError``: a name already taken)
 - 422 and other 4xx → ``ValidationError`` carrying the server's ``detail``
 - 429 or 5xx still returned after the transport's retries → ``ProviderError`` (saying how long the
   server's ``Retry-After`` asked to wait, and that it was not tried again when that is over the cap)
@@ -25,6 +26,7 @@ import httpx
 
 from flow_backend.errors import (
     AuthenticationError,
+    ConflictError,
     FlowError,
     InsufficientQuotaError,
     PermissionDeniedError,
@@ -170,7 +172,8 @@ def error_for_response(
             f"Mithril has no capacity or quota to {what}{said}",
             hint="Try another region or instance type, lower num_instances, or wait for capacity",
         )
-    return ValidationError(
+    kind = ConflictError if status == 409 else ValidationError
+    return kind(
         f"Mithril rejected the request to {what}{said}",
         field=_first_field(detail),
         value=detail,
