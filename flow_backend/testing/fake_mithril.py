@@ -238,6 +238,12 @@ class FakeMithril:
             for name in [region] if region else self.state.regions:
                 self.state.capacity[(fid, name)] = count
 
+    def withdraw_offer(self, instance_type: str, region: str) -> None:
+        """Stop offering a type (name or id) in one region: it leaves the spot availability."""
+        fid = self.instance_type_fid(instance_type)
+        with self.state.lock:
+            self.state.capacity.pop((fid, region), None)
+
     def set_spot_price(self, instance_type: str, dollars: float, region: str | None = None) -> None:
         """The spot price per instance-hour a bid must at least offer."""
         fid = self.instance_type_fid(instance_type)

@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationError
-from flow_backend.providers.mithril.account import Account, choose_offer
+from flow_backend.providers.mithril.account import Account
 from flow_backend.providers.mithril.api import Bid, CreateBidRequest, LaunchSpecification
-from flow_backend.providers.mithril.api.models import InstanceType, Volume
-from flow_backend.providers.mithril.lookup import volume_fid
+from flow_backend.providers.mithril.api.models import Volume
 from flow_backend.providers.mithril.nodes import LaunchPlan
+from flow_backend.providers.mithril.placement import place
 from flow_backend.providers.mithril.pricing import limit_price
 from flow_backend.providers.mithril.startup_script import render_startup_script
 from flow_backend.providers.mithril.volume_script import VolumeMount
+from flow_backend.providers.mithril.volumes import ensure_volume
 
 if TYPE_CHECKING:
     from flow_backend.task_config import TaskConfig, VolumeSpec
@@ -31,7 +32,6 @@ __all__ = [
     "BidChoice",
     "bid_name",
     "build_bid_request",
-    "choose_type",
     "clearer_refusal",
     "launch_plan",
     "volume_kinds",
@@ -68,55 +68,26 @@ def bid_name(name: str) -> str:
     return lowered
 
 
-def choose_type(config: TaskConfig, account: Account) -> list[InstanceType]:
-    """The API types that may run ``config`` (several when they share a display name).
-
-    Raises:
-        ValidationError: No instance type and no ``min_gpu_memory_gb`` (never a silent pick).
-        ResourceNotFoundError: Mithril offers nothing that fits.
-    """
-    offered = ", ".join(account.offered_names())
-    if config.instance_type is not None:
-        return account.instance_types_named(config.instance_type)
-    if config.min_gpu_memory_gb is not None:
-        fitting = [
-            it for it in account.instance_types() if it.gpu_memory_gb >= config.min_gpu_memory_gb
-        ]
-        if not fitting:
-            raise ResourceNotFoundError(
-                f"Mithril offers no GPU with min_gpu_memory_gb={config.min_gpu_memory_gb} GB",
-                field="min_gpu_memory_gb",
-                value=config.min_gpu_memory_gb,
-                hint=f"Ask for less memory per GPU; Mithril offers: {offered}",
-            )
-        return fitting
-    raise ValidationError(
-        "no instance type given: Mithril has no default (each type costs dollars an hour)",
-        field="instance_type",
-        hint=f"Give one with -i / instance_type; Mithril offers: {offered} "
-        "(`flow instance-types` shows prices)",
-    )
-
-
 def build_bid_request(
     config: TaskConfig, account: Account, region_setting: str | None, remote_root: str
 ) -> BidChoice:
     """The bid for ``config``: type, region and price from the live market, volumes, script, keys.
 
     The script is rendered first, so a command too long for it fails before anything is created.
+    A task with an existing volume runs in that volume's region (see :func:`place`).
 
     Raises:
-        ValidationError: Bad name, no instance type, a shared Block volume, a too long script.
-        ResourceNotFoundError: Mithril offers no such instance type, or no market for it.
+        ValidationError: Bad name, no instance type, a shared Block volume, a too long script,
+            existing volumes outside the region asked for.
+        ResourceNotFoundError: Mithril offers no such instance type, or no market for it (in
+            the region of the task's existing volumes).
     """
     name = bid_name(config.name)
     # the command's length is checked before anything is created (the volumes' ids not known yet)
     _script(config, name, remote_root, [_placeholder(spec) for spec in config.volumes])
-    types = choose_type(config, account)
+    placement = place(config, account, region_setting)
+    types, offer = placement.types, placement.offer
     region = config.region or region_setting
-    offer = choose_offer(
-        account.availability(), {it.fid for it in types}, config.num_instances, region
-    )
     wanted = config.instance_type or f"min_gpu_memory_gb={config.min_gpu_memory_gb}"
     if offer is None:
         where = f" in region {region!r}" if region else ""
@@ -128,7 +99,7 @@ def build_bid_request(
         )
     chosen = next(it for it in types if it.fid == offer.instance_type)
     project = account.project_fid
-    volumes = _volumes(config, account, offer.region)
+    volumes = _volumes(config, account, offer.region, placement.volumes)
     script = _script(config, name, remote_root, volumes)
     keys = list(dict.fromkeys([account.ssh_key_fid, *account.required_ssh_key_fids()]))
     request = CreateBidRequest(
@@ -213,31 +184,31 @@ def volume_kinds(
     return kinds
 
 
-def _volumes(config: TaskConfig, account: Account, region: str) -> list[VolumeMount]:
-    """The volumes as the bid mounts them, created when new; every check comes before anything
-    is created (see :func:`volume_kinds`)."""
+def _volumes(
+    config: TaskConfig, account: Account, region: str, existing: dict[str, Volume]
+) -> list[VolumeMount]:
+    """The volumes as the bid mounts them, created in ``region`` when new (``existing``: the
+    project's volumes by name); every check comes before anything is created (see
+    :func:`volume_kinds`)."""
     if not config.volumes:
         return []
-    existing = {v.name: v for v in account.client.list_volumes(account.project_fid, region=region)}
     kinds = volume_kinds(config, existing)
-    return [
-        VolumeMount(
-            existing[spec.name].fid
-            if spec.name in existing
-            else volume_fid(
-                account.client,
-                account.project_fid,
-                region,
-                spec.name,
-                spec.size_gb,
-                kinds[spec.name],
-            ),
+    listed = list(existing.values())
+    mounts = []
+    for spec in config.volumes:
+        volume = ensure_volume(
+            account.client,
+            account.project_fid,
+            region,
             spec.name,
+            spec.size_gb,
             kinds[spec.name],
-            spec.resolved_mount_path,
+            listed=listed,
         )
-        for spec in config.volumes
-    ]
+        mounts.append(
+            VolumeMount(volume.fid, spec.name, volume.interface, spec.resolved_mount_path)
+        )
+    return mounts
 
 
 def launch_plan(config: TaskConfig, bid: Bid, type_name: str) -> LaunchPlan:

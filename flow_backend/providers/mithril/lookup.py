@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from flow_backend.errors import ResourceNotFoundError, TaskNotFoundError
-from flow_backend.providers.mithril.api import Bid, CreateVolumeRequest, Instance, MithrilClient
+from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
 from flow_backend.providers.mithril.api.models import InstanceStatus
 
-__all__ = ["find_bids", "instances_for", "not_found", "rank_order", "volume_fid"]
+__all__ = ["find_bids", "instances_for", "not_found", "rank_order"]
 
 T = TypeVar("T")
 
 #: Beyond this many bids, list the project's live instances instead of filtering by bid id.
 BID_FILTER_MAX = 50
-DEFAULT_VOLUME_GB = 100
 _LIVE_INSTANCE: list[InstanceStatus] = [
     "STATUS_NEW",
     "STATUS_CONFIRMED",
@@ -102,22 +101,3 @@ def instances_for(
     for start in range(0, len(ended), BID_FILTER_MAX):
         grouped.update(_instances_of(client, project, ended[start : start + BID_FILTER_MAX]))
     return {bid.fid: rank_order(bid, grouped.get(bid.fid, [])) for bid in bids}
-
-
-def volume_fid(
-    client: MithrilClient,
-    project: str,
-    region: str,
-    name: str,
-    size_gb: float | None,
-    interface: Literal["Block", "File"] = "Block",
-) -> str:
-    """The id of the volume named ``name`` in ``region``, created (``size_gb``, default 100) if new."""
-    for volume in client.list_volumes(project, region=region):
-        if volume.name == name:
-            return volume.fid
-    size = max(1, round(size_gb or DEFAULT_VOLUME_GB))
-    request = CreateVolumeRequest(
-        name=name, project=project, disk_interface=interface, region=region, size_gb=size
-    )
-    return client.create_volume(request).fid

@@ -17,11 +17,10 @@ from flow_backend.models import TaskRecord
 from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.mithril import volumes
 from flow_backend.providers.mithril.access import TaskAccess
-from flow_backend.providers.mithril.account import Account, choose_offer, live_catalog
+from flow_backend.providers.mithril.account import Account, live_catalog
 from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
 from flow_backend.providers.mithril.bid_request import (
     build_bid_request,
-    choose_type,
     clearer_refusal,
     launch_plan,
     volume_kinds,
@@ -29,6 +28,7 @@ from flow_backend.providers.mithril.bid_request import (
 from flow_backend.providers.mithril.keeper import start_keeper
 from flow_backend.providers.mithril.lookup import find_bids, instances_for
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
+from flow_backend.providers.mithril.placement import place
 from flow_backend.providers.mithril.pricing import limit_price
 from flow_backend.providers.mithril.records import host_key_refused, past_boot_limit, record_of
 from flow_backend.providers.mithril.task_store import TaskStore
@@ -94,14 +94,11 @@ class MithrilProvider(TaskAccess, Provider):
         """The limit price ``config``'s bid would offer now (see :func:`build_bid_request`).
 
         Raises:
-            ValidationError: No instance type (Mithril has no default).
-            ResourceNotFoundError: Mithril offers no such type, or no market for it.
+            ValidationError: No instance type (Mithril has no default); its existing volumes are
+                not in the region asked for (see :func:`place`).
+            ResourceNotFoundError: Mithril offers no such type, or none in its volumes' region.
         """
-        types = choose_type(config, self.account)
-        region = config.region or self.settings.mithril_region
-        offer = choose_offer(
-            self.account.availability(), {it.fid for it in types}, config.num_instances, region
-        )
+        offer = place(config, self.account, self.settings.mithril_region).offer
         if offer is None:
             return None
         return limit_price(offer.last_instance_price, config.max_price_per_hour)
@@ -369,8 +366,11 @@ class MithrilProvider(TaskAccess, Provider):
         )
 
     def create_volume(self, name: str, size_gb: float) -> VolumeInfo:
-        region = self.settings.mithril_region or volumes.first_region(self.account.availability())
-        return volumes.create_volume(self.client, self.account.project_fid, region, name, size_gb)
+        fixed = self.settings.mithril_region
+        region = fixed or volumes.first_region(self.account.availability())
+        return volumes.create_volume(
+            self.client, self.account.project_fid, region, name, size_gb, fixed=fixed is not None
+        )
 
     def delete_volume(self, name: str) -> None:
         volumes.delete_volume(
