@@ -65,6 +65,7 @@ class LaunchPlan:
     working_dir: str | None
     code_root: str | None
     started: set[str] = field(default_factory=set)
+    ran: bool = False  # the task was seen running (then the boot limit no longer applies)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flow_backend.errors import FlowError, ResourceNotFoundError, ValidationError
-from flow_backend.models import TaskRecord
+from flow_backend.models import TaskRecord, TaskStatus
 from flow_backend.providers.base import Provider, VolumeInfo
 from flow_backend.providers.mithril import volumes
 from flow_backend.providers.mithril.access import TaskAccess
@@ -30,7 +30,13 @@ from flow_backend.providers.mithril.lookup import find_bids, instances_for
 from flow_backend.providers.mithril.nodes import LaunchPlan, NodeOps, NodeView, destination_of
 from flow_backend.providers.mithril.placement import place
 from flow_backend.providers.mithril.pricing import limit_price
-from flow_backend.providers.mithril.records import host_key_refused, past_boot_limit, record_of
+from flow_backend.providers.mithril.records import (
+    brings_logs,
+    host_key_refused,
+    node_views,
+    past_boot_limit,
+    record_of,
+)
 from flow_backend.providers.mithril.task_store import TaskStore
 from flow_backend.providers.ssh.hosts import each
 from flow_backend.remote import parse_destination
@@ -184,25 +190,31 @@ class MithrilProvider(TaskAccess, Provider):
         records = {}
         for bid in bids:
             nodes = views[bid.fid]
-            feeding = bid.fid in self._plans
+            plan = self._plans.get(bid.fid)
+            ran = bool(plan and plan.ran)
             record = record_of(
                 bid,
                 instances[bid.fid],
                 self._type_name(bid),
                 nodes,
-                feeding=feeding,
+                feeding=plan is not None,
+                ran=ran,
                 ssh_user=self.ssh_user,
             )
+            if plan is not None and record.status is TaskStatus.RUNNING:
+                plan.ran = True  # from now on never "provisioning", never past the boot limit
             trouble = [errors[n.destination] for n in nodes or [] if n.destination in errors]
             if record.message is None and trouble:  # booting sshd, network blip: next poll
                 record.message = f"waiting for SSH: {trouble[0]}"
             if bid.status == "Allocated":
-                past_boot_limit(record, instances[bid.fid], self.settings.mithril_boot_timeout)
+                limit = self.settings.mithril_boot_timeout
+                past_boot_limit(record, instances[bid.fid], limit, ran=ran)
             refusals = [ops.refused(n.instance_fid) for n in nodes or []] if ops else []
             if any(refusals):
                 host_key_refused(record, next(r for r in refusals if r))
             records[bid.fid] = record
-        self._finish([bid for bid in bids if records[bid.fid].status.is_terminal], views, records)
+        ended = [bid for bid in bids if records[bid.fid].status.is_terminal]
+        self._finish(ended, views, records, instances)
         return records
 
     def _finish(
@@ -210,11 +222,14 @@ class MithrilProvider(TaskAccess, Provider):
         ended: list[Bid],
         views: dict[str, list[NodeView] | None],
         records: dict[str, TaskRecord],
+        instances: dict[str, list[Instance]],
     ) -> None:
         """Logs home (one round trip per host), results, then every bid cancelled concurrently."""
         if not ended:
             return
-        collected = [b for b in ended if views[b.fid] and records[b.fid].exit_code is not None]
+        collected = [
+            b for b in ended if views[b.fid] and brings_logs(records[b.fid], b, instances[b.fid])
+        ]
         if collected:
             self.nodes.collect_logs(
                 [((views[b.fid] or [])[0], self.store.log_path(b.fid)) for b in collected]
@@ -244,6 +259,8 @@ class MithrilProvider(TaskAccess, Provider):
             plan = self._plans.get(bid.fid)
             if plan is None or not all(n.node_dir for n in nodes):
                 continue
+            if any(i.status != "STATUS_RUNNING" for i in instances[bid.fid]):
+                continue  # stopped by Mithril: read it, collect its log, never feed it
             if all(n.instance_fid in plan.started for n in nodes):
                 continue
             launches.append((plan, nodes, instances[bid.fid][0].private_ip or "127.0.0.1"))
@@ -262,16 +279,7 @@ class MithrilProvider(TaskAccess, Provider):
         return plan.instance_type if plan else self.account.instance_type_name(bid.instance_type)
 
     def _node_views(self, bid: Bid, instances: list[Instance]) -> list[NodeView] | None:
-        if bid.status != "Allocated" or len(instances) != bid.instance_quantity:
-            return None
-        if any(i.status != "STATUS_RUNNING" or not i.ssh_destination for i in instances):
-            return None
-        return [
-            NodeView(
-                rank=rank, instance_fid=i.fid, destination=destination_of(i, self.ssh_user) or ""
-            )
-            for rank, i in enumerate(instances)
-        ]
+        return node_views(bid, instances, self.ssh_user)
 
     def _collect_results(self, bid: Bid, node: NodeView) -> None:
         """Mirror an absolute working folder home before the bid is cancelled."""

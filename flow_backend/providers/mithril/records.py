@@ -10,14 +10,29 @@ Allocated, nodes running           running
 Allocated, every node exited       completed (all exit 0) / failed (the end comes from
                                    the recorded exit codes, never from "Terminated")
 Allocated, any node failed         failed at once (the other ranks are stopped)
+Allocated, an instance             failed, naming the instance and its status (its log
+STATUS_STOPPING, _TERMINATED or    is brought home first): Mithril ended it while the
+_ERROR (and no exit code yet)      bid still holds it
+Allocated, an instance             preempting (the command keeps running: a relocated
+STATUS_RELOCATING / _PREEMPTING    instance goes back to STATUS_RUNNING)
+Allocated, another instance        provisioning (running once the command ran), the
+status (STATUS_PAUSED, newer)      status named in the message
 Preempting, Relocating             preempting
 preempted: back to Open after an   failed, message starting "preempted" (the provider
 allocation, more instance ids      then cancels the bid: its command would otherwise
 than its quantity, an instance     start again on the new instance, billing twice for
-STATUS_PREEMPTED, or Replaced      one job; the launcher retries the job instead)
+STATUS_PREEMPTED / _REPLACED, or   one job; the launcher retries the job instead)
+Replaced
 Terminated otherwise               cancelled
 any other (newer) status           provisioning, the status named in the message
 =================================  =====================================================
+
+While the bid is Allocated the instance status decides, as in the SDK (flow-compute 3.28.2:
+``_status_with_precedence``, ``MITHRIL_STATUS_MAPPINGS``): relocating and preempting are
+preempting, an error is failed. The SDK calls a stopping or terminated instance "cancelled"; here
+nobody cancelled the task, so it failed. ``mithril_boot_timeout`` only ends a task whose
+instances are still booting (STATUS_NEW ... STATUS_STARTING, or running without the command
+started yet) and whose command never ran.
 
 Preemption therefore costs a retry and nothing more: the task fails ``preempted`` on the first
 poll that sees it, its bid is cancelled (so the re-allocated instance stops billing at once), and
@@ -33,14 +48,30 @@ from flow_backend.providers.mithril.api import Bid, Instance
 from flow_backend.providers.mithril.nodes import DEFAULT_SSH_USER, NodeView, destination_of
 
 __all__ = [
+    "BOOTING_INSTANCE",
+    "MOVING_INSTANCE",
     "PREEMPTED_MESSAGE",
+    "STOPPED_INSTANCE",
+    "brings_logs",
     "host_key_refused",
+    "node_views",
     "past_boot_limit",
     "record_of",
+    "stopped_instance",
     "was_preempted",
 ]
 
 PREEMPTED_MESSAGE = "preempted: Mithril took the spot instance back before the task ended"
+
+#: Instance statuses of a machine not up yet (``mithril_boot_timeout`` bounds them).
+BOOTING_INSTANCE = frozenset(
+    {"STATUS_NEW", "STATUS_CONFIRMED", "STATUS_INITIALIZING", "STATUS_STARTING"}
+)
+#: Instance statuses of a machine being moved or taken back: the task is preempting.
+MOVING_INSTANCE = frozenset({"STATUS_RELOCATING", "STATUS_PREEMPTING"})
+#: Instance statuses of a machine Mithril stopped: under an Allocated bid, the task failed.
+STOPPED_INSTANCE = frozenset({"STATUS_STOPPING", "STATUS_TERMINATED", "STATUS_ERROR"})
+_TAKEN_INSTANCE = frozenset({"STATUS_PREEMPTED", "STATUS_REPLACED"})
 
 
 def _ended_status(code: int) -> TaskStatus:
@@ -100,7 +131,35 @@ def was_preempted(bid: Bid, instances: list[Instance]) -> bool:
         return True
     if len(bid.instances) > bid.instance_quantity:  # allocated again on new instances
         return True
-    return any(i.status == "STATUS_PREEMPTED" for i in instances)
+    return any(i.status in _TAKEN_INSTANCE for i in instances)
+
+
+def stopped_instance(bid: Bid, instances: list[Instance]) -> Instance | None:
+    """The first instance Mithril stopped (:data:`STOPPED_INSTANCE`) while ``bid`` is Allocated."""
+    if bid.status != "Allocated":
+        return None
+    return next((i for i in instances if i.status in STOPPED_INSTANCE), None)
+
+
+def brings_logs(record: TaskRecord, bid: Bid, instances: list[Instance]) -> bool:
+    """Whether an ended task's log is brought home: it ended with an exit code, or Mithril
+    stopped its instance (which may still answer); not one that never started or was taken."""
+    return record.exit_code is not None or stopped_instance(bid, instances) is not None
+
+
+def node_views(bid: Bid, instances: list[Instance], ssh_user: str) -> list[NodeView] | None:
+    """The nodes to reach over SSH this poll: every instance of an Allocated bid, each with an
+    address, running (to feed and read) or stopped by Mithril (a last read and its log). None
+    while any boots, moves (relocating, preempting) or is gone."""
+    if bid.status != "Allocated" or len(instances) != bid.instance_quantity:
+        return None
+    reachable = {"STATUS_RUNNING"} | STOPPED_INSTANCE - {"STATUS_TERMINATED"}
+    if any(i.status not in reachable or not i.ssh_destination for i in instances):
+        return None
+    return [
+        NodeView(rank=rank, instance_fid=i.fid, destination=destination_of(i, ssh_user) or "")
+        for rank, i in enumerate(instances)
+    ]
 
 
 def record_of(
@@ -110,6 +169,7 @@ def record_of(
     nodes: list[NodeView] | None,
     *,
     feeding: bool = False,
+    ran: bool = False,
     ssh_user: str = DEFAULT_SSH_USER,
 ) -> TaskRecord:
     """The task record for this poll (ended tasks get ``exit_code`` and ``ended_at``).
@@ -121,6 +181,8 @@ def record_of(
         nodes: The nodes as read over SSH this poll (None: not looked at).
         feeding: This process hands the nodes their environment, so "running" needs SSH to
             confirm the command started; other processes trust the API (instances running).
+        ran: The command was seen running in an earlier poll: a node that cannot be read now
+            (a network blip) leaves the task running, not provisioning.
     """
     price = bid.limit_price * bid.instance_quantity
     started = min((i.created_at for i in instances), default=None)
@@ -158,31 +220,75 @@ def record_of(
         record.status = TaskStatus.PROVISIONING
         record.message = f"Mithril reports bid status {bid.status!r}"
     else:
+        _allocated(record, bid, instances, nodes, feeding=feeding, ran=ran)
+    return record
+
+
+def _allocated(
+    record: TaskRecord,
+    bid: Bid,
+    instances: list[Instance],
+    nodes: list[NodeView] | None,
+    *,
+    feeding: bool,
+    ran: bool,
+) -> None:
+    """Fill in ``record`` of an Allocated bid: the instance statuses and the nodes decide."""
+    ended = outcome(nodes or [])
+    stopped = stopped_instance(bid, instances)
+    moving = next((i for i in instances if i.status in MOVING_INSTANCE), None)
+    if ended is not None:
+        record.exit_code, record.message = ended
+        record.status = _ended_status(record.exit_code)
+        record.ended_at = datetime.now(UTC)
+    elif stopped is not None:
+        record.status = TaskStatus.FAILED
+        record.ended_at = datetime.now(UTC)
+        record.message = (
+            f"Mithril reports instance {stopped.fid} {stopped.status} while its bid is still "
+            "Allocated: the instance stopped before the task ended; its bid was cancelled"
+        )
+    elif moving is not None:
+        record.status = TaskStatus.PREEMPTING
+        record.message = (
+            f"Mithril is relocating instance {moving.fid} (STATUS_RELOCATING); the task goes on"
+            if moving.status == "STATUS_RELOCATING"
+            else f"Mithril is taking the spot instance {moving.fid} back (STATUS_PREEMPTING)"
+        )
+    else:
         booted = len(instances) == bid.instance_quantity and all(
             i.status == "STATUS_RUNNING" for i in instances
         )
         if nodes and all(n.status is not None for n in nodes):
             running = all(n.status and n.status.state != "starting" for n in nodes)
         else:
-            running = not feeding
-        ended = outcome(nodes or [])
-        if ended is not None:
-            record.exit_code, record.message = ended
-            record.status = _ended_status(record.exit_code)
-            record.ended_at = datetime.now(UTC)
-        elif booted and running:
+            running = ran or not feeding
+        other = next(
+            (i for i in instances if i.status not in BOOTING_INSTANCE | {"STATUS_RUNNING"}), None
+        )
+        if booted and running:
             record.status = TaskStatus.RUNNING
+        elif other is not None:  # STATUS_PAUSED, or newer than this client: keep polling
+            record.status = TaskStatus.RUNNING if ran else TaskStatus.PROVISIONING
+            record.message = f"Mithril reports instance {other.fid} status {other.status!r}"
         else:
             record.status = TaskStatus.PROVISIONING
             if booted and not all(i.ssh_destination for i in instances):
                 record.message = "waiting for the instance's SSH address (ssh_destination)"
-    return record
 
 
-def past_boot_limit(record: TaskRecord, instances: list[Instance], limit: float) -> None:
+def past_boot_limit(
+    record: TaskRecord, instances: list[Instance], limit: float, *, ran: bool = False
+) -> None:
     """End (``failed``) a task still provisioning ``limit`` seconds after its allocation: its
-    instance never started the command (sshd never answered, the node never got ready)."""
-    if record.status != TaskStatus.PROVISIONING or not instances:
+    instance never started the command (sshd never answered, the node never got ready).
+
+    Never a task whose command ran (``ran``), nor one with an instance in a status other than
+    booting or running (paused, newer than this client): only booting is bounded.
+    """
+    if record.status != TaskStatus.PROVISIONING or not instances or ran:
+        return
+    if any(i.status not in BOOTING_INSTANCE | {"STATUS_RUNNING"} for i in instances):
         return
     waited = (datetime.now(UTC) - min(i.created_at for i in instances)).total_seconds()
     if waited <= limit:

@@ -135,6 +135,31 @@ def test_an_instance_that_never_answers_is_cancelled_after_the_boot_limit(
     assert cloud.billing_instances() == []
 
 
+def test_the_instance_status_decides_while_the_bid_stays_allocated(
+    cloud_flow: Flow, cloud: FakeMithril
+) -> None:
+    """Relocating is no boot delay, however long ago the instance booted; an instance in error
+    ends the task failed, naming the status, with its log brought home first."""
+    config = TaskConfig(command="echo started; sleep 300", instance_type="a100", upload_code=False)
+    task = cloud_flow.run(config)
+    assert cloud.wait_until(lambda: "started" in task.logs(), 60)
+    provider = cloud_flow.provider  # from now on every task is long past the boot limit
+    provider.settings = provider.settings.model_copy(update={"mithril_boot_timeout": 0.01})
+    (instance,) = cloud.instances_of(task.task_id)
+    cloud.set_instance_status(instance.fid, "STATUS_RELOCATING")  # the bid stays Allocated
+    moving = cloud_flow.get_task(task.task_id)
+    assert moving.status is TaskStatus.PREEMPTING, moving.message
+    assert "STATUS_RELOCATING" in (moving.message or "")
+    cloud.set_instance_status(instance.fid, None)  # relocated: running again
+    assert cloud_flow.get_task(task.task_id).status is TaskStatus.RUNNING
+    cloud.set_instance_status(instance.fid, "STATUS_ERROR")
+    failed = cloud_flow.get_task(task.task_id)
+    assert failed.status is TaskStatus.FAILED
+    assert f"instance {instance.fid} STATUS_ERROR" in (failed.message or "")
+    assert failed.logs() == "started\n"  # collected before the bid was cancelled
+    assert cloud.bid(task.task_id)["status"] == "Terminated"
+
+
 @pytest.fixture
 def evolved(tmp_path: Path, sshd: SSHServer) -> Iterator[FakeMithril]:
     """A fake answering like a newer API (not spec-checked: that is the point)."""

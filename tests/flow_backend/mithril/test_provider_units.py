@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from flow_backend.errors import ValidationError
+from flow_backend.models import TaskStatus
 from flow_backend.providers.mithril.account import choose_offer
-from flow_backend.providers.mithril.api import Auction, Bid
+from flow_backend.providers.mithril.api import Auction, Bid, Instance
 from flow_backend.providers.mithril.api.prices import parse_dollars
 from flow_backend.providers.mithril.bid_request import launch_plan
+from flow_backend.providers.mithril.nodes import NodeView
 from flow_backend.providers.mithril.pricing import limit_price
+from flow_backend.providers.mithril.records import past_boot_limit, record_of
 from flow_backend.providers.mithril.startup_script import render_startup_script
 from flow_backend.providers.mithril.volume_script import VolumeMount
 from flow_backend.remote import record_exit_code
@@ -142,3 +146,73 @@ def test_a_volume_whose_device_never_appears_ends_the_node_with_125_and_the_reas
         "flow: volume data: no device appeared for Block volume vol_nowhere0000 within 1 s; "
         "the command did not run\n"
     )
+
+
+def _allocated(instance_status: str) -> tuple[Bid, list[Instance]]:
+    """An Allocated bid whose one instance, allocated an hour ago, reports ``instance_status``."""
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    common = {"project": "proj_1", "created_by": "user_1", "instance_type": "it_a"}
+    bid = Bid.model_validate(
+        {
+            **common,
+            "fid": "bid_1",
+            "name": "hf-0",
+            "created_at": an_hour_ago,
+            "limit_price": "$2.00",
+            "instance_quantity": 1,
+            "instances": ["inst_1"],
+            "launch_specification": {},
+            "status": "Allocated",
+        }
+    )
+    instance = Instance.model_validate(
+        {
+            **common,
+            "fid": "inst_1",
+            "name": "hf-0-0",
+            "created_at": an_hour_ago,
+            "bid": "bid_1",
+            "ssh_destination": "127.0.0.1:22",
+            "status": instance_status,
+        }
+    )
+    return bid, [instance]
+
+
+@pytest.mark.parametrize(
+    ("instance_status", "expected", "said"),
+    [
+        ("STATUS_STARTING", TaskStatus.FAILED, "did not start the command within 1200 s"),
+        ("STATUS_INITIALIZING", TaskStatus.FAILED, "did not start the command within 1200 s"),
+        ("STATUS_RUNNING", TaskStatus.RUNNING, None),
+        ("STATUS_RELOCATING", TaskStatus.PREEMPTING, "relocating instance inst_1"),
+        ("STATUS_PREEMPTING", TaskStatus.PREEMPTING, "STATUS_PREEMPTING"),
+        ("STATUS_STOPPING", TaskStatus.FAILED, "instance inst_1 STATUS_STOPPING"),
+        ("STATUS_TERMINATED", TaskStatus.FAILED, "instance inst_1 STATUS_TERMINATED"),
+        ("STATUS_ERROR", TaskStatus.FAILED, "instance inst_1 STATUS_ERROR"),
+        ("STATUS_PREEMPTED", TaskStatus.FAILED, "preempted"),
+        ("STATUS_REPLACED", TaskStatus.FAILED, "preempted"),
+        ("STATUS_PAUSED", TaskStatus.PROVISIONING, "instance inst_1 status 'STATUS_PAUSED'"),
+        ("STATUS_FROM_THE_FUTURE", TaskStatus.PROVISIONING, "'STATUS_FROM_THE_FUTURE'"),
+    ],
+)
+def test_the_instance_status_decides_an_allocated_bids_task(
+    instance_status: str, expected: TaskStatus, said: str | None
+) -> None:
+    """As another process sees it (no SSH), an hour after allocation, boot limit 1200 s: only a
+    booting instance is past the boot limit; paused or unknown ones keep being polled."""
+    bid, instances = _allocated(instance_status)
+    record = record_of(bid, instances, "a100", None)
+    past_boot_limit(record, instances, 1200.0)
+    assert record.status is expected
+    assert (record.message or "") == "" if said is None else said in (record.message or "")
+
+
+def test_a_task_seen_running_is_never_past_the_boot_limit() -> None:
+    """Its node cannot be read this poll (a network blip): still running, not ended."""
+    bid, instances = _allocated("STATUS_RUNNING")
+    unread = [NodeView(rank=0, instance_fid="inst_1", destination="ubuntu@127.0.0.1:22")]
+    for ran, expected in ((True, TaskStatus.RUNNING), (False, TaskStatus.FAILED)):
+        record = record_of(bid, instances, "a100", unread, feeding=True, ran=ran)
+        past_boot_limit(record, instances, 1200.0, ran=ran)
+        assert record.status is expected
