@@ -18,6 +18,7 @@ from flow_backend.errors import (
 )
 from flow_backend.providers.mithril.api import (
     CreateBidRequest,
+    CreateSshKeyRequest,
     LaunchSpecification,
     MithrilClient,
     RetryPolicy,
@@ -135,10 +136,23 @@ def test_5xx_after_all_retries_is_a_provider_error(
     client: MithrilClient, fake: FakeMithril, sleeps: list[float]
 ) -> None:
     fake.faults.fail_next(10, status=502)
-    with pytest.raises(ProviderError, match="HTTP 502"):
+    with pytest.raises(ProviderError, match="HTTP 502") as caught:
         client.list_instance_types()
+    assert "kept failing after retries" in str(caught.value)
     assert fake.requests_to("/v2/instance-types") == client.retry_policy.max_attempts
     assert len(sleeps) == client.retry_policy.max_attempts - 1
+
+
+def test_a_5xx_to_a_post_without_idempotency_key_is_not_retried_nor_said_to_be(
+    client: MithrilClient, fake: FakeMithril, sleeps: list[float]
+) -> None:
+    fake.faults.fail_next(1, status=503, retry_after=2)
+    with pytest.raises(ProviderError) as caught:
+        client.create_ssh_key(CreateSshKeyRequest(project=fake.project_fid, name="laptop"))
+    message = str(caught.value)
+    assert "HTTP 503" in message and "the server asked to wait 2 s" in message
+    assert "retries" not in message  # it was sent once: a second POST could make a second key
+    assert fake.requests_to("/v2/ssh-keys", "POST") == 1 and sleeps == []
 
 
 def test_a_bid_post_is_retried_on_5xx_under_one_idempotency_key(

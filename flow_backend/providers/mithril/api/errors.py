@@ -34,7 +34,11 @@ from flow_backend.errors import (
     ResourceNotFoundError,
     ValidationError,
 )
-from flow_backend.providers.mithril.api.transport import RetryPolicy, retry_after_seconds
+from flow_backend.providers.mithril.api.transport import (
+    RetryPolicy,
+    retries_status,
+    retry_after_seconds,
+)
 
 __all__ = ["error_for_response", "error_for_transport_failure", "server_detail"]
 
@@ -69,6 +73,17 @@ def _reason(response: httpx.Response, detail: Any) -> str | None:
     if isinstance(detail, str) and detail.strip() and _json_body(response) is not _NOT_JSON:
         return detail.strip()
     return None
+
+
+def _was_retried(response: httpx.Response, retry: RetryPolicy | None) -> bool:
+    """Whether the transport tried this response's request again (a bare POST's 5xx it does not)."""
+    if retry is not None and retry.max_attempts == 1:
+        return False
+    try:
+        request = response.request
+    except RuntimeError:  # a response built without a request: nothing to tell, assume so
+        return True
+    return retries_status(request, response.status_code)
 
 
 def _seconds(value: float) -> str:
@@ -163,8 +178,11 @@ def error_for_response(
             hint="Wait a minute and try again, or poll less often",
         )
     if status >= 500:
+        retried = _was_retried(response, retry)
         return ProviderError(
-            f"Mithril failed to {what} and kept failing after retries{said}{asked}",
+            f"Mithril failed to {what}"
+            + (" and kept failing after retries" if retried else "")
+            + f"{said}{asked}",
             hint="Try again later; check https://status.mithril.ai",
         )
     if _QUOTA_WORDS.search(text):

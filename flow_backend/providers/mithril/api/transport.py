@@ -34,6 +34,8 @@ __all__ = [
     "RETRIED_STATUSES",
     "RetryPolicy",
     "RetryTransport",
+    "is_idempotent",
+    "retries_status",
     "retry_after_seconds",
 ]
 
@@ -107,9 +109,7 @@ class RetryTransport(httpx.BaseTransport):
         self._rng = rng or random.Random()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        idempotent = (
-            request.method.upper() in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
-        )
+        idempotent = is_idempotent(request)
         attempt = 1
         while True:
             last_try = attempt >= self.policy.max_attempts
@@ -125,8 +125,7 @@ class RetryTransport(httpx.BaseTransport):
                 self._wait(request, attempt, type(error).__name__, None)
             else:
                 status = response.status_code
-                retryable = status == 429 or (status in RETRIED_STATUSES and idempotent)
-                if last_try or not retryable:
+                if last_try or not retries_status(request, status):
                     return response
                 delay = retry_after_seconds(response)
                 if delay is not None and not self.policy.waits_for(delay):
@@ -183,3 +182,13 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     if not math.isfinite(seconds):  # "nan" and "inf" parse as floats
         return None
     return max(seconds, 0.0)
+
+
+def is_idempotent(request: httpx.Request) -> bool:
+    """Whether sending ``request`` twice acts once (an idempotent method or an Idempotency-Key)."""
+    return request.method.upper() in IDEMPOTENT_METHODS or "idempotency-key" in request.headers
+
+
+def retries_status(request: httpx.Request, status: int) -> bool:
+    """Whether the transport tries ``request`` again after an answer with ``status``."""
+    return status == 429 or (status in RETRIED_STATUSES and is_idempotent(request))
