@@ -68,6 +68,35 @@ def test_a_task_with_an_existing_volume_runs_in_its_region_not_the_cheapest(
     assert len(fake.bids()) == 1 and len(fake.state.volumes) == 1
 
 
+def test_volumes_in_other_regions_than_asked_are_one_clear_error(
+    provider: MithrilProvider, fake: FakeMithril, sshd: SSHServer, tmp_path: Path
+) -> None:
+    provider.create_volume("data", 10)
+    settings = settings_for(fake, sshd, tmp_path / "home").model_copy(
+        update={"mithril_region": CHEAP}
+    )
+    with closing(MithrilProvider(settings)) as pinned:
+        with pytest.raises(ValidationError, match=f"'data' is in region {HOME}, not in {CHEAP}"):
+            pinned.create_volume("data", 10)  # `flow volumes create` with mithril_region set
+        with pytest.raises(ValidationError) as caught:
+            pinned.submit(using_data())
+        assert caught.value.field == "mithril_region"
+    provider.client.create_volume(
+        CreateVolumeRequest(
+            name="other", project=fake.project_fid, disk_interface="Block", region=CHEAP, size_gb=1
+        )
+    )
+    two = TaskConfig(
+        command="true",
+        instance_type=A100,
+        volumes=[VolumeSpec(name="data"), VolumeSpec(name="other")],
+        upload_code=False,
+    )
+    with pytest.raises(ValidationError, match=f"'data' .{HOME}. and 'other' .{CHEAP}. are in"):
+        provider.submit(two)
+    assert fake.bids() == [] and len(fake.state.volumes) == 2
+
+
 def test_no_offer_in_the_volumes_region_is_one_clear_error(
     provider: MithrilProvider, fake: FakeMithril
 ) -> None:
