@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from flow_backend.errors import FlowError, ResourceNotFoundError
 from flow_backend.providers.mithril.lookup import instances_for
+from flow_backend.providers.mithril.records import node_views
 from flow_backend.remote import (
     TaskHost,
     follow_logs,
@@ -28,7 +29,7 @@ from flow_backend.remote import download as remote_download
 if TYPE_CHECKING:
     from flow_backend.models import TaskRecord
     from flow_backend.providers.mithril.account import Account
-    from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
+    from flow_backend.providers.mithril.api import Bid, MithrilClient
     from flow_backend.providers.mithril.nodes import NodeOps, NodeView
     from flow_backend.providers.mithril.task_store import TaskStore
     from flow_backend.settings import FlowSettings
@@ -45,6 +46,7 @@ class TaskAccess:
     account: Account
     store: TaskStore
     settings: FlowSettings
+    ssh_user: str
 
     @property
     def nodes(self) -> NodeOps:  # pragma: no cover - the provider's
@@ -56,15 +58,10 @@ class TaskAccess:
     def _find_bids(self, task_ids: list[str]) -> dict[str, Bid]:  # pragma: no cover
         raise NotImplementedError
 
-    def _node_views(  # pragma: no cover - the provider's
-        self, bid: Bid, instances: list[Instance]
-    ) -> list[NodeView] | None:
-        raise NotImplementedError
-
     def _main_node(self, task_id: str) -> NodeView | None:
         bid = self._find_bids([task_id])[task_id]
         instances = instances_for(self.client, self.account.project_fid, [bid])[bid.fid]
-        nodes = self._node_views(bid, instances)
+        nodes = node_views(bid, instances, self.ssh_user)
         if not nodes:
             return None
         self.nodes.discover([(bid.name, nodes[:1])])

@@ -175,7 +175,7 @@ class MithrilProvider(TaskAccess, Provider):
         self, bids: list[Bid], instances: dict[str, list[Instance]]
     ) -> dict[str, TaskRecord]:
         """Build the records; start, read and collect nodes over SSH (one round trip per host)."""
-        views = {bid.fid: self._node_views(bid, instances[bid.fid]) for bid in bids}
+        views = {bid.fid: node_views(bid, instances[bid.fid], self.ssh_user) for bid in bids}
         live = [(bid, views[bid.fid] or []) for bid in bids if views[bid.fid]]
         errors: dict[str, str] = {}
         try:
@@ -278,9 +278,6 @@ class MithrilProvider(TaskAccess, Provider):
         plan = self._plans.get(bid.fid)
         return plan.instance_type if plan else self.account.instance_type_name(bid.instance_type)
 
-    def _node_views(self, bid: Bid, instances: list[Instance]) -> list[NodeView] | None:
-        return node_views(bid, instances, self.ssh_user)
-
     def _collect_results(self, bid: Bid, node: NodeView) -> None:
         """Mirror an absolute working folder home before the bid is cancelled."""
         plan = self._plans.get(bid.fid)
@@ -304,7 +301,8 @@ class MithrilProvider(TaskAccess, Provider):
         """Every bid of the project (newest first), without SSH: one bid list + one instance list.
 
         A task seen ended here whose bid is still live (preempted, its bid back to ``Open``) has its
-        bid cancelled, whichever process looks: nothing that ended may bill on.
+        bid cancelled, whichever process looks: nothing that ended may bill on. One whose instance
+        Mithril stopped has its log brought home first (over SSH).
         """
         bids = [
             bid
@@ -327,9 +325,10 @@ class MithrilProvider(TaskAccess, Provider):
                     None,
                     ssh_user=self.ssh_user,
                 )
-                if record.status.is_terminal and bid.status != "Terminated":
+                if brings_logs(record, bid, instances.get(bid.fid, [])):  # stopped by Mithril
+                    record = self._observe([bid], instances)[bid.fid]  # log home, then cancelled
+                elif record.status.is_terminal:
                     self._cancel_bid(bid)  # preempted: back to Open, it would bill again
-                if record.status.is_terminal:
                     self.store.save(record)
             if not active_only or not record.status.is_terminal:
                 records.append(record)

@@ -153,11 +153,17 @@ def test_the_instance_status_decides_while_the_bid_stays_allocated(
     cloud.set_instance_status(instance.fid, None)  # relocated: running again
     assert cloud_flow.get_task(task.task_id).status is TaskStatus.RUNNING
     cloud.set_instance_status(instance.fid, "STATUS_ERROR")
-    failed = cloud_flow.get_task(task.task_id)
-    assert failed.status is TaskStatus.FAILED
-    assert f"instance {instance.fid} STATUS_ERROR" in (failed.message or "")
-    assert failed.logs() == "started\n"  # collected before the bid was cancelled
+    other = MithrilProvider(provider.settings)  # `flow status` in another shell sees it first
+    try:
+        (seen,) = other.list_tasks()
+    finally:
+        other.close()
+    assert seen.status is TaskStatus.FAILED
+    assert f"instance {instance.fid} STATUS_ERROR" in (seen.message or "")
     assert cloud.bid(task.task_id)["status"] == "Terminated"
+    failed = cloud_flow.get_task(task.task_id)
+    assert (failed.status, failed.message) == (seen.status, seen.message)
+    assert failed.logs() == "started\n"  # brought home before the bid was cancelled
 
 
 @pytest.fixture
