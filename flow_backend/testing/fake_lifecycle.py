@@ -4,11 +4,15 @@ Bid: ``Open`` → (after ``provisioning_delay``, with capacity and a high enough
 ``Allocated`` → ``Terminated`` on cancel. A preempted bid goes ``Preempting`` → back to ``Open``
 (as on the real cloud: preemption never terminates a spot bid) and is allocated again on a **new**
 instance: new id, new address; the old one stays listed for the bid as ``STATUS_PREEMPTED``.
-Instance: ``STATUS_STARTING`` (its address already reported) → (after ``boot_delay``)
+Instance: ``STATUS_NEW`` → ``STATUS_CONFIRMED`` → ``STATUS_INITIALIZING`` → ``STATUS_STARTING``
+(a quarter of ``boot_delay`` each, the spec's order; its address already reported) →
 ``STATUS_RUNNING`` (the startup script starts; its own sshd, with a host key of its own, answers
-``ssh_ready_delay`` later: see :mod:`flow_backend.testing.fake_sshd`) →
-``STATUS_TERMINATED`` on cancel / ``STATUS_PREEMPTING`` → ``STATUS_PREEMPTED``. An instance stays
-``STATUS_RUNNING`` (and billing) after its script exits, until its bid is cancelled.
+``ssh_ready_delay`` later: see :mod:`flow_backend.testing.fake_sshd`) → on cancel
+``STATUS_STOPPING`` (powered off and no longer billing at once, as the SDK's "on its way out")
+→ ``STATUS_TERMINATED`` ``stop_delay`` later / ``STATUS_PREEMPTING`` → ``STATUS_PREEMPTED``. An
+instance stays ``STATUS_RUNNING`` (and billing) after its script exits, until its bid is
+cancelled. Other statuses (``STATUS_RELOCATING``, ``STATUS_ERROR`` under an Allocated bid) are
+set by hand: :meth:`~flow_backend.testing.FakeMithril.set_instance_status`.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from flow_backend.testing.fake_volumes import (
 __all__ = ["FakeSettings", "Lifecycle"]
 
 _SECRET_ENV = ("MITHRIL_API_KEY", "FLOW_MITHRIL_API_KEY")
+#: An instance's statuses while it boots, a quarter of ``boot_delay`` each.
+BOOT_STATUSES = ("STATUS_NEW", "STATUS_CONFIRMED", "STATUS_INITIALIZING", "STATUS_STARTING")
 
 
 @dataclass
@@ -53,6 +59,7 @@ class FakeSettings:
             (:mod:`~flow_backend.testing.fake_sshd`); False (kindly): forwarded to the one sshd at
             ``ssh_destination`` (every instance has its host key).
         minimum_price_fraction: A bid below this fraction of the spot price is refused (400).
+        stop_delay: Seconds a cancelled bid's instances stay ``STATUS_STOPPING``.
     """
 
     provisioning_delay: float = 0.2
@@ -66,6 +73,7 @@ class FakeSettings:
     own_addresses: bool = True
     instance_host_keys: bool = True
     minimum_price_fraction: float = 0.5
+    stop_delay: float = 0.2
 
 
 def kill_process_group(process: subprocess.Popen[bytes] | None) -> None:
@@ -119,9 +127,17 @@ class Lifecycle:
                     bid.preempt_at = None
                     bid.created_monotonic = now
             for instance in self.state.instances.values():
-                if instance.status == "STATUS_STARTING":
-                    if now - instance.allocated_monotonic >= self.settings.boot_delay:
+                if instance.status in BOOT_STATUSES:
+                    booting = now - instance.allocated_monotonic
+                    if booting >= self.settings.boot_delay:
                         self._boot(instance, now)
+                    else:
+                        step = len(BOOT_STATUSES) * booting / self.settings.boot_delay
+                        instance.status = BOOT_STATUSES[int(step)]
+                elif instance.status == "STATUS_STOPPING":
+                    stopped = instance.terminated_monotonic or now
+                    if now - stopped >= self.settings.stop_delay:
+                        instance.status = "STATUS_TERMINATED"
                 elif instance.process is not None and instance.script_exited_monotonic is None:
                     code = instance.process.poll()
                     if code is not None:
@@ -134,7 +150,7 @@ class Lifecycle:
     def cancel(self, bid: FakeBid) -> None:
         """End a bid now: processes killed, instances terminated, billing stopped."""
         with self.state.lock:
-            processes = self._end(bid, "STATUS_TERMINATED")
+            processes = self._end(bid, "STATUS_STOPPING")
         for process in processes:
             kill_process_group(process)
         self._detach_devices()

@@ -53,7 +53,7 @@ class FakeMithril:
             (each with its own sshd, see ``instance_host_keys``); None: instances have no address.
         capacity: Instances of every type available in every region.
         provisioning_delay: Seconds a bid stays ``Open`` before it may be allocated.
-        boot_delay: Seconds an instance stays ``STATUS_STARTING``.
+        boot_delay: Seconds an instance boots (``STATUS_NEW`` ... ``STATUS_STARTING``).
         preemption_grace: Seconds between ``Preempting`` and ``Terminated`` after :meth:`preempt`.
         project_name: Name of the one project the key can use.
         ssh_ready_delay: Seconds between an instance running and its sshd answering.

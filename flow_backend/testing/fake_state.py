@@ -70,7 +70,7 @@ class FakeInstance:
     instance_type: str
     region: str
     folder: str
-    status: str = "STATUS_STARTING"
+    status: str = "STATUS_NEW"
     ssh_destination: str | None = None
     private_ip: str | None = None
     created_at: datetime = field(default_factory=utc_now)

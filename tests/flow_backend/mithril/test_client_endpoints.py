@@ -100,9 +100,13 @@ def test_volume_attached_to_a_live_bid_cannot_be_deleted(
 
 
 def test_bid_create_get_cancel_and_instances(client: MithrilClient, fake: FakeMithril) -> None:
+    fake.settings.boot_delay = 100.0  # a quarter of it STATUS_NEW, then the spec's order
     bid = client.create_bid(bid_request(fake, limit_price=2.5))
     assert bid.status == "Open" and bid.limit_price == 2.5 and bid.fid.startswith("bid_")
     assert fake.wait_until(lambda: client.get_bid(bid.fid).status == "Allocated", timeout=20)
+    (booting,) = client.list_instances(fake.project_fid, bid_fids=[bid.fid])
+    assert booting.status == "STATUS_NEW"
+    fake.settings.boot_delay = 0.1
 
     def running() -> bool:
         instances = client.list_instances(fake.project_fid, bid_fids=[bid.fid])
@@ -113,13 +117,22 @@ def test_bid_create_get_cancel_and_instances(client: MithrilClient, fake: FakeMi
     assert instance.bid == bid.fid and instance.private_ip == "127.0.0.1"
     assert client.get_bid(bid.fid).instances == [instance.fid]
 
+    fake.settings.stop_delay = 100.0
     client.cancel_bid(bid.fid)
     client.cancel_bid(bid.fid)  # cancelling twice is harmless
     assert client.get_bid(bid.fid).status == "Terminated"
     assert client.get_bid(bid.fid).deactivated_at is not None
     (ended,) = client.list_instances(fake.project_fid, bid_fids=[bid.fid])
-    assert ended.status == "STATUS_TERMINATED"
+    assert ended.status == "STATUS_STOPPING"  # on its way out, no longer billing
+    assert fake.billing_instances() == []
     assert client.list_instances(fake.project_fid, statuses=["STATUS_RUNNING"]) == []
+    fake.settings.stop_delay = 0.0
+
+    def terminated() -> bool:
+        (instance,) = client.list_instances(fake.project_fid, bid_fids=[bid.fid])
+        return instance.status == "STATUS_TERMINATED"
+
+    assert fake.wait_until(terminated, timeout=20)
 
 
 def test_bid_listing_filters_and_pages(client: MithrilClient, fake: FakeMithril) -> None:
