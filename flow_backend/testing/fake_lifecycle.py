@@ -60,6 +60,9 @@ class FakeSettings:
             ``ssh_destination`` (every instance has its host key).
         minimum_price_fraction: A bid below this fraction of the spot price is refused (400).
         stop_delay: Seconds a cancelled bid's instances stay ``STATUS_STOPPING``.
+        bid_visibility_delay: Seconds after its creation during which a new bid answers 404 to
+            GET and DELETE and is absent from the bid list, as the real API's reads lag a new bid
+            (the SDK retries a new bid's 404, ``get_task_status``). 0: visible at once (kindly).
     """
 
     provisioning_delay: float = 0.2
@@ -74,6 +77,7 @@ class FakeSettings:
     instance_host_keys: bool = True
     minimum_price_fraction: float = 0.5
     stop_delay: float = 0.2
+    bid_visibility_delay: float = 0.3
 
 
 def kill_process_group(process: subprocess.Popen[bytes] | None) -> None:

@@ -62,6 +62,8 @@ class FakeMithril:
         instance_host_keys: Each instance runs its own sshd (``sshd -i`` per connection) with a
             host key of its own, authorizing the bid's SSH keys. False (kindly): connections are
             forwarded to ``ssh_destination`` itself, so every instance shows its host key.
+        bid_visibility_delay: Seconds a new bid stays invisible to reads (404 on GET and DELETE,
+            absent from the bid list), as on the real API; 0 (kindly): visible at once.
         required_ssh_key: The project has an SSH key marked required (False: kindly, none).
         record_traffic: Keep every exchange in :attr:`exchanges` (for spec validation).
         tick_interval: How often the lifecycle advances, in seconds.
@@ -86,6 +88,7 @@ class FakeMithril:
         own_addresses: bool = True,
         required_ssh_key: bool = True,
         instance_host_keys: bool = True,
+        bid_visibility_delay: float = 0.3,
     ) -> None:
         if ssh_destination and own_addresses and instance_host_keys and sshd_binary() is None:
             raise ValueError(
@@ -103,6 +106,7 @@ class FakeMithril:
             ssh_ready_delay=ssh_ready_delay,
             own_addresses=own_addresses,
             instance_host_keys=instance_host_keys,
+            bid_visibility_delay=bid_visibility_delay,
         )
         self.faults = FaultPlan()
         self.state = FakeState(instance_types=default_instance_types(), regions=DEFAULT_REGIONS)
@@ -296,6 +300,11 @@ class FakeMithril:
         """A bid as the API would return it."""
         with self.state.lock:
             return self.state.bids[bid_fid].as_api()
+
+    def shows(self, bid_fid: str) -> bool:
+        """Whether the API's reads show the bid yet (see ``bid_visibility_delay``)."""
+        with self.state.lock:
+            return self.state.bids[bid_fid].shown(self.settings.bid_visibility_delay)
 
     def bids(self) -> list[dict[str, Any]]:
         with self.state.lock:

@@ -53,7 +53,8 @@ class BidRoutes(RouteGroup):
         bids = [
             bid
             for bid in self.state.bids.values()
-            if all(value is None or getattr(bid, key) == value for key, value in filters.items())
+            if bid.shown(self.settings.bid_visibility_delay)
+            and all(value is None or getattr(bid, key) == value for key, value in filters.items())
         ]
         bids.sort(
             key=lambda bid: (bid.status, bid.seq) if sort_by == "status" else (bid.seq,),
@@ -135,7 +136,7 @@ class BidRoutes(RouteGroup):
 
     def _bid(self, fid: str) -> FakeBid:
         bid = self.state.bids.get(fid)
-        if bid is None:
+        if bid is None or not bid.shown(self.settings.bid_visibility_delay):
             raise ApiError(404, f"Bid {fid!r} not found")
         return bid
 

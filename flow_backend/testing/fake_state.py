@@ -118,11 +118,16 @@ class FakeBid:
     launch_specification: dict[str, Any]
     status: str = "Open"
     created_at: datetime = field(default_factory=utc_now)
-    created_monotonic: float = field(default_factory=time.monotonic)
+    created_monotonic: float = field(default_factory=time.monotonic)  # reset when preempted
+    placed_monotonic: float = field(default_factory=time.monotonic)
     deactivated_at: datetime | None = None
     instances: list[str] = field(default_factory=list)
     preempt_at: float | None = None
     status_override: str | None = None  # a value the client may not know (see FakeMithril)
+
+    def shown(self, delay: float) -> bool:
+        """Whether the API's reads show the bid, ``delay`` s after it was placed (they lag)."""
+        return time.monotonic() - self.placed_monotonic >= delay
 
     @property
     def live(self) -> bool:

@@ -8,7 +8,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from flow_backend.providers.mithril.api import CreateBidRequest, LaunchSpecification
+from flow_backend.providers.mithril.api import (
+    Bid,
+    CreateBidRequest,
+    LaunchSpecification,
+    MithrilClient,
+)
 from flow_backend.settings import FlowSettings
 from flow_backend.testing import FakeMithril
 
@@ -35,6 +40,13 @@ def bid_request(fake: FakeMithril, name: str = "hf-sweep-0", **changes: object) 
             update={"ssh_keys": [fake.required_ssh_key_fid]}
         )
     return CreateBidRequest(**fields)  # type: ignore[arg-type]
+
+
+def placed(client: MithrilClient, fake: FakeMithril, request: CreateBidRequest) -> Bid:
+    """Place a bid and wait until the API's reads show it (they lag a new bid, as on Mithril)."""
+    bid = client.create_bid(request)
+    assert fake.wait_until(lambda: fake.shows(bid.fid), timeout=10), "the new bid never showed"
+    return bid
 
 
 def settings_for(cloud: FakeMithril, sshd: Any, home: Path) -> FlowSettings:

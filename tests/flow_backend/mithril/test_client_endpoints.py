@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mithril_helpers import REGION, bid_request
+from mithril_helpers import REGION, bid_request, placed
 
 from flow_backend.errors import ConflictError, ResourceNotFoundError, ValidationError
 from flow_backend.providers.mithril.api import (
@@ -90,8 +90,10 @@ def test_volume_attached_to_a_live_bid_cannot_be_deleted(
             name="ckpt", project=fake.project_fid, disk_interface="Block", region=REGION, size_gb=10
         )
     )
-    bid = client.create_bid(
-        bid_request(fake, launch_specification=LaunchSpecification(volumes=[volume.fid]))
+    bid = placed(
+        client,
+        fake,
+        bid_request(fake, launch_specification=LaunchSpecification(volumes=[volume.fid])),
     )
     with pytest.raises(ValidationError, match="attached"):
         client.delete_volume(volume.fid)
@@ -101,7 +103,7 @@ def test_volume_attached_to_a_live_bid_cannot_be_deleted(
 
 def test_bid_create_get_cancel_and_instances(client: MithrilClient, fake: FakeMithril) -> None:
     fake.settings.boot_delay = 100.0  # a quarter of it STATUS_NEW, then the spec's order
-    bid = client.create_bid(bid_request(fake, limit_price=2.5))
+    bid = placed(client, fake, bid_request(fake, limit_price=2.5))
     assert bid.status == "Open" and bid.limit_price == 2.5 and bid.fid.startswith("bid_")
     assert fake.wait_until(lambda: client.get_bid(bid.fid).status == "Allocated", timeout=20)
     (booting,) = client.list_instances(fake.project_fid, bid_fids=[bid.fid])
@@ -137,6 +139,7 @@ def test_bid_create_get_cancel_and_instances(client: MithrilClient, fake: FakeMi
 
 def test_bid_listing_filters_and_pages(client: MithrilClient, fake: FakeMithril) -> None:
     created = [client.create_bid(bid_request(fake, name=f"hf-abc-{i}")) for i in range(7)]
+    assert fake.wait_until(lambda: fake.shows(created[-1].fid), timeout=10)  # reads lag
     fake.reset_request_counts()
     listed = client.list_bids(project=fake.project_fid, page_size=3)
     assert [b.fid for b in listed] == [b.fid for b in reversed(created)]  # newest first
@@ -157,7 +160,7 @@ def test_bid_listing_filters_and_pages(client: MithrilClient, fake: FakeMithril)
 
 
 def test_instance_listing_pages(client: MithrilClient, fake: FakeMithril) -> None:
-    bid = client.create_bid(bid_request(fake, instance_quantity=5))
+    bid = placed(client, fake, bid_request(fake, instance_quantity=5))
     assert fake.wait_until(lambda: len(fake.instances_of(bid.fid)) == 5, timeout=20)
     fake.reset_request_counts()
     instances = client.list_instances(fake.project_fid, bid_fids=[bid.fid], page_size=2)

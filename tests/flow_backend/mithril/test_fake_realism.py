@@ -6,9 +6,9 @@ import socket
 from typing import Literal
 
 import pytest
-from mithril_helpers import REGION, bid_request
+from mithril_helpers import REGION, bid_request, placed
 
-from flow_backend.errors import ValidationError
+from flow_backend.errors import ResourceNotFoundError, ValidationError
 from flow_backend.providers.mithril.api import (
     CreateSshKeyRequest,
     CreateVolumeRequest,
@@ -56,6 +56,23 @@ def test_bid_names_follow_the_apis_rule(client: MithrilClient, fake: FakeMithril
     assert client.create_bid(bid_request(fake, name="sweep_a.0-1")).name == "sweep_a.0-1"
 
 
+def test_a_new_bid_answers_404_and_is_left_out_of_lists_for_a_moment(
+    client: MithrilClient, fake: FakeMithril
+) -> None:
+    assert fake.settings.bid_visibility_delay > 0  # on by default, as on the real API
+    fake.settings.bid_visibility_delay = 60.0
+    bid = client.create_bid(bid_request(fake, name="unseen"))
+    with pytest.raises(ResourceNotFoundError):
+        client.get_bid(bid.fid)
+    with pytest.raises(ResourceNotFoundError):
+        client.cancel_bid(bid.fid)
+    assert bid.fid not in [b.fid for b in client.iter_bids(project=fake.project_fid)]
+    fake.settings.bid_visibility_delay = 0.0  # 0: seen at once
+    assert client.get_bid(bid.fid).name == "unseen"
+    assert bid.fid in [b.fid for b in client.iter_bids(project=fake.project_fid)]
+    client.cancel_bid(bid.fid)
+
+
 def test_a_bid_below_the_minimum_price_is_refused_with_a_message(
     client: MithrilClient, fake: FakeMithril
 ) -> None:
@@ -75,7 +92,7 @@ def test_a_block_volume_attaches_to_one_bid_at_a_time(
 
     block, shared = volume("scratch", "Block"), volume("shared", "File")
     with_block = LaunchSpecification(volumes=[block])
-    first = client.create_bid(bid_request(fake, name="a", launch_specification=with_block))
+    first = placed(client, fake, bid_request(fake, name="a", launch_specification=with_block))
     with pytest.raises(ValidationError, match="one instance at a time"):
         client.create_bid(bid_request(fake, name="b", launch_specification=with_block))
     with pytest.raises(ValidationError, match="one instance at a time"):  # nor two of one bid
@@ -105,7 +122,7 @@ def test_an_instance_reports_its_address_before_sshd_answers_and_addresses_are_r
         assert address is not None
         return address
 
-    bid = client.create_bid(bid_request(cloud, name="a"))
+    bid = placed(client, cloud, bid_request(cloud, name="a"))
     address = running_address(bid.fid)
     port = int(address.rsplit(":", 1)[1])
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), 2):
@@ -113,7 +130,7 @@ def test_an_instance_reports_its_address_before_sshd_answers_and_addresses_are_r
     assert cloud.wait_until(lambda: _answers(port), timeout=10)
     client.cancel_bid(bid.fid)
     assert not _answers(port)  # the instance is gone, its address with it
-    again = client.create_bid(bid_request(cloud, name="b"))
+    again = placed(client, cloud, bid_request(cloud, name="b"))
     assert running_address(again.fid) == address  # a new instance on the old address
     client.cancel_bid(again.fid)
     client.close()

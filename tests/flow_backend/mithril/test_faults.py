@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from mithril_helpers import REGION, bid_request
+from mithril_helpers import REGION, bid_request, placed
 
 from flow_backend.errors import ProviderError
 from flow_backend.providers.mithril.api import LaunchSpecification, MithrilClient, RetryPolicy
@@ -117,15 +117,15 @@ def test_no_capacity_leaves_the_bid_open_until_capacity_frees(
     client: MithrilClient, fake: FakeMithril
 ) -> None:
     fake.set_capacity("a100-80gb.sxm.1x", 1, region=REGION)
-    first = client.create_bid(bid_request(fake, name="hf-cap-0"))
+    first = placed(client, fake, bid_request(fake, name="hf-cap-0"))
     assert fake.wait_until(lambda: client.get_bid(first.fid).status == "Allocated", timeout=20)
     a100 = fake.instance_type_fid("a100-80gb.sxm.1x")
     auction = next(
         a for a in client.list_availability() if a.instance_type == a100 and a.region == REGION
     )
     assert auction.capacity == 0
-    second = client.create_bid(bid_request(fake, name="hf-cap-1"))
-    third = client.create_bid(bid_request(fake, name="hf-cap-2", region="us-central2-a"))
+    second = placed(client, fake, bid_request(fake, name="hf-cap-1"))
+    third = placed(client, fake, bid_request(fake, name="hf-cap-2", region="us-central2-a"))
     # the third (other region, created later) is allocated while the second still waits
     assert fake.wait_until(lambda: client.get_bid(third.fid).status == "Allocated", timeout=20)
     assert client.get_bid(second.fid).status == "Open"
@@ -135,8 +135,8 @@ def test_no_capacity_leaves_the_bid_open_until_capacity_frees(
 
 def test_price_floor_leaves_low_bids_open(client: MithrilClient, fake: FakeMithril) -> None:
     fake.set_price_floor(10.0)
-    low = client.create_bid(bid_request(fake, name="hf-low-0", limit_price=5.0))
-    high = client.create_bid(bid_request(fake, name="hf-high-0", limit_price=12.0))
+    low = placed(client, fake, bid_request(fake, name="hf-low-0", limit_price=5.0))
+    high = placed(client, fake, bid_request(fake, name="hf-high-0", limit_price=12.0))
     assert fake.wait_until(lambda: client.get_bid(high.fid).status == "Allocated", timeout=20)
     assert client.get_bid(low.fid).status == "Open"
     prices = client.current_prices(fake.instance_type_fid("a100-80gb.sxm.1x"), region=REGION)
@@ -174,8 +174,10 @@ SCRIPT = "sleep 300 &\necho $$ $! > pids.tmp && mv pids.tmp pids\nwait\n"
 def test_preemption_sends_the_bid_back_to_open_and_reallocates_a_new_instance(
     client: MithrilClient, fake: FakeMithril
 ) -> None:
-    bid = client.create_bid(
-        bid_request(fake, launch_specification=LaunchSpecification(startup_script=SCRIPT))
+    bid = placed(
+        client,
+        fake,
+        bid_request(fake, launch_specification=LaunchSpecification(startup_script=SCRIPT)),
     )
     pids = _script_pids(fake, bid.fid)
     assert all(_alive(pid) for pid in pids)
@@ -196,8 +198,10 @@ def test_preemption_sends_the_bid_back_to_open_and_reallocates_a_new_instance(
 
 
 def test_cancel_kills_the_whole_process_group(client: MithrilClient, fake: FakeMithril) -> None:
-    bid = client.create_bid(
-        bid_request(fake, launch_specification=LaunchSpecification(startup_script=SCRIPT))
+    bid = placed(
+        client,
+        fake,
+        bid_request(fake, launch_specification=LaunchSpecification(startup_script=SCRIPT)),
     )
     pids = _script_pids(fake, bid.fid)
     client.cancel_bid(bid.fid)
@@ -210,8 +214,10 @@ def test_startup_script_runs_in_its_own_folder_without_the_api_key(
 ) -> None:
     monkeypatch.setenv("MITHRIL_API_KEY", fake.api_key)
     script = 'pwd > where.txt; env > env.txt; echo "$MITHRIL_INSTANCE_FID" > fid.txt\n'
-    bid = client.create_bid(
-        bid_request(fake, launch_specification=LaunchSpecification(startup_script=script))
+    bid = placed(
+        client,
+        fake,
+        bid_request(fake, launch_specification=LaunchSpecification(startup_script=script)),
     )
     assert fake.wait_until(
         lambda: (
