@@ -59,7 +59,9 @@ class TaskAccess:
         raise NotImplementedError
 
     def _main_node(self, task_id: str) -> NodeView | None:
-        bid = self._find_bids([task_id])[task_id]
+        bid = self._find_bids([task_id]).get(task_id)
+        if bid is None:  # placed moments ago: the API does not show it yet
+            return None
         instances = instances_for(self.client, self.account.project_fid, [bid])[bid.fid]
         nodes = node_views(bid, instances, self.ssh_user)
         if not nodes:

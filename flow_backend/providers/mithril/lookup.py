@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from flow_backend.errors import ResourceNotFoundError, TaskNotFoundError
+from flow_backend.errors import ResourceNotFoundError
 from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
 from flow_backend.providers.mithril.api.models import InstanceStatus
+from flow_backend.providers.mithril.visibility import check_unseen
 
-__all__ = ["find_bids", "instances_for", "not_found", "rank_order"]
+__all__ = ["find_bids", "instances_for", "rank_order"]
 
 T = TypeVar("T")
 
@@ -26,37 +28,40 @@ _LIVE_INSTANCE: list[InstanceStatus] = [
 ]
 
 
-def not_found(task_id: str) -> TaskNotFoundError:
-    """The error for a task id that is no bid of the project."""
-    return TaskNotFoundError(
-        f"No Mithril task (spot bid) {task_id!r} in this project",
-        field="task_id",
-        value=task_id,
-        hint="List tasks with `flow status`; check MITHRIL_PROJECT",
-    )
-
-
-def find_bids(client: MithrilClient, project: str, task_ids: list[str]) -> dict[str, Bid]:
+def find_bids(
+    client: MithrilClient,
+    project: str,
+    task_ids: list[str],
+    placed_age: Callable[[str], float | None] | None = None,
+) -> dict[str, Bid]:
     """The bids with these ids: one GET for one id, else the newest-first list until all are seen.
 
+    Args:
+        client: The API client.
+        project: The project's id.
+        task_ids: Bid ids.
+        placed_age: Seconds since this machine placed a bid (None: it did not). A bid placed
+            within the grace that the API does not show yet is left out of the result (the
+            caller reports it pending) instead of raising.
+
     Raises:
-        TaskNotFoundError: An id is no bid of the project.
+        TaskNotFoundError: An id is no bid of the project (or one placed here that the API still
+            does not show after the grace, see :mod:`~flow_backend.providers.mithril.visibility`).
     """
-    if len(task_ids) == 1:
-        try:
-            return {task_ids[0]: client.get_bid(task_ids[0])}
-        except ResourceNotFoundError:
-            raise not_found(task_ids[0]) from None
-    wanted = set(task_ids)
     found: dict[str, Bid] = {}
-    for bid in client.iter_bids(project=project):
-        if bid.fid in wanted:
-            found[bid.fid] = bid
-            if len(found) == len(wanted):
-                break
-    missing = [task_id for task_id in task_ids if task_id not in found]
-    if missing:
-        raise not_found(missing[0])
+    if len(task_ids) == 1:
+        with contextlib.suppress(ResourceNotFoundError):
+            found[task_ids[0]] = client.get_bid(task_ids[0])
+    else:
+        wanted = set(task_ids)
+        for bid in client.iter_bids(project=project):
+            if bid.fid in wanted:
+                found[bid.fid] = bid
+                if len(found) == len(wanted):
+                    break
+    for task_id in task_ids:
+        if task_id not in found:
+            check_unseen(task_id, placed_age(task_id) if placed_age else None)
     return found
 
 

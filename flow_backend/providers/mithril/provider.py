@@ -38,6 +38,7 @@ from flow_backend.providers.mithril.records import (
     record_of,
 )
 from flow_backend.providers.mithril.task_store import TaskStore
+from flow_backend.providers.mithril.visibility import unseen_record, unseen_records, wait_visible
 from flow_backend.providers.ssh.hosts import each
 from flow_backend.remote import parse_destination
 
@@ -94,7 +95,9 @@ class MithrilProvider(TaskAccess, Provider):
             raise clearer_refusal(error, choice) from None
         with self._lock:
             self._plans[bid.fid] = launch_plan(config, bid, choice.type_name)
-        return record_of(bid, [], choice.type_name, None, ssh_user=self.ssh_user)
+        record = record_of(bid, [], choice.type_name, None, ssh_user=self.ssh_user)
+        self.store.save_placed(record)  # the API's reads may not show the bid for a moment
+        return record
 
     def limit_price_per_hour(self, config: TaskConfig) -> float | None:
         """The limit price ``config``'s bid would offer now (see :func:`build_bid_request`).
@@ -148,7 +151,9 @@ class MithrilProvider(TaskAccess, Provider):
         )
 
     def _find_bids(self, task_ids: list[str]) -> dict[str, Bid]:
-        return find_bids(self.client, self.account.project_fid, task_ids)
+        """The bids the API shows; one placed here moments ago may be missing (see
+        :data:`~flow_backend.providers.mithril.visibility.VISIBILITY_GRACE`)."""
+        return find_bids(self.client, self.account.project_fid, task_ids, self.store.placed_age)
 
     # -- status ---------------------------------------------------------------------------------
     def get(self, task_id: str) -> TaskRecord:
@@ -169,6 +174,7 @@ class MithrilProvider(TaskAccess, Provider):
         bids = self._find_bids(todo)
         instances = instances_for(self.client, self.account.project_fid, list(bids.values()))
         records.update(self._observe(list(bids.values()), instances))
+        records.update({t: unseen_record(self.store, t) for t in todo if t not in bids})
         return records
 
     def _observe(
@@ -302,7 +308,8 @@ class MithrilProvider(TaskAccess, Provider):
 
         A task seen ended here whose bid is still live (preempted, its bid back to ``Open``) has its
         bid cancelled, whichever process looks: nothing that ended may bill on. One whose instance
-        Mithril stopped has its log brought home first (over SSH).
+        Mithril stopped has its log brought home first (over SSH). Bids this machine placed
+        moments ago that the list leaves out yet come first, ``pending``.
         """
         bids = [
             bid
@@ -332,12 +339,12 @@ class MithrilProvider(TaskAccess, Provider):
                     self.store.save(record)
             if not active_only or not record.status.is_terminal:
                 records.append(record)
-        return records
+        return unseen_records(self.store, {bid.fid for bid in bids}, name_prefix) + records
 
     def cancel(self, task_id: str) -> TaskRecord:
         """Cancel the bid: its instances stop and stop billing."""
         saved = self.store.load(task_id)
-        bid = self._find_bids([task_id])[task_id]
+        bid = wait_visible(self._find_bids, task_id)  # DELETE of an unseen bid: 404
         self._cancel_bid(bid)
         ops = self._nodes  # only a process that fed the nodes knows their folders
         if ops is not None and any(ops.known_dir(fid) for fid in bid.instances):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from flow_backend.errors import (
     ValidationError,
 )
 from flow_backend.models import TaskStatus
-from flow_backend.providers.mithril import MithrilProvider
+from flow_backend.providers.mithril import MithrilProvider, visibility
 from flow_backend.providers.mithril import nodes as nodes_module
 from flow_backend.task_config import VolumeSpec
 from flow_backend.testing import FakeMithril
@@ -243,6 +244,41 @@ def test_unknown_task_id(cloud_flow: Flow) -> None:
         cloud_flow.get_task("bid_nothere")
     with pytest.raises(TaskNotFoundError):
         cloud_flow.cancel("bid_nothere")
+
+
+def test_a_new_bid_the_api_does_not_show_yet_is_pending_not_lost(
+    cloud_flow: Flow, cloud: FakeMithril, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloud.settings.bid_visibility_delay = 60.0  # the API's reads lag the new bids
+    tasks = [
+        cloud_flow.run(
+            TaskConfig(
+                name=f"hf-unseen-{n}",
+                unique_name=False,
+                command="sleep 300",
+                instance_type="a100",
+                upload_code=False,
+            )
+        )
+        for n in range(2)
+    ]
+    ids = [task.task_id for task in tasks]
+    one = cloud_flow.get_task(ids[0])  # one id: GET answers 404
+    assert one.status == TaskStatus.PENDING and "does not show" in (one.record.message or "")
+    many = cloud_flow.provider.get_many(ids)  # several: the bid list leaves them out
+    assert [many[i].status for i in ids] == [TaskStatus.PENDING] * 2
+    listed = cloud_flow.list_tasks(active_only=True, name_prefix="hf-unseen-")
+    assert [t.task_id for t in listed] == ids[::-1]  # newest first
+    with pytest.raises(TaskNotFoundError, match="bid_nothere"):  # never placed: not found at once
+        cloud_flow.provider.get_many([ids[0], "bid_nothere"])
+    monkeypatch.setattr(visibility, "VISIBILITY_GRACE", 0.0)
+    with pytest.raises(TaskNotFoundError, match="still does not show"):
+        cloud_flow.get_task(ids[0])
+    monkeypatch.undo()
+    threading.Timer(0.3, setattr, (cloud.settings, "bid_visibility_delay", 0.0)).start()
+    for task_id in ids:  # cancel waits until the API shows the bid (DELETE answers 404 before)
+        assert cloud_flow.cancel(task_id).status == TaskStatus.CANCELLED
+    assert [cloud.bid(i)["status"] for i in ids] == ["Terminated"] * 2
 
 
 def test_bad_settings_give_clear_errors(

@@ -1,0 +1,106 @@
+"""Bids this machine placed that the API does not show yet.
+
+Mithril's reads lag a new bid: for a moment after ``POST /v2/spot/bids`` answers, ``GET`` and
+``DELETE`` of the bid answer 404 and the bid list leaves it out (the SDK retries such a 404, see
+``get_task_status``). The provider remembers every bid it places
+(:meth:`~flow_backend.providers.mithril.task_store.TaskStore.save_placed`), so any process on
+this machine reports such a bid ``pending`` for :data:`VISIBILITY_GRACE` seconds, and only then
+as not found; an id nobody here placed is not found at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from flow_backend.errors import TaskNotFoundError
+from flow_backend.models import TaskRecord, TaskStatus
+from flow_backend.providers.mithril.api import Bid
+from flow_backend.providers.mithril.task_store import TaskStore
+
+__all__ = [
+    "UNSEEN_MESSAGE",
+    "UNSEEN_POLL",
+    "VISIBILITY_GRACE",
+    "check_unseen",
+    "not_found",
+    "unseen_record",
+    "unseen_records",
+    "wait_visible",
+]
+
+#: Seconds a bid this machine placed may stay unseen by the API before it counts as not found.
+VISIBILITY_GRACE = 30.0
+#: Seconds between looks for a bid placed here that the API does not show yet.
+UNSEEN_POLL = 0.25
+UNSEEN_MESSAGE = "placed; Mithril does not show the new bid yet"
+
+
+def not_found(task_id: str) -> TaskNotFoundError:
+    """The error for a task id that is no bid of the project."""
+    return TaskNotFoundError(
+        f"No Mithril task (spot bid) {task_id!r} in this project",
+        field="task_id",
+        value=task_id,
+        hint="List tasks with `flow status`; check MITHRIL_PROJECT",
+    )
+
+
+def check_unseen(task_id: str, age: float | None) -> None:
+    """Accept a bid the API does not show if this machine placed it ``age`` s ago, within the grace.
+
+    Raises:
+        TaskNotFoundError: Nobody here placed it (``age`` None), or the grace has passed.
+    """
+    if age is None:
+        raise not_found(task_id)
+    if age >= VISIBILITY_GRACE:
+        raise TaskNotFoundError(
+            f"Mithril still does not show task (spot bid) {task_id!r}, placed from this machine "
+            f"{age:.0f} s ago (a new bid shows within seconds)",
+            field="task_id",
+            value=task_id,
+            hint="It was deleted or placed in another project: check MITHRIL_PROJECT and the "
+            "Mithril console; list tasks with `flow status`",
+        )
+
+
+def unseen_record(store: TaskStore, task_id: str) -> TaskRecord:
+    """The record of a bid placed here that the API does not show yet: ``pending``.
+
+    Raises:
+        TaskNotFoundError: Its placement record is gone (the folder was removed meanwhile).
+    """
+    record = store.placed(task_id)
+    if record is None:
+        raise not_found(task_id)
+    record.status = TaskStatus.PENDING
+    record.message = UNSEEN_MESSAGE
+    return record
+
+
+def unseen_records(
+    store: TaskStore, listed: set[str], name_prefix: str | None = None
+) -> list[TaskRecord]:
+    """Records of the bids placed here within the grace that the bid list left out, newest first."""
+    records = []
+    for task_id in store.placed_since(VISIBILITY_GRACE):
+        if task_id in listed:
+            continue
+        record = store.placed(task_id)
+        if record is not None and (name_prefix is None or record.name.startswith(name_prefix)):
+            records.append(unseen_record(store, task_id))
+    return records
+
+
+def wait_visible(find: Callable[[list[str]], dict[str, Bid]], task_id: str) -> Bid:
+    """The bid once ``find`` (which leaves out bids placed here moments ago) shows it.
+
+    Raises:
+        TaskNotFoundError: Through ``find``: no such bid, or still unseen after the grace.
+    """
+    while True:
+        bid = find([task_id]).get(task_id)
+        if bid is not None:
+            return bid
+        time.sleep(UNSEEN_POLL)
