@@ -238,6 +238,8 @@ def run(jobs: int, poll: float, submitters: int, work: Path) -> None:
 
                 live = [task.task_id for task in tasks]
                 polls: list[tuple[int, int, int, int]] = []  # live, list requests, cancels, ssh
+                # the API's reads lag a new bid: the alternative's GET would answer 404 before
+                fake.wait_until(lambda: all(fake.shows(task_id) for task_id in live), 10)
                 began = time.perf_counter()
                 fake.reset_request_counts()
                 api = provider.client  # the alternative's reads: a bid and its instances

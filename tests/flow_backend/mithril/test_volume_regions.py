@@ -59,6 +59,7 @@ def test_a_task_with_an_existing_volume_runs_in_its_region_not_the_cheapest(
     assert bid["region"] == HOME
     assert [(v.name, v.region) for v in fake.state.volumes.values()] == [("data", HOME)]
     assert bid["launch_specification"]["volumes"] == list(fake.state.volumes)
+    assert fake.wait_until(lambda: fake.shows(record.task_id), 10)  # reads lag a new bid
     provider.client.cancel_bid(record.task_id)
 
     with pytest.raises(ValidationError) as caught:  # a region asked for elsewhere: one clear error
@@ -139,6 +140,7 @@ def test_a_volume_created_meanwhile_is_used_never_a_second_empty_one(
             bid = fake.bid(record.task_id)
             assert bid["region"] == CHEAP
             assert bid["launch_specification"]["volumes"] == list(fake.state.volumes)
+            assert fake.wait_until(lambda: fake.shows(record.task_id), 10)  # reads lag
             provider.client.cancel_bid(record.task_id)
         else:  # made elsewhere: one clear error, not a bid without the data
             with pytest.raises(
