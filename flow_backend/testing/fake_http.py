@@ -143,6 +143,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header, on the fake's clock (``FakeSettings.clock_offset``)."""
+        if timestamp is None:
+            timestamp = self.server.router.lifecycle.settings.now().timestamp()
+        return super().date_time_string(timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:
         # The request line only (no headers): nothing secret reaches the log.
         logger.debug("fake Mithril: " + format, *args)

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -63,6 +63,9 @@ class FakeSettings:
         bid_visibility_delay: Seconds after its creation during which a new bid answers 404 to
             GET and DELETE and is absent from the bid list, as the real API's reads lag a new bid
             (the SDK retries a new bid's 404, ``get_task_status``). 0: visible at once (kindly).
+        clock_offset: Seconds the fake's clock is ahead of this machine's (negative: behind), as
+            a real server's may be: its ``Date`` header and the times its lifecycle stamps (an
+            instance's ``created_at``, a bid's ``deactivated_at``).
     """
 
     provisioning_delay: float = 0.2
@@ -78,6 +81,11 @@ class FakeSettings:
     minimum_price_fraction: float = 0.5
     stop_delay: float = 0.2
     bid_visibility_delay: float = 0.3
+    clock_offset: float = 0.0
+
+    def now(self) -> datetime:
+        """Now on the fake's clock (see ``clock_offset``)."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_offset)
 
 
 def kill_process_group(process: subprocess.Popen[bytes] | None) -> None:
@@ -219,6 +227,7 @@ class Lifecycle:
                 instance_type=bid.instance_type,
                 region=bid.region,
                 folder=str(folder),
+                created_at=self.settings.now(),
                 ssh_destination=self._address_for(fid, bid, folder, now),
                 private_ip=self.settings.private_ip,
             )
@@ -336,7 +345,7 @@ class Lifecycle:
         if bid.status == "Terminated":
             return []
         bid.status = "Terminated"
-        bid.deactivated_at = datetime.now(UTC)
+        bid.deactivated_at = self.settings.now()
         bid.preempt_at = None
         processes = self._stop_instances(bid, instance_status, time.monotonic())
         for volume in self.state.volumes.values():

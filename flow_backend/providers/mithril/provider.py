@@ -213,8 +213,8 @@ class MithrilProvider(TaskAccess, Provider):
             if record.message is None and trouble:  # booting sshd, network blip: next poll
                 record.message = f"waiting for SSH: {trouble[0]}"
             if bid.status == "Allocated":
-                limit = self.settings.mithril_boot_timeout
-                past_boot_limit(record, instances[bid.fid], limit, ran=ran)
+                limit, now = self.settings.mithril_boot_timeout, self.client.server_now()
+                past_boot_limit(record, instances[bid.fid], limit, ran=ran, now=now)
             refusals = [ops.refused(n.instance_fid) for n in nodes or []] if ops else []
             if any(refusals):
                 host_key_refused(record, next(r for r in refusals if r))

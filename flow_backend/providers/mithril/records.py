@@ -278,19 +278,25 @@ def _allocated(
 
 
 def past_boot_limit(
-    record: TaskRecord, instances: list[Instance], limit: float, *, ran: bool = False
+    record: TaskRecord,
+    instances: list[Instance],
+    limit: float,
+    *,
+    ran: bool = False,
+    now: datetime | None = None,
 ) -> None:
     """End (``failed``) a task still provisioning ``limit`` seconds after its allocation: its
     instance never started the command (sshd never answered, the node never got ready).
 
     Never a task whose command ran (``ran``), nor one with an instance in a status other than
-    booting or running (paused, newer than this client): only booting is bounded.
+    booting or running (paused, newer than this client): only booting is bounded. ``now`` is on
+    the API's clock (the instances' ``created_at`` are); default: this machine's.
     """
     if record.status != TaskStatus.PROVISIONING or not instances or ran:
         return
     if any(i.status not in BOOTING_INSTANCE | {"STATUS_RUNNING"} for i in instances):
         return
-    waited = (datetime.now(UTC) - min(i.created_at for i in instances)).total_seconds()
+    waited = ((now or datetime.now(UTC)) - min(i.created_at for i in instances)).total_seconds()
     if waited <= limit:
         return
     record.status = TaskStatus.FAILED

@@ -124,6 +124,7 @@ def test_an_instance_that_never_answers_is_cancelled_after_the_boot_limit(
     cloud: FakeMithril, sshd: SSHServer, tmp_path: Path
 ) -> None:
     cloud.settings.ssh_ready_delay = 1000.0  # sshd never comes up
+    cloud.settings.clock_offset = 3600.0  # the API's clock is an hour ahead: it still counts
     settings = settings_for(cloud, sshd, tmp_path / "home").model_copy(
         update={"mithril_boot_timeout": 2.0}
     )

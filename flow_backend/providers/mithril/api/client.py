@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -34,7 +35,7 @@ from flow_backend.providers.mithril.api.models import (
     Volume,
 )
 from flow_backend.providers.mithril.api.paging import iterate_pages
-from flow_backend.providers.mithril.api.transport import RetryPolicy, RetryTransport
+from flow_backend.providers.mithril.api.transport import RetryPolicy, RetryTransport, http_date
 
 __all__ = ["DEFAULT_API_URL", "MithrilClient"]
 
@@ -48,6 +49,7 @@ if _httpx_logger.level == logging.NOTSET:
 
 DEFAULT_API_URL = "https://api.mithril.ai"
 ModelT = TypeVar("ModelT", bound=BaseModel)
+_DATE_RESOLUTION = timedelta(seconds=2)  # a Date header has whole seconds: less is no offset
 
 
 class MithrilClient:
@@ -86,6 +88,12 @@ class MithrilClient:
             transport=RetryTransport(transport, self.retry_policy, sleep=sleep),
             headers={"Accept": "application/json"},
         )
+        self._clock_offset = timedelta(0)
+
+    def server_now(self) -> datetime:
+        """Now on the API's clock, which stamps an instance's ``created_at`` (as the SDK's
+        ``server_time``): this machine's clock moved by the ``Date`` of the latest response."""
+        return datetime.now(UTC) + self._clock_offset
 
     def __repr__(self) -> str:
         return f"MithrilClient(base_url={self.base_url!r}, api_key=**********)"
@@ -130,6 +138,10 @@ class MithrilClient:
             )
         except httpx.TransportError as error:
             raise error_for_transport_failure(error, what=what, url=self.base_url) from None
+        served = http_date(response.headers.get("date"))
+        if served is not None:
+            offset = served - datetime.now(UTC)
+            self._clock_offset = offset if abs(offset) >= _DATE_RESOLUTION else timedelta(0)
         if response.is_error:
             raise error_for_response(
                 response,

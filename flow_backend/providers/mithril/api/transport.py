@@ -172,16 +172,24 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
+        when = http_date(value)
+        if when is None:
             return None
-        if when.tzinfo is None:  # "-0000": UTC, says RFC 5322
-            when = when.replace(tzinfo=UTC)
         seconds = (when - datetime.now(UTC)).total_seconds()
     if not math.isfinite(seconds):  # "nan" and "inf" parse as floats
         return None
     return max(seconds, 0.0)
+
+
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP date (``Date``, ``Retry-After``) as an aware datetime; None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)  # "-0000": UTC
 
 
 def is_idempotent(request: httpx.Request) -> bool:
