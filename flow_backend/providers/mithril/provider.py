@@ -244,14 +244,8 @@ class MithrilProvider(TaskAccess, Provider):
         each(ended, self._cancel_bid)
         finished = [(b, views[b.fid] or []) for b in ended if views[b.fid]]
         if finished:  # a cloud instance's disk goes with it; a loopback "instance" keeps its files
-            self.nodes.clean(
-                [
-                    (b.name, n.destination)
-                    for b, nodes in finished
-                    for n in nodes
-                    if _is_loopback(n.destination)
-                ]
-            )
+            places = [(b.name, n.destination) for b, nodes in finished for n in nodes]
+            self.nodes.clean([(name, where) for name, where in places if _is_loopback(where)])
             self.nodes.forget([n.instance_fid for _, nodes in finished for n in nodes])
         for bid in ended:
             self.store.save(records[bid.fid])
