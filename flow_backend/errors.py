@@ -78,6 +78,11 @@ class ResourceNotFoundError(FlowError, LookupError):
 class TaskNotFoundError(ResourceNotFoundError):
     """No task has the given id."""
 
+    @classmethod
+    def of(cls, task_id: str, message: str, hint: str) -> TaskNotFoundError:
+        """The error for ``task_id`` (the field and value every provider names)."""
+        return cls(message, field="task_id", value=task_id, hint=hint)
+
 
 class InsufficientQuotaError(FlowError):
     """The provider has no capacity or quota left for the request."""

@@ -51,10 +51,9 @@ class RecordFiles(Generic[S]):
         """
         path = self.path(task_id)
         if "/" in task_id or not path.is_file():
-            raise TaskNotFoundError(
+            raise TaskNotFoundError.of(
+                task_id,
                 f"no {self._provider} task with id {task_id!r} in {self.folder}",
-                field="task_id",
-                value=task_id,
                 hint="List tasks with `flow status`; check FLOW_HOME and the provider",
             )
         return self._model.model_validate_json(path.read_text())

@@ -379,9 +379,8 @@ class LocalProvider(Provider):
 
 
 def _not_found(task_id: str) -> TaskNotFoundError:
-    return TaskNotFoundError(
+    return TaskNotFoundError.of(
+        task_id,
         f"No local task with id {task_id!r}",
-        field="task_id",
-        value=task_id,
         hint="`flow status` lists the tasks (check FLOW_HOME when they were started elsewhere)",
     )

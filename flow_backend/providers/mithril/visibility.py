@@ -38,10 +38,9 @@ UNSEEN_MESSAGE = "placed; Mithril does not show the new bid yet"
 
 def not_found(task_id: str) -> TaskNotFoundError:
     """The error for a task id that is no bid of the project."""
-    return TaskNotFoundError(
+    return TaskNotFoundError.of(
+        task_id,
         f"No Mithril task (spot bid) {task_id!r} in this project",
-        field="task_id",
-        value=task_id,
         hint="List tasks with `flow status`; check MITHRIL_PROJECT",
     )
 
@@ -55,11 +54,10 @@ def check_unseen(task_id: str, age: float | None) -> None:
     if age is None:
         raise not_found(task_id)
     if age >= VISIBILITY_GRACE:
-        raise TaskNotFoundError(
+        raise TaskNotFoundError.of(
+            task_id,
             f"Mithril still does not show task (spot bid) {task_id!r}, placed from this machine "
             f"{age:.0f} s ago (a new bid shows within seconds)",
-            field="task_id",
-            value=task_id,
             hint="It was deleted or placed in another project: check MITHRIL_PROJECT and the "
             "Mithril console; list tasks with `flow status`",
         )
