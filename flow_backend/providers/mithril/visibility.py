@@ -31,8 +31,9 @@ __all__ = [
 
 #: Seconds a bid this machine placed may stay unseen by the API before it counts as not found.
 VISIBILITY_GRACE = 30.0
-#: Seconds between looks for a bid placed here that the API does not show yet.
-UNSEEN_POLL = 0.25
+#: Seconds before the first and the longest between later looks for a bid placed here that the
+#: API does not show yet (the wait doubles from the first to the longest).
+UNSEEN_POLL = (0.05, 1.0)
 UNSEEN_MESSAGE = "placed; Mithril does not show the new bid yet"
 
 
@@ -97,8 +98,10 @@ def wait_visible(find: Callable[[list[str]], dict[str, Bid]], task_id: str) -> B
     Raises:
         TaskNotFoundError: Through ``find``: no such bid, or still unseen after the grace.
     """
+    wait, longest = UNSEEN_POLL
     while True:
         bid = find([task_id]).get(task_id)
         if bid is not None:
             return bid
-        time.sleep(UNSEEN_POLL)
+        time.sleep(wait)
+        wait = min(longest, wait * 2)
