@@ -33,6 +33,10 @@ class FlowError(Exception):
         hint: What the user should do about it.
     """
 
+    #: How many times the request behind the error was sent (over 1: it was retried, so an
+    #: earlier attempt may have acted even though the last one was refused).
+    attempts: int = 1
+
     def __init__(
         self,
         message: str,

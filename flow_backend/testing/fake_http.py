@@ -48,6 +48,13 @@ class FakeHttpServer(ThreadingHTTPServer):
             return False
         return hmac.compare_digest(header[len("Bearer ") :].encode(), self._api_key.encode())
 
+    def _replay_fault(self, request: FakeRequest) -> FakeResponse | None:
+        """A fault's answer to a request repeating a used ``Idempotency-Key`` (else None)."""
+        key = request.headers.get("idempotency-key")
+        if not key or key not in self.router.state.idempotent_bids:
+            return None
+        return self.faults.replay_response()
+
     def answer(self, request: FakeRequest, authorization: str | None) -> FakeResponse:
         try:
             template, handler, params = self.router.match(request.method, request.path)
@@ -74,9 +81,11 @@ class FakeHttpServer(ThreadingHTTPServer):
                     raise routing_error
                 assert handler is not None
                 with self.router.state.lock:
-                    response = handler(request, params)
+                    replay = self._replay_fault(request)
+                    response = replay or handler(request, params)
             except ApiError as error:
                 response = FakeResponse(error.status, {"detail": error.detail}, error.headers)
+            response = self.faults.lost_response(template) or response
         if self.record_traffic:
             with self.counts_lock:
                 self.exchanges.append(

@@ -30,6 +30,8 @@ class FaultPlan:
     seed: int | None = None
     _queue: list[FakeResponse] = field(default_factory=list, repr=False)
     _slow_next: list[float] = field(default_factory=list, repr=False)
+    _lost: list[FakeResponse] = field(default_factory=list, repr=False)
+    _replay_conflicts: int = field(default=0, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _rng: random.Random = field(init=False, repr=False)
 
@@ -68,6 +70,22 @@ class FaultPlan:
         """Answer the next ``count`` requests with 429 and ``Retry-After: retry_after``."""
         self.fail_next(count, 429, retry_after=retry_after, detail="Too Many Requests")
 
+    def lose_next(self, count: int = 1, status: int = 503) -> None:
+        """Carry out the next ``count`` requests, then answer them with ``status`` instead (a
+        gateway failing after the server acted: a POST's bid exists though the client saw a 5xx)."""
+        with self._lock:
+            self._lost.extend(
+                FakeResponse(status, {"detail": f"Injected failure after acting ({status})"})
+                for _ in range(count)
+            )
+
+    def conflict_next_replay(self, count: int = 1) -> None:
+        """Answer the next ``count`` requests that repeat an ``Idempotency-Key`` already used with
+        409, as the real API may (the SDK: such a 409 says nothing about what the first attempt
+        made). By default a replayed key gets the first answer's bid again."""
+        with self._lock:
+            self._replay_conflicts += count
+
     def slow_next(self, count: int, seconds: float) -> None:
         """Delay the answers to the next ``count`` requests by ``seconds`` (to cause timeouts)."""
         with self._lock:
@@ -78,6 +96,8 @@ class FaultPlan:
         with self._lock:
             self._queue.clear()
             self._slow_next.clear()
+            self._lost.clear()
+            self._replay_conflicts = 0
             self.error_rate = 0.0
             self.latency = 0.0
             self.only_paths = None
@@ -103,6 +123,21 @@ class FaultPlan:
             if self.error_rate > 0 and self._rng.random() < self.error_rate:
                 return FakeResponse(self.error_status, {"detail": "Injected random failure"})
         return None
+
+    def replay_response(self) -> FakeResponse | None:
+        """The answer to a request repeating a used ``Idempotency-Key``, if a fault takes it."""
+        with self._lock:
+            if self._replay_conflicts <= 0:
+                return None
+            self._replay_conflicts -= 1
+        return FakeResponse(409, {"detail": "A request with this Idempotency-Key is in progress"})
+
+    def lost_response(self, template: str) -> FakeResponse | None:
+        """The answer replacing the one of a request the fake carried out, if a fault takes it."""
+        if not self.applies_to(template):
+            return None
+        with self._lock:
+            return self._lost.pop(0) if self._lost else None
 
 
 def _header_seconds(seconds: float) -> str:

@@ -19,6 +19,7 @@ from flow_backend.providers.mithril import volumes
 from flow_backend.providers.mithril.access import TaskAccess
 from flow_backend.providers.mithril.account import Account, live_catalog
 from flow_backend.providers.mithril.api import Bid, Instance, MithrilClient
+from flow_backend.providers.mithril.bid_create import create_bid
 from flow_backend.providers.mithril.bid_request import (
     build_bid_request,
     clearer_refusal,
@@ -90,7 +91,7 @@ class MithrilProvider(TaskAccess, Provider):
             config, self.account, self.settings.mithril_region, self.remote_root
         )
         try:
-            bid = self.client.create_bid(choice.request)
+            bid = create_bid(self.client, choice.request)  # finds one a refused retry left
         except ValidationError as error:
             raise clearer_refusal(error, choice) from None
         with self._lock:

@@ -14,12 +14,13 @@ from sshd import SSHServer
 from flow_backend import Flow, Task, TaskConfig
 from flow_backend.errors import (
     AuthenticationError,
+    ConflictError,
     ResourceNotFoundError,
     TaskNotFoundError,
     ValidationError,
 )
 from flow_backend.models import TaskStatus
-from flow_backend.providers.mithril import MithrilProvider, visibility
+from flow_backend.providers.mithril import MithrilProvider, bid_create, visibility
 from flow_backend.providers.mithril import nodes as nodes_module
 from flow_backend.task_config import VolumeSpec
 from flow_backend.testing import FakeMithril
@@ -279,6 +280,31 @@ def test_a_new_bid_the_api_does_not_show_yet_is_pending_not_lost(
     for task_id in ids:  # cancel waits until the API shows the bid (DELETE answers 404 before)
         assert cloud_flow.cancel(task_id).status == TaskStatus.CANCELLED
     assert [cloud.bid(i)["status"] for i in ids] == ["Terminated"] * 2
+
+
+def test_a_refused_retry_of_a_bid_post_adopts_the_bid_the_first_attempt_placed(
+    cloud_flow: Flow, cloud: FakeMithril, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def config(name: str) -> TaskConfig:
+        return TaskConfig(name=name, command="sleep 300", instance_type="a100", upload_code=False)
+
+    cloud.faults.only_paths = frozenset({"/v2/spot/bids"})
+    # The first POST places the bid but its answer is lost (503); the retry carries the same
+    # Idempotency-Key and gets 409, which says nothing about what the first attempt placed.
+    cloud.faults.lose_next(1, 503)
+    cloud.faults.conflict_next_replay()
+    task = cloud_flow.run(config("hf-retried"))
+    assert cloud.requests_to("/v2/spot/bids", "POST") == 2
+    assert [bid["fid"] for bid in cloud.bids()] == [task.task_id]  # one bid, and it is ours
+    assert cloud_flow.cancel(task.task_id).status == TaskStatus.CANCELLED
+    assert cloud.bid(task.task_id)["status"] == "Terminated"  # nothing left billing (fixture)
+    # No attempt placed a bid: the retry's 409 is raised, as before.
+    monkeypatch.setattr(bid_create, "ADOPT_WAIT", 0.3)
+    cloud.faults.fail_next(1, 503)
+    cloud.faults.fail_next(1, 409, detail="Idempotency-Key in use")
+    with pytest.raises(ConflictError, match="HTTP 409"):
+        cloud_flow.run(config("hf-refused"))
+    assert [bid["fid"] for bid in cloud.bids()] == [task.task_id]
 
 
 def test_bad_settings_give_clear_errors(

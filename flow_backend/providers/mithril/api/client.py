@@ -35,7 +35,12 @@ from flow_backend.providers.mithril.api.models import (
     Volume,
 )
 from flow_backend.providers.mithril.api.paging import iterate_pages
-from flow_backend.providers.mithril.api.transport import RetryPolicy, RetryTransport, http_date
+from flow_backend.providers.mithril.api.transport import (
+    RetryPolicy,
+    RetryTransport,
+    attempts_of,
+    http_date,
+)
 
 __all__ = ["DEFAULT_API_URL", "MithrilClient"]
 
@@ -143,12 +148,14 @@ class MithrilClient:
             offset = served - datetime.now(UTC)
             self._clock_offset = offset if abs(offset) >= _DATE_RESOLUTION else timedelta(0)
         if response.is_error:
-            raise error_for_response(
+            failure = error_for_response(
                 response,
                 what=what,
                 retry=self.retry_policy,
                 redact=self._auth.redact,
-            ) from None
+            )
+            failure.attempts = attempts_of(response)
+            raise failure from None
         return response
 
     def _get_json(self, path: str, *, what: str, params: dict[str, Any] | None = None) -> Any:

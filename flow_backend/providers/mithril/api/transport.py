@@ -30,10 +30,12 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 __all__ = [
+    "ATTEMPTS",
     "IDEMPOTENT_METHODS",
     "RETRIED_STATUSES",
     "RetryPolicy",
     "RetryTransport",
+    "attempts_of",
     "is_idempotent",
     "retries_status",
     "retry_after_seconds",
@@ -43,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 RETRIED_STATUSES = frozenset({500, 502, 503, 504})
+#: The response extension saying how many times the transport sent its request.
+ATTEMPTS = "hydraflow.attempts"
 
 
 class RetryPolicy:
@@ -125,6 +129,7 @@ class RetryTransport(httpx.BaseTransport):
                 self._wait(request, attempt, type(error).__name__, None)
             else:
                 status = response.status_code
+                response.extensions = {**response.extensions, ATTEMPTS: attempt}
                 if last_try or not retries_status(request, status):
                     return response
                 delay = retry_after_seconds(response)
@@ -158,6 +163,12 @@ class RetryTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self.wrapped.close()
+
+
+def attempts_of(response: httpx.Response) -> int:
+    """How many times the transport sent ``response``'s request (1 if it did not count)."""
+    attempts = response.extensions.get(ATTEMPTS, 1)
+    return attempts if isinstance(attempts, int) else 1
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
