@@ -12,7 +12,7 @@ import httpx
 import pytest
 from mithril_helpers import REGION, bid_request, placed
 
-from flow_backend.errors import ProviderError
+from flow_backend.errors import ConflictError, ProviderError
 from flow_backend.providers.mithril.api import LaunchSpecification, MithrilClient, RetryPolicy
 from flow_backend.providers.mithril.api.transport import retry_after_seconds
 from flow_backend.testing import FakeMithril
@@ -111,6 +111,20 @@ def test_a_timed_out_bid_post_is_retried_and_leaves_one_bid(fake: FakeMithril) -
     # the server acted on the timed-out POST too: its Idempotency-Key made it the same bid
     time.sleep(1.2)
     assert [b["fid"] for b in fake.bids()] == [bid.fid]
+
+
+def test_a_lost_answer_is_retried_and_a_replayed_key_may_get_409(
+    client: MithrilClient, fake: FakeMithril
+) -> None:
+    fake.faults.lose_next(1, status=503)  # the bid is placed, the client sees 503
+    bid = client.create_bid(bid_request(fake, name="hf-lost-0"))
+    assert [b["fid"] for b in fake.bids()] == [bid.fid]  # by default the replay returns it
+    fake.faults.lose_next(1, status=503)
+    fake.faults.conflict_next_replay()
+    with pytest.raises(ConflictError, match="HTTP 409") as refused:
+        client.create_bid(bid_request(fake, name="hf-lost-1"))
+    assert refused.value.attempts == 2  # retried: the first attempt may have placed it (it did)
+    assert [b["name"] for b in fake.bids()] == ["hf-lost-0", "hf-lost-1"]
 
 
 def test_no_capacity_leaves_the_bid_open_until_capacity_frees(
