@@ -13,13 +13,12 @@ looked up, newest first, and the newest is the task's bid; only when none shows 
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime, timedelta
 
 from flow_backend.errors import ConflictError, ProviderError
 from flow_backend.providers.mithril.api import Bid, MithrilClient
 from flow_backend.providers.mithril.api.models import CreateBidRequest
-from flow_backend.providers.mithril.visibility import UNSEEN_POLL
+from flow_backend.providers.mithril.visibility import poll_until
 
 __all__ = ["ADOPT_WAIT", "create_bid", "placed_since"]
 
@@ -63,15 +62,10 @@ def placed_since(
 ) -> Bid | None:
     """The newest bid named ``name`` created at or after ``since`` (API clock), looking for
     ``wait`` seconds (default :data:`ADOPT_WAIT`); None if none shows."""
-    deadline = time.monotonic() + (ADOPT_WAIT if wait is None else wait)
-    pause, longest = UNSEEN_POLL
-    while True:
+
+    def newest() -> Bid | None:
         for bid in client.iter_bids(project=project, name=name, newest_first=True):
-            if bid.created_at >= since:
-                return bid
-            break  # newest first: the rest are older still
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        time.sleep(min(pause, left))
-        pause = min(longest, pause * 2)
+            return bid if bid.created_at >= since else None  # the rest are older still
+        return None
+
+    return poll_until(newest, ADOPT_WAIT if wait is None else wait)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from flow_backend.errors import TaskNotFoundError
 from flow_backend.models import TaskRecord, TaskStatus
@@ -24,6 +25,7 @@ __all__ = [
     "VISIBILITY_GRACE",
     "check_unseen",
     "not_found",
+    "poll_until",
     "unseen_record",
     "unseen_records",
     "wait_visible",
@@ -35,6 +37,7 @@ VISIBILITY_GRACE = 30.0
 #: API does not show yet (the wait doubles from the first to the longest).
 UNSEEN_POLL = (0.05, 1.0)
 UNSEEN_MESSAGE = "placed; Mithril does not show the new bid yet"
+T = TypeVar("T")
 
 
 def not_found(task_id: str) -> TaskNotFoundError:
@@ -64,6 +67,12 @@ def check_unseen(task_id: str, age: float | None) -> None:
         )
 
 
+def _pending(record: TaskRecord) -> TaskRecord:
+    record.status = TaskStatus.PENDING
+    record.message = UNSEEN_MESSAGE
+    return record
+
+
 def unseen_record(store: TaskStore, task_id: str) -> TaskRecord:
     """The record of a bid placed here that the API does not show yet: ``pending``.
 
@@ -73,9 +82,7 @@ def unseen_record(store: TaskStore, task_id: str) -> TaskRecord:
     record = store.placed(task_id)
     if record is None:
         raise not_found(task_id)
-    record.status = TaskStatus.PENDING
-    record.message = UNSEEN_MESSAGE
-    return record
+    return _pending(record)
 
 
 def unseen_records(
@@ -84,12 +91,27 @@ def unseen_records(
     """Records of the bids placed here within the grace that the bid list left out, newest first."""
     records = []
     for task_id in store.placed_since(VISIBILITY_GRACE):
-        if task_id in listed:
-            continue
-        record = store.placed(task_id)
+        record = None if task_id in listed else store.placed(task_id)
         if record is not None and (name_prefix is None or record.name.startswith(name_prefix)):
-            records.append(unseen_record(store, task_id))
+            records.append(_pending(record))
     return records
+
+
+def poll_until(look: Callable[[], T | None], seconds: float | None = None) -> T | None:
+    """``look()`` until it gives something, looking again after :data:`UNSEEN_POLL`'s first wait,
+    then twice as long each time up to its longest; None once ``seconds`` have passed (``None``:
+    no limit, ``look`` raises instead)."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    pause, longest = UNSEEN_POLL
+    while True:
+        found = look()
+        if found is not None:
+            return found
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return None
+        time.sleep(pause if left is None else min(pause, left))
+        pause = min(longest, pause * 2)
 
 
 def wait_visible(find: Callable[[list[str]], dict[str, Bid]], task_id: str) -> Bid:
@@ -98,10 +120,6 @@ def wait_visible(find: Callable[[list[str]], dict[str, Bid]], task_id: str) -> B
     Raises:
         TaskNotFoundError: Through ``find``: no such bid, or still unseen after the grace.
     """
-    wait, longest = UNSEEN_POLL
-    while True:
-        bid = find([task_id]).get(task_id)
-        if bid is not None:
-            return bid
-        time.sleep(wait)
-        wait = min(longest, wait * 2)
+    bid = poll_until(lambda: find([task_id]).get(task_id))
+    assert bid is not None  # no time limit: find raises instead
+    return bid
